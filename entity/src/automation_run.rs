@@ -1,0 +1,31 @@
+//! `automation_runs`: work for workers, exactly one per (automation, event).
+use sea_orm::entity::prelude::*;
+
+/// One run.
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "automation_runs")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub automation_id: Uuid,
+    pub event_id: Uuid,
+    /// `PENDING` | `RUNNING` | `COMPLETED` | `FAILED` | `CANCELLED`.
+    pub status: String,
+    /// `event_id`, `source`, `event_key`, `received_at` and the payload.
+    #[sea_orm(column_type = "JsonBinary")]
+    pub event_payload: Json,
+    pub attempts: i32,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTimeUtc>,
+    pub error_detail: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub started_at: Option<DateTimeUtc>,
+    pub completed_at: Option<DateTimeUtc>,
+}
+
+/// No navigable relations: queries join explicitly.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,132 @@
+//! `/v1/events`: the inbox, newest first, with cursor pagination.
+
+use actix_web::{HttpResponse, get, web};
+use chrono::{DateTime, Utc};
+use entity::event;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{CursorOut, Path, Query};
+use crate::auth::Caller;
+use crate::db::{self, events::EventFilter, pagination};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Query of the event list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// Only this source slug.
+    pub source: Option<String>,
+    /// Only this status (`received`, `dispatched`, `no_key`, `error`).
+    pub status: Option<String>,
+    /// Only this event key.
+    pub event_key: Option<String>,
+    /// Page size, 1..=200 (default 50).
+    pub limit: Option<u64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventOut {
+    /// Id.
+    pub id: Uuid,
+    /// `websocket` or `webhook`.
+    pub origin: String,
+    /// Source slug.
+    pub source: String,
+    /// Source (or webhook) id.
+    pub source_id: Option<Uuid>,
+    /// Event key, when the key expression gave one.
+    pub event_key: Option<String>,
+    /// Dedup key.
+    pub dedup_key: String,
+    /// `received`, `dispatched`, `no_key` or `error`.
+    pub status: String,
+    /// Why the status is `error`.
+    pub error: Option<String>,
+    /// The message as received.
+    #[schema(value_type = Object)]
+    pub raw: Value,
+    /// The payload runs carry.
+    #[schema(value_type = Object)]
+    pub payload: Option<Value>,
+    /// Origin details (e.g. Slack envelope type, retry attempt).
+    #[schema(value_type = Object)]
+    pub meta: Value,
+    /// Per automation: matched, `on` mismatch, filter false, filter error + message, run id.
+    #[schema(value_type = Object)]
+    pub outcome: Option<Value>,
+    /// Received.
+    pub received_at: DateTime<Utc>,
+    /// Dispatched to automations.
+    pub dispatched_at: Option<DateTime<Utc>>,
+}
+
+impl From<event::Model> for EventOut {
+    fn from(m: event::Model) -> Self {
+        Self {
+            id: m.id,
+            origin: m.origin,
+            source: m.source,
+            source_id: m.source_id,
+            event_key: m.event_key,
+            dedup_key: m.dedup_key,
+            status: m.status,
+            error: m.error,
+            raw: m.raw,
+            payload: m.payload,
+            meta: m.meta,
+            outcome: m.outcome,
+            received_at: m.received_at,
+            dispatched_at: m.dispatched_at,
+        }
+    }
+}
+
+/// Lists events, newest first.
+#[utoipa::path(context_path = "/v1", tag = "events", security(("bearer" = [])), params(EventQuery),
+    responses((status = 200, body = CursorOut<EventOut>), (status = 422, body = crate::error::Problem)))]
+#[get("/events")]
+pub async fn list_events(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: Query<EventQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let q = query.into_inner();
+    let limit = pagination::check_limit(q.limit)?;
+    let before = q
+        .cursor
+        .as_deref()
+        .map(pagination::decode_cursor)
+        .transpose()?;
+    let filter = EventFilter {
+        source: q.source,
+        status: q.status,
+        event_key: q.event_key,
+    };
+    let rows =
+        db::events::list_events(&state.db, caller.org_id, &filter, before, limit + 1).await?;
+    let (rows, next_cursor) = pagination::split_page(rows, limit, |m| m.id);
+    Ok(HttpResponse::Ok().json(CursorOut::<EventOut>::new(rows, next_cursor)))
+}
+
+/// Shows one event with its outcome per automation.
+#[utoipa::path(context_path = "/v1", tag = "events", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = EventOut), (status = 404, body = crate::error::Problem)))]
+#[get("/events/{id}")]
+pub async fn get_event(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let row = db::events::find_event(&state.db, caller.org_id, *id)
+        .await?
+        .ok_or(ApiError::NotFound("event"))?;
+    Ok(HttpResponse::Ok().json(EventOut::from(row)))
+}

@@ -1,0 +1,129 @@
+//! The HTTP API: the whole route table, the list envelopes, and the error handlers that make
+//! path and query problems answer in problem+json too.
+
+pub mod automations;
+pub mod body;
+pub mod events;
+pub mod expressions;
+pub mod keys;
+pub mod openapi;
+pub mod ops;
+pub mod runs;
+pub mod source_dto;
+pub mod sources;
+pub mod webhook_dto;
+pub mod webhooks;
+
+pub use actix_web::web::{Path, Query};
+use actix_web::{error::InternalError, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+/// A page of a configuration resource.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListOut<T> {
+    /// The page.
+    pub items: Vec<T>,
+    /// Items in all pages.
+    pub total: u64,
+}
+
+impl<T> ListOut<T> {
+    /// Converts rows into their response shape.
+    pub fn new<M: Into<T>>(rows: Vec<M>, total: u64) -> Self {
+        Self {
+            items: rows.into_iter().map(Into::into).collect(),
+            total,
+        }
+    }
+}
+
+/// A page of events or runs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CursorOut<T> {
+    /// The page, newest first.
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> CursorOut<T> {
+    /// Converts rows into their response shape.
+    pub fn new<M: Into<T>>(rows: Vec<M>, next_cursor: Option<String>) -> Self {
+        Self {
+            items: rows.into_iter().map(Into::into).collect(),
+            next_cursor,
+        }
+    }
+}
+
+fn query_error(err: actix_web::error::QueryPayloadError) -> actix_web::Error {
+    let message = err.to_string();
+    let field = message
+        .split('`')
+        .nth(1)
+        .map_or_else(|| "query".to_owned(), str::to_owned);
+    let detail = message
+        .trim_start_matches("Query deserialize error: ")
+        .to_owned();
+    InternalError::from_response(
+        err,
+        actix_web::ResponseError::error_response(&ApiError::field(field, detail)),
+    )
+    .into()
+}
+
+fn path_error(err: actix_web::error::PathError) -> actix_web::Error {
+    // A malformed id can name nothing that exists.
+    InternalError::from_response(
+        err,
+        actix_web::ResponseError::error_response(&ApiError::NotFound("resource")),
+    )
+    .into()
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e)))
+        .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e)))
+        .service(ops::healthz)
+        .service(ops::readyz)
+        .service(openapi::openapi_json)
+        .service(openapi::swagger_ui())
+        .service(
+            web::scope("/v1")
+                .service(keys::me)
+                .service(keys::create_api_key)
+                .service(keys::list_api_keys)
+                .service(keys::delete_api_key)
+                .service(sources::create_source)
+                .service(sources::list_sources)
+                .service(sources::get_source)
+                .service(sources::patch_source)
+                .service(sources::delete_source)
+                .service(sources::source_action)
+                .service(webhooks::create_webhook)
+                .service(webhooks::list_webhooks)
+                .service(webhooks::get_webhook)
+                .service(webhooks::patch_webhook)
+                .service(webhooks::delete_webhook)
+                .service(webhooks::rotate_secret)
+                .service(automations::create_automation)
+                .service(automations::list_automations)
+                .service(automations::get_automation)
+                .service(automations::patch_automation)
+                .service(automations::delete_automation)
+                .service(runs::list_automation_runs)
+                .service(runs::list_runs)
+                .service(runs::get_run)
+                .service(runs::cancel_run)
+                .service(events::list_events)
+                .service(events::get_event)
+                .service(expressions::evaluate),
+        )
+        .default_service(web::to(|| async {
+            Err::<actix_web::HttpResponse, _>(ApiError::NotFound("route"))
+        }));
+}

@@ -1,0 +1,60 @@
+//! The OpenAPI document (generated from the handlers) at `/openapi.json` and Swagger UI at
+//! `/docs`, served from assets vendored into the binary.
+
+use actix_web::{HttpResponse, get};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::{
+    automations, events, expressions, keys, ops, runs, source_dto, sources, webhook_dto, webhooks,
+};
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every documented endpoint and schema.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Switchboard", description = "Outbound WebSocket sources and signed webhooks become events; automations turn matching events into runs."),
+    modifiers(&BearerAuth),
+    paths(
+        ops::healthz, ops::readyz,
+        keys::me, keys::create_api_key, keys::list_api_keys, keys::delete_api_key,
+        sources::create_source, sources::list_sources, sources::get_source, sources::patch_source,
+        sources::delete_source, sources::source_action,
+        webhooks::create_webhook, webhooks::list_webhooks, webhooks::get_webhook, webhooks::patch_webhook,
+        webhooks::delete_webhook, webhooks::rotate_secret,
+        automations::create_automation, automations::list_automations, automations::get_automation,
+        automations::patch_automation, automations::delete_automation,
+        runs::list_runs, runs::list_automation_runs, runs::get_run, runs::cancel_run,
+        events::list_events, events::get_event,
+        expressions::evaluate,
+    ),
+    components(schemas(crate::error::Problem, crate::validation::FieldError, source_dto::SourceIn, webhook_dto::WebhookIn)),
+    tags(
+        (name = "ops"), (name = "keys"), (name = "websocket-sources"), (name = "webhooks"),
+        (name = "automations"), (name = "runs"), (name = "events"), (name = "expressions"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document as JSON.
+#[get("/openapi.json")]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// Swagger UI at `/docs`, reading `/openapi.json`.
+pub fn swagger_ui() -> SwaggerUi {
+    SwaggerUi::new("/docs/{_:.*}").url("/docs/openapi.json", ApiDoc::openapi())
+}

@@ -1,0 +1,175 @@
+//! `/v1/runs` and `/v1/automations/{id}/runs`: the work queue as seen by people.
+
+use actix_web::{HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use entity::automation_run;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{CursorOut, Path, Query};
+use crate::auth::Caller;
+use crate::db::{self, pagination, runs::RunFilter};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Query of the run lists.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RunQuery {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only runs of this event.
+    pub event_id: Option<Uuid>,
+    /// Only runs of this automation (`/v1/runs` only).
+    pub automation_id: Option<Uuid>,
+    /// Page size, 1..=200 (default 50).
+    pub limit: Option<u64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunOut {
+    /// Id.
+    pub id: Uuid,
+    /// The automation that matched.
+    pub automation_id: Uuid,
+    /// The event it matched.
+    pub event_id: Uuid,
+    /// `PENDING`, `RUNNING`, `COMPLETED`, `FAILED` or `CANCELLED`.
+    pub status: String,
+    /// `event_id`, `source`, `event_key`, `received_at` and `payload`.
+    #[schema(value_type = Object)]
+    pub event_payload: Value,
+    /// Attempts so far.
+    pub attempts: i32,
+    /// Last failure.
+    pub error_detail: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Started by a worker.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Finished or cancelled.
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<automation_run::Model> for RunOut {
+    fn from(m: automation_run::Model) -> Self {
+        Self {
+            id: m.id,
+            automation_id: m.automation_id,
+            event_id: m.event_id,
+            status: m.status,
+            event_payload: m.event_payload,
+            attempts: m.attempts,
+            error_detail: m.error_detail,
+            created_at: m.created_at,
+            started_at: m.started_at,
+            completed_at: m.completed_at,
+        }
+    }
+}
+
+const STATUSES: [&str; 5] = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
+
+async fn page(
+    state: &AppState,
+    caller: &Caller,
+    q: RunQuery,
+    automation_id: Option<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = pagination::check_limit(q.limit)?;
+    let before = q
+        .cursor
+        .as_deref()
+        .map(pagination::decode_cursor)
+        .transpose()?;
+    if let Some(status) = &q.status
+        && !STATUSES.contains(&status.as_str())
+    {
+        return Err(ApiError::field(
+            "status",
+            "must be PENDING, RUNNING, COMPLETED, FAILED or CANCELLED",
+        ));
+    }
+    let filter = RunFilter {
+        automation_id: automation_id.or(q.automation_id),
+        event_id: q.event_id,
+        status: q.status,
+    };
+    let rows = db::runs::list_runs(&state.db, caller.org_id, &filter, before, limit + 1).await?;
+    let (rows, next_cursor) = pagination::split_page(rows, limit, |m| m.id);
+    Ok(HttpResponse::Ok().json(CursorOut::<RunOut>::new(rows, next_cursor)))
+}
+
+/// Lists runs, newest first.
+#[utoipa::path(context_path = "/v1", tag = "runs", security(("bearer" = [])), params(RunQuery),
+    responses((status = 200, body = CursorOut<RunOut>), (status = 422, body = crate::error::Problem)))]
+#[get("/runs")]
+pub async fn list_runs(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: Query<RunQuery>,
+) -> Result<HttpResponse, ApiError> {
+    page(&state, &caller, query.into_inner(), None).await
+}
+
+/// Lists one automation's runs, newest first.
+#[utoipa::path(context_path = "/v1", tag = "automations", security(("bearer" = [])), params(("id" = Uuid, Path), RunQuery),
+    responses((status = 200, body = CursorOut<RunOut>), (status = 404, body = crate::error::Problem)))]
+#[get("/automations/{id}/runs")]
+pub async fn list_automation_runs(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: Path<Uuid>,
+    query: Query<RunQuery>,
+) -> Result<HttpResponse, ApiError> {
+    db::automations::find_automation(&state.db, caller.org_id, *id)
+        .await?
+        .ok_or(ApiError::NotFound("automation"))?;
+    page(&state, &caller, query.into_inner(), Some(*id)).await
+}
+
+/// Shows one run.
+#[utoipa::path(context_path = "/v1", tag = "runs", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = RunOut), (status = 404, body = crate::error::Problem)))]
+#[get("/runs/{id}")]
+pub async fn get_run(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let row = db::runs::find_run(&state.db, caller.org_id, *id)
+        .await?
+        .ok_or(ApiError::NotFound("run"))?;
+    Ok(HttpResponse::Ok().json(RunOut::from(row)))
+}
+
+/// Cancels a PENDING or RUNNING run (409 otherwise).
+#[utoipa::path(context_path = "/v1", tag = "runs", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = RunOut), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+#[post("/runs/{id}/cancel")]
+pub async fn cancel_run(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_member()?;
+    let row = db::runs::find_run(&state.db, caller.org_id, *id)
+        .await?
+        .ok_or(ApiError::NotFound("run"))?;
+    if !db::runs::cancel_run(&state.db, caller.org_id, row.id).await? {
+        return Err(ApiError::Conflict {
+            field: None,
+            detail: format!("run is {} and can no longer be cancelled", row.status),
+        });
+    }
+    let row = db::runs::find_run(&state.db, caller.org_id, row.id)
+        .await?
+        .ok_or(ApiError::NotFound("run"))?;
+    Ok(HttpResponse::Ok().json(RunOut::from(row)))
+}

@@ -1,0 +1,169 @@
+//! API keys: generation, hashing, roles, and the `Caller` extractor that authenticates every `/v1`
+//! request. Keys are stored only as SHA-256 hashes; the visible prefix narrows the lookup and the
+//! hash comparison runs in constant time.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use rand::Rng as _;
+use rand::distr::Alphanumeric;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::db;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Every key starts with this, so leaked keys are easy to recognise and scan for.
+pub const KEY_PREFIX: &str = "sbk_";
+const PREFIX_LEN: usize = 12;
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, including sources, webhooks and API keys.
+    Admin,
+    /// Read everything; manage automations; cancel runs; replay events.
+    Member,
+    /// Read and work on runs.
+    Worker,
+}
+
+impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Member => "member",
+            Role::Worker => "worker",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(value: &str) -> Option<Role> {
+        match value {
+            "admin" => Some(Role::Admin),
+            "member" => Some(Role::Member),
+            "worker" => Some(Role::Worker),
+            _ => None,
+        }
+    }
+}
+
+/// A freshly generated key: shown once, then only its hash and prefix exist.
+pub struct GeneratedKey {
+    /// The whole key, to hand to the user once.
+    pub key: String,
+    /// The visible prefix.
+    pub prefix: String,
+    /// SHA-256 hex of the key.
+    pub hash: String,
+}
+
+/// Generates a random key.
+pub fn generate_key() -> GeneratedKey {
+    let random: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect();
+    key_parts(format!("{KEY_PREFIX}{random}"))
+}
+
+/// Prefix and hash of a given key (used for `SWITCHBOARD_BOOTSTRAP_API_KEY`).
+pub fn key_parts(key: String) -> GeneratedKey {
+    GeneratedKey {
+        prefix: visible_prefix(&key),
+        hash: hash_key(&key),
+        key,
+    }
+}
+
+/// The part of a key that may be shown.
+pub fn visible_prefix(key: &str) -> String {
+    key.chars().take(PREFIX_LEN).collect()
+}
+
+/// Lower-case hex SHA-256 of a key.
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The caller's org: every query is scoped to it.
+    pub org_id: Uuid,
+    /// The key used.
+    pub key_id: Uuid,
+    /// The key's role.
+    pub role: Role,
+}
+
+impl Caller {
+    /// Fails with 403 unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(self.role.as_str().to_owned()))
+        }
+    }
+
+    /// Fails with 403 unless the caller is an admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        self.require(&[Role::Admin])
+    }
+
+    /// Fails with 403 for worker keys.
+    pub fn require_member(&self) -> Result<(), ApiError> {
+        self.require(&[Role::Admin, Role::Member])
+    }
+}
+
+/// Reads the bearer token of a request.
+pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Looks a key up and checks it in constant time.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    if !token.starts_with(KEY_PREFIX) || token.len() < PREFIX_LEN {
+        return Err(ApiError::Unauthorized);
+    }
+    let presented = hash_key(token);
+    let candidates = db::api_keys::find_active_by_prefix(&state.db, &visible_prefix(token)).await?;
+    let found = candidates
+        .into_iter()
+        .find(|key| bool::from(key.key_hash.as_bytes().ct_eq(presented.as_bytes())))
+        .ok_or(ApiError::Unauthorized)?;
+    let role = Role::parse(&found.role).ok_or(ApiError::Unauthorized)?;
+    db::api_keys::touch_api_key(&state.db, found.id, db::now()).await?;
+    Ok(Caller {
+        org_id: found.org_id,
+        key_id: found.id,
+        role,
+    })
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Caller, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer_token(req).map(str::to_owned);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no app state")))?;
+            let token = token.ok_or(ApiError::Unauthorized)?;
+            authenticate(&state, &token).await
+        })
+    }
+}

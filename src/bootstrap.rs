@@ -1,0 +1,80 @@
+//! First start: with no API key at all, create org `default` and an admin key
+//! (`SWITCHBOARD_BOOTSTRAP_API_KEY`, else random, printed once and written to the data dir, 0600).
+//! Also `switchboard orgs create`.
+
+use anyhow::Context as _;
+use sea_orm::{DatabaseConnection, TransactionTrait};
+use secrecy::ExposeSecret as _;
+
+use crate::auth::{self, GeneratedKey};
+use crate::config::Settings;
+use crate::db;
+use crate::keyring_setup::write_private;
+
+/// Name of the file holding a generated bootstrap key.
+pub const BOOTSTRAP_KEY_FILE: &str = "bootstrap-admin-key";
+
+/// Creates an org with an admin key named `bootstrap admin`; returns the key.
+pub async fn create_org_with_admin(
+    db: &DatabaseConnection,
+    name: &str,
+    key: GeneratedKey,
+) -> anyhow::Result<GeneratedKey> {
+    let txn = db.begin().await.context("starting a transaction")?;
+    let org = db::orgs::insert_org(&txn, name)
+        .await
+        .with_context(|| format!("creating org `{name}`"))?;
+    db::api_keys::insert_api_key(
+        &txn,
+        db::api_keys::NewApiKey {
+            org_id: org.id,
+            name: "bootstrap admin",
+            role: auth::Role::Admin.as_str(),
+            prefix: &key.prefix,
+            key_hash: &key.hash,
+        },
+    )
+    .await
+    .context("storing the admin key")?;
+    txn.commit().await.context("committing the new org")?;
+    Ok(key)
+}
+
+/// On first start creates org `default` and its admin key. Returns the key when one was made.
+pub async fn bootstrap(
+    db: &DatabaseConnection,
+    settings: &Settings,
+) -> anyhow::Result<Option<String>> {
+    if db::api_keys::count_all_api_keys(db)
+        .await
+        .context("counting API keys")?
+        > 0
+    {
+        return Ok(None);
+    }
+    let (key, given) = match &settings.bootstrap_api_key {
+        Some(key) => {
+            let key = key.expose_secret().to_owned();
+            anyhow::ensure!(
+                key.starts_with(auth::KEY_PREFIX) && key.len() >= 24,
+                "SWITCHBOARD_BOOTSTRAP_API_KEY must start with `{}` and be at least 24 characters",
+                auth::KEY_PREFIX
+            );
+            (auth::key_parts(key), true)
+        }
+        None => (auth::generate_key(), false),
+    };
+    let key = create_org_with_admin(db, "default", key).await?;
+    if !given {
+        let path = settings.data_dir.join(BOOTSTRAP_KEY_FILE);
+        write_private(&path, &key.key)?;
+        // Printed once, on stdout only (never to the log), so the operator can copy it.
+        println!(
+            "Created org `default` with an admin API key (shown once, also saved to {}):\n\n    {}\n",
+            path.display(),
+            key.key
+        );
+    }
+    tracing::info!(prefix = %key.prefix, "first start: created org `default` and its admin key");
+    Ok(Some(key.key))
+}

@@ -1,0 +1,140 @@
+//! The `switchboard` command line: `serve` (default), `migrate`, `check`, `keys generate|rotate`,
+//! `orgs create NAME`.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
+use crate::crypto::Keyring;
+use crate::{auth, bootstrap, db, keyring_setup, rotate, startup::Application, telemetry};
+
+/// Switchboard: persistent outbound WebSocket sources and signed webhooks turned into events,
+/// matched against automations, enqueued as runs.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version)]
+pub struct Cli {
+    /// Optional TOML settings file (environment variables win over it).
+    #[arg(long, global = true, env = "SWITCHBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate the configuration (and reach the database) and exit.
+    Check,
+    /// Manage the secret-encryption keyring.
+    Keys {
+        /// Keyring action.
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+    /// Manage orgs.
+    Orgs {
+        /// Org action.
+        #[command(subcommand)]
+        action: OrgsAction,
+    },
+}
+
+/// `keys` actions.
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Print a new key entry `kid:base64key` to put first in SWITCHBOARD_SECRET_KEYS.
+    Generate {
+        /// Key id (default: k + current unix time).
+        #[arg(long)]
+        kid: Option<String>,
+    },
+    /// Re-encrypt every stored secret under the primary (first) key.
+    Rotate,
+}
+
+/// `orgs` actions.
+#[derive(Debug, Subcommand)]
+pub enum OrgsAction {
+    /// Create an org and print its admin API key (shown once).
+    Create {
+        /// The org's name.
+        name: String,
+    },
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Keys {
+        action: KeysAction::Generate { kid },
+    }) = &cli.command
+    {
+        let kid = kid
+            .clone()
+            .unwrap_or_else(|| format!("k{}", chrono::Utc::now().timestamp()));
+        Keyring::generate(&kid).context("checking the key id")?;
+        println!("{}", Keyring::generate_entry(&kid));
+        return Ok(());
+    }
+    let settings = Settings::load(cli.config.as_deref())?;
+    telemetry::init(&settings);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(settings).await?;
+            app.run_until_stopped().await.context("serving")
+        }
+        Command::Migrate => {
+            let conn = db::connect(&settings).await?;
+            db::migrate(&conn).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Check => {
+            let conn = db::connect(&settings).await?;
+            keyring_setup::load_keyring(&settings)?;
+            drop(conn);
+            println!(
+                "configuration is valid (database {})",
+                db::redact_url(&settings.database_url())
+            );
+            Ok(())
+        }
+        Command::Keys {
+            action: KeysAction::Rotate,
+        } => {
+            let conn = db::connect(&settings).await?;
+            db::migrate(&conn).await?;
+            let keyring = keyring_setup::load_keyring(&settings)?;
+            let report = rotate::reseal_all(&conn, &keyring).await?;
+            println!(
+                "re-encrypted {} secret blob(s) under key `{}` ({} already current)",
+                report.resealed,
+                keyring.primary_kid(),
+                report.current
+            );
+            Ok(())
+        }
+        Command::Keys {
+            action: KeysAction::Generate { .. },
+        } => Ok(()),
+        Command::Orgs {
+            action: OrgsAction::Create { name },
+        } => {
+            let conn = db::connect(&settings).await?;
+            db::migrate(&conn).await?;
+            anyhow::ensure!(!name.trim().is_empty(), "the org name must not be blank");
+            let key = bootstrap::create_org_with_admin(&conn, &name, auth::generate_key()).await?;
+            println!(
+                "Created org `{name}`. Its admin API key (shown once):\n\n    {}\n",
+                key.key
+            );
+            Ok(())
+        }
+    }
+}

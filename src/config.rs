@@ -1,0 +1,176 @@
+//! Typed settings: defaults, then an optional TOML file, then `SWITCHBOARD_*` environment variables
+//! (and `DATABASE_URL`), validated at start-up with messages that name the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting of the service. Field names are the TOML keys; the environment variable is
+/// `SWITCHBOARD_` + the upper-cased name (`database_url` also reads plain `DATABASE_URL`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server listens on.
+    pub bind: SocketAddr,
+    /// Directory for the SQLite database, the generated key file and the bootstrap key.
+    pub data_dir: PathBuf,
+    /// Database URL; default `sqlite://<data_dir>/switchboard.db`.
+    pub database_url: Option<String>,
+    /// Maximum connections in the database pool.
+    pub database_max_connections: u32,
+    /// Secret-encryption keyring `kid:base64key[,kid:base64key…]`, first is primary.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub secret_keys: Option<SecretString>,
+    /// Admin key to create on first start (else a random one is printed once).
+    #[serde(serialize_with = "serialize_redacted")]
+    pub bootstrap_api_key: Option<SecretString>,
+    /// Public base URL used in `webhook_url`; default `http://<bind>`.
+    pub public_url: Option<String>,
+    /// Allow outbound connections to private, loopback and link-local addresses.
+    pub allow_private_networks: bool,
+    /// `pretty` or `json`.
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` env-filter syntax (`RUST_LOG` wins when set).
+    pub log_level: String,
+    /// Largest accepted API request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+fn serialize_redacted<S: serde::Serializer>(
+    value: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => serializer.serialize_some("[redacted]"),
+        None => serializer.serialize_none(),
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_max_connections: 10,
+            secret_keys: None,
+            bootstrap_api_key: None,
+            public_url: None,
+            allow_private_networks: false,
+            log_format: LogFormat::Pretty,
+            log_level: "info".to_owned(),
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// A setting that failed validation.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment variable could not be read as the right type.
+    #[error("{0}")]
+    Load(#[from] Box<figment::Error>),
+    /// A value has the right type but is not acceptable.
+    #[error("setting `{setting}` is invalid: {message}")]
+    Invalid {
+        /// The environment variable naming the setting.
+        setting: &'static str,
+        /// Why it is invalid.
+        message: String,
+    },
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (when given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let settings: Settings = figment
+            .merge(
+                Env::raw()
+                    .only(&["DATABASE_URL"])
+                    .map(|_| "database_url".into()),
+            )
+            .merge(Env::prefixed("SWITCHBOARD_").ignore(&["test_database_url"]))
+            .extract()
+            .map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values whose type alone does not make them valid.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting, message: &str| {
+            Err(ConfigError::Invalid {
+                setting,
+                message: message.to_owned(),
+            })
+        };
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            return invalid(
+                "DATABASE_URL",
+                "must start with sqlite:, postgres:// or postgresql://",
+            );
+        }
+        if self.database_max_connections == 0 {
+            return invalid("SWITCHBOARD_DATABASE_MAX_CONNECTIONS", "must be at least 1");
+        }
+        if let Some(public) = &self.public_url {
+            match url::Url::parse(public) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+                _ => return invalid("SWITCHBOARD_PUBLIC_URL", "must be an http(s) URL"),
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            return invalid("SWITCHBOARD_MAX_BODY_BYTES", "must be at least 1024");
+        }
+        if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return invalid("SWITCHBOARD_LOG_LEVEL", &err.to_string());
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}/switchboard.db?mode=rwc",
+                self.data_dir.display()
+            ),
+        }
+    }
+
+    /// Whether the database in effect is SQLite.
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url().starts_with("sqlite:")
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn public_base_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.bind),
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Repository functions for `automations`.
+
+use entity::automation;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use uuid::Uuid;
+
+use super::pagination::OffsetPage;
+
+/// Inserts an automation.
+pub async fn insert_automation(
+    db: &impl ConnectionTrait,
+    row: automation::Model,
+) -> Result<automation::Model, DbErr> {
+    row.into_active_model().insert(db).await
+}
+
+/// Replaces an automation's row.
+pub async fn update_automation(
+    db: &impl ConnectionTrait,
+    row: automation::Model,
+) -> Result<automation::Model, DbErr> {
+    row.into_active_model().reset_all().update(db).await
+}
+
+/// Finds one automation of an org.
+pub async fn find_automation(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Option<automation::Model>, DbErr> {
+    automation::Entity::find_by_id(id)
+        .filter(automation::Column::OrgId.eq(org_id))
+        .one(db)
+        .await
+}
+
+/// One page of an org's automations, oldest first, with the total.
+pub async fn list_automations(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    page: OffsetPage,
+) -> Result<(Vec<automation::Model>, u64), DbErr> {
+    let query = automation::Entity::find().filter(automation::Column::OrgId.eq(org_id));
+    let total = query.clone().count(db).await?;
+    let items = query
+        .order_by_asc(automation::Column::Id)
+        .limit(page.limit)
+        .offset(page.offset)
+        .all(db)
+        .await?;
+    Ok((items, total))
+}
+
+/// Every enabled automation of every org (to build the compiled automation set).
+pub async fn all_enabled_automations(
+    db: &impl ConnectionTrait,
+) -> Result<Vec<automation::Model>, DbErr> {
+    automation::Entity::find()
+        .filter(automation::Column::Enabled.eq(true))
+        .order_by_asc(automation::Column::Id)
+        .all(db)
+        .await
+}
+
+/// Deletes an automation.
+pub async fn delete_automation(db: &impl ConnectionTrait, id: Uuid) -> Result<(), DbErr> {
+    automation::Entity::delete_by_id(id).exec(db).await?;
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! Repository functions for `events`, the durable inbox.
+
+use entity::event;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use uuid::Uuid;
+
+/// Filters of the event list.
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    /// Only this source slug.
+    pub source: Option<String>,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this event key.
+    pub event_key: Option<String>,
+}
+
+/// Inserts one event row as given.
+pub async fn insert_event(db: &impl ConnectionTrait, row: event::Model) -> Result<(), DbErr> {
+    event::Entity::insert(row.into_active_model())
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Finds one event of an org.
+pub async fn find_event(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Option<event::Model>, DbErr> {
+    event::Entity::find_by_id(id)
+        .filter(event::Column::OrgId.eq(org_id))
+        .one(db)
+        .await
+}
+
+/// Up to `fetch` events of an org, newest first, strictly older than `before` when given.
+pub async fn list_events(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    filter: &EventFilter,
+    before: Option<Uuid>,
+    fetch: u64,
+) -> Result<Vec<event::Model>, DbErr> {
+    let mut query = event::Entity::find().filter(event::Column::OrgId.eq(org_id));
+    if let Some(source) = &filter.source {
+        query = query.filter(event::Column::Source.eq(source.as_str()));
+    }
+    if let Some(status) = &filter.status {
+        query = query.filter(event::Column::Status.eq(status.as_str()));
+    }
+    if let Some(key) = &filter.event_key {
+        query = query.filter(event::Column::EventKey.eq(key.as_str()));
+    }
+    if let Some(before) = before {
+        query = query.filter(event::Column::Id.lt(before));
+    }
+    query
+        .order_by_desc(event::Column::Id)
+        .limit(fetch)
+        .all(db)
+        .await
+}

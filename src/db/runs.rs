@@ -1,0 +1,94 @@
+//! Repository functions for `automation_runs`.
+
+use entity::automation_run;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use uuid::Uuid;
+
+/// Statuses a run can be cancelled from.
+pub const CANCELLABLE: [&str; 2] = ["PENDING", "RUNNING"];
+
+/// Filters of the run list.
+#[derive(Debug, Default, Clone)]
+pub struct RunFilter {
+    /// Only runs of this automation.
+    pub automation_id: Option<Uuid>,
+    /// Only runs of this event.
+    pub event_id: Option<Uuid>,
+    /// Only this status.
+    pub status: Option<String>,
+}
+
+/// Inserts one run row as given.
+pub async fn insert_run(
+    db: &impl ConnectionTrait,
+    row: automation_run::Model,
+) -> Result<(), DbErr> {
+    automation_run::Entity::insert(row.into_active_model())
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Finds one run of an org.
+pub async fn find_run(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Option<automation_run::Model>, DbErr> {
+    automation_run::Entity::find_by_id(id)
+        .filter(automation_run::Column::OrgId.eq(org_id))
+        .one(db)
+        .await
+}
+
+/// Up to `fetch` runs of an org, newest first, strictly older than `before` when given.
+pub async fn list_runs(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    filter: &RunFilter,
+    before: Option<Uuid>,
+    fetch: u64,
+) -> Result<Vec<automation_run::Model>, DbErr> {
+    let mut query = automation_run::Entity::find().filter(automation_run::Column::OrgId.eq(org_id));
+    if let Some(id) = filter.automation_id {
+        query = query.filter(automation_run::Column::AutomationId.eq(id));
+    }
+    if let Some(id) = filter.event_id {
+        query = query.filter(automation_run::Column::EventId.eq(id));
+    }
+    if let Some(status) = &filter.status {
+        query = query.filter(automation_run::Column::Status.eq(status.as_str()));
+    }
+    if let Some(before) = before {
+        query = query.filter(automation_run::Column::Id.lt(before));
+    }
+    query
+        .order_by_desc(automation_run::Column::Id)
+        .limit(fetch)
+        .all(db)
+        .await
+}
+
+/// Cancels a run if it is still PENDING or RUNNING; returns whether it was.
+pub async fn cancel_run(db: &impl ConnectionTrait, org_id: Uuid, id: Uuid) -> Result<bool, DbErr> {
+    let result = automation_run::Entity::update_many()
+        .col_expr(automation_run::Column::Status, Expr::value("CANCELLED"))
+        .col_expr(
+            automation_run::Column::CompletedAt,
+            Expr::value(super::now()),
+        )
+        .col_expr(
+            automation_run::Column::LeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .filter(automation_run::Column::Id.eq(id))
+        .filter(automation_run::Column::OrgId.eq(org_id))
+        .filter(automation_run::Column::Status.is_in(CANCELLABLE))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected > 0)
+}

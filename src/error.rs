@@ -1,0 +1,163 @@
+//! The one API error type and its HTTP mapping: every failure leaves as RFC 9457
+//! `application/problem+json` with the offending fields named.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+pub use crate::validation::FieldError;
+
+/// The body of every error response (RFC 9457).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type (`about:blank` style tags under `/problems/`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the problem type.
+    pub title: String,
+    /// HTTP status code.
+    pub status: u16,
+    /// What happened in this case.
+    pub detail: String,
+    /// The fields at fault, when the input was invalid.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// Every error an API handler can return.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON at all (400).
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// The input is well-formed but invalid (422).
+    #[error("{}", summarize(.0))]
+    Validation(Vec<FieldError>),
+    /// Missing, unknown or revoked API key (401).
+    #[error("missing or invalid API key")]
+    Unauthorized,
+    /// The key's role may not do this (403).
+    #[error("this API key's role ({0}) may not do this")]
+    Forbidden(String),
+    /// No such resource in the caller's org (404).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request conflicts with the current state (409).
+    #[error("{detail}")]
+    Conflict {
+        /// The field at fault, if any.
+        field: Option<String>,
+        /// What conflicts.
+        detail: String,
+    },
+    /// The body is larger than allowed (413).
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// Storage is unavailable (503, with `Retry-After`).
+    #[error("storage is unavailable, retry later")]
+    Unavailable,
+    /// The feature is not available yet (501).
+    #[error("{0}")]
+    NotImplemented(&'static str),
+    /// Anything else (500); the cause is logged, never sent.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+fn summarize(errors: &[FieldError]) -> String {
+    match errors {
+        [one] => format!("{}: {}", one.field, one.message),
+        many => format!("{} fields are invalid", many.len()),
+    }
+}
+
+impl ApiError {
+    /// A 422 for a single field.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError::new(field, message)])
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "Malformed JSON",
+            Self::Validation(_) => "Invalid input",
+            Self::Unauthorized => "Unauthorized",
+            Self::Forbidden(_) => "Forbidden",
+            Self::NotFound(_) => "Not found",
+            Self::Conflict { .. } => "Conflict",
+            Self::PayloadTooLarge(_) => "Payload too large",
+            Self::Unavailable => "Service unavailable",
+            Self::NotImplemented(_) => "Not implemented",
+            Self::Internal(_) => "Internal error",
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        if crate::db::is_unavailable(&err) {
+            tracing::warn!(error = %err, "storage unavailable");
+            Self::Unavailable
+        } else {
+            Self::Internal(err.into())
+        }
+    }
+}
+
+impl From<sea_orm::TransactionError<ApiError>> for ApiError {
+    fn from(err: sea_orm::TransactionError<ApiError>) -> Self {
+        match err {
+            sea_orm::TransactionError::Connection(db) => db.into(),
+            sea_orm::TransactionError::Transaction(api) => api,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Self::Internal(cause) = self {
+            tracing::error!(error = ?cause, "request failed");
+        }
+        let status = self.status_code();
+        let errors = match self {
+            Self::Validation(errors) => errors.clone(),
+            Self::Conflict {
+                field: Some(field),
+                detail,
+            } => vec![FieldError::new(field.clone(), detail.clone())],
+            _ => Vec::new(),
+        };
+        let problem = Problem {
+            kind: format!("/problems/{}", status.as_u16()),
+            title: self.title().to_owned(),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            errors,
+        };
+        let mut response = HttpResponse::build(status);
+        response.content_type("application/problem+json");
+        if matches!(self, Self::Unavailable) {
+            response.insert_header((header::RETRY_AFTER, "5"));
+        }
+        if matches!(self, Self::Unauthorized) {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(problem)
+    }
+}

@@ -1,0 +1,23 @@
+//! Switchboard keeps persistent outbound WebSocket connections to event sources and accepts signed
+//! webhooks, turns every message into a durable event, matches it against automations and
+//! enqueues one PENDING run per match.
+
+pub mod actors;
+pub mod api;
+pub mod auth;
+pub mod bootstrap;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod keyring_setup;
+pub mod netpolicy;
+pub mod pipeline;
+pub mod rotate;
+pub mod sources;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod validation;
+pub mod webhooks;

@@ -1,0 +1,9 @@
+//! The pure expression pipeline: JMESPath expressions with Switchboard's filter functions, and the
+//! fnmatch globs of a trigger's `on` field. No I/O, no actors: values in, results out.
+
+pub mod expr;
+mod functions;
+pub mod glob;
+
+pub use expr::{CompiledExpr, ExprError, ExprErrorKind, Value, is_truthy, to_json, to_value};
+pub use glob::{GlobError, OnPatterns, glob_match};

@@ -1,0 +1,6 @@
+//! Source configuration and (later) the sans-IO protocol adapters. Nothing here imports actix,
+//! awc or sea-orm.
+
+pub mod config;
+pub mod redact;
+pub mod validate;

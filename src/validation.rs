@@ -1,0 +1,129 @@
+//! Pure input-validation helpers shared by every resource: field errors, slugs, names and
+//! expressions. Handlers collect every problem of a body and answer them together (422).
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::pipeline::expr::CompiledExpr;
+
+/// One invalid input: `field` is a dotted path into the request body (or a query parameter).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// Dotted path of the field, e.g. `config.url` or `trigger.on[1]`.
+    pub field: String,
+    /// What is wrong with it, in words a user can act on.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A field error from anything printable.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Collects field errors while a body is checked.
+#[derive(Debug, Default)]
+pub struct Errors(pub Vec<FieldError>);
+
+impl Errors {
+    /// Records one problem.
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    /// `Ok(value)` when nothing was recorded.
+    pub fn finish<T>(self, value: T) -> Result<T, Vec<FieldError>> {
+        if self.0.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.0)
+        }
+    }
+
+    /// Compiles an optional expression, recording a problem (with its position) when it is bad.
+    pub fn expr(&mut self, field: &str, source: Option<&str>) -> Option<CompiledExpr> {
+        let source = source?;
+        match CompiledExpr::compile(source) {
+            Ok(expr) => Some(expr),
+            Err(err) => {
+                self.add(field, format!("invalid expression: {err}"));
+                None
+            }
+        }
+    }
+
+    /// Checks a display name: 1..=200 characters, not blank.
+    pub fn name(&mut self, field: &str, name: &str) {
+        if name.trim().is_empty() {
+            self.add(field, "must not be blank");
+        } else if name.chars().count() > 200 {
+            self.add(field, "must be at most 200 characters");
+        }
+    }
+
+    /// Checks a source slug (DESIGN §2).
+    pub fn slug(&mut self, field: &str, slug: &str) {
+        if !SLUG.is_match(slug) {
+            self.add(
+                field,
+                "must be 1-50 lowercase letters, digits or '-', starting and ending with a letter or digit",
+            );
+        }
+    }
+
+    /// Checks that a number lies in `range`.
+    pub fn range(&mut self, field: &str, value: u64, range: std::ops::RangeInclusive<u64>) {
+        if !range.contains(&value) {
+            self.add(
+                field,
+                format!("must be between {} and {}", range.start(), range.end()),
+            );
+        }
+    }
+}
+
+/// The field a data error is about: serde reports a missing field at its parent's path, so the
+/// name is taken from the message.
+pub fn field_of(path: &str, message: &str) -> String {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (path, missing) {
+        (".", Some(name)) => name.to_owned(),
+        (".", None) => "body".to_owned(),
+        (parent, Some(name)) => format!("{parent}.{name}"),
+        (path, None) => path.to_owned(),
+    }
+}
+
+static SLUG: LazyLock<Regex> = LazyLock::new(|| {
+    #[allow(clippy::expect_used)] // a literal pattern, checked by tests
+    Regex::new(r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$").expect("slug pattern compiles")
+});
+
+/// Whether `slug` is a valid source slug.
+pub fn is_valid_slug(slug: &str) -> bool {
+    SLUG.is_match(slug)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        for ok in ["a", "orders", "a-b", "0", "x".repeat(50).as_str()] {
+            assert!(is_valid_slug(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a b", "x".repeat(51).as_str()] {
+            assert!(!is_valid_slug(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Inbound webhooks: verifier presets and secrets. Pure: no actix, awc or sea-orm.
+
+pub mod verifier;

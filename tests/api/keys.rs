@@ -1,0 +1,73 @@
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::json;
+
+use crate::both_backends;
+use crate::helpers::{ADMIN_KEY, TestApp, assert_problem};
+
+both_backends! {
+    async fn me_shows_the_default_org(app: TestApp) {
+        let me = app.get("/v1/me", ADMIN_KEY).await;
+        assert_eq!(me.status, 200, "{}", me.text);
+        assert_eq!(me.body["org_name"], "default");
+        assert_eq!(me.body["role"], "admin");
+    }
+
+    async fn missing_or_wrong_keys_are_401(app: TestApp) {
+        let none = app.request("GET", "/v1/me", None, None).await;
+        assert_problem(&none, 401, None);
+        let wrong = app.get("/v1/me", "sbk_testadminkey0000000000000000000000001").await;
+        assert_problem(&wrong, 401, None);
+        let garbage = app.get("/v1/me", "nonsense").await;
+        assert_problem(&garbage, 401, None);
+    }
+
+    async fn keys_are_created_shown_once_listed_and_revoked(app: TestApp) {
+        let created = app.post("/v1/api-keys", ADMIN_KEY, json!({"name": "ci", "role": "member"})).await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let key = created.body["key"].as_str().unwrap().to_owned();
+        assert!(key.starts_with("sbk_"));
+        assert_eq!(created.body["prefix"], &key[..12]);
+
+        let list = app.get("/v1/api-keys", ADMIN_KEY).await;
+        assert_eq!(list.status, 200);
+        assert_eq!(list.body["total"], 2);
+        assert!(!list.text.contains(&key), "a listed key never shows the key");
+
+        let me = app.get("/v1/me", &key).await;
+        assert_eq!(me.body["role"], "member");
+        // Stored as a hash only.
+        let row = entity::api_key::Entity::find()
+            .filter(entity::api_key::Column::Prefix.eq(&key[..12]))
+            .one(&app.db).await.unwrap().unwrap();
+        assert_ne!(row.key_hash, key);
+        assert_eq!(row.key_hash, switchboard::auth::hash_key(&key));
+
+        let id = created.body["id"].as_str().unwrap();
+        let deleted = app.delete(&format!("/v1/api-keys/{id}"), ADMIN_KEY).await;
+        assert_eq!(deleted.status, 204);
+        assert_problem(&app.get("/v1/me", &key).await, 401, None);
+        assert_problem(&app.delete(&format!("/v1/api-keys/{id}"), ADMIN_KEY).await, 404, None);
+    }
+
+    async fn roles_are_enforced(app: TestApp) {
+        let member = app.post("/v1/api-keys", ADMIN_KEY, json!({"name": "m", "role": "member"})).await;
+        let member = member.body["key"].as_str().unwrap().to_owned();
+        let worker = app.post("/v1/api-keys", ADMIN_KEY, json!({"name": "w", "role": "worker"})).await;
+        let worker = worker.body["key"].as_str().unwrap().to_owned();
+        assert_problem(&app.post("/v1/api-keys", &member, json!({"name": "x", "role": "admin"})).await, 403, None);
+        let source = json!({"name": "s", "source": "s1", "kind": "generic", "config": {"url": "wss://feed.example.com"}});
+        assert_problem(&app.post("/v1/websocket-sources", &member, source).await, 403, None);
+        let automation = json!({"name": "a", "trigger": {"type": "event", "source": "s1", "on": "*"}});
+        assert_eq!(app.post("/v1/automations", &member, automation.clone()).await.status, 201);
+        assert_problem(&app.post("/v1/automations", &worker, automation).await, 403, None);
+        assert_eq!(app.get("/v1/runs", &worker).await.status, 200);
+    }
+
+    async fn key_input_is_validated(app: TestApp) {
+        assert_problem(&app.post("/v1/api-keys", ADMIN_KEY, json!({"name": "x", "role": "root"})).await, 422, Some("role"));
+        assert_problem(&app.post("/v1/api-keys", ADMIN_KEY, json!({"name": " ", "role": "admin"})).await, 422, Some("name"));
+        assert_problem(&app.post("/v1/api-keys", ADMIN_KEY, json!({"name": "x", "role": "admin", "extra": 1})).await, 422, Some("extra"));
+        assert_problem(&app.get("/v1/api-keys?limit=0", ADMIN_KEY).await, 422, Some("limit"));
+        assert_problem(&app.get("/v1/api-keys?bogus=1", ADMIN_KEY).await, 422, Some("bogus"));
+    }
+}

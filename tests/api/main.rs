@@ -1,0 +1,15 @@
+//! Integration tests: the real application on a random port, against real SQLite and PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod automations;
+mod events_runs;
+mod expressions;
+mod health;
+mod isolation;
+mod keys;
+mod rotation;
+mod secrets;
+mod sources;
+mod webhooks;

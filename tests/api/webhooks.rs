@@ -1,0 +1,110 @@
+use serde_json::json;
+use switchboard::crypto::{Keyring, SecretSlot};
+use switchboard::webhooks::verifier::WebhookSecrets;
+
+use crate::both_backends;
+use crate::helpers::{ADMIN_KEY, TestApp, assert_problem};
+
+async fn stored_secrets(app: &TestApp, id: &str) -> WebhookSecrets {
+    use sea_orm::EntityTrait;
+    let id: uuid::Uuid = id.parse().unwrap();
+    let row = entity::webhook::Entity::find_by_id(id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let keyring = Keyring::parse(secrecy::ExposeSecret::expose_secret(
+        app.settings.secret_keys.as_ref().unwrap(),
+    ))
+    .unwrap();
+    let plain = keyring
+        .open(
+            row.secrets.as_ref().unwrap(),
+            SecretSlot::new("webhooks", "secrets", id),
+        )
+        .unwrap();
+    serde_json::from_slice(&plain).unwrap()
+}
+
+both_backends! {
+    async fn creates_webhooks_with_a_generated_secret_shown_once(app: TestApp) {
+        let created = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "GitHub", "source": "gh", "verifier": {"preset": "github"}})).await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let secret = created.body["secret"].as_str().unwrap().to_owned();
+        assert_eq!(secret.len(), 64);
+        assert_eq!(created.body["has_secret"], true);
+        let me = app.get("/v1/me", ADMIN_KEY).await;
+        let org = me.body["org_id"].as_str().unwrap();
+        assert_eq!(created.body["webhook_url"], format!("https://hooks.example.com/v1/events/{org}/gh"));
+        let id = created.body["id"].as_str().unwrap();
+        let got = app.get(&format!("/v1/webhooks/{id}"), ADMIN_KEY).await;
+        assert_eq!(got.status, 200);
+        assert!(got.body.get("secret").is_none());
+        assert!(!got.text.contains(&secret));
+        assert_eq!(stored_secrets(&app, id).await.current, secret);
+        let list = app.get("/v1/webhooks", ADMIN_KEY).await;
+        assert_eq!(list.body["total"], 1);
+        assert!(!list.text.contains(&secret));
+    }
+
+    async fn given_secrets_are_not_echoed_and_presets_validate(app: TestApp) {
+        let given = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "Stripe", "source": "stripe", "verifier": {"preset": "stripe"}, "secret": "whsec_given_secret_value"})).await;
+        assert_eq!(given.status, 201, "{}", given.text);
+        assert!(given.body.get("secret").is_none());
+        assert_eq!(given.body["verifier"]["tolerance_s"], 300);
+        let std = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "S", "source": "std", "verifier": {"preset": "standard"}, "secret": "not-whsec-format"})).await;
+        assert_problem(&std, 422, Some("secret"));
+        let std = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "S", "source": "std", "verifier": {"preset": "standard"}})).await;
+        assert!(std.body["secret"].as_str().unwrap().starts_with("whsec_"));
+        let hmac = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "H", "source": "h", "verifier": {"preset": "hmac"}})).await;
+        assert_problem(&hmac, 422, Some("verifier.header"));
+        let preset = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "H", "source": "h", "verifier": {"preset": "carrier-pigeon"}})).await;
+        assert_problem(&preset, 422, Some("verifier.preset"));
+        let size = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "H", "source": "h", "verifier": {"preset": "github"}, "max_body_bytes": 17_000_000})).await;
+        assert_problem(&size, 422, Some("max_body_bytes"));
+        let expr = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "H", "source": "h", "verifier": {"preset": "github"}, "event_key_expr": "unknown_fn(@)"})).await;
+        assert_problem(&expr, 422, Some("event_key_expr"));
+    }
+
+    async fn insecure_webhooks_say_so(app: TestApp) {
+        let created = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "Open", "source": "open", "verifier": {"preset": "github"}, "insecure": true})).await;
+        assert_eq!(created.status, 201);
+        assert_eq!(created.body["has_secret"], false);
+        assert!(created.body["warning"].as_str().unwrap().starts_with("INSECURE"));
+        let id = created.body["id"].as_str().unwrap();
+        let got = app.get(&format!("/v1/webhooks/{id}"), ADMIN_KEY).await;
+        assert!(got.body["warning"].as_str().unwrap().starts_with("INSECURE"));
+    }
+
+    async fn rotation_keeps_the_previous_secret_for_the_grace_period(app: TestApp) {
+        let created = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "GitHub", "source": "gh", "verifier": {"preset": "github"}})).await;
+        let old = created.body["secret"].as_str().unwrap().to_owned();
+        let id = created.body["id"].as_str().unwrap();
+        let rotated = app.post(&format!("/v1/webhooks/{id}/rotate-secret"), ADMIN_KEY, json!({"grace_period_s": 3600})).await;
+        assert_eq!(rotated.status, 200, "{}", rotated.text);
+        let new = rotated.body["secret"].as_str().unwrap().to_owned();
+        assert_ne!(new, old);
+        let stored = stored_secrets(&app, id).await;
+        assert_eq!(stored.current, new);
+        assert_eq!(stored.previous.as_deref(), Some(old.as_str()));
+        let expires = stored.previous_expires_at.unwrap();
+        let in_an_hour = chrono::Utc::now() + chrono::Duration::seconds(3600);
+        assert!((expires - in_an_hour).num_seconds().abs() < 60);
+        assert_problem(&app.post(&format!("/v1/webhooks/{id}/rotate-secret"), ADMIN_KEY, json!({"grace_period_s": 99_999_999})).await, 422, Some("grace_period_s"));
+    }
+
+    async fn patch_and_delete(app: TestApp) {
+        let created = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "GitHub", "source": "gh", "verifier": {"preset": "github"}})).await;
+        let secret = created.body["secret"].as_str().unwrap().to_owned();
+        let id = created.body["id"].as_str().unwrap();
+        let path = format!("/v1/webhooks/{id}");
+        let patched = app.patch(&path, ADMIN_KEY, json!({"name": "GH", "rate_limit": {"per_second": 5.0, "burst": 10}})).await;
+        assert_eq!(patched.status, 200, "{}", patched.text);
+        assert_eq!(patched.body["name"], "GH");
+        assert_eq!(patched.body["rate_limit"]["burst"], 10);
+        assert_eq!(stored_secrets(&app, id).await.current, secret, "a patch without `secret` keeps it");
+        assert_problem(&app.patch(&path, ADMIN_KEY, json!({"verifier": null})).await, 422, Some("verifier"));
+        assert_eq!(app.delete(&path, ADMIN_KEY).await.status, 204);
+        assert_problem(&app.get(&path, ADMIN_KEY).await, 404, None);
+    }
+}
