@@ -53,7 +53,7 @@ impl Errors {
         match CompiledExpr::compile(source) {
             Ok(expr) => Some(expr),
             Err(err) => {
-                self.add(field, format!("invalid expression: {err}"));
+                self.add(field, format!("{}: {err}", err.kind));
                 None
             }
         }

@@ -4,11 +4,13 @@
 pub mod api_keys;
 pub mod automations;
 pub mod events;
+pub mod inbox;
 pub mod orgs;
 pub mod pagination;
 pub mod runs;
 pub mod slugs;
 pub mod sources;
+pub mod status;
 pub mod webhooks;
 
 use std::time::Duration;

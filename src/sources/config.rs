@@ -262,7 +262,8 @@ impl StoredConfig {
     pub fn parse_settings(&self, kind: &str) -> Result<SourceSettings, serde_json::Error> {
         match kind {
             "slack" => serde_json::from_value(self.settings.clone()).map(SourceSettings::Slack),
-            _ => serde_json::from_value(self.settings.clone()).map(|g| SourceSettings::Generic(Box::new(g))),
+            _ => serde_json::from_value(self.settings.clone())
+                .map(|g| SourceSettings::Generic(Box::new(g))),
         }
     }
 }

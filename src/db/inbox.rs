@@ -1,0 +1,128 @@
+//! The durable inbox: batched event inserts that skip duplicates (unique per org + source + dedup
+//! key) in one statement, and the dispatch commit that inserts runs (unique per automation + event)
+//! and records each event's outcome in one transaction.
+
+use entity::{automation_run, event};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, TransactionTrait,
+};
+use uuid::Uuid;
+
+/// Inserts events, skipping those whose dedup key is already stored (also within the batch).
+/// Returns, per input row, whether it was stored (`false`: a duplicate).
+pub async fn insert_events(
+    db: &impl ConnectionTrait,
+    rows: Vec<event::Model>,
+) -> Result<Vec<bool>, DbErr> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let mut stmt =
+        event::Entity::insert_many(rows.into_iter().map(IntoActiveModel::into_active_model))
+            .on_conflict(
+                OnConflict::columns([
+                    event::Column::OrgId,
+                    event::Column::Source,
+                    event::Column::DedupKey,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .into_query();
+    stmt.returning_col(event::Column::Id);
+    let inserted: std::collections::HashSet<Uuid> = db
+        .query_all(&stmt)
+        .await?
+        .into_iter()
+        .map(|row| row.try_get::<Uuid>("", "id"))
+        .collect::<Result<_, _>>()?;
+    Ok(ids.iter().map(|id| inserted.contains(id)).collect())
+}
+
+/// Up to `limit` committed events not yet dispatched, oldest first, after `after` when given.
+pub async fn undispatched_events(
+    db: &impl ConnectionTrait,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<event::Model>, DbErr> {
+    let mut query = event::Entity::find().filter(event::Column::DispatchedAt.is_null());
+    if let Some(after) = after {
+        query = query.filter(event::Column::Id.gt(after));
+    }
+    query
+        .order_by_asc(event::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// What dispatch decided for one event.
+#[derive(Debug, Clone)]
+pub struct DispatchRecord {
+    /// The event.
+    pub event_id: Uuid,
+    /// Per-automation outcome (JSON array).
+    pub outcome: serde_json::Value,
+    /// Runs to create (ids are deterministic per automation + event).
+    pub runs: Vec<automation_run::Model>,
+}
+
+/// Inserts the runs (an existing run for the same automation and event is kept) and marks the
+/// events dispatched with their outcome, in one transaction.
+pub async fn commit_dispatch(
+    db: &sea_orm::DatabaseConnection,
+    records: Vec<DispatchRecord>,
+) -> Result<usize, DbErr> {
+    let txn = db.begin().await?;
+    let runs: Vec<automation_run::Model> = records
+        .iter()
+        .flat_map(|r| r.runs.iter().cloned())
+        .collect();
+    let mut created = 0;
+    for chunk in runs.chunks(500) {
+        let stmt = automation_run::Entity::insert_many(
+            chunk
+                .iter()
+                .cloned()
+                .map(IntoActiveModel::into_active_model),
+        )
+        .on_conflict(
+            OnConflict::columns([
+                automation_run::Column::AutomationId,
+                automation_run::Column::EventId,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .into_query();
+        created += txn.execute(&stmt).await?.rows_affected();
+    }
+    let now = super::now();
+    for record in records {
+        event::Entity::update_many()
+            .col_expr(event::Column::Outcome, Expr::value(record.outcome))
+            .col_expr(event::Column::Status, Expr::value("dispatched"))
+            .col_expr(event::Column::DispatchedAt, Expr::value(now))
+            .filter(event::Column::Id.eq(record.event_id))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(usize::try_from(created).unwrap_or(usize::MAX))
+}
+
+/// The run id for an automation and an event: a UUID v7 whose time is the event's and whose other
+/// bits derive from both ids, so every replica and every retry names the same run.
+pub fn run_id(automation_id: Uuid, event_id: Uuid, event_millis: u64) -> Uuid {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(automation_id.as_bytes())
+        .chain_update(event_id.as_bytes())
+        .finalize();
+    let mut bits = [0u8; 10];
+    bits.copy_from_slice(&digest[..10]);
+    uuid::Builder::from_unix_timestamp_millis(event_millis, &bits).into_uuid()
+}

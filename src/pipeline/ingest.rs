@@ -1,0 +1,263 @@
+//! From a raw message to an event row's contents (DESIGN §3): pre-filter, event key, payload and
+//! dedup key, all evaluated over one shared expression value converted once per message. The same
+//! code serves WebSocket sources and webhooks.
+
+use serde_json::Value as Json;
+
+use super::expr::{CompiledExpr, ExprError, Value, is_truthy, to_json};
+
+/// The four per-source expressions, compiled once per source revision.
+#[derive(Debug, Clone, Default)]
+pub struct SourceExprs {
+    /// Event key (absent: every event has status `no_key`).
+    pub event_key: Option<CompiledExpr>,
+    /// Payload (absent: the raw message).
+    pub payload: Option<CompiledExpr>,
+    /// Pre-filter (absent: keep everything).
+    pub filter: Option<CompiledExpr>,
+    /// Dedup key (absent: every message is distinct).
+    pub dedup_key: Option<CompiledExpr>,
+}
+
+impl SourceExprs {
+    /// Compiles the optional expressions; the error names the field.
+    pub fn compile(
+        event_key: Option<&str>,
+        payload: Option<&str>,
+        filter: Option<&str>,
+        dedup_key: Option<&str>,
+    ) -> Result<SourceExprs, (&'static str, ExprError)> {
+        let one = |field: &'static str, src: Option<&str>| {
+            src.map(CompiledExpr::compile)
+                .transpose()
+                .map_err(|e| (field, e))
+        };
+        Ok(SourceExprs {
+            event_key: one("event_key_expr", event_key)?,
+            payload: one("payload_expr", payload)?,
+            filter: one("filter_expr", filter)?,
+            dedup_key: one("dedup_key_expr", dedup_key)?,
+        })
+    }
+}
+
+/// How an event is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStatus {
+    /// Stored, waiting for (or past) dispatch.
+    Received,
+    /// The key expression gave no usable key: stored, never matched.
+    NoKey,
+    /// The payload could not be built: stored with the message, never matched.
+    Error,
+}
+
+impl EventStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::NoKey => "no_key",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// What to store for one message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedEvent {
+    /// The message as received.
+    pub raw: Json,
+    /// The event key, when there is one.
+    pub event_key: Option<String>,
+    /// The payload runs carry (absent when status is `error`).
+    pub payload: Option<Json>,
+    /// The dedup key (absent: distinct).
+    pub dedup_key: Option<String>,
+    /// Status at insert.
+    pub status: EventStatus,
+    /// Why the status is `error` (or a dedup/key evaluation problem worth showing).
+    pub error: Option<String>,
+}
+
+/// The pipeline's verdict on one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prepared {
+    /// The pre-filter rejected it: count it, store nothing.
+    Filtered,
+    /// Store it.
+    Event(Box<PreparedEvent>),
+}
+
+/// Runs the pipeline over one message (`value` is `raw` converted once by the caller).
+pub fn prepare(exprs: &SourceExprs, raw: Json, value: &Value) -> Prepared {
+    let mut error = None;
+    if let Some(filter) = &exprs.filter {
+        match filter.search(value) {
+            Ok(v) if !is_truthy(&v) => return Prepared::Filtered,
+            Ok(_) => {}
+            // A broken pre-filter must not silently drop: keep the event and say why.
+            Err(e) => error = Some(format!("filter_expr: {e}")),
+        }
+    }
+    let (event_key, key_error) = event_key(exprs.event_key.as_ref(), value);
+    let payload = match &exprs.payload {
+        None => Ok(raw.clone()),
+        Some(expr) => match expr.search(value) {
+            Ok(v) if v.is_null() => Err("payload_expr gave null".to_owned()),
+            Ok(v) => Ok(to_json(&v)),
+            Err(e) => Err(format!("payload_expr: {e}")),
+        },
+    };
+    let dedup_key = match &exprs.dedup_key {
+        None => None,
+        Some(expr) => match expr.search(value) {
+            Ok(v) => scalar_string(&v),
+            Err(e) => {
+                error.get_or_insert(format!("dedup_key_expr: {e}"));
+                None
+            }
+        },
+    };
+    let (status, payload) = match payload {
+        Err(message) => {
+            error = Some(message);
+            (EventStatus::Error, None)
+        }
+        Ok(payload) if error.is_some() => (EventStatus::Error, Some(payload)),
+        Ok(payload) if event_key.is_none() => {
+            error = key_error;
+            (EventStatus::NoKey, Some(payload))
+        }
+        Ok(payload) => (EventStatus::Received, Some(payload)),
+    };
+    Prepared::Event(Box::new(PreparedEvent {
+        raw,
+        event_key,
+        payload,
+        dedup_key,
+        status,
+        error,
+    }))
+}
+
+fn event_key(expr: Option<&CompiledExpr>, value: &Value) -> (Option<String>, Option<String>) {
+    let Some(expr) = expr else {
+        return (None, Some("no event_key_expr".to_owned()));
+    };
+    match expr.search(value) {
+        Ok(v) => match scalar_string(&v) {
+            Some(key) => (Some(key), None),
+            None => (None, Some(format!("event_key_expr gave {}", type_name(&v)))),
+        },
+        Err(e) => (None, Some(format!("event_key_expr: {e}"))),
+    }
+}
+
+/// A non-empty string as itself, a number or boolean as its string, anything else none.
+pub fn scalar_string(v: &Value) -> Option<String> {
+    match to_json(v) {
+        Json::String(s) if !s.is_empty() => Some(s),
+        Json::Number(n) => Some(n.to_string()),
+        Json::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match to_json(v) {
+        Json::Null => "null",
+        Json::String(_) => "an empty string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+        _ => "a scalar",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use serde_json::json;
+
+    use super::*;
+    use crate::pipeline::expr::to_value;
+
+    fn run(exprs: &SourceExprs, raw: Json) -> Prepared {
+        let value = to_value(&raw);
+        prepare(exprs, raw, &value)
+    }
+
+    fn event(p: Prepared) -> PreparedEvent {
+        match p {
+            Prepared::Event(e) => *e,
+            Prepared::Filtered => panic!("filtered"),
+        }
+    }
+
+    #[test]
+    fn keys_payloads_and_dedup() {
+        let exprs = SourceExprs::compile(
+            Some("type"),
+            Some("data"),
+            Some("type != 'noise'"),
+            Some("id"),
+        )
+        .unwrap();
+        let e = event(run(
+            &exprs,
+            json!({"type": "order.created", "id": 7, "data": {"amount": 5}}),
+        ));
+        assert_eq!(e.event_key.as_deref(), Some("order.created"));
+        assert_eq!(e.payload, Some(json!({"amount": 5})));
+        assert_eq!(e.dedup_key.as_deref(), Some("7"));
+        assert_eq!(e.status, EventStatus::Received);
+        assert_eq!(run(&exprs, json!({"type": "noise"})), Prepared::Filtered);
+    }
+
+    #[test]
+    fn numbers_and_booleans_are_keys_other_values_are_not() {
+        let exprs = SourceExprs::compile(Some("k"), None, None, None).unwrap();
+        assert_eq!(
+            event(run(&exprs, json!({"k": 12}))).event_key.as_deref(),
+            Some("12")
+        );
+        assert_eq!(
+            event(run(&exprs, json!({"k": true}))).event_key.as_deref(),
+            Some("true")
+        );
+        for bad in [
+            json!({"k": ""}),
+            json!({"k": null}),
+            json!({"k": [1]}),
+            json!({}),
+        ] {
+            let e = event(run(&exprs, bad));
+            assert_eq!(e.status, EventStatus::NoKey);
+            assert!(e.error.is_some());
+            assert!(e.payload.is_some(), "a no_key event keeps its payload");
+        }
+    }
+
+    #[test]
+    fn payload_errors_and_nulls_are_kept_visible() {
+        let exprs = SourceExprs::compile(Some("type"), Some("data"), None, None).unwrap();
+        let e = event(run(&exprs, json!({"type": "x"})));
+        assert_eq!(e.status, EventStatus::Error);
+        assert_eq!(e.payload, None);
+        assert!(e.error.unwrap().contains("null"));
+        let exprs = SourceExprs::compile(Some("type"), Some("length(data)"), None, None).unwrap();
+        let e = event(run(&exprs, json!({"type": "x", "data": 5})));
+        assert_eq!(e.status, EventStatus::Error);
+        assert!(e.error.unwrap().starts_with("payload_expr"));
+    }
+
+    #[test]
+    fn absent_payload_is_the_raw_message_and_broken_filters_keep_events() {
+        let exprs = SourceExprs::compile(Some("type"), None, Some("length(n)"), None).unwrap();
+        let raw = json!({"type": "x", "n": 5});
+        let e = event(run(&exprs, raw.clone()));
+        assert_eq!(e.payload, Some(raw));
+        assert_eq!(e.status, EventStatus::Error);
+        assert!(e.error.unwrap().starts_with("filter_expr"));
+    }
+}
