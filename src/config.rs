@@ -48,6 +48,10 @@ pub struct Settings {
     pub log_level: String,
     /// Largest accepted API request body, in bytes.
     pub max_body_bytes: usize,
+    /// Dispatch actors (each on its own thread); default: the number of cores.
+    pub dispatch_workers: Option<usize>,
+    /// Global limit of new source connections per second (start-up spreads under it).
+    pub connects_per_second: f64,
 }
 
 fn serialize_redacted<S: serde::Serializer>(
@@ -74,6 +78,8 @@ impl Default for Settings {
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
             max_body_bytes: 1024 * 1024,
+            dispatch_workers: None,
+            connects_per_second: 50.0,
         }
     }
 }
@@ -144,6 +150,15 @@ impl Settings {
         if self.max_body_bytes < 1024 {
             return invalid("SWITCHBOARD_MAX_BODY_BYTES", "must be at least 1024");
         }
+        if self.dispatch_workers.is_some_and(|n| n == 0 || n > 64) {
+            return invalid("SWITCHBOARD_DISPATCH_WORKERS", "must be between 1 and 64");
+        }
+        if !(self.connects_per_second.is_finite() && self.connects_per_second > 0.0) {
+            return invalid(
+                "SWITCHBOARD_CONNECTS_PER_SECOND",
+                "must be a positive number",
+            );
+        }
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return invalid("SWITCHBOARD_LOG_LEVEL", &err.to_string());
         }
@@ -164,6 +179,13 @@ impl Settings {
     /// Whether the database in effect is SQLite.
     pub fn is_sqlite(&self) -> bool {
         self.database_url().starts_with("sqlite:")
+    }
+
+    /// Dispatch actors to start.
+    pub fn dispatch_workers(&self) -> usize {
+        self.dispatch_workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        })
     }
 
     /// The public base URL without a trailing slash.

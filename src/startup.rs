@@ -1,33 +1,57 @@
-//! Boot order, top to bottom: database → migrations → keyring → first-start bootstrap → HTTP
-//! server. `Application::build` binds (port 0 works) and `run_until_stopped` serves.
+//! Boot order, top to bottom: database → migrations → keyring → first-start bootstrap → automation
+//! set → dispatch pool → source supervisor (and recovery of undispatched events) → HTTP server.
+//! `Application::build` binds (port 0 works) and `run_until_stopped` serves, then shuts the
+//! sources down gracefully.
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
+use actix::{Actor as _, Addr};
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
+use sea_orm::DatabaseConnection;
 use tracing_actix_web::TracingLogger;
 
+use crate::actors::dispatch::DispatchPool;
+use crate::actors::messages::Shutdown;
+use crate::actors::registry::AutomationRegistry;
+use crate::actors::runtime::{SourceRuntime, StatusWriter, tls_config};
+use crate::actors::spec::SourceSpec;
+use crate::actors::supervisor::SourceSupervisor;
 use crate::config::Settings;
+use crate::crypto::Keyring;
+use crate::netpolicy::NetworkPolicy;
 use crate::state::AppState;
 use crate::{api, bootstrap, db, keyring_setup, rotate};
+
+/// How long graceful shutdown of the sources may take.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A built, bound, not yet running service.
 pub struct Application {
     port: u16,
     server: Server,
+    supervisor: Addr<SourceSupervisor>,
     bootstrap_key: Option<String>,
 }
 
 impl Application {
-    /// Connects, migrates, loads the keyring, bootstraps and binds.
+    /// Connects, migrates, loads the keyring, bootstraps, starts the actors and binds.
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let db = db::connect(&settings).await?;
         db::migrate(&db).await?;
-        let keyring = keyring_setup::load_keyring(&settings)?;
+        let keyring = Arc::new(keyring_setup::load_keyring(&settings)?);
         rotate::verify_all(&db, &keyring).await?;
         let bootstrap_key = bootstrap::bootstrap(&db, &settings).await?;
+        let registry = AutomationRegistry::load(db.clone())
+            .await
+            .context("loading automations")?;
+        let dispatch =
+            DispatchPool::start(settings.dispatch_workers(), db.clone(), registry.clone());
+        let supervisor = start_sources(&settings, &db, &keyring, dispatch.clone()).await?;
+        spawn_maintenance(db.clone(), registry.clone(), dispatch);
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("binding {}", settings.bind))?;
         let port = listener
@@ -36,8 +60,10 @@ impl Application {
             .port();
         let state = web::Data::new(AppState {
             db,
-            keyring: Arc::new(keyring),
+            keyring,
             settings: Arc::new(settings),
+            supervisor: supervisor.clone(),
+            automations: registry,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -53,6 +79,7 @@ impl Application {
         Ok(Application {
             port,
             server,
+            supervisor,
             bootstrap_key,
         })
     }
@@ -72,8 +99,96 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until stopped (SIGINT/SIGTERM or the handle).
+    /// Serves until stopped (SIGINT/SIGTERM or the handle), then closes every source gracefully:
+    /// stop reading, finish in-flight persists and ACKs, close frames (bounded).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        tracing::info!("HTTP server stopped; closing sources");
+        let _ = self
+            .supervisor
+            .send(Shutdown {
+                timeout: SHUTDOWN_TIMEOUT,
+            })
+            .await;
+        served
     }
+}
+
+/// Loads every source, starts the supervisor, and dispatches what was committed but not yet
+/// dispatched before the last stop.
+async fn start_sources(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    keyring: &Keyring,
+    dispatch: DispatchPool,
+) -> anyhow::Result<Addr<SourceSupervisor>> {
+    let rows = db::sources::all_sources(db)
+        .await
+        .context("loading sources")?;
+    let ids = rows.iter().map(|r| r.id).collect();
+    let counters: std::collections::HashMap<_, _> = db::sources::find_statuses(db, ids)
+        .await
+        .context("loading source status")?
+        .into_iter()
+        .map(|s| (s.source_id, s.counters))
+        .collect();
+    let mut initial = Vec::new();
+    for row in &rows {
+        match SourceSpec::from_row(row, keyring) {
+            Ok(spec) => initial.push((
+                Arc::new(spec),
+                counters.get(&row.id).cloned().unwrap_or_default(),
+            )),
+            Err(err) => {
+                tracing::error!(source_id = %row.id, error = format!("{err:#}"), "source cannot start")
+            }
+        }
+    }
+    let rt = Arc::new(SourceRuntime {
+        db: db.clone(),
+        dispatch: dispatch.clone(),
+        policy: NetworkPolicy {
+            allow_private: settings.allow_private_networks,
+        },
+        tls: tls_config()?,
+        status: StatusWriter::start(db.clone()),
+    });
+    let supervisor = SourceSupervisor::new(rt, initial, settings.connects_per_second).start();
+    let recovered = dispatch
+        .recover(db, None)
+        .await
+        .context("recovering undispatched events")?;
+    if recovered > 0 {
+        tracing::info!(
+            events = recovered,
+            "dispatching events committed before the last stop"
+        );
+    }
+    Ok(supervisor)
+}
+
+/// Background upkeep: reload the automation set (changes made through other replicas) and sweep
+/// events left undispatched for over a minute (a crash between commit and dispatch).
+fn spawn_maintenance(
+    db: DatabaseConnection,
+    registry: Arc<AutomationRegistry>,
+    dispatch: DispatchPool,
+) {
+    actix::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        let mut round = 0u64;
+        loop {
+            tick.tick().await;
+            round += 1;
+            if let Err(err) = registry.reload().await {
+                tracing::warn!(error = %err, "reloading automations failed");
+            }
+            if round.is_multiple_of(6) {
+                let cutoff = db::now() - chrono::Duration::seconds(60);
+                if let Err(err) = dispatch.recover(&db, Some(cutoff)).await {
+                    tracing::warn!(error = %err, "sweeping undispatched events failed");
+                }
+            }
+        }
+    });
 }

@@ -166,6 +166,7 @@ pub async fn create_automation(
         updated_at: now,
     };
     let row = db::automations::insert_automation(&state.db, row).await?;
+    state.automations.reload().await?;
     Ok(HttpResponse::Created().json(AutomationOut::new(row, warnings)))
 }
 
@@ -231,6 +232,7 @@ pub async fn patch_automation(
     row.trigger = serde_json::to_value(&input.trigger).map_err(|e| ApiError::Internal(e.into()))?;
     row.updated_at = db::now();
     let row = db::automations::update_automation(&state.db, row).await?;
+    state.automations.reload().await?;
     Ok(HttpResponse::Ok().json(AutomationOut::new(row, warnings)))
 }
 
@@ -246,5 +248,6 @@ pub async fn delete_automation(
     caller.require_member()?;
     let row = find(&state, &caller, *id).await?;
     db::automations::delete_automation(&state.db, row.id).await?;
+    state.automations.reload().await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -9,7 +9,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::body::parse_json;
-use crate::crypto::SecretSlot;
+use crate::actors::messages::GetStatus;
+use crate::actors::status::StatusSnapshot;
+use crate::crypto::{Keyring, SecretSlot};
 use crate::db;
 use crate::error::ApiError;
 use crate::netpolicy::NetworkPolicy;
@@ -171,10 +173,24 @@ impl SourceOut {
         }
     }
 
-    /// One source with its status row.
+    /// One source with its status.
     pub async fn load(state: &AppState, m: websocket_source::Model) -> Result<Self, ApiError> {
-        let mut statuses = db::sources::find_statuses(&state.db, vec![m.id]).await?;
-        Ok(Self::new(m, statuses.pop()))
+        let mut all = Self::load_many(state, vec![m]).await?;
+        all.pop()
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("source vanished")))
+    }
+
+    /// Overlays the live status this process has (fresher than the coalesced stored one).
+    fn overlay(&mut self, live: StatusSnapshot) {
+        self.status = StatusOut {
+            state: live.state.as_str().to_owned(),
+            detail: live.detail,
+            connected_at: live.connected_at,
+            last_event_at: live.last_event_at.or(self.status.last_event_at),
+            next_retry_at: live.next_retry_at,
+            consecutive_failures: i32::try_from(live.consecutive_failures).unwrap_or(i32::MAX),
+            counters: live.counters,
+        };
     }
 
     /// Several sources with their status rows (one query for all statuses).
@@ -189,11 +205,25 @@ impl SourceOut {
                 .into_iter()
                 .map(|s| (s.source_id, s))
                 .collect();
+        let ids: Vec<Uuid> = rows.iter().map(|m| m.id).collect();
+        let mut live: std::collections::HashMap<Uuid, StatusSnapshot> = state
+            .supervisor
+            .send(GetStatus { source_ids: ids })
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (s.source_id, s))
+            .collect();
         Ok(rows
             .into_iter()
             .map(|m| {
                 let status = statuses.remove(&m.id);
-                Self::new(m, status)
+                let id = m.id;
+                let mut out = Self::new(m, status);
+                if let Some(snapshot) = live.remove(&id) {
+                    out.overlay(snapshot);
+                }
+                out
             })
             .collect())
     }
@@ -352,13 +382,18 @@ pub fn open_secrets(
     state: &AppState,
     m: &websocket_source::Model,
 ) -> Result<SourceSecrets, ApiError> {
+    open_secrets_with(&state.keyring, m)
+        .map_err(|e| ApiError::Internal(e.context(format!("opening secrets of source {}", m.id))))
+}
+
+/// Opens a source's sealed secrets with `keyring`.
+pub fn open_secrets_with(
+    keyring: &Keyring,
+    m: &websocket_source::Model,
+) -> anyhow::Result<SourceSecrets> {
     let Some(blob) = &m.secrets else {
         return Ok(SourceSecrets::default());
     };
-    let plain = state.keyring.open(blob, secret_slot(m.id)).map_err(|e| {
-        ApiError::Internal(
-            anyhow::Error::new(e).context(format!("opening secrets of source {}", m.id)),
-        )
-    })?;
-    serde_json::from_slice(&plain).map_err(|e| ApiError::Internal(e.into()))
+    let plain = keyring.open(blob, secret_slot(m.id))?;
+    Ok(serde_json::from_slice(&plain)?)
 }

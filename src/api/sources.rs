@@ -9,6 +9,10 @@ use uuid::Uuid;
 use super::body::Body;
 use super::source_dto::{SourceIn, SourceOut, apply_patch, build_row, input_of};
 use super::{ListOut, Path, Query};
+use std::sync::Arc;
+
+use crate::actors::messages::{Pause, Reconnect, Remove, Resume, Send, Update};
+use crate::actors::spec::SourceSpec;
 use crate::auth::Caller;
 use crate::db::{self, pagination::OffsetQuery, slugs::ClaimError};
 use crate::error::ApiError;
@@ -42,6 +46,7 @@ pub async fn create_source(
         .map_err(slug_conflict)?;
     let row = db::sources::insert_source(&txn, row).await?;
     txn.commit().await?;
+    notify_supervisor(&state, &row)?;
     tracing::info!(source_id = %id, slug = %row.source, "source created");
     let out = SourceOut::load(&state, row).await?;
     Ok(HttpResponse::Created().json(out))
@@ -113,6 +118,7 @@ pub async fn patch_source(
         db::sources::set_state(&txn, row.id, state_name, None).await?;
     }
     txn.commit().await?;
+    notify_supervisor(&state, &row)?;
     tracing::info!(source_id = %row.id, revision = row.revision, "source updated");
     Ok(HttpResponse::Ok().json(SourceOut::load(&state, row).await?))
 }
@@ -134,29 +140,152 @@ pub async fn delete_source(
     db::slugs::release_slug(&txn, caller.org_id, &row.source, row.id).await?;
     db::sources::delete_source(&txn, row.id).await?;
     txn.commit().await?;
+    state.supervisor.do_send(Remove { source_id: row.id });
     tracing::info!(source_id = %row.id, "source deleted");
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Operator actions that need running connections.
-#[utoipa::path(context_path = "/v1", tag = "websocket-sources", security(("bearer" = [])),
-    params(("id" = Uuid, Path), ("action" = String, Path, description = "reconnect | pause | resume | send")),
-    responses((status = 202), (status = 404, body = crate::error::Problem), (status = 501, body = crate::error::Problem)))]
-#[post("/websocket-sources/{id}/{action}")]
-pub async fn source_action(
-    state: web::Data<AppState>,
-    caller: Caller,
-    path: Path<(Uuid, String)>,
-) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
-    let (id, action) = path.into_inner();
-    if !matches!(action.as_str(), "reconnect" | "pause" | "resume" | "send") {
-        return Err(ApiError::NotFound("action"));
-    }
+/// Body of `send`.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendIn {
+    /// Text to send as one frame; a JSON value is sent as its JSON text.
+    #[schema(value_type = Object)]
+    pub message: Value,
+}
+
+async fn find(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<entity::websocket_source::Model, ApiError> {
     db::sources::find_source(&state.db, caller.org_id, id)
         .await?
-        .ok_or(ApiError::NotFound("source"))?;
-    Err(ApiError::NotImplemented(
-        "connections are not run by this version yet; the source's configuration is stored",
-    ))
+        .ok_or(ApiError::NotFound("source"))
+}
+
+fn unknown_to_supervisor() -> ApiError {
+    ApiError::Conflict {
+        field: None,
+        detail: "the source cannot run: its stored configuration does not compile (see the logs)"
+            .into(),
+    }
+}
+
+/// Drops the connection and connects again now, resetting the backoff; also brings a `failed`
+/// or `paused` source back.
+#[utoipa::path(context_path = "/v1", tag = "websocket-sources", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 202), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+#[post("/websocket-sources/{id}/reconnect")]
+pub async fn reconnect_source(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let row = find(&state, &caller, *id).await?;
+    if !row.enabled {
+        return Err(ApiError::Conflict {
+            field: None,
+            detail: "the source is disabled; enable it instead".into(),
+        });
+    }
+    let known = state
+        .supervisor
+        .send(Reconnect { source_id: row.id })
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    if !known {
+        return Err(unknown_to_supervisor());
+    }
+    Ok(HttpResponse::Accepted().json(serde_json::json!({"status": "reconnecting"})))
+}
+
+/// Closes the connection and keeps it closed until `resume`.
+#[utoipa::path(context_path = "/v1", tag = "websocket-sources", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 202), (status = 404, body = crate::error::Problem)))]
+#[post("/websocket-sources/{id}/pause")]
+pub async fn pause_source(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let row = find(&state, &caller, *id).await?;
+    let known = state
+        .supervisor
+        .send(Pause { source_id: row.id })
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    if !known {
+        return Err(unknown_to_supervisor());
+    }
+    Ok(HttpResponse::Accepted().json(serde_json::json!({"status": "paused"})))
+}
+
+/// Connects a paused source again.
+#[utoipa::path(context_path = "/v1", tag = "websocket-sources", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 202), (status = 404, body = crate::error::Problem)))]
+#[post("/websocket-sources/{id}/resume")]
+pub async fn resume_source(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let row = find(&state, &caller, *id).await?;
+    let known = state
+        .supervisor
+        .send(Resume { source_id: row.id })
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    if !known {
+        return Err(unknown_to_supervisor());
+    }
+    Ok(HttpResponse::Accepted().json(serde_json::json!({"status": "resuming"})))
+}
+
+/// Sends one text frame on the ready connection (409 when not connected).
+#[utoipa::path(context_path = "/v1", tag = "websocket-sources", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = SendIn,
+    responses((status = 202), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+#[post("/websocket-sources/{id}/send")]
+pub async fn send_to_source(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: Path<Uuid>,
+    Body(input): Body<SendIn>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    let row = find(&state, &caller, *id).await?;
+    let text = match input.message {
+        Value::String(text) => text,
+        other => other.to_string(),
+    };
+    let sent = state
+        .supervisor
+        .send(Send {
+            source_id: row.id,
+            text,
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    match sent {
+        Ok(()) => Ok(HttpResponse::Accepted().json(serde_json::json!({"status": "sent"}))),
+        Err(err) => Err(ApiError::Conflict {
+            field: None,
+            detail: err.to_string(),
+        }),
+    }
+}
+
+/// Tells the supervisor about a committed row.
+fn notify_supervisor(
+    state: &AppState,
+    row: &entity::websocket_source::Model,
+) -> Result<(), ApiError> {
+    let spec = SourceSpec::from_row(row, &state.keyring).map_err(ApiError::Internal)?;
+    state.supervisor.do_send(Update {
+        spec: Arc::new(spec),
+    });
+    Ok(())
 }

@@ -42,13 +42,18 @@ pub async fn insert_events(
     Ok(ids.iter().map(|id| inserted.contains(id)).collect())
 }
 
-/// Up to `limit` committed events not yet dispatched, oldest first, after `after` when given.
+/// Up to `limit` committed events not yet dispatched, oldest first, after `after` and received
+/// before `older_than` when given.
 pub async fn undispatched_events(
     db: &impl ConnectionTrait,
     after: Option<Uuid>,
+    older_than: Option<chrono::DateTime<chrono::Utc>>,
     limit: u64,
 ) -> Result<Vec<event::Model>, DbErr> {
     let mut query = event::Entity::find().filter(event::Column::DispatchedAt.is_null());
+    if let Some(cutoff) = older_than {
+        query = query.filter(event::Column::ReceivedAt.lt(cutoff));
+    }
     if let Some(after) = after {
         query = query.filter(event::Column::Id.gt(after));
     }

@@ -2,5 +2,6 @@
 //! awc or sea-orm.
 
 pub mod config;
+pub mod generic;
 pub mod redact;
 pub mod validate;

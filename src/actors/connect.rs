@@ -1,0 +1,119 @@
+//! Opening an outbound WebSocket: resolve the host, apply the network policy to every resolved
+//! address (at every connect, after DNS), then upgrade over awc to the checked address.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use awc::ws::Codec;
+use awc::{BoxedSocket, Client, Connector};
+use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink, stream::SplitStream};
+
+use super::messages::DownReason;
+use super::runtime::SourceRuntime;
+use crate::sources::generic::ConnectRequest;
+
+/// The write half of a connection.
+pub type WsSink = SplitSink<actix_codec::Framed<BoxedSocket, Codec>, awc::ws::Message>;
+/// The read half of a connection.
+pub type WsStream = SplitStream<actix_codec::Framed<BoxedSocket, Codec>>;
+
+/// How long an upgrade may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Resolves, checks and connects; failures are classified for the restart policy.
+pub async fn open(
+    rt: &SourceRuntime,
+    request: &ConnectRequest,
+    max_frame: usize,
+) -> Result<(WsSink, WsStream), DownReason> {
+    let url = url::Url::parse(&request.url)
+        .map_err(|e| DownReason::Terminal(format!("invalid URL: {e}")))?;
+    let addr = resolve(rt, &url).await?;
+    let client = Client::builder()
+        .connector(
+            Connector::new()
+                .limit(0)
+                .timeout(CONNECT_TIMEOUT)
+                .max_http_version(awc::http::Version::HTTP_11)
+                .rustls_0_23(rt.tls.clone()),
+        )
+        .timeout(CONNECT_TIMEOUT)
+        .finish();
+    let mut ws = client
+        .ws(request.url.as_str())
+        .address(addr)
+        .max_frame_size(max_frame)
+        .protocols(
+            request
+                .subprotocols
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+    for (name, value) in &request.headers {
+        ws = ws.set_header(name.as_str(), value.as_str());
+    }
+    match ws.connect().await {
+        Ok((_response, framed)) => Ok(framed.split()),
+        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
+            Err(classify_status(status))
+        }
+        Err(err) => Err(DownReason::Transient(format!("connect failed: {err}"))),
+    }
+}
+
+fn classify_status(status: StatusCode) -> DownReason {
+    match status.as_u16() {
+        401 | 403 => DownReason::Terminal(format!(
+            "upgrade refused with HTTP {status}: check the credentials"
+        )),
+        429 => DownReason::RateLimited {
+            detail: "upgrade refused with HTTP 429".to_owned(),
+            retry_after: Duration::from_secs(30),
+        },
+        _ => DownReason::Transient(format!("upgrade refused with HTTP {status}")),
+    }
+}
+
+async fn resolve(rt: &SourceRuntime, url: &url::Url) -> Result<SocketAddr, DownReason> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| DownReason::Terminal("URL has no host".to_owned()))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| DownReason::Transient(format!("cannot resolve {host}: {e}")))?
+        .collect();
+    rt.policy
+        .check_resolved(url, &addrs)
+        .map_err(|e| DownReason::Terminal(format!("destination refused: {e}")))?;
+    addrs
+        .first()
+        .copied()
+        .ok_or_else(|| DownReason::Transient(format!("{host} resolved to no address")))
+}
+
+/// Sends a close frame and waits (bounded) for the peer's close.
+pub async fn close(sink: &mut WsSink, stream: &mut WsStream, timeout: Duration) {
+    let reason = awc::ws::CloseReason {
+        code: awc::ws::CloseCode::Normal,
+        description: None,
+    };
+    let _ = tokio::time::timeout(timeout, async {
+        if sink
+            .send(awc::ws::Message::Close(Some(reason)))
+            .await
+            .is_ok()
+        {
+            while let Some(Ok(frame)) = stream.next().await {
+                if matches!(frame, awc::ws::Frame::Close(_)) {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    let _ = tokio::time::timeout(timeout, sink.close()).await;
+}

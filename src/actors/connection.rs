@@ -1,0 +1,446 @@
+//! One generic connection, from connect to down: the loop the `SourceActor` drives. It feeds
+//! frames through the sans-IO adapter and the ingest pipeline into the inbox writer, sends ACKs
+//! only after commit, and keeps the connection honest (pings, pong deadline, idle watchdog, ready
+//! timeout, bounded close). Reading stops while the inbox buffer is full (TCP backpressure).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_http::ws::Item;
+use awc::ws::{Frame, Message};
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until};
+
+use super::connect::{self, WsSink, WsStream};
+use super::messages::{DownReason, SendError};
+use super::persister::{self, Inbound};
+use super::runtime::SourceRuntime;
+use super::spec::SourceSpec;
+use super::status::{Count, SourceCounters};
+use crate::pipeline::ingest::{Prepared, prepare};
+use crate::sources::generic::{Action, Counter, GenericAdapter, GenericSession};
+
+/// Commands from the `SourceActor` to its connection.
+#[derive(Debug)]
+pub enum Command {
+    /// Send a text frame (answered once written, or `NotConnected` before ready).
+    Send(String, oneshot::Sender<Result<(), SendError>>),
+    /// Use a new spec (expressions only) from the next message on.
+    Swap(Arc<SourceSpec>),
+    /// Close gracefully: stop reading, finish in-flight persists and ACKs, close, return.
+    Stop,
+}
+
+/// Everything the loop needs.
+pub struct ConnectionCtx {
+    /// The spec this connection runs.
+    pub spec: Arc<SourceSpec>,
+    /// Shared context.
+    pub rt: Arc<SourceRuntime>,
+    /// Live counters.
+    pub counters: Arc<SourceCounters>,
+    /// Commands from the actor.
+    pub commands: mpsc::Receiver<Command>,
+    /// Called once, when the connection is ready.
+    pub on_ready: Box<dyn FnOnce()>,
+}
+
+/// Runs one generic connection until it is down.
+pub async fn run_generic(mut ctx: ConnectionCtx) -> DownReason {
+    let Some(adapter) = ctx.spec.generic.clone() else {
+        return DownReason::Terminal("not a generic source".to_owned());
+    };
+    let now_unix = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+    let request = adapter.connect_request(now_unix);
+    let max = ctx.spec.settings.liveness().max_message_bytes as usize;
+    let opened = tokio::select! {
+        opened = connect::open(&ctx.rt, &request, max) => opened,
+        _ = wait_stop(&mut ctx.commands) => return DownReason::Stopped,
+    };
+    let (sink, stream) = match opened {
+        Ok(halves) => halves,
+        Err(reason) => return reason,
+    };
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let inbox = persister::start(
+        ctx.spec.clone(),
+        ctx.rt.clone(),
+        ctx.counters.clone(),
+        ack_tx,
+    );
+    let mut conn = Conn::new(ctx, adapter, sink, stream, inbox, ack_rx);
+    conn.run().await
+}
+
+async fn wait_stop(commands: &mut mpsc::Receiver<Command>) {
+    while let Some(cmd) = commands.recv().await {
+        match cmd {
+            Command::Stop => return,
+            Command::Send(_, reply) => {
+                let _ = reply.send(Err(SendError::NotConnected));
+            }
+            Command::Swap(_) => {}
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
+struct Conn {
+    ctx: ConnectionCtx,
+    adapter: Arc<GenericAdapter>,
+    session: GenericSession,
+    sink: WsSink,
+    stream: WsStream,
+    inbox: Option<mpsc::Sender<Inbound>>,
+    acks: mpsc::UnboundedReceiver<Vec<String>>,
+    backlog: VecDeque<Inbound>,
+    partial: Option<(bool, BytesMut)>,
+    on_ready: Option<Box<dyn FnOnce()>>,
+    last_frame: Instant,
+    pong_due: Option<Instant>,
+    ready_due: Option<Instant>,
+}
+
+impl Conn {
+    fn new(
+        mut ctx: ConnectionCtx,
+        adapter: Arc<GenericAdapter>,
+        sink: WsSink,
+        stream: WsStream,
+        inbox: mpsc::Sender<Inbound>,
+        acks: mpsc::UnboundedReceiver<Vec<String>>,
+    ) -> Conn {
+        let on_ready = std::mem::replace(&mut ctx.on_ready, Box::new(|| {}));
+        let session = adapter.session();
+        let now = Instant::now();
+        let ready_due = (!session.is_ready()).then(|| now + adapter.ready_timeout());
+        Conn {
+            ctx,
+            adapter,
+            session,
+            sink,
+            stream,
+            inbox: Some(inbox),
+            acks,
+            backlog: VecDeque::new(),
+            partial: None,
+            on_ready: Some(on_ready),
+            last_frame: now,
+            pong_due: None,
+            ready_due,
+        }
+    }
+
+    async fn run(&mut self) -> DownReason {
+        for message in self.adapter.on_connect_messages().to_vec() {
+            if let Err(err) = self.sink.send(Message::Text(message.into())).await {
+                return DownReason::Transient(format!("sending on_connect failed: {err}"));
+            }
+        }
+        if self.session.is_ready() {
+            self.mark_ready();
+        }
+        let reason = self.event_loop().await;
+        self.finish(reason == DownReason::Stopped).await;
+        reason
+    }
+
+    fn liveness(&self) -> (Duration, Duration, Duration) {
+        let l = self.ctx.spec.settings.liveness();
+        (
+            Duration::from_secs(l.ping_interval_s.into()),
+            Duration::from_secs(l.pong_timeout_s.into()),
+            Duration::from_secs(l.idle_timeout_s.into()),
+        )
+    }
+
+    async fn event_loop(&mut self) -> DownReason {
+        let (ping_every, pong_timeout, idle_timeout) = self.liveness();
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        let app_ping = self
+            .adapter
+            .app_ping()
+            .map(|(every, text)| (every, text.to_owned()));
+        let app_every = app_ping
+            .as_ref()
+            .map_or(Duration::from_secs(3600), |(every, _)| *every);
+        let mut app_tick = tokio::time::interval_at(Instant::now() + app_every, app_every);
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        loop {
+            let reading = self.backlog.is_empty();
+            let inbox = self.inbox.clone();
+            let step = tokio::select! {
+                frame = self.stream.next(), if reading => self.on_frame(frame).await,
+                permit = reserve(inbox.as_ref()), if !self.backlog.is_empty() => {
+                    if let (Some(permit), Some(item)) = (permit, self.backlog.pop_front()) {
+                        permit.send(item);
+                    }
+                    Ok(())
+                }
+                Some(frames) = self.acks.recv() => self.send_acks(frames).await,
+                cmd = self.ctx.commands.recv() => match cmd {
+                    None | Some(Command::Stop) => Err(DownReason::Stopped),
+                    Some(cmd) => self.on_command(cmd).await,
+                },
+                _ = ping.tick() => self.send_ping(pong_timeout).await,
+                _ = app_tick.tick(), if app_ping.is_some() => match &app_ping {
+                    Some((_, text)) => self.send(Message::Text(text.clone().into())).await,
+                    None => Ok(()),
+                },
+                _ = sleep_until(self.pong_due.unwrap_or(far)) => Err(DownReason::Transient("no pong within the pong timeout".into())),
+                _ = sleep_until(self.ready_due.unwrap_or(far)) => Err(DownReason::Transient("no ready frame within ready_timeout_s".into())),
+                _ = sleep_until(self.last_frame + idle_timeout) => Err(DownReason::Transient("no frame within the idle timeout".into())),
+            };
+            if let Err(reason) = step {
+                return reason;
+            }
+        }
+    }
+
+    async fn on_command(&mut self, cmd: Command) -> Result<(), DownReason> {
+        match cmd {
+            Command::Send(text, reply) => {
+                if !self.session.is_ready() {
+                    let _ = reply.send(Err(SendError::NotConnected));
+                    return Ok(());
+                }
+                let result = self.send(Message::Text(text.into())).await;
+                let _ = reply.send(
+                    result
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(|_| SendError::NotConnected),
+                );
+                result
+            }
+            Command::Swap(spec) => {
+                self.ctx.spec = spec;
+                Ok(())
+            }
+            Command::Stop => Err(DownReason::Stopped),
+        }
+    }
+
+    async fn send(&mut self, message: Message) -> Result<(), DownReason> {
+        self.sink
+            .send(message)
+            .await
+            .map_err(|e| DownReason::Transient(format!("write failed: {e}")))
+    }
+
+    async fn send_ping(&mut self, pong_timeout: Duration) -> Result<(), DownReason> {
+        if self.pong_due.is_none() {
+            self.pong_due = Some(Instant::now() + pong_timeout);
+        }
+        self.send(Message::Ping(Bytes::from_static(b"sb"))).await
+    }
+
+    async fn send_acks(&mut self, frames: Vec<String>) -> Result<(), DownReason> {
+        for frame in frames {
+            self.sink
+                .feed(Message::Text(frame.into()))
+                .await
+                .map_err(|e| DownReason::Transient(format!("write failed: {e}")))?;
+        }
+        self.sink
+            .flush()
+            .await
+            .map_err(|e| DownReason::Transient(format!("write failed: {e}")))
+    }
+
+    fn mark_ready(&mut self) {
+        self.ready_due = None;
+        if let Some(notify) = self.on_ready.take() {
+            notify();
+        }
+    }
+}
+
+async fn reserve(inbox: Option<&mpsc::Sender<Inbound>>) -> Option<mpsc::Permit<'_, Inbound>> {
+    match inbox {
+        Some(tx) => tx.reserve().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+impl Conn {
+    async fn on_frame(
+        &mut self,
+        frame: Option<Result<Frame, awc::error::WsProtocolError>>,
+    ) -> Result<(), DownReason> {
+        self.last_frame = Instant::now();
+        let frame = match frame {
+            None => {
+                return Err(DownReason::Transient(
+                    "connection closed without a close frame".into(),
+                ));
+            }
+            Some(Err(awc::error::WsProtocolError::Overflow)) => {
+                self.ctx.counters.add(Count::Oversized, 1);
+                return Err(DownReason::Transient(
+                    "a frame exceeded max_message_bytes".into(),
+                ));
+            }
+            Some(Err(err)) => return Err(DownReason::Transient(format!("protocol error: {err}"))),
+            Some(Ok(frame)) => frame,
+        };
+        match frame {
+            Frame::Text(text) => self.on_data(true, text),
+            Frame::Binary(bytes) => self.on_data(false, bytes),
+            Frame::Continuation(item) => self.on_continuation(item),
+            Frame::Ping(payload) => self.send(Message::Pong(payload)).await,
+            Frame::Pong(_) => {
+                self.pong_due = None;
+                Ok(())
+            }
+            Frame::Close(reason) => {
+                let code = reason.as_ref().map_or(1005, |r| u16::from(r.code));
+                let _ = self.sink.send(Message::Close(reason)).await;
+                Err(DownReason::Transient(format!(
+                    "closed by the peer with code {code}"
+                )))
+            }
+        }
+    }
+
+    fn on_continuation(&mut self, item: Item) -> Result<(), DownReason> {
+        let max = self.ctx.spec.settings.liveness().max_message_bytes as usize;
+        let (first, chunk, last) = match item {
+            Item::FirstText(b) => (Some(true), b, false),
+            Item::FirstBinary(b) => (Some(false), b, false),
+            Item::Continue(b) => (None, b, false),
+            Item::Last(b) => (None, b, true),
+        };
+        if let Some(text) = first {
+            self.partial = Some((text, BytesMut::new()));
+        }
+        let Some((text, buf)) = self.partial.as_mut() else {
+            return Err(DownReason::Transient(
+                "continuation frame without a first frame".into(),
+            ));
+        };
+        if buf.len() + chunk.len() > max {
+            self.ctx.counters.add(Count::Oversized, 1);
+            return Err(DownReason::Transient(
+                "a message exceeded max_message_bytes".into(),
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+        let text = *text;
+        if last && let Some((_, buf)) = self.partial.take() {
+            return self.on_data(text, buf.freeze());
+        }
+        Ok(())
+    }
+
+    fn on_data(&mut self, text: bool, bytes: Bytes) -> Result<(), DownReason> {
+        self.ctx.counters.add(Count::Frames, 1);
+        let actions = if text {
+            match std::str::from_utf8(&bytes) {
+                Ok(s) => self.session.on_text(&self.adapter, s),
+                Err(_) => vec![Action::Count(Counter::NonJson)],
+            }
+        } else {
+            self.session.on_binary(&self.adapter, &bytes)
+        };
+        for action in actions {
+            self.on_action(action)?;
+        }
+        Ok(())
+    }
+
+    fn on_action(&mut self, action: Action) -> Result<(), DownReason> {
+        match action {
+            Action::Message { raw, value } => self.ingest(raw, &value),
+            Action::Ready => self.mark_ready(),
+            Action::Fail { reason } => return Err(DownReason::Terminal(reason)),
+            Action::Count(counter) => self.ctx.counters.add(
+                match counter {
+                    Counter::NonJson => Count::NonJson,
+                    Counter::Binary => Count::Binary,
+                    Counter::Handshake => Count::Handshake,
+                    Counter::ExpressionError => Count::ExpressionErrors,
+                },
+                1,
+            ),
+        }
+        Ok(())
+    }
+
+    fn ingest(&mut self, raw: serde_json::Value, value: &crate::pipeline::expr::Value) {
+        let ack = match self.adapter.ack_frame(value) {
+            Ok(ack) => ack,
+            Err(err) => {
+                self.ctx.counters.add(Count::ExpressionErrors, 1);
+                tracing::warn!(source_id = %self.ctx.spec.id, error = %err, "ack_expr failed; the message is stored without an ACK");
+                None
+            }
+        };
+        match prepare(&self.ctx.spec.exprs, raw, value) {
+            Prepared::Filtered => self.ctx.counters.add(Count::Filtered, 1),
+            Prepared::Event(event) => {
+                let item = Inbound {
+                    event,
+                    meta: serde_json::json!({}),
+                    ack,
+                };
+                self.push(item);
+            }
+        }
+    }
+
+    fn push(&mut self, item: Inbound) {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(item);
+            return;
+        }
+        if let Some(inbox) = &self.inbox
+            && let Err(mpsc::error::TrySendError::Full(item)) = inbox.try_send(item)
+        {
+            self.backlog.push_back(item);
+        }
+    }
+
+    /// The end. Graceful (a stop): hand over the backlog, let the writer commit everything and
+    /// send its ACKs, then close, all bounded. Otherwise the writer finishes on its own (what it
+    /// commits is safe; its ACKs are lost with the socket and the sender redelivers) and the
+    /// close is attempted briefly.
+    async fn finish(&mut self, graceful: bool) {
+        let close_timeout =
+            Duration::from_millis(self.ctx.spec.settings.liveness().close_timeout_ms.into());
+        if !graceful {
+            if let Some(inbox) = self.inbox.take() {
+                let backlog: Vec<Inbound> = self.backlog.drain(..).collect();
+                actix::spawn(async move {
+                    for item in backlog {
+                        if inbox.send(item).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            connect::close(&mut self.sink, &mut self.stream, close_timeout).await;
+            return;
+        }
+        let deadline = Instant::now() + close_timeout.max(Duration::from_secs(5));
+        if let Some(inbox) = self.inbox.take() {
+            while let Some(item) = self.backlog.pop_front() {
+                if tokio::time::timeout_at(deadline, inbox.send(item))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+        while let Ok(Some(frames)) = tokio::time::timeout_at(deadline, self.acks.recv()).await {
+            if self.send_acks(frames).await.is_err() {
+                break;
+            }
+        }
+        connect::close(&mut self.sink, &mut self.stream, close_timeout).await;
+    }
+}

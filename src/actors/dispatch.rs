@@ -1,0 +1,242 @@
+//! The dispatch pool: N `DispatchActor`s, each on its own arbiter (thread). A source always maps to
+//! the same actor, so its events are dispatched in order. Each actor batches the events queued
+//! while it was busy, matches them against the current automation set and commits runs plus
+//! outcomes in one transaction, retrying while storage is down. Nothing here delays ACKs.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::registry::AutomationRegistry;
+use crate::db::inbox::{self, DispatchRecord};
+use crate::pipeline::automations::{MatchResult, Outcome};
+use crate::pipeline::expr::to_value;
+
+/// Largest batch one transaction commits.
+const MAX_BATCH: usize = 1000;
+
+/// A committed event waiting for dispatch.
+#[derive(Debug, Clone)]
+pub struct PendingEvent {
+    /// Event id.
+    pub id: Uuid,
+    /// Org.
+    pub org_id: Uuid,
+    /// Source slug.
+    pub source: String,
+    /// Event key.
+    pub event_key: Option<String>,
+    /// Payload.
+    pub payload: serde_json::Value,
+    /// Received.
+    pub received_at: DateTime<Utc>,
+}
+
+impl From<entity::event::Model> for PendingEvent {
+    fn from(m: entity::event::Model) -> Self {
+        Self {
+            id: m.id,
+            org_id: m.org_id,
+            source: m.source,
+            event_key: m.event_key,
+            payload: m.payload.unwrap_or(serde_json::Value::Null),
+            received_at: m.received_at,
+        }
+    }
+}
+
+/// Ingest → dispatch actor: committed events to match. Answers nothing.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Dispatch {
+    /// The events, in commit order.
+    pub events: Vec<PendingEvent>,
+}
+
+/// Routes events to the pool's actors (cheap to clone).
+#[derive(Clone)]
+pub struct DispatchPool {
+    actors: Arc<Vec<Addr<DispatchActor>>>,
+}
+
+impl DispatchPool {
+    /// Starts `size` actors, each on a new arbiter.
+    pub fn start(
+        size: usize,
+        db: DatabaseConnection,
+        registry: Arc<AutomationRegistry>,
+    ) -> DispatchPool {
+        let actors = (0..size.max(1))
+            .map(|_| {
+                let (db, registry) = (db.clone(), registry.clone());
+                let arbiter = Arbiter::new();
+                DispatchActor::start_in_arbiter(&arbiter.handle(), move |_| DispatchActor {
+                    db,
+                    registry,
+                    queue: VecDeque::new(),
+                    busy: false,
+                })
+            })
+            .collect();
+        DispatchPool {
+            actors: Arc::new(actors),
+        }
+    }
+
+    /// Hands committed events of one source to its actor.
+    pub fn dispatch(&self, source_key: Uuid, events: Vec<PendingEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let index = (source_key.as_u128() % self.actors.len() as u128) as usize;
+        if let Some(actor) = self.actors.get(index) {
+            actor.do_send(Dispatch { events });
+        }
+    }
+
+    /// Dispatches every committed event not yet dispatched (after a restart, or left behind by a
+    /// crash), oldest first. Runs are unique per automation and event, so re-dispatching an
+    /// event another process already dispatched creates nothing twice.
+    pub async fn recover(
+        &self,
+        db: &DatabaseConnection,
+        older_than: Option<DateTime<Utc>>,
+    ) -> Result<usize, sea_orm::DbErr> {
+        let mut after = None;
+        let mut total = 0;
+        loop {
+            let page = inbox::undispatched_events(db, after, older_than, 1000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            total += page.len();
+            for event in page {
+                let key = event.source_id.unwrap_or(event.org_id);
+                self.dispatch(key, vec![PendingEvent::from(event)]);
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// One dispatch worker.
+pub struct DispatchActor {
+    db: DatabaseConnection,
+    registry: Arc<AutomationRegistry>,
+    queue: VecDeque<PendingEvent>,
+    busy: bool,
+}
+
+impl Actor for DispatchActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Dispatch> for DispatchActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Dispatch, ctx: &mut Context<Self>) {
+        self.queue.extend(msg.events);
+        self.run_next(ctx);
+    }
+}
+
+impl DispatchActor {
+    fn run_next(&mut self, ctx: &mut Context<Self>) {
+        if self.busy || self.queue.is_empty() {
+            return;
+        }
+        self.busy = true;
+        let take = self.queue.len().min(MAX_BATCH);
+        let batch: Vec<PendingEvent> = self.queue.drain(..take).collect();
+        let records = decide(&self.registry, &batch);
+        let db = self.db.clone();
+        ctx.spawn(
+            async move { commit_with_retry(&db, records).await }
+                .into_actor(self)
+                .map(|(), act, ctx| {
+                    act.busy = false;
+                    act.run_next(ctx);
+                }),
+        );
+    }
+}
+
+/// Matches a batch against the automation set in force.
+fn decide(registry: &AutomationRegistry, batch: &[PendingEvent]) -> Vec<DispatchRecord> {
+    let set = registry.current();
+    batch
+        .iter()
+        .map(|event| {
+            let payload = to_value(&event.payload);
+            let mut outcomes = set.evaluate(
+                event.org_id,
+                &event.source,
+                event.event_key.as_deref(),
+                &payload,
+            );
+            let millis = u64::try_from(event.received_at.timestamp_millis()).unwrap_or(0);
+            let runs = outcomes
+                .iter_mut()
+                .filter(|o| o.result == MatchResult::Matched)
+                .map(|o| {
+                    let id = inbox::run_id(o.automation_id, event.id, millis);
+                    o.run_id = Some(id);
+                    run_row(id, o, event)
+                })
+                .collect();
+            DispatchRecord {
+                event_id: event.id,
+                outcome: json!(outcomes),
+                runs,
+            }
+        })
+        .collect()
+}
+
+fn run_row(id: Uuid, outcome: &Outcome, event: &PendingEvent) -> entity::automation_run::Model {
+    entity::automation_run::Model {
+        id,
+        org_id: event.org_id,
+        automation_id: outcome.automation_id,
+        event_id: event.id,
+        status: "PENDING".to_owned(),
+        event_payload: json!({
+            "event_id": event.id,
+            "source": event.source,
+            "event_key": event.event_key,
+            "received_at": event.received_at,
+            "payload": event.payload,
+        }),
+        attempts: 0,
+        lease_owner: None,
+        lease_expires_at: None,
+        error_detail: None,
+        created_at: crate::db::now(),
+        started_at: None,
+        completed_at: None,
+    }
+}
+
+/// Commits, retrying with capped backoff while storage fails: the events stay undispatched in
+/// storage meanwhile, so even a crash here loses nothing (recovery dispatches them).
+async fn commit_with_retry(db: &DatabaseConnection, records: Vec<DispatchRecord>) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match inbox::commit_dispatch(db, records.clone()).await {
+            Ok(created) => {
+                tracing::debug!(events = records.len(), runs = created, "dispatched");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "dispatch commit failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

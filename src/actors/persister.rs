@@ -1,0 +1,141 @@
+//! The inbox writer of one connection: takes prepared messages from a bounded channel (the
+//! buffer; when it is full the connection stops reading its socket), commits them in batches,
+//! retrying while storage is down (never dropping), then hands back the ACK frames of committed
+//! or duplicate messages and passes stored events to dispatch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::dispatch::PendingEvent;
+use super::runtime::SourceRuntime;
+use super::spec::SourceSpec;
+use super::status::{Count, SourceCounters};
+use crate::db;
+use crate::pipeline::ingest::{EventStatus, PreparedEvent};
+
+/// Messages buffered per connection before reading stops.
+pub const BUFFER: usize = 4096;
+/// Largest batch per insert.
+const MAX_BATCH: usize = 500;
+
+/// One prepared message and the ACK frame to send once it is durable.
+#[derive(Debug)]
+pub struct Inbound {
+    /// What to store.
+    pub event: Box<PreparedEvent>,
+    /// Meta to store with it (origin details).
+    pub meta: serde_json::Value,
+    /// The ACK frame, sent after commit (or duplicate detection).
+    pub ack: Option<String>,
+}
+
+/// Starts the writer; returns its input. `acks` receives ACK frames after each commit and is
+/// dropped when the input is closed and everything in it is committed.
+pub fn start(
+    spec: Arc<SourceSpec>,
+    rt: Arc<SourceRuntime>,
+    counters: Arc<SourceCounters>,
+    acks: mpsc::UnboundedSender<Vec<String>>,
+) -> mpsc::Sender<Inbound> {
+    let (tx, mut rx) = mpsc::channel::<Inbound>(BUFFER);
+    actix::spawn(async move {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let items = std::mem::take(&mut batch);
+            commit(&spec, &rt, &counters, &acks, items).await;
+        }
+    });
+    tx
+}
+
+async fn commit(
+    spec: &SourceSpec,
+    rt: &SourceRuntime,
+    counters: &SourceCounters,
+    acks: &mpsc::UnboundedSender<Vec<String>>,
+    items: Vec<Inbound>,
+) {
+    let now = db::now();
+    let mut frames = Vec::new();
+    let rows: Vec<entity::event::Model> = items
+        .into_iter()
+        .map(|item| {
+            frames.extend(item.ack);
+            row(spec, *item.event, item.meta, now)
+        })
+        .collect();
+    let stored = insert_with_retry(rt, counters, &rows).await;
+    let mut pending = Vec::new();
+    let (mut new, mut dup) = (0, 0);
+    for (row, stored) in rows.into_iter().zip(stored) {
+        if !stored {
+            dup += 1;
+            continue;
+        }
+        new += 1;
+        if row.dispatched_at.is_none() {
+            pending.push(PendingEvent::from(row));
+        }
+    }
+    counters.add(Count::EventsStored, new);
+    counters.add(Count::Duplicates, dup);
+    if new > 0 {
+        counters.event_stored_at(now);
+    }
+    if !frames.is_empty() {
+        counters.add(Count::Acks, frames.len() as u64);
+        // The connection may be gone: the sender then redelivers, and dedup absorbs it.
+        let _ = acks.send(frames);
+    }
+    rt.dispatch.dispatch(spec.id, pending);
+}
+
+async fn insert_with_retry(
+    rt: &SourceRuntime,
+    counters: &SourceCounters,
+    rows: &[entity::event::Model],
+) -> Vec<bool> {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match db::inbox::insert_events(&rt.db, rows.to_vec()).await {
+            Ok(stored) => return stored,
+            Err(err) => {
+                counters.add(Count::StorageErrors, 1);
+                tracing::warn!(error = %err, batch = rows.len(), retry_in_ms = delay.as_millis() as u64,
+                    "storing events failed; retrying (nothing is acknowledged until stored)");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+fn row(
+    spec: &SourceSpec,
+    event: PreparedEvent,
+    meta: serde_json::Value,
+    now: chrono::DateTime<chrono::Utc>,
+) -> entity::event::Model {
+    let id = db::new_id();
+    let undispatchable = event.status != EventStatus::Received;
+    entity::event::Model {
+        id,
+        org_id: spec.org_id,
+        origin: "websocket".to_owned(),
+        source: spec.slug.clone(),
+        source_id: Some(spec.id),
+        dedup_key: event.dedup_key.unwrap_or_else(|| id.to_string()),
+        event_key: event.event_key,
+        raw: event.raw,
+        payload: event.payload,
+        meta,
+        status: event.status.as_str().to_owned(),
+        error: event.error,
+        outcome: None,
+        received_at: now,
+        // Events that can match nothing are complete as stored.
+        dispatched_at: undispatchable.then_some(now),
+    }
+}

@@ -1,0 +1,85 @@
+//! What every source actor shares: storage, the dispatch pool, the network policy, the TLS
+//! configuration and the ordered status writer.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::dispatch::DispatchPool;
+use crate::db::status::{self, StateRecord};
+use crate::netpolicy::NetworkPolicy;
+
+/// Shared, read-only context of the source actors.
+pub struct SourceRuntime {
+    /// The connection pool.
+    pub db: DatabaseConnection,
+    /// Where committed events go.
+    pub dispatch: DispatchPool,
+    /// Outbound destinations allowed.
+    pub policy: NetworkPolicy,
+    /// TLS for `wss://`.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Ordered writer of state transitions.
+    pub status: StatusWriter,
+}
+
+/// A TLS client configuration with the webpki roots, HTTP/1.1 only (WebSocket upgrades).
+pub fn tls_config() -> anyhow::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// What the status writer persists.
+pub enum StatusWrite {
+    /// A state transition.
+    State(Uuid, StateRecord),
+    /// Counters and last event time.
+    Counters(
+        Uuid,
+        serde_json::Value,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ),
+}
+
+/// Persists status writes in the order they were made, off the actors' paths. A write that fails
+/// is logged and skipped: status is advisory, the next transition or flush overwrites it.
+#[derive(Clone)]
+pub struct StatusWriter {
+    tx: mpsc::UnboundedSender<StatusWrite>,
+}
+
+impl StatusWriter {
+    /// Starts the writer task on the current arbiter.
+    pub fn start(db: DatabaseConnection) -> StatusWriter {
+        let (tx, mut rx) = mpsc::unbounded_channel::<StatusWrite>();
+        actix::spawn(async move {
+            while let Some(write) = rx.recv().await {
+                let result = match write {
+                    StatusWrite::State(id, record) => status::write_state(&db, id, record).await,
+                    StatusWrite::Counters(id, counters, at) => {
+                        status::write_counters(&db, id, counters, at).await
+                    }
+                };
+                if let Err(err) = result {
+                    tracing::warn!(error = %err, "status write failed");
+                }
+            }
+        });
+        StatusWriter { tx }
+    }
+
+    /// Queues a write.
+    pub fn write(&self, write: StatusWrite) {
+        let _ = self.tx.send(write);
+    }
+}

@@ -1,0 +1,179 @@
+//! Runtime status of a source: the state machine's states, live counters (atomics shared by the
+//! actors of one source across reconnects) and the snapshot the API shows.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// The states of DESIGN §4.6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceState {
+    /// Not enabled.
+    Disabled,
+    /// An attempt is under way.
+    Connecting,
+    /// Ready.
+    Connected,
+    /// Waiting before the next attempt.
+    Backoff,
+    /// Ten or more consecutive failures; still retrying at the cap.
+    Failing,
+    /// Paused by an operator or by `pause_after_failures`.
+    Paused,
+    /// A terminal failure; no retries until `reconnect`.
+    Failed,
+}
+
+impl SourceState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "disabled",
+            Self::Connecting => "connecting",
+            Self::Connected => "connected",
+            Self::Backoff => "backoff",
+            Self::Failing => "failing",
+            Self::Paused => "paused",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// What is counted per source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// Frames received.
+    Frames,
+    /// Events stored.
+    EventsStored,
+    /// Duplicates (not stored again).
+    Duplicates,
+    /// Rejected by the pre-filter.
+    Filtered,
+    /// Text frames that were not JSON.
+    NonJson,
+    /// Binary frames ignored.
+    Binary,
+    /// Frames before the ready condition.
+    Handshake,
+    /// Reconnects.
+    Reconnects,
+    /// ACK frames sent.
+    Acks,
+    /// Failed inbox writes (retried).
+    StorageErrors,
+    /// Messages over `max_message_bytes`.
+    Oversized,
+    /// Ready/fail/ack expression evaluation errors.
+    ExpressionErrors,
+}
+
+const ALL: [(Count, &str); 12] = [
+    (Count::Frames, "frames"),
+    (Count::EventsStored, "events_stored"),
+    (Count::Duplicates, "duplicates"),
+    (Count::Filtered, "filtered"),
+    (Count::NonJson, "non_json"),
+    (Count::Binary, "binary"),
+    (Count::Handshake, "handshake"),
+    (Count::Reconnects, "reconnects"),
+    (Count::Acks, "acks"),
+    (Count::StorageErrors, "storage_errors"),
+    (Count::Oversized, "oversized"),
+    (Count::ExpressionErrors, "expression_errors"),
+];
+
+/// Live counters of one source.
+#[derive(Debug, Default)]
+pub struct SourceCounters {
+    values: [AtomicU64; 12],
+    last_event_millis: AtomicI64,
+    version: AtomicU64,
+}
+
+impl SourceCounters {
+    /// Adds `n` to a counter.
+    pub fn add(&self, what: Count, n: u64) {
+        if n == 0 {
+            return;
+        }
+        if let Some(i) = ALL.iter().position(|(c, _)| *c == what) {
+            self.values[i].fetch_add(n, Ordering::Relaxed);
+            self.version.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// One counter's value.
+    pub fn get(&self, what: Count) -> u64 {
+        ALL.iter()
+            .position(|(c, _)| *c == what)
+            .map_or(0, |i| self.values[i].load(Ordering::Relaxed))
+    }
+
+    /// Records that an event was stored now.
+    pub fn event_stored_at(&self, at: DateTime<Utc>) {
+        self.last_event_millis
+            .store(at.timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// When the last event was stored.
+    pub fn last_event_at(&self) -> Option<DateTime<Utc>> {
+        match self.last_event_millis.load(Ordering::Relaxed) {
+            0 => None,
+            ms => DateTime::from_timestamp_millis(ms),
+        }
+    }
+
+    /// Changes so far (to skip writes when nothing changed).
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    /// All counters as a JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        let map = ALL
+            .iter()
+            .enumerate()
+            .map(|(i, (_, name))| {
+                (
+                    (*name).to_owned(),
+                    self.values[i].load(Ordering::Relaxed).into(),
+                )
+            })
+            .collect();
+        serde_json::Value::Object(map)
+    }
+
+    /// Starts from persisted counters (so they survive restarts).
+    pub fn restore(&self, stored: &serde_json::Value) {
+        for (i, (_, name)) in ALL.iter().enumerate() {
+            if let Some(n) = stored.get(name).and_then(serde_json::Value::as_u64) {
+                self.values[i].store(n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The live status of one source, as this process sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusSnapshot {
+    /// Source id.
+    pub source_id: Uuid,
+    /// Current state.
+    pub state: SourceState,
+    /// Reason of the last failure or pause.
+    pub detail: Option<String>,
+    /// When the connection became ready.
+    pub connected_at: Option<DateTime<Utc>>,
+    /// When the last event was stored.
+    pub last_event_at: Option<DateTime<Utc>>,
+    /// When the next attempt is due.
+    pub next_retry_at: Option<DateTime<Utc>>,
+    /// Consecutive failed attempts.
+    pub consecutive_failures: u32,
+    /// Counters.
+    pub counters: serde_json::Value,
+}
