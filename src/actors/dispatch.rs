@@ -167,7 +167,7 @@ impl DispatchActor {
 }
 
 /// Matches a batch against the automation set in force.
-fn decide(registry: &AutomationRegistry, batch: &[PendingEvent]) -> Vec<DispatchRecord> {
+pub fn decide(registry: &AutomationRegistry, batch: &[PendingEvent]) -> Vec<DispatchRecord> {
     let set = registry.current();
     batch
         .iter()

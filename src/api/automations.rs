@@ -112,11 +112,14 @@ impl From<automation::Model> for AutomationOut {
     }
 }
 
-/// Validates an automation input (422 naming every bad field).
-pub fn check_input(input: &AutomationIn) -> Result<(), ApiError> {
+/// Validates a trigger (422 naming every bad field).
+pub fn check_trigger(t: &Trigger) -> Result<(), ApiError> {
     let mut errors = Errors::default();
-    errors.name("name", &input.name);
-    let t = &input.trigger;
+    trigger_errors(t, &mut errors);
+    errors.finish(()).map_err(ApiError::Validation)
+}
+
+fn trigger_errors(t: &Trigger, errors: &mut Errors) {
     if t.kind != "event" {
         errors.add("trigger.type", "must be `event`");
     }
@@ -125,6 +128,13 @@ pub fn check_input(input: &AutomationIn) -> Result<(), ApiError> {
         errors.add("trigger.on", err.to_string());
     }
     errors.expr("trigger.filter", t.filter.as_deref());
+}
+
+/// Validates an automation input (422 naming every bad field).
+pub fn check_input(input: &AutomationIn) -> Result<(), ApiError> {
+    let mut errors = Errors::default();
+    errors.name("name", &input.name);
+    trigger_errors(&input.trigger, &mut errors);
     errors.finish(()).map_err(ApiError::Validation)
 }
 

@@ -8,6 +8,7 @@ pub mod expressions;
 pub mod keys;
 pub mod openapi;
 pub mod ops;
+pub mod replay;
 pub mod runs;
 pub mod source_dto;
 pub mod sources;
@@ -113,6 +114,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(webhooks::patch_webhook)
                 .service(webhooks::delete_webhook)
                 .service(webhooks::rotate_secret)
+                .service(replay::dry_run)
+                .service(replay::replay_event)
                 .service(automations::create_automation)
                 .service(automations::list_automations)
                 .service(automations::get_automation)

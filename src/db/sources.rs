@@ -57,6 +57,19 @@ pub async fn find_source(
         .await
 }
 
+/// Finds an org's source by slug.
+pub async fn find_source_by_slug(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    slug: &str,
+) -> Result<Option<websocket_source::Model>, DbErr> {
+    websocket_source::Entity::find()
+        .filter(websocket_source::Column::OrgId.eq(org_id))
+        .filter(websocket_source::Column::Source.eq(slug))
+        .one(db)
+        .await
+}
+
 /// One page of an org's sources, oldest first, with the total.
 pub async fn list_sources(
     db: &impl ConnectionTrait,

@@ -37,6 +37,19 @@ pub async fn find_webhook(
         .await
 }
 
+/// Finds an org's webhook by slug.
+pub async fn find_webhook_by_slug(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    slug: &str,
+) -> Result<Option<webhook::Model>, DbErr> {
+    webhook::Entity::find()
+        .filter(webhook::Column::OrgId.eq(org_id))
+        .filter(webhook::Column::Source.eq(slug))
+        .one(db)
+        .await
+}
+
 /// One page of an org's webhooks, oldest first, with the total.
 pub async fn list_webhooks(
     db: &impl ConnectionTrait,

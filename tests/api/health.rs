@@ -45,6 +45,8 @@ async fn openapi_describes_every_endpoint() {
         ("/v1/runs/{id}/cancel", &["post"]),
         ("/v1/events", &["get"]),
         ("/v1/events/{id}", &["get"]),
+        ("/v1/events/{id}/replay", &["post"]),
+        ("/v1/automations/test", &["post"]),
         ("/v1/expressions/evaluate", &["post"]),
     ];
     for (path, methods) in expected {

@@ -152,6 +152,32 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_with(backend, settings, dir, pg).await
 }
 
+/// Starts the real application with outbound connections to loopback allowed (for tests against
+/// the scriptable peers).
+pub async fn spawn_app_private(backend: Backend) -> TestApp {
+    let (mut settings, dir, pg) = test_settings(backend).await;
+    settings.allow_private_networks = true;
+    spawn_with(backend, settings, dir, pg).await
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes; returns whether it held.
+pub async fn eventually<F, Fut>(timeout: std::time::Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Starts the application with the given settings.
 pub async fn spawn_with(
     backend: Backend,
@@ -269,6 +295,28 @@ where
         body,
         text,
     }
+}
+
+/// Like `both_backends!`, with loopback peers allowed.
+#[macro_export]
+macro_rules! both_backends_private {
+    ($(async fn $name:ident($app:ident: $ty:ty) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+                async fn body($app: $ty) $body
+                #[actix_web::test]
+                async fn sqlite() {
+                    body($crate::helpers::spawn_app_private($crate::helpers::Backend::Sqlite).await).await
+                }
+                #[actix_web::test]
+                async fn postgres() {
+                    body($crate::helpers::spawn_app_private($crate::helpers::Backend::Postgres).await).await
+                }
+            }
+        )*
+    };
 }
 
 /// Runs an async test body on SQLite and on PostgreSQL, as two tests named `<name>::sqlite` and
