@@ -46,6 +46,9 @@ pub struct ConnectionCtx {
     pub commands: mpsc::Receiver<Command>,
     /// Called once, when the connection is ready.
     pub on_ready: Box<dyn FnOnce()>,
+    /// Called once, when the connection has been ready for `max_connection_age_s`; the loop goes
+    /// on serving until it is told to stop.
+    pub on_rotate: Box<dyn FnOnce()>,
 }
 
 /// Runs one generic connection until it is down.
@@ -99,6 +102,8 @@ struct Conn {
     backlog: VecDeque<Inbound>,
     partial: Option<(bool, BytesMut)>,
     on_ready: Option<Box<dyn FnOnce()>>,
+    on_rotate: Option<Box<dyn FnOnce()>>,
+    rotate_due: Option<Instant>,
     last_frame: Instant,
     pong_due: Option<Instant>,
     ready_due: Option<Instant>,
@@ -114,6 +119,7 @@ impl Conn {
         acks: mpsc::UnboundedReceiver<Vec<String>>,
     ) -> Conn {
         let on_ready = std::mem::replace(&mut ctx.on_ready, Box::new(|| {}));
+        let on_rotate = std::mem::replace(&mut ctx.on_rotate, Box::new(|| {}));
         let session = adapter.session();
         let now = Instant::now();
         let ready_due = (!session.is_ready()).then(|| now + adapter.ready_timeout());
@@ -128,6 +134,8 @@ impl Conn {
             backlog: VecDeque::new(),
             partial: None,
             on_ready: Some(on_ready),
+            on_rotate: Some(on_rotate),
+            rotate_due: None,
             last_frame: now,
             pong_due: None,
             ready_due,
@@ -192,6 +200,13 @@ impl Conn {
                 },
                 _ = sleep_until(self.pong_due.unwrap_or(far)) => Err(DownReason::Transient("no pong within the pong timeout".into())),
                 _ = sleep_until(self.ready_due.unwrap_or(far)) => Err(DownReason::Transient("no ready frame within ready_timeout_s".into())),
+                _ = sleep_until(self.rotate_due.unwrap_or(far)) => {
+                    self.rotate_due = None;
+                    if let Some(rotate) = self.on_rotate.take() {
+                        rotate();
+                    }
+                    Ok(())
+                }
                 _ = sleep_until(self.last_frame + idle_timeout) => Err(DownReason::Transient("no frame within the idle timeout".into())),
             };
             if let Err(reason) = step {
@@ -253,6 +268,11 @@ impl Conn {
 
     fn mark_ready(&mut self) {
         self.ready_due = None;
+        if let Some(age) = self.adapter.max_connection_age()
+            && self.on_rotate.is_some()
+        {
+            self.rotate_due = Some(Instant::now() + age);
+        }
         if let Some(notify) = self.on_ready.take() {
             notify();
         }

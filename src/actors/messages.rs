@@ -146,6 +146,17 @@ pub struct SourceReady {
     pub generation: u64,
 }
 
+/// Source actor → supervisor: the connection of `generation` reached `max_connection_age_s`;
+/// start a replacement and close this one once the replacement is ready (make-before-break).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RotateDue {
+    /// The source.
+    pub source_id: Uuid,
+    /// The aging child's generation.
+    pub generation: u64,
+}
+
 /// Supervisor → source actor: close gracefully and stop.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]

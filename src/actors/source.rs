@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::connection::{self, Command, ConnectionCtx};
 use super::messages::{
-    DownReason, SendError, SendFrame, SourceDown, SourceReady, StopSource, SwapSpec,
+    DownReason, RotateDue, SendError, SendFrame, SourceDown, SourceReady, StopSource, SwapSpec,
 };
 use super::runtime::SourceRuntime;
 use super::spec::SourceSpec;
@@ -24,6 +24,7 @@ pub struct SourceActor {
     counters: Arc<SourceCounters>,
     ready: Recipient<SourceReady>,
     down: Recipient<SourceDown>,
+    rotate: Recipient<RotateDue>,
     commands: Option<mpsc::Sender<Command>>,
     started_at: Instant,
     reported: bool,
@@ -38,8 +39,10 @@ impl SourceActor {
         counters: Arc<SourceCounters>,
         ready: Recipient<SourceReady>,
         down: Recipient<SourceDown>,
+        rotate: Recipient<RotateDue>,
     ) -> SourceActor {
         SourceActor {
+            rotate,
             spec,
             generation,
             rt,
@@ -74,6 +77,7 @@ impl Actor for SourceActor {
         let (tx, rx) = mpsc::channel(64);
         self.commands = Some(tx);
         let (ready, source_id, generation) = (self.ready.clone(), self.spec.id, self.generation);
+        let rotate = self.rotate.clone();
         let conn = ConnectionCtx {
             spec: self.spec.clone(),
             rt: self.rt.clone(),
@@ -81,6 +85,12 @@ impl Actor for SourceActor {
             commands: rx,
             on_ready: Box::new(move || {
                 ready.do_send(SourceReady {
+                    source_id,
+                    generation,
+                })
+            }),
+            on_rotate: Box::new(move || {
+                rotate.do_send(RotateDue {
                     source_id,
                     generation,
                 })

@@ -15,8 +15,8 @@ use rand::rngs::StdRng;
 use uuid::Uuid;
 
 use super::messages::{
-    DownReason, GetStatus, Pause, Reconnect, Remove, Resume, Send, SendError, SendFrame, Shutdown,
-    SourceDown, SourceReady, StopSource, SwapSpec, Update,
+    DownReason, GetStatus, Pause, Reconnect, Remove, Resume, RotateDue, Send, SendError, SendFrame,
+    Shutdown, SourceDown, SourceReady, StopSource, SwapSpec, Update,
 };
 use super::policy::{Decision, FailureClass, RestartPolicy, RetryState};
 use super::rate_limit::{ConnectRateLimiter, startup_jitter};
@@ -31,6 +31,8 @@ struct Child {
     spec: Arc<SourceSpec>,
     generation: u64,
     addr: Option<Addr<SourceActor>>,
+    /// The aging attempt kept serving until its replacement is ready, with its generation.
+    draining: Option<(Addr<SourceActor>, u64)>,
     pending: Option<SpawnHandle>,
     policy: RestartPolicy,
     counters: Arc<SourceCounters>,
@@ -110,6 +112,9 @@ impl SourceSupervisor {
         if let Some(addr) = child.addr.take() {
             addr.do_send(StopSource);
         }
+        if let Some((addr, _)) = child.draining.take() {
+            addr.do_send(StopSource);
+        }
     }
 
     /// Schedules a fresh attempt after `delay` (and after a free connect slot).
@@ -119,29 +124,42 @@ impl SourceSupervisor {
             return;
         };
         let generation = child.generation;
-        child.pending =
-            Some(ctx.run_later(delay, move |act, ctx| act.start_child(id, generation, ctx)));
+        child.pending = Some(ctx.run_later(delay, move |act, ctx| {
+            act.start_child(id, generation, false, ctx)
+        }));
     }
 
-    fn start_child(&mut self, id: Uuid, generation: u64, ctx: &mut Context<Self>) {
-        let wait = self.limiter.reserve(Instant::now());
-        let Some(child) = self.children.get_mut(&id) else {
+    /// Starts the attempt of `generation` unless it was superseded. Without a `reserved` connect
+    /// slot it first books one, waiting for it when the global connect rate is exhausted (the
+    /// booked slot is then used as is, never booked again).
+    fn start_child(&mut self, id: Uuid, generation: u64, reserved: bool, ctx: &mut Context<Self>) {
+        let Some(child) = self.children.get(&id) else {
             return;
         };
         if child.generation != generation || child.addr.is_some() {
             return;
         }
-        if !wait.is_zero() {
-            child.pending =
-                Some(ctx.run_later(wait, move |act, ctx| act.start_child(id, generation, ctx)));
-            return;
+        if !reserved {
+            let wait = self.limiter.reserve(Instant::now());
+            if !wait.is_zero() {
+                if let Some(child) = self.children.get_mut(&id) {
+                    child.pending = Some(ctx.run_later(wait, move |act, ctx| {
+                        act.start_child(id, generation, true, ctx)
+                    }));
+                }
+                return;
+            }
         }
+        let Some(child) = self.children.get_mut(&id) else {
+            return;
+        };
         child.pending = None;
         let actor = SourceActor::new(
             child.spec.clone(),
             generation,
             self.rt.clone(),
             child.counters.clone(),
+            ctx.address().recipient(),
             ctx.address().recipient(),
             ctx.address().recipient(),
         );
@@ -163,6 +181,7 @@ impl SourceSupervisor {
             spec,
             generation: 0,
             addr: None,
+            draining: None,
             pending: None,
             counters_written: counters.version(),
             counters,
@@ -364,6 +383,10 @@ impl Handler<SourceReady> for SourceSupervisor {
         }
         child.policy.on_ready(Instant::now());
         child.connected_at = Some(crate::db::now());
+        if let Some((old, _)) = child.draining.take() {
+            // Make-before-break: the replacement is ready, so the old connection may go.
+            old.do_send(StopSource);
+        }
         self.set_state(msg.source_id, SourceState::Connected, None);
     }
 }
@@ -376,6 +399,14 @@ impl Handler<SourceDown> for SourceSupervisor {
         let Some(child) = self.children.get_mut(&id) else {
             return;
         };
+        if child
+            .draining
+            .as_ref()
+            .is_some_and(|(_, g)| *g == msg.generation)
+        {
+            child.draining = None;
+            return;
+        }
         if child.generation != msg.generation {
             return;
         }
@@ -410,6 +441,25 @@ impl Handler<SourceDown> for SourceSupervisor {
     }
 }
 
+impl Handler<RotateDue> for SourceSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: RotateDue, ctx: &mut Context<Self>) {
+        let generation = self.next_generation();
+        let Some(child) = self.children.get_mut(&msg.source_id) else {
+            return;
+        };
+        if child.generation != msg.generation || child.draining.is_some() {
+            return;
+        }
+        let Some(old) = child.addr.take() else { return };
+        tracing::info!(source_id = %msg.source_id, "rotating an aged connection (make-before-break)");
+        child.draining = Some((old, msg.generation));
+        child.generation = generation;
+        self.start_child(msg.source_id, generation, false, ctx);
+    }
+}
+
 impl Handler<Shutdown> for SourceSupervisor {
     type Result = ResponseActFuture<Self, ()>;
 
@@ -417,7 +467,12 @@ impl Handler<Shutdown> for SourceSupervisor {
         let addrs: Vec<Addr<SourceActor>> = self
             .children
             .values()
-            .filter_map(|c| c.addr.clone())
+            .flat_map(|c| {
+                c.addr
+                    .iter()
+                    .cloned()
+                    .chain(c.draining.iter().map(|(a, _)| a.clone()))
+            })
             .collect();
         let ids: Vec<Uuid> = self.children.keys().copied().collect();
         for id in ids {

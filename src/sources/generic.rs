@@ -83,6 +83,7 @@ pub struct GenericAdapter {
     ready_timeout: Duration,
     framing: Framing,
     binary: BinaryMode,
+    max_connection_age: Option<Duration>,
 }
 
 const _: () = {
@@ -126,6 +127,9 @@ impl GenericAdapter {
             ready_timeout: Duration::from_secs(settings.ready_timeout_s.into()),
             framing: settings.framing,
             binary: settings.binary,
+            max_connection_age: settings
+                .max_connection_age_s
+                .map(|s| Duration::from_secs(s.into())),
         })
     }
 
@@ -161,6 +165,11 @@ impl GenericAdapter {
     }
 
     /// How long to wait for the ready frame after connecting.
+    /// Age after which a ready connection is replaced (make-before-break), if configured.
+    pub fn max_connection_age(&self) -> Option<Duration> {
+        self.max_connection_age
+    }
+
     pub fn ready_timeout(&self) -> Duration {
         self.ready_timeout
     }

@@ -194,7 +194,7 @@ fn check_generic(
         );
     }
     if let Some(age) = s.max_connection_age_s {
-        errors.range("config.max_connection_age_s", age.into(), 60..=604_800);
+        errors.range("config.max_connection_age_s", age.into(), 5..=604_800);
     }
     if let Some(n) = s.pause_after_failures {
         errors.range("config.pause_after_failures", n.into(), 1..=10_000);

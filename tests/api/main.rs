@@ -3,8 +3,10 @@
 
 mod helpers;
 mod peer;
+mod pgtemp;
 
 mod automations;
+mod durability;
 mod events_runs;
 mod expressions;
 mod health;

@@ -158,7 +158,8 @@ both_backends_private! {
         wait_state(&app, &id, "connected").await;
         let path = format!("/v1/websocket-sources/{id}");
         let mut calls = Vec::new();
-        for i in 0..20 {
+        // More commands than the connect-rate burst: booked connect slots must be honoured.
+        for i in 0..40 {
             let (app, path) = (&app, path.clone());
             calls.push(async move {
                 match i % 3 {
@@ -171,7 +172,8 @@ both_backends_private! {
         let statuses = futures_util::future::join_all(calls).await;
         assert!(statuses.iter().all(|s| *s == 200 || *s == 202), "{statuses:?}");
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert!(peer.wait_until(WAIT, |p| p.open_connections() == 1).await, "open: {}", peer.open_connections());
+        let settled = peer.wait_until(WAIT, |p| p.open_connections() == 1).await;
+        assert!(settled, "open: {}, attempts: {}, status: {}", peer.open_connections(), peer.attempts(), status(&app, &id).await);
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(peer.open_connections(), 1);
         wait_state(&app, &id, "connected").await;
@@ -192,6 +194,23 @@ both_backends_private! {
         assert_eq!(app.post(&format!("/v1/websocket-sources/{id}/resume"), ADMIN_KEY, json!({})).await.status, 202);
         wait_state(&app, &id, "connected").await;
         assert_eq!(peer.open_connections(), 1);
+    }
+
+    async fn aged_connections_rotate_make_before_break(app: TestApp) {
+        let peer = Peer::start(vec![ConnectionScript::accept(vec![Step::Echo])]);
+        let automation = create_automation(&app, "aged", json!("*"), None).await;
+        let id = create_source(&app, source_body("aged", &peer, json!({"max_connection_age_s": 5}))).await;
+        wait_state(&app, &id, "connected").await;
+        assert!(peer.wait_until(Duration::from_secs(15), |p| p.attempts() >= 2 && !p.client_closes().is_empty()).await);
+        let opened = peer.attempt_times()[1];
+        let closed = peer.client_closes()[0].clone();
+        assert_eq!(closed.attempt, 0, "the old connection is the one closed");
+        assert!(closed.at > opened, "the replacement opened before the old one closed");
+        assert_eq!(peer.open_connections(), 1);
+        peer.broadcast(json!({"type": "t", "id": "after-rotation"}).to_string());
+        assert!(eventually(WAIT, || async { runs_of(&app, &automation).await == 1 }).await);
+        let s = status(&app, &id).await;
+        assert_eq!(s["state"], "connected", "{s}");
     }
 
     async fn replay_and_dry_run(app: TestApp) {
