@@ -16,6 +16,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::actors::dispatch::DispatchPool;
 use crate::actors::messages::Shutdown;
+use crate::actors::publisher::Publisher;
 use crate::actors::registry::AutomationRegistry;
 use crate::actors::runtime::{SourceRuntime, StatusWriter, tls_config};
 use crate::actors::spec::SourceSpec;
@@ -34,6 +35,7 @@ pub struct Application {
     port: u16,
     server: Server,
     supervisor: Addr<SourceSupervisor>,
+    publisher: Publisher,
     bootstrap_key: Option<String>,
 }
 
@@ -48,8 +50,13 @@ impl Application {
         let registry = AutomationRegistry::load(db.clone())
             .await
             .context("loading automations")?;
-        let dispatch =
-            DispatchPool::start(settings.dispatch_workers(), db.clone(), registry.clone());
+        let publisher = Publisher::new();
+        let dispatch = DispatchPool::start(
+            settings.dispatch_workers(),
+            db.clone(),
+            registry.clone(),
+            publisher.clone(),
+        );
         let supervisor = start_sources(&settings, &db, &keyring, dispatch.clone()).await?;
         spawn_maintenance(db.clone(), registry.clone(), dispatch);
         let listener = TcpListener::bind(settings.bind)
@@ -80,6 +87,7 @@ impl Application {
             port,
             server,
             supervisor,
+            publisher,
             bootstrap_key,
         })
     }
@@ -92,6 +100,11 @@ impl Application {
     /// The admin key created on first start, if this start created one.
     pub fn bootstrap_key(&self) -> Option<&str> {
         self.bootstrap_key.as_deref()
+    }
+
+    /// The internal publisher (live observers subscribe here).
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
     }
 
     /// A handle to stop the server gracefully.

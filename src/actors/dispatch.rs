@@ -13,6 +13,7 @@ use sea_orm::DatabaseConnection;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::publisher::{Published, Publisher};
 use super::registry::AutomationRegistry;
 use crate::db::inbox::{self, DispatchRecord};
 use crate::pipeline::automations::{MatchResult, Outcome};
@@ -71,14 +72,16 @@ impl DispatchPool {
         size: usize,
         db: DatabaseConnection,
         registry: Arc<AutomationRegistry>,
+        publisher: Publisher,
     ) -> DispatchPool {
         let actors = (0..size.max(1))
             .map(|_| {
-                let (db, registry) = (db.clone(), registry.clone());
+                let (db, registry, publisher) = (db.clone(), registry.clone(), publisher.clone());
                 let arbiter = Arbiter::new();
                 DispatchActor::start_in_arbiter(&arbiter.handle(), move |_| DispatchActor {
                     db,
                     registry,
+                    publisher,
                     queue: VecDeque::new(),
                     busy: false,
                 })
@@ -128,6 +131,7 @@ impl DispatchPool {
 pub struct DispatchActor {
     db: DatabaseConnection,
     registry: Arc<AutomationRegistry>,
+    publisher: Publisher,
     queue: VecDeque<PendingEvent>,
     busy: bool,
 }
@@ -155,13 +159,19 @@ impl DispatchActor {
         let batch: Vec<PendingEvent> = self.queue.drain(..take).collect();
         let records = decide(&self.registry, &batch);
         let db = self.db.clone();
+        let publisher = self.publisher.clone();
         ctx.spawn(
-            async move { commit_with_retry(&db, records).await }
-                .into_actor(self)
-                .map(|(), act, ctx| {
-                    act.busy = false;
-                    act.run_next(ctx);
-                }),
+            async move {
+                let runs: Vec<entity::automation_run::Model> =
+                    records.iter().flat_map(|r| r.runs.iter().cloned()).collect();
+                let created = commit_with_retry(&db, records).await;
+                publish_created(&publisher, runs, &created);
+            }
+            .into_actor(self)
+            .map(|(), act, ctx| {
+                act.busy = false;
+                act.run_next(ctx);
+            }),
         );
     }
 }
@@ -222,15 +232,32 @@ fn run_row(id: Uuid, outcome: &Outcome, event: &PendingEvent) -> entity::automat
     }
 }
 
+/// Tells live observers about the runs this commit created.
+fn publish_created(publisher: &Publisher, runs: Vec<entity::automation_run::Model>, created: &[Uuid]) {
+    if created.is_empty() || !publisher.has_subscribers() {
+        return;
+    }
+    let created: std::collections::HashSet<&Uuid> = created.iter().collect();
+    for run in runs.into_iter().filter(|r| created.contains(&r.id)) {
+        publisher.publish(Published::RunCreated {
+            org_id: run.org_id,
+            run_id: run.id,
+            automation_id: run.automation_id,
+            event_id: run.event_id,
+            event_payload: Arc::new(run.event_payload),
+        });
+    }
+}
+
 /// Commits, retrying with capped backoff while storage fails: the events stay undispatched in
 /// storage meanwhile, so even a crash here loses nothing (recovery dispatches them).
-async fn commit_with_retry(db: &DatabaseConnection, records: Vec<DispatchRecord>) {
+async fn commit_with_retry(db: &DatabaseConnection, records: Vec<DispatchRecord>) -> Vec<Uuid> {
     let mut delay = Duration::from_millis(100);
     loop {
         match inbox::commit_dispatch(db, records.clone()).await {
             Ok(created) => {
-                tracing::debug!(events = records.len(), runs = created, "dispatched");
-                return;
+                tracing::debug!(events = records.len(), runs = created.len(), "dispatched");
+                return created;
             }
             Err(err) => {
                 tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "dispatch commit failed; retrying");

@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod messages;
 pub mod persister;
 pub mod policy;
+pub mod publisher;
 pub mod rate_limit;
 pub mod registry;
 pub mod runtime;

@@ -49,7 +49,7 @@ pub async fn replay_event(
         .map(|r| r.outcome.clone())
         .unwrap_or(Value::Null);
     let created = db::inbox::commit_dispatch(&state.db, records).await?;
-    Ok(HttpResponse::Ok().json(json!({"outcome": outcome, "runs_created": created})))
+    Ok(HttpResponse::Ok().json(json!({"outcome": outcome, "runs_created": created.len()})))
 }
 
 /// A dry run.

@@ -3,7 +3,7 @@
 //! and records each event's outcome in one transaction.
 
 use entity::{automation_run, event};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
     QuerySelect, QueryTrait, TransactionTrait,
@@ -76,47 +76,67 @@ pub struct DispatchRecord {
 }
 
 /// Inserts the runs (an existing run for the same automation and event is kept) and marks the
-/// events dispatched with their outcome, in one transaction.
+/// events dispatched with their outcome, in one transaction. Returns the ids of the runs this call
+/// created.
 pub async fn commit_dispatch(
     db: &sea_orm::DatabaseConnection,
     records: Vec<DispatchRecord>,
-) -> Result<usize, DbErr> {
+) -> Result<Vec<Uuid>, DbErr> {
     let txn = db.begin().await?;
-    let runs: Vec<automation_run::Model> = records
-        .iter()
-        .flat_map(|r| r.runs.iter().cloned())
-        .collect();
-    let mut created = 0;
+    let runs: Vec<automation_run::Model> = records.iter().flat_map(|r| r.runs.iter().cloned()).collect();
+    let mut created = Vec::with_capacity(runs.len());
     for chunk in runs.chunks(500) {
-        let stmt = automation_run::Entity::insert_many(
-            chunk
-                .iter()
-                .cloned()
-                .map(IntoActiveModel::into_active_model),
-        )
-        .on_conflict(
-            OnConflict::columns([
-                automation_run::Column::AutomationId,
-                automation_run::Column::EventId,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .into_query();
-        created += txn.execute(&stmt).await?.rows_affected();
+        let mut stmt = automation_run::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
+            .on_conflict(
+                OnConflict::columns([automation_run::Column::AutomationId, automation_run::Column::EventId])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .into_query();
+        stmt.returning_col(automation_run::Column::Id);
+        for row in txn.query_all(&stmt).await? {
+            created.push(row.try_get::<Uuid>("", "id")?);
+        }
     }
     let now = super::now();
-    for record in records {
-        event::Entity::update_many()
-            .col_expr(event::Column::Outcome, Expr::value(record.outcome))
-            .col_expr(event::Column::Status, Expr::value("dispatched"))
-            .col_expr(event::Column::DispatchedAt, Expr::value(now))
-            .filter(event::Column::Id.eq(record.event_id))
-            .exec(&txn)
-            .await?;
+    for chunk in records.chunks(500) {
+        mark_dispatched(&txn, chunk, now).await?;
     }
     txn.commit().await?;
-    Ok(usize::try_from(created).unwrap_or(usize::MAX))
+    Ok(created)
+}
+
+/// One statement per chunk: `WITH v(id, outcome) AS (VALUES …) UPDATE events … FROM v`, which
+/// both engines run (PostgreSQL needs the parameter types spelled out).
+async fn mark_dispatched(
+    db: &impl ConnectionTrait,
+    records: &[DispatchRecord],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let pg = backend == sea_orm::DbBackend::Postgres;
+    let mut values = Vec::with_capacity(records.len() * 2 + 1);
+    let mut rows = Vec::with_capacity(records.len());
+    values.push(sea_orm::Value::from(now));
+    for (i, record) in records.iter().enumerate() {
+        let (a, b) = (i * 2 + 2, i * 2 + 3);
+        rows.push(if pg { format!("(${a}::uuid, ${b}::jsonb)") } else { "(?, ?)".to_owned() });
+        values.push(record.event_id.into());
+        values.push(record.outcome.clone().into());
+    }
+    let now_param = if pg { "$1::timestamptz" } else { "?" };
+    let sql = format!(
+        "WITH v(id, outcome) AS (VALUES {}) UPDATE events SET outcome = v.outcome, status = 'dispatched', \
+         dispatched_at = {now_param} FROM v WHERE events.id = v.id",
+        rows.join(", ")
+    );
+    // SQLite binds positionally in text order: the timestamp comes after the VALUES list.
+    if !pg {
+        let first = values.remove(0);
+        values.push(first);
+    }
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
+    Ok(())
 }
 
 /// The run id for an automation and an event: a UUID v7 whose time is the event's and whose other
