@@ -162,8 +162,10 @@ impl DispatchActor {
         let publisher = self.publisher.clone();
         ctx.spawn(
             async move {
-                let runs: Vec<entity::automation_run::Model> =
-                    records.iter().flat_map(|r| r.runs.iter().cloned()).collect();
+                let runs: Vec<entity::automation_run::Model> = records
+                    .iter()
+                    .flat_map(|r| r.runs.iter().cloned())
+                    .collect();
                 let created = commit_with_retry(&db, records).await;
                 publish_created(&publisher, runs, &created);
             }
@@ -233,7 +235,11 @@ fn run_row(id: Uuid, outcome: &Outcome, event: &PendingEvent) -> entity::automat
 }
 
 /// Tells live observers about the runs this commit created.
-fn publish_created(publisher: &Publisher, runs: Vec<entity::automation_run::Model>, created: &[Uuid]) {
+fn publish_created(
+    publisher: &Publisher,
+    runs: Vec<entity::automation_run::Model>,
+    created: &[Uuid],
+) {
     if created.is_empty() || !publisher.has_subscribers() {
         return;
     }

@@ -83,16 +83,27 @@ pub async fn commit_dispatch(
     records: Vec<DispatchRecord>,
 ) -> Result<Vec<Uuid>, DbErr> {
     let txn = db.begin().await?;
-    let runs: Vec<automation_run::Model> = records.iter().flat_map(|r| r.runs.iter().cloned()).collect();
+    let runs: Vec<automation_run::Model> = records
+        .iter()
+        .flat_map(|r| r.runs.iter().cloned())
+        .collect();
     let mut created = Vec::with_capacity(runs.len());
     for chunk in runs.chunks(500) {
-        let mut stmt = automation_run::Entity::insert_many(chunk.iter().cloned().map(IntoActiveModel::into_active_model))
-            .on_conflict(
-                OnConflict::columns([automation_run::Column::AutomationId, automation_run::Column::EventId])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .into_query();
+        let mut stmt = automation_run::Entity::insert_many(
+            chunk
+                .iter()
+                .cloned()
+                .map(IntoActiveModel::into_active_model),
+        )
+        .on_conflict(
+            OnConflict::columns([
+                automation_run::Column::AutomationId,
+                automation_run::Column::EventId,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .into_query();
         stmt.returning_col(automation_run::Column::Id);
         for row in txn.query_all(&stmt).await? {
             created.push(row.try_get::<Uuid>("", "id")?);
@@ -120,7 +131,11 @@ async fn mark_dispatched(
     values.push(sea_orm::Value::from(now));
     for (i, record) in records.iter().enumerate() {
         let (a, b) = (i * 2 + 2, i * 2 + 3);
-        rows.push(if pg { format!("(${a}::uuid, ${b}::jsonb)") } else { "(?, ?)".to_owned() });
+        rows.push(if pg {
+            format!("(${a}::uuid, ${b}::jsonb)")
+        } else {
+            "(?, ?)".to_owned()
+        });
         values.push(record.event_id.into());
         values.push(record.outcome.clone().into());
     }
@@ -135,7 +150,10 @@ async fn mark_dispatched(
         let first = values.remove(0);
         values.push(first);
     }
-    db.execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await?;
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        backend, sql, values,
+    ))
+    .await?;
     Ok(())
 }
 

@@ -1,0 +1,530 @@
+//! End-to-end benchmark of Switchboard on this machine (see `docs/benchmarks.md`).
+//!
+//! `cargo bench --bench throughput` runs every scenario and prints its figures:
+//! - the storage ceiling (100-row multi-row INSERTs over two connections), per engine;
+//! - firehose: one generic source reading ~200-byte JSON messages as fast as it can, with 10
+//!   automations (`data.amount > \`100\``, half the messages match) and with 1 automation, on
+//!   PostgreSQL and SQLite: events/s and runs/s until every run is committed;
+//! - paced latency: 1,000 events/s, message sent → run committed, p50/p99/max;
+//! - idle: 1,000 connected generic sources, resident memory per connection and CPU;
+//! - the process's peak resident memory.
+//!
+//! Options (after `--`): `--events N` (firehose size, default 100000), `--quick` (smaller runs),
+//! `--only NAME` (ceiling | firehose | latency | idle). The WebSocket peers run in a child
+//! process (this binary with `peer …`) so their memory and CPU are not counted.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, PaginatorTrait};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use switchboard::actors::publisher::Published;
+use switchboard::config::Settings;
+use switchboard::crypto::Keyring;
+use switchboard::startup::Application;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_tungstenite::tungstenite::Message;
+
+const KEY: &str = "sbk_benchadminkey000000000000000000000000";
+/// The PostgreSQL server the benchmark creates its databases on (`BENCH_DATABASE_URL`, a server
+/// URL without database; default the local server over TCP).
+fn pg_base() -> String {
+    std::env::var("BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("peer") {
+        return peer_main(&args[2..]);
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let events = arg_value(&args, "--events").unwrap_or(if quick { 20_000 } else { 100_000 });
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
+    let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    println!("Switchboard benchmark on {} cores\n", num_cores());
+    actix_web::rt::System::new().block_on(async move {
+        if want("ceiling") {
+            for backend in [Backend::Postgres, Backend::Sqlite] {
+                let env = Env::new(backend).await;
+                let rows = ceiling(&env.admin_db().await).await;
+                println!(
+                    "ceiling   {:<9} {:>9.0} rows/s (100-row INSERTs, 2 connections)",
+                    backend.name(),
+                    rows
+                );
+            }
+            println!();
+        }
+        if want("firehose") {
+            for backend in [Backend::Postgres, Backend::Sqlite] {
+                for automations in [10, 1] {
+                    firehose(backend, automations, events).await;
+                }
+            }
+            println!();
+        }
+        if want("latency") {
+            for backend in [Backend::Postgres, Backend::Sqlite] {
+                latency(backend, 1_000, if quick { 5 } else { 10 }).await;
+            }
+            println!();
+        }
+        if want("idle") {
+            idle(Backend::Postgres, 1_000).await;
+        }
+        println!(
+            "peak RSS of the benchmark process: {:.1} MiB",
+            proc_kib("VmHWM") as f64 / 1024.0
+        );
+    });
+}
+
+fn arg_value(args: &[String], name: &str) -> Option<usize> {
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1)?.parse().ok()
+}
+
+fn num_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// A fresh database plus the settings to reach it.
+struct Env {
+    settings: Settings,
+    _dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+impl Env {
+    async fn new(backend: Backend) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, pg_name) = match backend {
+            Backend::Sqlite => (None, None),
+            Backend::Postgres => {
+                let name = format!("sb_bench_{}", uuid::Uuid::new_v4().simple());
+                let admin = Database::connect(format!("{}/postgres", pg_base()))
+                    .await
+                    .unwrap();
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                    .await
+                    .unwrap();
+                (Some(format!("{}/{name}", pg_base())), Some(name))
+            }
+        };
+        let settings = Settings {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            database_url: url,
+            database_max_connections: 10,
+            secret_keys: Some(SecretString::from(Keyring::generate_entry("b1"))),
+            bootstrap_api_key: Some(SecretString::from(KEY.to_owned())),
+            allow_private_networks: true,
+            log_level: "warn".to_owned(),
+            connects_per_second: 2_000.0,
+            ..Settings::default()
+        };
+        Env {
+            settings,
+            _dir: dir,
+            pg_name,
+        }
+    }
+
+    async fn admin_db(&self) -> DatabaseConnection {
+        let db = switchboard::db::connect(&self.settings).await.unwrap();
+        switchboard::db::migrate(&db).await.unwrap();
+        db
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let admin = Database::connect(format!("{}/postgres", pg_base()))
+                        .await
+                        .unwrap();
+                    let _ = admin
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .await;
+                });
+            })
+            .join();
+        }
+    }
+}
+
+/// Rows/s of 100-row multi-row INSERTs (~200-byte JSON each) over two connections for 3 s.
+async fn ceiling(db: &DatabaseConnection) -> f64 {
+    let json_type = if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        "jsonb"
+    } else {
+        "text"
+    };
+    db.execute_unprepared(&format!(
+        "CREATE TABLE bench_ceiling (id TEXT PRIMARY KEY, body {json_type} NOT NULL)"
+    ))
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..2 {
+        let db = db.clone();
+        tasks.push(actix_web::rt::spawn(async move {
+            let mut rows = 0u64;
+            let mut batch = 0u64;
+            while Instant::now() < deadline {
+                let values: Vec<String> = (0..100)
+                    .map(|i| format!("('{worker}-{batch}-{i}', '{}')", message(i, batch as usize)))
+                    .collect();
+                db.execute_unprepared(&format!(
+                    "INSERT INTO bench_ceiling (id, body) VALUES {}",
+                    values.join(",")
+                ))
+                .await
+                .unwrap();
+                rows += 100;
+                batch += 1;
+            }
+            rows
+        }));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await.unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A ~200-byte order message; even sequence numbers have amount 50, odd ones 150.
+fn message(seq: usize, salt: usize) -> String {
+    let sent_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    let amount = if seq.is_multiple_of(2) { 50 } else { 150 };
+    json!({
+        "type": "order.created", "id": format!("o{salt}-{seq:08}"), "seq": seq, "sent_us": sent_us as u64,
+        "data": {"amount": amount, "currency": "EUR", "customer": format!("cust-{:06}", seq % 999_999), "items": 3},
+        "meta": {"region": "eu-west-1", "channel": "web"}
+    })
+    .to_string()
+}
+
+struct RunningApp {
+    base: String,
+    client: awc::Client,
+    app_handle: actix_web::dev::ServerHandle,
+    publisher: switchboard::actors::publisher::Publisher,
+    db: DatabaseConnection,
+}
+
+async fn start_app(env: &Env) -> RunningApp {
+    let app = Application::build(env.settings.clone()).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let app_handle = app.handle();
+    let publisher = app.publisher().clone();
+    actix_web::rt::spawn(app.run_until_stopped());
+    let db = switchboard::db::connect(&env.settings).await.unwrap();
+    RunningApp {
+        base,
+        client: awc::Client::default(),
+        app_handle,
+        publisher,
+        db,
+    }
+}
+
+impl RunningApp {
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let mut res = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .insert_header(("Authorization", format!("Bearer {KEY}")))
+            .send_json(&body)
+            .await
+            .unwrap();
+        let value: Value = res.json().limit(1 << 20).await.unwrap();
+        assert!(res.status().is_success(), "{path}: {value}");
+        value
+    }
+
+    async fn automations(&self, count: usize) {
+        for i in 0..count {
+            self.post("/v1/automations", json!({"name": format!("a{i}"),
+                "trigger": {"type": "event", "source": "orders", "on": "order.*", "filter": "data.amount > `100`"}}))
+                .await;
+        }
+    }
+
+    async fn source(&self, slug: &str, url: &str) {
+        self.post(
+            "/v1/websocket-sources",
+            json!({"name": slug, "source": slug, "kind": "generic",
+            "event_key_expr": "type", "dedup_key_expr": "id", "config": {"url": url}}),
+        )
+        .await;
+    }
+
+    async fn stop(self) {
+        self.app_handle.stop(true).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Spawns this binary as a WebSocket peer; returns the child and its `ws://` URL.
+fn spawn_peer(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg("peer")
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, format!("ws://127.0.0.1:{}/ws", line.trim()))
+}
+
+async fn firehose(backend: Backend, automations: usize, events: usize) {
+    let env = Env::new(backend).await;
+    let app = start_app(&env).await;
+    app.automations(automations).await;
+    let expected_runs = (events / 2) * automations;
+    let mut runs = app.publisher.subscribe();
+    let (mut peer, url) = spawn_peer(&["firehose", &events.to_string()]);
+    let started = Instant::now();
+    app.source("orders", &url).await;
+    let mut seen = 0usize;
+    while seen < expected_runs {
+        match tokio::time::timeout(Duration::from_secs(120), runs.recv()).await {
+            Ok(Ok(_)) => seen += 1,
+            Ok(Err(RecvError::Lagged(n))) => seen += n as usize,
+            Ok(Err(RecvError::Closed)) | Err(_) => break,
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let stored = entity::event::Entity::find().count(&app.db).await.unwrap();
+    let committed_runs = entity::automation_run::Entity::find()
+        .count(&app.db)
+        .await
+        .unwrap();
+    println!(
+        "firehose  {:<9} {:>2} automation(s): {:>7} events in {:>6.2} s = {:>7.0} events/s, {:>7.0} runs/s, {:>7.0} rows/s (stored {stored}, runs {committed_runs})",
+        backend.name(),
+        automations,
+        events,
+        elapsed,
+        events as f64 / elapsed,
+        committed_runs as f64 / elapsed,
+        (stored + committed_runs) as f64 / elapsed,
+    );
+    let _ = peer.kill();
+    app.stop().await;
+}
+
+async fn latency(backend: Backend, rate: usize, seconds: usize) {
+    let env = Env::new(backend).await;
+    let app = start_app(&env).await;
+    app.automations(10).await;
+    let mut runs = app.publisher.subscribe();
+    let total = rate * seconds;
+    let (mut peer, url) = spawn_peer(&["paced", &rate.to_string(), &total.to_string()]);
+    app.source("orders", &url).await;
+    let mut samples = Vec::with_capacity(total / 2);
+    let mut seen_events = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs((seconds + 30) as u64);
+    while seen_events.len() < total / 2 && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(5), runs.recv()).await {
+            Ok(Ok(Published::RunCreated {
+                event_id,
+                event_payload,
+                ..
+            })) => {
+                if seen_events.insert(event_id) {
+                    let now_us = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_micros()) as u64;
+                    let sent = event_payload["payload"]["sent_us"]
+                        .as_u64()
+                        .unwrap_or(now_us);
+                    samples.push(now_us.saturating_sub(sent));
+                }
+            }
+            Ok(Err(RecvError::Lagged(_))) => {}
+            Ok(Err(RecvError::Closed)) | Err(_) => break,
+        }
+    }
+    samples.sort_unstable();
+    let pct = |p: f64| {
+        samples
+            .get(((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    println!(
+        "latency   {:<9} {rate}/s for {seconds} s, 10 automations: send -> run committed p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} events measured)",
+        backend.name(),
+        pct(0.50),
+        pct(0.99),
+        pct(1.0),
+        samples.len()
+    );
+    let _ = peer.kill();
+    app.stop().await;
+}
+
+async fn idle(backend: Backend, sources: usize) {
+    let env = Env::new(backend).await;
+    let app = start_app(&env).await;
+    let (mut peer, url) = spawn_peer(&["idle"]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = proc_kib("VmRSS");
+    for i in 0..sources {
+        app.source(&format!("idle-{i}"), &url).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut connected = 0;
+    while Instant::now() < deadline {
+        let row = app
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(
+                app.db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM source_status WHERE state = 'connected'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        connected = row.try_get::<i64>("", "n").unwrap();
+        if connected as usize >= sources {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = proc_kib("VmRSS");
+    let cpu_before = cpu_seconds();
+    let window = Duration::from_secs(10);
+    tokio::time::sleep(window).await;
+    let cpu = (cpu_seconds() - cpu_before) / window.as_secs_f64() * 100.0;
+    println!(
+        "idle      {:<9} {connected} connected sources: RSS +{:.1} MiB = {:.1} KiB per connection; CPU {cpu:.2} % of a core while idle",
+        backend.name(),
+        (after.saturating_sub(before)) as f64 / 1024.0,
+        after.saturating_sub(before) as f64 / sources as f64,
+    );
+    let _ = peer.kill();
+    app.stop().await;
+}
+
+fn proc_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// The child-process peer: `peer firehose N`, `peer paced RATE COUNT` or `peer idle`. Prints
+/// its port on the first line of stdout.
+fn peer_main(args: &[String]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap().port());
+        std::io::stdout().flush().unwrap();
+        let mode = args.first().cloned().unwrap_or_default();
+        let n: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let m: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(0);
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mode = mode.clone();
+            tokio::spawn(async move {
+                let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                let (mut sink, mut stream) = ws.split();
+                tokio::spawn(async move { while let Some(Ok(_)) = stream.next().await {} });
+                match mode.as_str() {
+                    "firehose" => {
+                        for seq in 0..n {
+                            if sink.feed(Message::text(message(seq, 0))).await.is_err() {
+                                return;
+                            }
+                        }
+                        let _ = sink.flush().await;
+                    }
+                    "paced" => {
+                        let mut tick =
+                            tokio::time::interval(Duration::from_secs_f64(1.0 / n.max(1) as f64));
+                        for seq in 0..m {
+                            tick.tick().await;
+                            if sink.send(Message::text(message(seq, 0))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+                std::future::pending::<()>().await;
+            });
+        }
+    });
+}
