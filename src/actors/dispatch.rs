@@ -21,6 +21,10 @@ use crate::pipeline::expr::to_value;
 
 /// Largest batch one transaction commits.
 const MAX_BATCH: usize = 1000;
+/// Events an actor keeps in memory; beyond that they are read back from storage later.
+const MAX_QUEUE: usize = 20_000;
+/// Events read back from storage at once.
+const REFILL_PAGE: u64 = 5_000;
 
 /// A committed event waiting for dispatch.
 #[derive(Debug, Clone)]
@@ -37,6 +41,8 @@ pub struct PendingEvent {
     pub payload: serde_json::Value,
     /// Received.
     pub received_at: DateTime<Utc>,
+    /// What routes it to a dispatch actor (its source or webhook, else its org).
+    pub route: Uuid,
 }
 
 impl From<entity::event::Model> for PendingEvent {
@@ -48,6 +54,7 @@ impl From<entity::event::Model> for PendingEvent {
             event_key: m.event_key,
             payload: m.payload.unwrap_or(serde_json::Value::Null),
             received_at: m.received_at,
+            route: m.source_id.unwrap_or(m.org_id),
         }
     }
 }
@@ -74,8 +81,9 @@ impl DispatchPool {
         registry: Arc<AutomationRegistry>,
         publisher: Publisher,
     ) -> DispatchPool {
-        let actors = (0..size.max(1))
-            .map(|_| {
+        let pool_size = size.max(1);
+        let actors = (0..pool_size)
+            .map(|index| {
                 let (db, registry, publisher) = (db.clone(), registry.clone(), publisher.clone());
                 let arbiter = Arbiter::new();
                 DispatchActor::start_in_arbiter(&arbiter.handle(), move |_| DispatchActor {
@@ -84,6 +92,10 @@ impl DispatchPool {
                     publisher,
                     queue: VecDeque::new(),
                     busy: false,
+                    overflowed: false,
+                    refill_after: None,
+                    index,
+                    pool_size,
                 })
             })
             .collect();
@@ -97,8 +109,7 @@ impl DispatchPool {
         if events.is_empty() {
             return;
         }
-        let index = (source_key.as_u128() % self.actors.len() as u128) as usize;
-        if let Some(actor) = self.actors.get(index) {
+        if let Some(actor) = self.actors.get(route(source_key, self.actors.len())) {
             actor.do_send(Dispatch { events });
         }
     }
@@ -119,8 +130,8 @@ impl DispatchPool {
             after = Some(last.id);
             total += page.len();
             for event in page {
-                let key = event.source_id.unwrap_or(event.org_id);
-                self.dispatch(key, vec![PendingEvent::from(event)]);
+                let event = PendingEvent::from(event);
+                self.dispatch(event.route, vec![event]);
             }
         }
         Ok(total)
@@ -134,6 +145,10 @@ pub struct DispatchActor {
     publisher: Publisher,
     queue: VecDeque<PendingEvent>,
     busy: bool,
+    overflowed: bool,
+    refill_after: Option<Uuid>,
+    index: usize,
+    pool_size: usize,
 }
 
 impl Actor for DispatchActor {
@@ -144,14 +159,26 @@ impl Handler<Dispatch> for DispatchActor {
     type Result = ();
 
     fn handle(&mut self, msg: Dispatch, ctx: &mut Context<Self>) {
-        self.queue.extend(msg.events);
+        if self.queue.len() + msg.events.len() > MAX_QUEUE {
+            // Dispatch is behind: keep memory bounded. The events are committed, so they are
+            // read back from storage once the queue has drained.
+            self.overflowed = true;
+        } else {
+            self.queue.extend(msg.events);
+        }
         self.run_next(ctx);
     }
 }
 
 impl DispatchActor {
     fn run_next(&mut self, ctx: &mut Context<Self>) {
-        if self.busy || self.queue.is_empty() {
+        if self.busy {
+            return;
+        }
+        if self.queue.is_empty() {
+            if self.overflowed {
+                self.refill(ctx);
+            }
             return;
         }
         self.busy = true;
@@ -162,10 +189,14 @@ impl DispatchActor {
         let publisher = self.publisher.clone();
         ctx.spawn(
             async move {
-                let runs: Vec<entity::automation_run::Model> = records
-                    .iter()
-                    .flat_map(|r| r.runs.iter().cloned())
-                    .collect();
+                let runs: Vec<entity::automation_run::Model> = if publisher.has_subscribers() {
+                    records
+                        .iter()
+                        .flat_map(|r| r.runs.iter().cloned())
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 let created = commit_with_retry(&db, records).await;
                 publish_created(&publisher, runs, &created);
             }
@@ -176,6 +207,52 @@ impl DispatchActor {
             }),
         );
     }
+}
+
+impl DispatchActor {
+    /// Reads back (a page of) the committed events of this actor's sources that were left out
+    /// while the queue was full.
+    fn refill(&mut self, ctx: &mut Context<Self>) {
+        self.overflowed = false;
+        self.busy = true;
+        let (db, after, index, size) = (
+            self.db.clone(),
+            self.refill_after,
+            self.index,
+            self.pool_size,
+        );
+        ctx.spawn(
+            async move { inbox::undispatched_events(&db, after, None, REFILL_PAGE).await }
+                .into_actor(self)
+                .map(move |page, act, ctx| {
+                    act.busy = false;
+                    match page {
+                        Ok(page) => {
+                            let full = page.len() as u64 == REFILL_PAGE;
+                            act.refill_after = if full { page.last().map(|e| e.id) } else { None };
+                            act.overflowed = full;
+                            act.queue.extend(
+                                page.into_iter()
+                                    .map(PendingEvent::from)
+                                    .filter(|e| route(e.route, size) == index),
+                            );
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "reading back undispatched events failed; retrying");
+                            act.overflowed = true;
+                            ctx.run_later(Duration::from_secs(1), |act, ctx| act.run_next(ctx));
+                            return;
+                        }
+                    }
+                    act.run_next(ctx);
+                }),
+        );
+    }
+}
+
+/// Which of `size` actors serves `key`.
+fn route(key: Uuid, size: usize) -> usize {
+    (key.as_u128() % size.max(1) as u128) as usize
 }
 
 /// Matches a batch against the automation set in force.

@@ -10,36 +10,60 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-/// Inserts events, skipping those whose dedup key is already stored (also within the batch).
-/// Returns, per input row, whether it was stored (`false`: a duplicate).
+/// Statement sizes: a batch is cut into chunks of these row counts only, so every insert reuses
+/// one of a few prepared statements (planning a fresh 500-row statement per batch costs more than
+/// the insert itself).
+const CHUNK_SIZES: [usize; 3] = [100, 10, 1];
+
+/// Splits `rows` into chunks whose sizes all come from [`CHUNK_SIZES`].
+pub fn fixed_chunks<T>(rows: &[T]) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    let mut rest = rows;
+    for size in CHUNK_SIZES {
+        while rest.len() >= size {
+            let (chunk, tail) = rest.split_at(size);
+            chunks.push(chunk);
+            rest = tail;
+        }
+    }
+    chunks
+}
+
+/// Inserts events in one transaction, skipping those whose dedup key is already stored (also
+/// within the batch). Returns, per input row, whether it was stored (`false`: a duplicate).
 pub async fn insert_events(
-    db: &impl ConnectionTrait,
+    db: &sea_orm::DatabaseConnection,
     rows: Vec<event::Model>,
 ) -> Result<Vec<bool>, DbErr> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let mut stmt =
-        event::Entity::insert_many(rows.into_iter().map(IntoActiveModel::into_active_model))
-            .on_conflict(
-                OnConflict::columns([
-                    event::Column::OrgId,
-                    event::Column::Source,
-                    event::Column::DedupKey,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .into_query();
-    stmt.returning_col(event::Column::Id);
-    let inserted: std::collections::HashSet<Uuid> = db
-        .query_all(&stmt)
-        .await?
-        .into_iter()
-        .map(|row| row.try_get::<Uuid>("", "id"))
-        .collect::<Result<_, _>>()?;
-    Ok(ids.iter().map(|id| inserted.contains(id)).collect())
+    let txn = db.begin().await?;
+    let mut inserted = std::collections::HashSet::with_capacity(rows.len());
+    for chunk in fixed_chunks(&rows) {
+        let mut stmt = event::Entity::insert_many(
+            chunk
+                .iter()
+                .cloned()
+                .map(IntoActiveModel::into_active_model),
+        )
+        .on_conflict(
+            OnConflict::columns([
+                event::Column::OrgId,
+                event::Column::Source,
+                event::Column::DedupKey,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .into_query();
+        stmt.returning_col(event::Column::Id);
+        for row in txn.query_all(&stmt).await? {
+            inserted.insert(row.try_get::<Uuid>("", "id")?);
+        }
+    }
+    txn.commit().await?;
+    Ok(rows.iter().map(|r| inserted.contains(&r.id)).collect())
 }
 
 /// Up to `limit` committed events not yet dispatched, oldest first, after `after` and received
@@ -88,7 +112,7 @@ pub async fn commit_dispatch(
         .flat_map(|r| r.runs.iter().cloned())
         .collect();
     let mut created = Vec::with_capacity(runs.len());
-    for chunk in runs.chunks(500) {
+    for chunk in fixed_chunks(&runs) {
         let mut stmt = automation_run::Entity::insert_many(
             chunk
                 .iter()
@@ -110,7 +134,7 @@ pub async fn commit_dispatch(
         }
     }
     let now = super::now();
-    for chunk in records.chunks(500) {
+    for chunk in fixed_chunks(&records) {
         mark_dispatched(&txn, chunk, now).await?;
     }
     txn.commit().await?;
