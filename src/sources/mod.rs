@@ -4,4 +4,5 @@
 pub mod config;
 pub mod generic;
 pub mod redact;
+pub mod slack;
 pub mod validate;

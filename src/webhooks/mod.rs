@@ -1,3 +1,4 @@
 //! Inbound webhooks: verifier presets and secrets. Pure: no actix, awc or sea-orm.
 
 pub mod verifier;
+pub mod verify;

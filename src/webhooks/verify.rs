@@ -1,0 +1,537 @@
+//! Signature verification for inbound webhooks, and the matching signing helpers.
+//!
+//! [`verify`] checks a request against a [`Verifier`] preset on the raw bytes, before anything is
+//! parsed. Every preset runs the same three steps, and the first failing one decides the error:
+//!
+//! 1. read the headers it needs ([`VerifyError::MissingHeader`], [`VerifyError::Malformed`]);
+//! 2. when a timestamp is signed, check it against the tolerance, both into the past and into the
+//!    future ([`VerifyError::Stale`]) — before any MAC is computed, so replays are cheap to refuse;
+//! 3. compute the HMAC with the current secret and, while its grace period lasts, the previous one,
+//!    and compare the decoded MAC bytes in constant time with every signature the request carries
+//!    ([`VerifyError::BadSignature`]).
+//!
+//! Header names are matched ASCII case-insensitively; when a header repeats, the first one counts.
+//! Nothing here panics or overflows on hostile input: timestamps too large for an `i64` are
+//! saturated (and so are stale), and undecodable signatures are reported as malformed.
+//!
+//! The `sign_*` helpers produce the header values a provider would send, for tests and docs.
+//! Pure: no actix, awc or sea-orm.
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
+use sha2::{Sha256, Sha512};
+use subtle::{Choice, ConstantTimeEq as _};
+
+use super::verifier::{Algorithm, Encoding, Verifier, WebhookSecrets, standard_secret_bytes};
+
+/// Standard-alphabet base64 that accepts signatures with or without padding.
+const BASE64_LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+const GITHUB_SIGNATURE: &str = "x-hub-signature-256";
+const SLACK_SIGNATURE: &str = "x-slack-signature";
+const SLACK_TIMESTAMP: &str = "x-slack-request-timestamp";
+const STRIPE_SIGNATURE: &str = "stripe-signature";
+const STANDARD_ID: &str = "webhook-id";
+const STANDARD_TIMESTAMP: &str = "webhook-timestamp";
+const STANDARD_SIGNATURE: &str = "webhook-signature";
+const DEFAULT_TEMPLATE: &str = "{body}";
+
+/// The request facts verification needs (header names lower-case).
+#[derive(Debug, Clone, Copy)]
+pub struct SignedRequest<'a> {
+    /// Request headers as `(name, value)` pairs, names lower-case.
+    pub headers: &'a [(String, String)],
+    /// The raw body, exactly as received.
+    pub body: &'a [u8],
+    /// The current time, in unix seconds.
+    pub now_unix: i64,
+}
+
+impl<'a> SignedRequest<'a> {
+    /// The first value of header `name` (matched ASCII case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        let headers: &'a [(String, String)] = self.headers;
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The trimmed value of a header the preset requires: missing → `MissingHeader`,
+    /// blank → `Malformed`.
+    fn required(&self, name: &str) -> Result<&'a str, VerifyError> {
+        let value = self
+            .header(name)
+            .ok_or_else(|| VerifyError::MissingHeader(name.to_owned()))?
+            .trim();
+        if value.is_empty() {
+            return Err(VerifyError::Malformed(format!("header `{name}` is empty")));
+        }
+        Ok(value)
+    }
+}
+
+/// Why a request did not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// A header the preset needs is absent (the lower-case header name).
+    #[error("missing signature header `{0}`")]
+    MissingHeader(String),
+    /// A header is present but cannot be read (bad prefix, hex, base64, timestamp, …).
+    #[error("malformed signature: {0}")]
+    Malformed(String),
+    /// The signature is well-formed but no secret produces it.
+    #[error("signature does not match")]
+    BadSignature,
+    /// The signed timestamp is too far from now; `skew_s` is timestamp − now (positive = future).
+    #[error("timestamp is outside the {tolerance_s} s tolerance (it is {skew_s} s off)")]
+    Stale {
+        /// The preset's accepted skew in seconds.
+        tolerance_s: u32,
+        /// Timestamp minus now, in seconds (saturated).
+        skew_s: i64,
+    },
+}
+
+/// Which secret verified the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifiedWith {
+    /// The webhook's current secret.
+    Current,
+    /// The previous secret, within its rotation grace period.
+    Previous,
+}
+
+/// How a secret string becomes HMAC key bytes.
+#[derive(Debug, Clone, Copy)]
+enum KeyForm {
+    /// The secret's UTF-8 bytes.
+    Raw,
+    /// `whsec_<base64>`: the decoded bytes (Standard Webhooks).
+    Whsec,
+}
+
+/// A parsed request, ready for the MAC comparison.
+struct Check<'a> {
+    algorithm: Algorithm,
+    key_form: KeyForm,
+    /// The signed content, in pieces (the body is never copied).
+    message: Vec<&'a [u8]>,
+    /// Every decoded signature the request carries; any one may match.
+    signatures: Vec<Vec<u8>>,
+}
+
+impl Check<'_> {
+    /// Tries the current secret, then the previous one while its grace period lasts.
+    fn against(
+        &self,
+        secrets: &WebhookSecrets,
+        now_unix: i64,
+    ) -> Result<VerifiedWith, VerifyError> {
+        if self.matches(&secrets.current) {
+            return Ok(VerifiedWith::Current);
+        }
+        let in_grace = secrets
+            .previous_expires_at
+            .is_some_and(|expires| expires.timestamp() > now_unix);
+        match &secrets.previous {
+            Some(previous) if in_grace && self.matches(previous) => Ok(VerifiedWith::Previous),
+            _ => Err(VerifyError::BadSignature),
+        }
+    }
+
+    /// Whether `secret` produces any of the signatures (constant time per signature, and every
+    /// signature is compared).
+    fn matches(&self, secret: &str) -> bool {
+        let key = match self.key_form {
+            KeyForm::Raw => secret.as_bytes().to_vec(),
+            KeyForm::Whsec => match standard_secret_bytes(secret) {
+                Some(bytes) => bytes,
+                None => return false,
+            },
+        };
+        let Some(expected) = compute_mac(self.algorithm, &key, &self.message) else {
+            return false;
+        };
+        let found = self
+            .signatures
+            .iter()
+            .fold(Choice::from(0), |acc, sig| acc | expected.ct_eq(sig));
+        bool::from(found)
+    }
+}
+
+/// Verifies in constant time against the current secret and, while its grace period lasts, the
+/// previous one. Verification is on raw bytes, before any parsing.
+///
+/// The previous secret is tried only while `previous_expires_at` is later than
+/// `request.now_unix`. See the module docs for the order of the checks.
+pub fn verify(
+    verifier: &Verifier,
+    secrets: &WebhookSecrets,
+    request: &SignedRequest<'_>,
+) -> Result<VerifiedWith, VerifyError> {
+    let check = match verifier {
+        Verifier::Github => github_check(request)?,
+        Verifier::Slack { tolerance_s } => slack_check(request, *tolerance_s)?,
+        Verifier::Stripe { tolerance_s } => stripe_check(request, *tolerance_s)?,
+        Verifier::Standard { tolerance_s } => standard_check(request, *tolerance_s)?,
+        Verifier::Hmac { .. } => match HmacPreset::of(verifier) {
+            Some(preset) => preset.check(request)?,
+            None => return Err(VerifyError::BadSignature),
+        },
+    };
+    check.against(secrets, request.now_unix)
+}
+
+/// `X-Hub-Signature-256: sha256=<hex>` over the body.
+fn github_check<'a>(request: &SignedRequest<'a>) -> Result<Check<'a>, VerifyError> {
+    let value = request.required(GITHUB_SIGNATURE)?;
+    let signature = decode_prefixed(value, "sha256=", Encoding::Hex)?;
+    Ok(Check {
+        algorithm: Algorithm::Sha256,
+        key_form: KeyForm::Raw,
+        message: vec![request.body],
+        signatures: vec![signature],
+    })
+}
+
+/// `X-Slack-Signature: v0=<hex>` over `v0:<timestamp>:<body>`.
+fn slack_check<'a>(
+    request: &SignedRequest<'a>,
+    tolerance_s: u32,
+) -> Result<Check<'a>, VerifyError> {
+    let value = request.required(SLACK_SIGNATURE)?;
+    let timestamp = request.required(SLACK_TIMESTAMP)?;
+    let signature = decode_prefixed(value, "v0=", Encoding::Hex)?;
+    check_fresh(parse_timestamp(timestamp)?, request.now_unix, tolerance_s)?;
+    Ok(Check {
+        algorithm: Algorithm::Sha256,
+        key_form: KeyForm::Raw,
+        message: vec![b"v0:", timestamp.as_bytes(), b":", request.body],
+        signatures: vec![signature],
+    })
+}
+
+/// `Stripe-Signature: t=<ts>,v1=<hex>[,v1=…][,v0=…]` over `<t>.<body>`.
+fn stripe_check<'a>(
+    request: &SignedRequest<'a>,
+    tolerance_s: u32,
+) -> Result<Check<'a>, VerifyError> {
+    let value = request.required(STRIPE_SIGNATURE)?;
+    let (timestamp, signatures) = parse_stripe(value)?;
+    check_fresh(parse_timestamp(timestamp)?, request.now_unix, tolerance_s)?;
+    Ok(Check {
+        algorithm: Algorithm::Sha256,
+        key_form: KeyForm::Raw,
+        message: vec![timestamp.as_bytes(), b".", request.body],
+        signatures,
+    })
+}
+
+/// Splits a Stripe header into its timestamp and its decoded `v1` signatures (other schemes and
+/// undecodable `v1` entries are ignored, as long as one `v1` decodes).
+fn parse_stripe(value: &str) -> Result<(&str, Vec<Vec<u8>>), VerifyError> {
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    let mut saw_v1 = false;
+    for (key, item) in value.split(',').filter_map(|item| item.split_once('=')) {
+        match key.trim() {
+            "t" if timestamp.replace(item.trim()).is_some() => {
+                return Err(VerifyError::Malformed("more than one `t=`".into()));
+            }
+            "v1" => {
+                saw_v1 = true;
+                signatures.extend(decode(Encoding::Hex, item.trim()));
+            }
+            _ => {}
+        }
+    }
+    let timestamp = timestamp.ok_or_else(|| VerifyError::Malformed("no `t=` timestamp".into()))?;
+    match (saw_v1, signatures.is_empty()) {
+        (false, _) => Err(VerifyError::Malformed("no `v1=` signature".into())),
+        (true, true) => Err(VerifyError::Malformed("`v1=` is not hex".into())),
+        (true, false) => Ok((timestamp, signatures)),
+    }
+}
+
+/// Standard Webhooks: `webhook-signature: v1,<base64> …` over `<id>.<timestamp>.<body>`.
+fn standard_check<'a>(
+    request: &SignedRequest<'a>,
+    tolerance_s: u32,
+) -> Result<Check<'a>, VerifyError> {
+    let id = request.required(STANDARD_ID)?;
+    let timestamp = request.required(STANDARD_TIMESTAMP)?;
+    let value = request.required(STANDARD_SIGNATURE)?;
+    let signatures = parse_standard(value)?;
+    check_fresh(parse_timestamp(timestamp)?, request.now_unix, tolerance_s)?;
+    Ok(Check {
+        algorithm: Algorithm::Sha256,
+        key_form: KeyForm::Whsec,
+        message: vec![
+            id.as_bytes(),
+            b".",
+            timestamp.as_bytes(),
+            b".",
+            request.body,
+        ],
+        signatures,
+    })
+}
+
+/// The decoded `v1,<base64>` entries of a space-separated Standard Webhooks signature list
+/// (other versions, e.g. `v1a`, are ignored).
+fn parse_standard(value: &str) -> Result<Vec<Vec<u8>>, VerifyError> {
+    let v1: Vec<&str> = value
+        .split_ascii_whitespace()
+        .filter_map(|entry| entry.strip_prefix("v1,"))
+        .collect();
+    if v1.is_empty() {
+        return Err(VerifyError::Malformed("no `v1,` signature".into()));
+    }
+    let signatures: Vec<Vec<u8>> = v1
+        .iter()
+        .filter_map(|sig| decode(Encoding::Base64, sig))
+        .collect();
+    if signatures.is_empty() {
+        return Err(VerifyError::Malformed("`v1,` is not base64".into()));
+    }
+    Ok(signatures)
+}
+
+/// The `hmac` preset's settings, borrowed from a [`Verifier::Hmac`].
+struct HmacPreset<'v> {
+    header: &'v str,
+    algorithm: Algorithm,
+    encoding: Encoding,
+    prefix: &'v str,
+    timestamp_header: Option<&'v str>,
+    template: &'v str,
+    tolerance_s: u32,
+}
+
+impl<'v> HmacPreset<'v> {
+    /// The settings when `verifier` is the `hmac` preset.
+    fn of(verifier: &'v Verifier) -> Option<Self> {
+        let Verifier::Hmac {
+            header,
+            algorithm,
+            encoding,
+            prefix,
+            timestamp_header,
+            signed_content,
+            tolerance_s,
+        } = verifier
+        else {
+            return None;
+        };
+        Some(Self {
+            header,
+            algorithm: *algorithm,
+            encoding: *encoding,
+            prefix: prefix.as_deref().unwrap_or(""),
+            timestamp_header: timestamp_header.as_deref(),
+            template: signed_content.as_deref().unwrap_or(DEFAULT_TEMPLATE),
+            tolerance_s: *tolerance_s,
+        })
+    }
+
+    /// Reads the configured headers and renders the signed content.
+    fn check<'a>(&self, request: &SignedRequest<'a>) -> Result<Check<'a>, VerifyError>
+    where
+        'v: 'a,
+    {
+        if !self.template.contains("{body}") {
+            return Err(VerifyError::Malformed(
+                "signed content must cover `{body}`".into(),
+            ));
+        }
+        let value = request.required(&self.header.to_ascii_lowercase())?;
+        let timestamp = match self.timestamp_header {
+            Some(name) => Some(request.required(&name.to_ascii_lowercase())?),
+            None => None,
+        };
+        let signature = decode_prefixed(value, self.prefix, self.encoding)?;
+        if let Some(timestamp) = timestamp {
+            check_fresh(
+                parse_timestamp(timestamp)?,
+                request.now_unix,
+                self.tolerance_s,
+            )?;
+        }
+        Ok(Check {
+            algorithm: self.algorithm,
+            key_form: KeyForm::Raw,
+            message: render(self.template, timestamp, request.body),
+            signatures: vec![signature],
+        })
+    }
+}
+
+/// Splits a signed-content template into pieces, substituting `{body}` and (when given)
+/// `{timestamp}`; everything else, including an unfilled `{timestamp}`, stays literal.
+fn render<'a>(template: &'a str, timestamp: Option<&'a str>, body: &'a [u8]) -> Vec<&'a [u8]> {
+    let mut parts = Vec::new();
+    let mut rest = template;
+    while let Some(at) = rest.find('{') {
+        let (literal, tail) = rest.split_at(at);
+        parts.push(literal.as_bytes());
+        if let Some(after) = tail.strip_prefix("{body}") {
+            parts.push(body);
+            rest = after;
+        } else if let (Some(after), Some(ts)) = (tail.strip_prefix("{timestamp}"), timestamp) {
+            parts.push(ts.as_bytes());
+            rest = after;
+        } else {
+            parts.push(b"{");
+            rest = tail.strip_prefix('{').unwrap_or_default();
+        }
+    }
+    parts.push(rest.as_bytes());
+    parts
+}
+
+/// Strips `prefix` (ASCII case-insensitive) and decodes the rest.
+fn decode_prefixed(value: &str, prefix: &str, encoding: Encoding) -> Result<Vec<u8>, VerifyError> {
+    let rest = value
+        .get(..prefix.len())
+        .filter(|head| head.eq_ignore_ascii_case(prefix))
+        .and_then(|_| value.get(prefix.len()..))
+        .ok_or_else(|| VerifyError::Malformed(format!("expected the `{prefix}` prefix")))?;
+    decode(encoding, rest.trim()).ok_or_else(|| {
+        let what = match encoding {
+            Encoding::Hex => "hex",
+            Encoding::Base64 => "base64",
+        };
+        VerifyError::Malformed(format!("signature is not {what}"))
+    })
+}
+
+/// Decodes a signature; empty or undecodable → `None`. Hex accepts either case.
+fn decode(encoding: Encoding, text: &str) -> Option<Vec<u8>> {
+    let bytes = match encoding {
+        Encoding::Hex => hex::decode(text).ok(),
+        Encoding::Base64 => BASE64_LENIENT.decode(text).ok(),
+    };
+    bytes.filter(|b| !b.is_empty())
+}
+
+/// Parses a unix timestamp in seconds: optional `-` then ASCII digits; values beyond `i64`
+/// saturate (and are then stale) instead of being rejected as malformed.
+fn parse_timestamp(text: &str) -> Result<i64, VerifyError> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(VerifyError::Malformed(format!(
+            "timestamp `{}` is not a unix time",
+            text.chars().take(32).collect::<String>()
+        )));
+    }
+    let saturated = if text.starts_with('-') {
+        i64::MIN
+    } else {
+        i64::MAX
+    };
+    Ok(text.parse().unwrap_or(saturated))
+}
+
+/// `Stale` unless `|timestamp − now| ≤ tolerance_s` (inclusive at both ends).
+fn check_fresh(timestamp: i64, now_unix: i64, tolerance_s: u32) -> Result<(), VerifyError> {
+    let skew_s = timestamp.saturating_sub(now_unix);
+    if skew_s.unsigned_abs() > u64::from(tolerance_s) {
+        return Err(VerifyError::Stale {
+            tolerance_s,
+            skew_s,
+        });
+    }
+    Ok(())
+}
+
+/// HMAC of the concatenated `parts`; `None` only if the key is refused (never for HMAC).
+fn compute_mac(algorithm: Algorithm, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
+    match algorithm {
+        Algorithm::Sha256 => mac_of::<Hmac<Sha256>>(key, parts),
+        Algorithm::Sha512 => mac_of::<Hmac<Sha512>>(key, parts),
+        Algorithm::Sha1 => mac_of::<Hmac<Sha1>>(key, parts),
+    }
+}
+
+fn mac_of<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
+    let mut mac = <M as KeyInit>::new_from_slice(key).ok()?;
+    for part in parts {
+        mac.update(part);
+    }
+    Some(mac.finalize().into_bytes().to_vec())
+}
+
+/// Hex HMAC-SHA256 for the signing helpers.
+fn hex_sha256(key: &[u8], parts: &[&[u8]]) -> String {
+    compute_mac(Algorithm::Sha256, key, parts)
+        .map(hex::encode)
+        .unwrap_or_default()
+}
+
+/// The `X-Hub-Signature-256` value GitHub sends: `sha256=<hex>`.
+pub fn sign_github(secret: &str, body: &[u8]) -> String {
+    format!("sha256={}", hex_sha256(secret.as_bytes(), &[body]))
+}
+
+/// The `X-Slack-Signature` value Slack sends for `timestamp` (sent as
+/// `X-Slack-Request-Timestamp`): `v0=<hex>`.
+pub fn sign_slack(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let ts = timestamp.to_string();
+    let parts: [&[u8]; 4] = [b"v0:", ts.as_bytes(), b":", body];
+    format!("v0={}", hex_sha256(secret.as_bytes(), &parts))
+}
+
+/// The `Stripe-Signature` value Stripe sends: `t=<ts>,v1=<hex>`.
+pub fn sign_stripe(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let ts = timestamp.to_string();
+    let parts: [&[u8]; 3] = [ts.as_bytes(), b".", body];
+    format!("t={ts},v1={}", hex_sha256(secret.as_bytes(), &parts))
+}
+
+/// The `webhook-signature` value of Standard Webhooks: `v1,<base64>`, keyed with the decoded
+/// bytes of a `whsec_<base64>` secret (any other secret is used as raw bytes, and such a
+/// signature never verifies).
+pub fn sign_standard(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
+    let key = standard_secret_bytes(secret).unwrap_or_else(|| secret.as_bytes().to_vec());
+    let ts = timestamp.to_string();
+    let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts.as_bytes(), b".", body];
+    let mac = compute_mac(Algorithm::Sha256, &key, &parts).unwrap_or_default();
+    format!("v1,{}", STANDARD.encode(mac))
+}
+
+/// The signature header value for the `hmac` preset (prefix included, hex in lower case, base64
+/// padded). `None` when `verifier` is another preset, or it signs a timestamp and none is given;
+/// `timestamp` is ignored when no `timestamp_header` is configured.
+pub fn sign_hmac(
+    verifier: &Verifier,
+    secret: &str,
+    timestamp: Option<i64>,
+    body: &[u8],
+) -> Option<String> {
+    let preset = HmacPreset::of(verifier)?;
+    let ts = match preset.timestamp_header {
+        Some(_) => Some(timestamp?.to_string()),
+        None => None,
+    };
+    let parts = render(preset.template, ts.as_deref(), body);
+    let mac = compute_mac(preset.algorithm, secret.as_bytes(), &parts)?;
+    let encoded = match preset.encoding {
+        Encoding::Hex => hex::encode(mac),
+        Encoding::Base64 => STANDARD.encode(mac),
+    };
+    Some(format!("{}{encoded}", preset.prefix))
+}
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod tests;
