@@ -3,7 +3,7 @@
 //! Also `switchboard orgs create`.
 
 use anyhow::Context as _;
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret as _;
 
 use crate::auth::{self, GeneratedKey};
@@ -20,7 +20,9 @@ pub async fn create_org_with_admin(
     name: &str,
     key: GeneratedKey,
 ) -> anyhow::Result<GeneratedKey> {
-    let txn = db.begin().await.context("starting a transaction")?;
+    let txn = db::begin_write(db)
+        .await
+        .context("starting a transaction")?;
     let org = db::orgs::insert_org(&txn, name)
         .await
         .with_context(|| format!("creating org `{name}`"))?;

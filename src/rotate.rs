@@ -2,7 +2,7 @@
 //! transaction, checking every blob opens first.
 
 use anyhow::Context as _;
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 
 use crate::api::{source_dto, webhook_dto};
 use crate::crypto::Keyring;
@@ -22,7 +22,9 @@ pub async fn reseal_all(
     conn: &DatabaseConnection,
     keyring: &Keyring,
 ) -> anyhow::Result<RotateReport> {
-    let txn = conn.begin().await.context("starting a transaction")?;
+    let txn = db::begin_write(conn)
+        .await
+        .context("starting a transaction")?;
     let mut report = RotateReport::default();
     for mut row in db::sources::all_sources(&txn)
         .await

@@ -12,9 +12,10 @@ pub struct Model {
     pub event_id: Uuid,
     /// `PENDING` | `RUNNING` | `COMPLETED` | `FAILED` | `CANCELLED`.
     pub status: String,
-    /// `event_id`, `source`, `event_key`, `received_at` and the payload.
-    #[sea_orm(column_type = "JsonBinary")]
-    pub event_payload: Json,
+    /// `event_id`, `source`, `event_key`, `received_at` and the payload. `NULL` (the usual case):
+    /// built from the event when read, so a run does not store a copy of its event.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub event_payload: Option<Json>,
     pub attempts: i32,
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<DateTimeUtc>,

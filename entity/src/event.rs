@@ -17,6 +17,8 @@ pub struct Model {
     pub event_key: Option<String>,
     #[sea_orm(column_type = "JsonBinary")]
     pub raw: Json,
+    /// The payload; `NULL` with a status other than `error` means "the raw message" (no
+    /// payload expression), so the message is not stored twice.
     #[sea_orm(column_type = "JsonBinary", nullable)]
     pub payload: Option<Json>,
     #[sea_orm(column_type = "JsonBinary")]

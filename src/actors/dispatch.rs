@@ -47,12 +47,13 @@ pub struct PendingEvent {
 
 impl From<entity::event::Model> for PendingEvent {
     fn from(m: entity::event::Model) -> Self {
+        let payload = crate::db::events::payload_of(&m).unwrap_or(serde_json::Value::Null);
         Self {
             id: m.id,
             org_id: m.org_id,
             source: m.source,
             event_key: m.event_key,
-            payload: m.payload.unwrap_or(serde_json::Value::Null),
+            payload,
             received_at: m.received_at,
             route: m.source_id.unwrap_or(m.org_id),
         }
@@ -189,14 +190,12 @@ impl DispatchActor {
         let publisher = self.publisher.clone();
         ctx.spawn(
             async move {
-                let runs: Vec<entity::automation_run::Model> = if publisher.has_subscribers() {
-                    records
-                        .iter()
-                        .flat_map(|r| r.runs.iter().cloned())
-                        .collect()
-                } else {
-                    Vec::new()
-                };
+                let runs: Vec<(entity::automation_run::Model, Arc<serde_json::Value>)> =
+                    if publisher.has_subscribers() {
+                        observed_runs(&records, &batch)
+                    } else {
+                        Vec::new()
+                    };
                 let created = commit_with_retry(&db, records).await;
                 publish_created(&publisher, runs, &created);
             }
@@ -294,13 +293,8 @@ fn run_row(id: Uuid, outcome: &Outcome, event: &PendingEvent) -> entity::automat
         automation_id: outcome.automation_id,
         event_id: event.id,
         status: "PENDING".to_owned(),
-        event_payload: json!({
-            "event_id": event.id,
-            "source": event.source,
-            "event_key": event.event_key,
-            "received_at": event.received_at,
-            "payload": event.payload,
-        }),
+        // Read from the event when the run is shown or claimed: no copy per run.
+        event_payload: None,
         attempts: 0,
         lease_owner: None,
         lease_expires_at: None,
@@ -312,22 +306,46 @@ fn run_row(id: Uuid, outcome: &Outcome, event: &PendingEvent) -> entity::automat
 }
 
 /// Tells live observers about the runs this commit created.
+/// The runs of a batch with what each carries, for live observers.
+fn observed_runs(
+    records: &[DispatchRecord],
+    batch: &[PendingEvent],
+) -> Vec<(entity::automation_run::Model, Arc<serde_json::Value>)> {
+    records
+        .iter()
+        .zip(batch)
+        .flat_map(|(record, event)| {
+            let carried = Arc::new(json!({
+                "event_id": event.id,
+                "source": event.source,
+                "event_key": event.event_key,
+                "received_at": event.received_at,
+                "payload": event.payload,
+            }));
+            record
+                .runs
+                .iter()
+                .map(move |run| (run.clone(), carried.clone()))
+        })
+        .collect()
+}
+
 fn publish_created(
     publisher: &Publisher,
-    runs: Vec<entity::automation_run::Model>,
+    runs: Vec<(entity::automation_run::Model, Arc<serde_json::Value>)>,
     created: &[Uuid],
 ) {
     if created.is_empty() || !publisher.has_subscribers() {
         return;
     }
     let created: std::collections::HashSet<&Uuid> = created.iter().collect();
-    for run in runs.into_iter().filter(|r| created.contains(&r.id)) {
+    for (run, carried) in runs.into_iter().filter(|(r, _)| created.contains(&r.id)) {
         publisher.publish(Published::RunCreated {
             org_id: run.org_id,
             run_id: run.id,
             automation_id: run.automation_id,
             event_id: run.event_id,
-            event_payload: Arc::new(run.event_payload),
+            event_payload: carried,
         });
     }
 }

@@ -129,7 +129,12 @@ fn row(
         dedup_key: event.dedup_key.unwrap_or_else(|| id.to_string()),
         event_key: event.event_key,
         raw: event.raw,
-        payload: event.payload,
+        // Without a payload expression the payload is the raw message: store it once.
+        payload: if spec.exprs.payload.is_some() {
+            event.payload
+        } else {
+            None
+        },
         meta,
         status: event.status.as_str().to_owned(),
         error: event.error,

@@ -70,6 +70,7 @@ pub struct EventOut {
 
 impl From<event::Model> for EventOut {
     fn from(m: event::Model) -> Self {
+        let payload = crate::db::events::payload_of(&m);
         Self {
             id: m.id,
             origin: m.origin,
@@ -79,8 +80,8 @@ impl From<event::Model> for EventOut {
             dedup_key: m.dedup_key,
             status: m.status,
             error: m.error,
+            payload,
             raw: m.raw,
-            payload: m.payload,
             meta: m.meta,
             outcome: m.outcome,
             received_at: m.received_at,

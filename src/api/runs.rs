@@ -57,14 +57,19 @@ pub struct RunOut {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-impl From<automation_run::Model> for RunOut {
-    fn from(m: automation_run::Model) -> Self {
+impl RunOut {
+    /// A run with what it carries (read from its event unless stored on the run).
+    pub fn new(m: automation_run::Model, event: Option<&entity::event::Model>) -> Self {
+        let event_payload = m
+            .event_payload
+            .or_else(|| event.map(db::events::run_payload))
+            .unwrap_or(Value::Null);
         Self {
             id: m.id,
             automation_id: m.automation_id,
             event_id: m.event_id,
             status: m.status,
-            event_payload: m.event_payload,
+            event_payload,
             attempts: m.attempts,
             error_detail: m.error_detail,
             created_at: m.created_at,
@@ -72,6 +77,33 @@ impl From<automation_run::Model> for RunOut {
             completed_at: m.completed_at,
         }
     }
+}
+
+/// Shapes runs, reading their events in one query.
+async fn with_events(
+    state: &AppState,
+    rows: Vec<automation_run::Model>,
+) -> Result<Vec<RunOut>, ApiError> {
+    let ids = rows.iter().map(|r| r.event_id).collect();
+    let events: std::collections::HashMap<Uuid, entity::event::Model> =
+        db::events::find_events_by_ids(&state.db, ids)
+            .await?
+            .into_iter()
+            .map(|e| (e.id, e))
+            .collect();
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let event = events.get(&r.event_id);
+            RunOut::new(r, event)
+        })
+        .collect())
+}
+
+/// One run, shaped.
+async fn shaped(state: &AppState, row: automation_run::Model) -> Result<RunOut, ApiError> {
+    let mut all = with_events(state, vec![row]).await?;
+    all.pop().ok_or(ApiError::NotFound("run"))
 }
 
 const STATUSES: [&str; 5] = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
@@ -103,7 +135,8 @@ async fn page(
     };
     let rows = db::runs::list_runs(&state.db, caller.org_id, &filter, before, limit + 1).await?;
     let (rows, next_cursor) = pagination::split_page(rows, limit, |m| m.id);
-    Ok(HttpResponse::Ok().json(CursorOut::<RunOut>::new(rows, next_cursor)))
+    let items = with_events(state, rows).await?;
+    Ok(HttpResponse::Ok().json(CursorOut { items, next_cursor }))
 }
 
 /// Lists runs, newest first.
@@ -146,7 +179,7 @@ pub async fn get_run(
     let row = db::runs::find_run(&state.db, caller.org_id, *id)
         .await?
         .ok_or(ApiError::NotFound("run"))?;
-    Ok(HttpResponse::Ok().json(RunOut::from(row)))
+    Ok(HttpResponse::Ok().json(shaped(&state, row).await?))
 }
 
 /// Cancels a PENDING or RUNNING run (409 otherwise).
@@ -171,5 +204,5 @@ pub async fn cancel_run(
     let row = db::runs::find_run(&state.db, caller.org_id, row.id)
         .await?
         .ok_or(ApiError::NotFound("run"))?;
-    Ok(HttpResponse::Ok().json(RunOut::from(row)))
+    Ok(HttpResponse::Ok().json(shaped(&state, row).await?))
 }

@@ -40,7 +40,7 @@ pub async fn create_source(
     caller.require_admin()?;
     let id = db::new_id();
     let row = build_row(&state, caller.org_id, id, input, None)?;
-    let txn = sea_orm::TransactionTrait::begin(&state.db).await?;
+    let txn = db::begin_write(&state.db).await?;
     db::slugs::claim_slug(&txn, caller.org_id, &row.source, "websocket", id)
         .await
         .map_err(slug_conflict)?;
@@ -100,7 +100,7 @@ pub async fn patch_source(
     let mut row = build_row(&state, caller.org_id, current.id, input, Some(&current))?;
     row.revision = current.revision + 1;
     row.created_at = current.created_at;
-    let txn = sea_orm::TransactionTrait::begin(&state.db).await?;
+    let txn = db::begin_write(&state.db).await?;
     if row.source != current.source {
         db::slugs::claim_slug(&txn, caller.org_id, &row.source, "websocket", row.id)
             .await
@@ -136,7 +136,7 @@ pub async fn delete_source(
     let row = db::sources::find_source(&state.db, caller.org_id, *id)
         .await?
         .ok_or(ApiError::NotFound("source"))?;
-    let txn = sea_orm::TransactionTrait::begin(&state.db).await?;
+    let txn = db::begin_write(&state.db).await?;
     db::slugs::release_slug(&txn, caller.org_id, &row.source, row.id).await?;
     db::sources::delete_source(&txn, row.id).await?;
     txn.commit().await?;

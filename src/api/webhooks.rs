@@ -48,7 +48,7 @@ pub async fn create_webhook(
     caller.require_admin()?;
     let id = db::new_id();
     let (row, generated) = build_row(&state, caller.org_id, id, input, None)?;
-    let txn = sea_orm::TransactionTrait::begin(&state.db).await?;
+    let txn = db::begin_write(&state.db).await?;
     db::slugs::claim_slug(&txn, caller.org_id, &row.source, "webhook", id)
         .await
         .map_err(slug_conflict)?;
@@ -106,7 +106,7 @@ pub async fn patch_webhook(
     let input = apply_patch(&current, patch)?;
     let (mut row, generated) = build_row(&state, caller.org_id, current.id, input, Some(&current))?;
     row.created_at = current.created_at;
-    let txn = sea_orm::TransactionTrait::begin(&state.db).await?;
+    let txn = db::begin_write(&state.db).await?;
     if row.source != current.source {
         db::slugs::claim_slug(&txn, caller.org_id, &row.source, "webhook", row.id)
             .await
@@ -131,7 +131,7 @@ pub async fn delete_webhook(
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
     let row = find(&state, &caller, *id).await?;
-    let txn = sea_orm::TransactionTrait::begin(&state.db).await?;
+    let txn = db::begin_write(&state.db).await?;
     db::slugs::release_slug(&txn, caller.org_id, &row.source, row.id).await?;
     db::webhooks::delete_webhook(&txn, row.id).await?;
     txn.commit().await?;

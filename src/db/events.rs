@@ -18,6 +18,38 @@ pub struct EventFilter {
     pub event_key: Option<String>,
 }
 
+/// The payload runs carry: the stored payload, or the raw message when none is stored (no payload
+/// expression). Events with status `error` have none.
+pub fn payload_of(m: &event::Model) -> Option<serde_json::Value> {
+    match (&m.payload, m.status.as_str()) {
+        (Some(payload), _) => Some(payload.clone()),
+        (None, "error") => None,
+        (None, _) => Some(m.raw.clone()),
+    }
+}
+
+/// What a run carries: `event_id`, `source`, `event_key`, `received_at` and `payload`.
+pub fn run_payload(m: &event::Model) -> serde_json::Value {
+    serde_json::json!({
+        "event_id": m.id,
+        "source": m.source,
+        "event_key": m.event_key,
+        "received_at": m.received_at,
+        "payload": payload_of(m),
+    })
+}
+
+/// The events with these ids (any org: callers pass ids of rows they already scoped).
+pub async fn find_events_by_ids(
+    db: &impl ConnectionTrait,
+    ids: Vec<Uuid>,
+) -> Result<Vec<event::Model>, DbErr> {
+    event::Entity::find()
+        .filter(event::Column::Id.is_in(ids))
+        .all(db)
+        .await
+}
+
 /// Inserts one event row as given.
 pub async fn insert_event(db: &impl ConnectionTrait, row: event::Model) -> Result<(), DbErr> {
     event::Entity::insert(row.into_active_model())

@@ -6,7 +6,7 @@ use entity::{automation_run, event};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, TransactionTrait,
+    QuerySelect, QueryTrait,
 };
 use uuid::Uuid;
 
@@ -38,7 +38,7 @@ pub async fn insert_events(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let mut inserted = std::collections::HashSet::with_capacity(rows.len());
     for chunk in fixed_chunks(&rows) {
         let mut stmt = event::Entity::insert_many(
@@ -106,7 +106,7 @@ pub async fn commit_dispatch(
     db: &sea_orm::DatabaseConnection,
     records: Vec<DispatchRecord>,
 ) -> Result<Vec<Uuid>, DbErr> {
-    let txn = db.begin().await?;
+    let txn = super::begin_write(db).await?;
     let runs: Vec<automation_run::Model> = records
         .iter()
         .flat_map(|r| r.runs.iter().cloned())

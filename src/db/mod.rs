@@ -107,3 +107,15 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
 pub fn new_id() -> uuid::Uuid {
     uuid::Uuid::now_v7()
 }
+
+/// Starts a transaction that will write. On SQLite it takes the write lock at once
+/// (`BEGIN IMMEDIATE`), so a concurrent writer makes it wait (busy timeout) instead of failing at
+/// its first write with "database is locked".
+pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    use sea_orm::TransactionTrait as _;
+    let mut options = sea_orm::TransactionOptions::default();
+    if db.get_database_backend() == DbBackend::Sqlite {
+        options.sqlite_transaction_mode = Some(sea_orm::SqliteTransactionMode::Immediate);
+    }
+    db.begin_with_options(options).await
+}

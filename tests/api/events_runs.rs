@@ -57,7 +57,7 @@ pub async fn insert_run(
             automation_id,
             event_id,
             status: status.into(),
-            event_payload: json!({"event_id": event_id}),
+            event_payload: None,
             attempts: 0,
             lease_owner: None,
             lease_expires_at: None,

@@ -56,7 +56,8 @@ both_backends! {
         assert_eq!(out["kind"], "generic");
         assert_eq!(out["source"], "orders");
         assert_eq!(out["revision"], 1);
-        assert_eq!(out["status"]["state"], "connecting");
+        // No network here: the first attempt may already have failed.
+        assert!(matches!(out["status"]["state"].as_str(), Some("connecting" | "backoff")), "{}", out["status"]);
         assert_eq!(out["config"]["url"], "wss://feed.example.com/ws?token=***&room=7");
         assert_eq!(out["config"]["header_names"], json!(["Authorization"]));
         assert_eq!(out["config"]["secret_names"], json!(["API_KEY"]));
