@@ -24,12 +24,7 @@ impl MigrationTrait for Migration {
         for index in indexes() {
             m.create_index(index).await?;
         }
-        // Partial: only events still to dispatch are in it, so it stays small (both engines).
-        m.get_connection()
-            .execute_unprepared(
-                "CREATE INDEX IF NOT EXISTS ix_events_undispatched ON events (id) WHERE dispatched_at IS NULL",
-            )
-            .await?;
+        undispatched_lookup(m).await?;
         Ok(())
     }
 
@@ -50,6 +45,21 @@ impl MigrationTrait for Migration {
         }
         Ok(())
     }
+}
+
+/// How dispatch finds events it has not handled yet. SQLite: a partial index holding only those
+/// events. PostgreSQL: no index on the columns dispatch updates, and room on every page, so marking
+/// an event dispatched is a HOT update (no new index entries, no row moved); lookups walk the
+/// time-ordered primary key instead.
+async fn undispatched_lookup(m: &SchemaManager<'_>) -> Result<(), DbErr> {
+    let sql = match m.get_database_backend() {
+        sea_orm::DbBackend::Postgres => "ALTER TABLE events SET (fillfactor = 70)",
+        _ => {
+            "CREATE INDEX IF NOT EXISTS ix_events_undispatched ON events (id) WHERE dispatched_at IS NULL"
+        }
+    };
+    m.get_connection().execute_unprepared(sql).await?;
+    Ok(())
 }
 
 fn orgs() -> TableCreateStatement {
@@ -230,9 +240,10 @@ fn indexes() -> Vec<IndexCreateStatement> {
         ),
         index("ix_events_org_id", "events", &["org_id", "id"], false),
         index(
-            "ux_runs_automation_event",
+            "ux_runs_event_automation",
             "automation_runs",
-            &["automation_id", "event_id"],
+            // Event first: also serves "the runs of an event" (no separate index to maintain).
+            &["event_id", "automation_id"],
             true,
         ),
         index(
@@ -241,7 +252,6 @@ fn indexes() -> Vec<IndexCreateStatement> {
             &["org_id", "status", "id"],
             false,
         ),
-        index("ix_runs_event", "automation_runs", &["event_id"], false),
         index("ix_api_keys_org", "api_keys", &["org_id"], false),
         index(
             "ix_ws_sources_org",

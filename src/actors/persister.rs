@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesOrdered;
 use tokio::sync::mpsc;
 
 use super::dispatch::PendingEvent;
@@ -19,6 +21,8 @@ use crate::pipeline::ingest::{EventStatus, PreparedEvent};
 pub const BUFFER: usize = 4096;
 /// Largest batch per insert.
 const MAX_BATCH: usize = 500;
+/// Batches inserted concurrently per connection.
+const IN_FLIGHT: usize = 2;
 
 /// One prepared message and the ACK frame to send once it is durable.
 #[derive(Debug)]
@@ -41,32 +45,66 @@ pub fn start(
 ) -> mpsc::Sender<Inbound> {
     let (tx, mut rx) = mpsc::channel::<Inbound>(BUFFER);
     actix::spawn(async move {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            let items = std::mem::take(&mut batch);
-            commit(&spec, &rt, &counters, &acks, items).await;
+        // Up to `IN_FLIGHT` batches are being inserted at once (storage latency, not CPU, bounds a
+        // single writer); they finish in order, so ACKs and dispatch keep the arrival order.
+        let mut inflight = FuturesOrdered::new();
+        let mut open = true;
+        while open || !inflight.is_empty() {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            tokio::select! {
+                received = rx.recv_many(&mut batch, MAX_BATCH), if open && inflight.len() < IN_FLIGHT => {
+                    if received == 0 {
+                        open = false;
+                    } else {
+                        inflight.push_back(insert(spec.clone(), rt.clone(), counters.clone(), batch));
+                    }
+                }
+                Some((rows, stored, frames, now)) = inflight.next() => {
+                    finish(&spec, &rt, &counters, &acks, rows, stored, frames, now);
+                }
+            }
         }
     });
     tx
 }
 
-async fn commit(
-    spec: &SourceSpec,
-    rt: &SourceRuntime,
-    counters: &SourceCounters,
-    acks: &mpsc::UnboundedSender<Vec<String>>,
+type Inserted = (
+    Vec<entity::event::Model>,
+    Vec<bool>,
+    Vec<String>,
+    chrono::DateTime<chrono::Utc>,
+);
+
+async fn insert(
+    spec: Arc<SourceSpec>,
+    rt: Arc<SourceRuntime>,
+    counters: Arc<SourceCounters>,
     items: Vec<Inbound>,
-) {
+) -> Inserted {
     let now = db::now();
     let mut frames = Vec::new();
     let rows: Vec<entity::event::Model> = items
         .into_iter()
         .map(|item| {
             frames.extend(item.ack);
-            row(spec, *item.event, item.meta, now)
+            row(&spec, *item.event, item.meta, now)
         })
         .collect();
-    let stored = insert_with_retry(rt, counters, &rows).await;
+    let stored = insert_with_retry(&rt, &counters, &rows).await;
+    (rows, stored, frames, now)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    spec: &SourceSpec,
+    rt: &SourceRuntime,
+    counters: &SourceCounters,
+    acks: &mpsc::UnboundedSender<Vec<String>>,
+    rows: Vec<entity::event::Model>,
+    stored: Vec<bool>,
+    frames: Vec<String>,
+    now: chrono::DateTime<chrono::Utc>,
+) {
     let mut pending = Vec::new();
     let (mut new, mut dup) = (0, 0);
     for (row, stored) in rows.into_iter().zip(stored) {
@@ -99,7 +137,7 @@ async fn insert_with_retry(
 ) -> Vec<bool> {
     let mut delay = Duration::from_millis(50);
     loop {
-        match db::inbox::insert_events(&rt.db, rows.to_vec()).await {
+        match db::inbox::insert_events(&rt.db, rows).await {
             Ok(stored) => return stored,
             Err(err) => {
                 counters.add(Count::StorageErrors, 1);

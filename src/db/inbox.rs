@@ -33,14 +33,14 @@ pub fn fixed_chunks<T>(rows: &[T]) -> Vec<&[T]> {
 /// within the batch). Returns, per input row, whether it was stored (`false`: a duplicate).
 pub async fn insert_events(
     db: &sea_orm::DatabaseConnection,
-    rows: Vec<event::Model>,
+    rows: &[event::Model],
 ) -> Result<Vec<bool>, DbErr> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     let txn = super::begin_write(db).await?;
     let mut inserted = std::collections::HashSet::with_capacity(rows.len());
-    for chunk in fixed_chunks(&rows) {
+    for chunk in fixed_chunks(rows) {
         let mut stmt = event::Entity::insert_many(
             chunk
                 .iter()
