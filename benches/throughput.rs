@@ -51,6 +51,12 @@ fn main() {
     let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
     println!("Switchboard benchmark on {} cores\n", num_cores());
     actix_web::rt::System::new().block_on(async move {
+        // First, while the heap is fresh: later scenarios leave freed memory behind that new
+        // connections would reuse, hiding their real cost.
+        if want("idle") {
+            idle(Backend::Postgres, 1_000).await;
+            println!();
+        }
         if want("ceiling") {
             for backend in [Backend::Postgres, Backend::Sqlite] {
                 let env = Env::new(backend).await;
@@ -76,9 +82,6 @@ fn main() {
                 latency(backend, 1_000, if quick { 5 } else { 10 }).await;
             }
             println!();
-        }
-        if want("idle") {
-            idle(Backend::Postgres, 1_000).await;
         }
         println!(
             "peak RSS of the benchmark process: {:.1} MiB",

@@ -44,23 +44,40 @@ pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<Data
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // Every pooled SQLite connection: WAL, a busy timeout instead of "database is locked",
+        // and checkpoints in the background (below) rather than inside a writer's commit.
+        .map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+                .pragma("wal_autocheckpoint", "0")
+        });
     let db = Database::connect(options)
         .await
         .with_context(|| format!("connecting to the database at {}", redact_url(url)))?;
     if db.get_database_backend() == DbBackend::Sqlite {
-        for pragma in [
-            "PRAGMA journal_mode = WAL",
-            "PRAGMA synchronous = NORMAL",
-            "PRAGMA busy_timeout = 10000",
-            "PRAGMA foreign_keys = ON",
-        ] {
-            db.execute_unprepared(pragma)
-                .await
-                .with_context(|| format!("running `{pragma}`"))?;
-        }
+        spawn_checkpointer(db.clone());
     }
     Ok(db)
+}
+
+/// Copies the SQLite WAL back into the database every second without blocking writers (a
+/// `PASSIVE` checkpoint), so commits never pay for a checkpoint and the WAL stays small.
+fn spawn_checkpointer(db: DatabaseConnection) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(err) = db
+                .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+                .await
+            {
+                tracing::debug!(error = %err, "WAL checkpoint skipped");
+            }
+        }
+    });
 }
 
 /// Brings the schema up to date.
