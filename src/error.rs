@@ -37,6 +37,15 @@ pub enum ApiError {
     /// Missing, unknown or revoked API key (401).
     #[error("missing or invalid API key")]
     Unauthorized,
+    /// An inbound webhook's signature was missing, wrong or stale (401).
+    #[error("webhook signature rejected: {0}")]
+    SignatureRejected(String),
+    /// The body's content type is not accepted (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Too many requests; retry after the given time (429).
+    #[error("rate limit exceeded, retry later")]
+    RateLimited(std::time::Duration),
     /// The key's role may not do this (403).
     #[error("this API key's role ({0}) may not do this")]
     Forbidden(String),
@@ -82,7 +91,9 @@ impl ApiError {
         match self {
             Self::MalformedJson(_) => "Malformed JSON",
             Self::Validation(_) => "Invalid input",
-            Self::Unauthorized => "Unauthorized",
+            Self::Unauthorized | Self::SignatureRejected(_) => "Unauthorized",
+            Self::UnsupportedMediaType(_) => "Unsupported media type",
+            Self::RateLimited(_) => "Too many requests",
             Self::Forbidden(_) => "Forbidden",
             Self::NotFound(_) => "Not found",
             Self::Conflict { .. } => "Conflict",
@@ -119,7 +130,9 @@ impl ResponseError for ApiError {
         match self {
             Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::SignatureRejected(_) => StatusCode::UNAUTHORIZED,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -154,6 +167,10 @@ impl ResponseError for ApiError {
         response.content_type("application/problem+json");
         if matches!(self, Self::Unavailable) {
             response.insert_header((header::RETRY_AFTER, "5"));
+        }
+        if let Self::RateLimited(wait) = self {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.insert_header((header::RETRY_AFTER, seconds.max(1).to_string()));
         }
         if matches!(self, Self::Unauthorized) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

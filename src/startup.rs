@@ -58,7 +58,7 @@ impl Application {
             publisher.clone(),
         );
         let supervisor = start_sources(&settings, &db, &keyring, dispatch.clone()).await?;
-        spawn_maintenance(db.clone(), registry.clone(), dispatch);
+        spawn_maintenance(db.clone(), registry.clone(), dispatch.clone());
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("binding {}", settings.bind))?;
         let port = listener
@@ -71,6 +71,8 @@ impl Application {
             settings: Arc::new(settings),
             supervisor: supervisor.clone(),
             automations: registry,
+            dispatch,
+            webhook_limits: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use actix::Addr;
 use sea_orm::DatabaseConnection;
 
+use crate::actors::dispatch::DispatchPool;
 use crate::actors::registry::AutomationRegistry;
 use crate::actors::supervisor::SourceSupervisor;
 use crate::config::Settings;
 use crate::crypto::Keyring;
+use crate::webhooks::inbound::TokenBucket;
 
 /// Shared application state (held in `web::Data`).
 pub struct AppState {
@@ -23,4 +25,8 @@ pub struct AppState {
     pub supervisor: Addr<SourceSupervisor>,
     /// The automation set in force.
     pub automations: Arc<AutomationRegistry>,
+    /// Where committed webhook events go.
+    pub dispatch: DispatchPool,
+    /// Per-webhook rate-limit buckets (per process).
+    pub webhook_limits: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, TokenBucket>>,
 }

@@ -5,6 +5,7 @@ pub mod automations;
 pub mod body;
 pub mod events;
 pub mod expressions;
+pub mod inbound;
 pub mod keys;
 pub mod openapi;
 pub mod ops;
@@ -127,7 +128,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(runs::cancel_run)
                 .service(events::list_events)
                 .service(events::get_event)
-                .service(expressions::evaluate),
+                .service(expressions::evaluate)
+                .service(inbound::receive),
         )
         .default_service(web::to(|| async {
             Err::<actix_web::HttpResponse, _>(ApiError::NotFound("route"))

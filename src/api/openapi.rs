@@ -7,8 +7,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{
-    automations, events, expressions, keys, ops, replay, runs, source_dto, sources, webhook_dto,
-    webhooks,
+    automations, events, expressions, inbound, keys, ops, replay, runs, source_dto, sources,
+    webhook_dto, webhooks,
 };
 
 struct BearerAuth;
@@ -40,7 +40,7 @@ impl Modify for BearerAuth {
         automations::patch_automation, automations::delete_automation,
         runs::list_runs, runs::list_automation_runs, runs::get_run, runs::cancel_run,
         events::list_events, events::get_event,
-        expressions::evaluate, replay::replay_event, replay::dry_run,
+        expressions::evaluate, replay::replay_event, replay::dry_run, inbound::receive,
     ),
     components(schemas(crate::error::Problem, crate::validation::FieldError, source_dto::SourceIn, webhook_dto::WebhookIn)),
     tags(

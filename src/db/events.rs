@@ -50,6 +50,21 @@ pub async fn find_events_by_ids(
         .await
 }
 
+/// The org's event of `source` with this dedup key.
+pub async fn find_event_by_dedup_key(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    source: &str,
+    dedup_key: &str,
+) -> Result<Option<event::Model>, DbErr> {
+    event::Entity::find()
+        .filter(event::Column::OrgId.eq(org_id))
+        .filter(event::Column::Source.eq(source))
+        .filter(event::Column::DedupKey.eq(dedup_key))
+        .one(db)
+        .await
+}
+
 /// Inserts one event row as given.
 pub async fn insert_event(db: &impl ConnectionTrait, row: event::Model) -> Result<(), DbErr> {
     event::Entity::insert(row.into_active_model())

@@ -43,7 +43,7 @@ pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<Data
         .max_connections(max_connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(3))
         .sqlx_logging(false)
         // Every pooled SQLite connection: WAL, a busy timeout instead of "database is locked",
         // and checkpoints in the background (below) rather than inside a writer's commit.
@@ -90,8 +90,28 @@ pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
 /// Whether a database error means "storage is unavailable right now" (answer 503, retry) rather
 /// than a bug.
 pub fn is_unavailable(err: &DbErr) -> bool {
-    matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
-        || err.to_string().contains("database is locked")
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                Sqlx::Io(_)
+                | Sqlx::PoolTimedOut
+                | Sqlx::PoolClosed
+                | Sqlx::WorkerCrashed
+                | Sqlx::Protocol(_) => true,
+                // PostgreSQL shutting down or starting (class 57), SQLite busy or locked.
+                Sqlx::Database(db) => {
+                    db.code()
+                        .is_some_and(|c| c.starts_with("57") || c == "5" || c == "6")
+                        || db.message().contains("database is locked")
+                }
+                _ => false,
+            }
+        }
+        _ => err.to_string().contains("database is locked"),
+    }
 }
 
 /// Whether a database error is a unique-constraint violation.

@@ -201,3 +201,59 @@ async fn graceful_shutdown_acks_every_stored_event_sqlite() {
 async fn graceful_shutdown_acks_every_stored_event_postgres() {
     graceful_shutdown(Backend::Postgres).await;
 }
+
+#[actix_web::test]
+async fn webhooks_answer_503_while_postgres_is_down_and_accept_the_retry() {
+    use switchboard::webhooks::verify::sign_github;
+    let pg = TempPostgres::start();
+    let (mut settings, dir, _) = test_settings(Backend::Sqlite).await;
+    settings.database_url = Some(pg.url());
+    let app = spawn_with(Backend::Postgres, settings, dir, None).await;
+    let created = app
+        .post(
+            "/v1/webhooks",
+            ADMIN_KEY,
+            json!({"name": "gh", "source": "gh", "verifier": {"preset": "github"}}),
+        )
+        .await;
+    let secret = created.body["secret"].as_str().unwrap().to_owned();
+    let url = created.body["webhook_url"]
+        .as_str()
+        .unwrap()
+        .replace("https://hooks.example.com", "");
+    let automation = create_automation(&app, "gh", json!("*"), None).await;
+    let body = br#"{"action":"opened"}"#;
+    let headers = vec![
+        ("content-type", "application/json".to_owned()),
+        ("x-github-event", "issues".to_owned()),
+        ("x-github-delivery", "delivery-1".to_owned()),
+        ("x-hub-signature-256", sign_github(&secret, body)),
+    ];
+    pg.stop();
+    let down = app.deliver(&url, &headers, body).await;
+    assert_eq!(down.status, 503, "{}", down.text);
+    assert!(down.headers.get("retry-after").is_some());
+    pg.start_again();
+    let mut accepted = None;
+    for _ in 0..50 {
+        let resp = app.deliver(&url, &headers, body).await;
+        if resp.status == 200 {
+            accepted = Some(resp);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let accepted = accepted.expect("the retried delivery is accepted once storage is back");
+    assert_eq!(accepted.body["duplicate"], false);
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            undispatched(&app).await == 0
+        })
+        .await
+    );
+    assert_eq!(runs_of(&app, &automation).await, 1);
+    assert_eq!(
+        app.deliver(&url, &headers, body).await.body["duplicate"],
+        true
+    );
+}

@@ -199,7 +199,9 @@ pub async fn spawn_with(
         address,
         settings,
         db,
-        client: awc::Client::default(),
+        client: awc::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .finish(),
         handle,
         _dir: dir,
         _pg: pg,
@@ -241,6 +243,15 @@ impl TestApp {
             .await
             .expect("request sent");
         read(res).await
+    }
+
+    /// Sends raw bytes with the given headers and no API key (inbound webhooks).
+    pub async fn deliver(&self, path: &str, headers: &[(&str, String)], body: &[u8]) -> Resp {
+        let mut req = self.client.post(format!("{}{}", self.address, path));
+        for (name, value) in headers {
+            req = req.insert_header((*name, value.as_str()));
+        }
+        read(req.send_body(body.to_vec()).await.expect("request sent")).await
     }
 
     pub async fn get(&self, path: &str, key: &str) -> Resp {

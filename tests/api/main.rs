@@ -10,6 +10,7 @@ mod durability;
 mod events_runs;
 mod expressions;
 mod health;
+mod inbound;
 mod ingest;
 mod isolation;
 mod keys;

@@ -1,0 +1,229 @@
+//! `POST /v1/events/{org_id}/{source}`: inbound webhooks. No API key: the signature authenticates.
+//! In order: unknown or disabled → 404; too large → 413 (not read further); signature checked on
+//! the raw bytes → 401; rate limit → 429; body parsed → 415/400; provider handshakes answered;
+//! then the same ingest pipeline as WebSocket sources, and 200 only after the commit (503 with
+//! `Retry-After` while storage is down).
+
+use std::time::Instant;
+
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use futures_util::StreamExt as _;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::Path;
+use super::webhook_dto::open_secrets;
+use crate::actors::dispatch::PendingEvent;
+use crate::db;
+use crate::error::ApiError;
+use crate::pipeline::expr::to_value;
+use crate::pipeline::ingest::{EventStatus, Prepared, PreparedEvent, SourceExprs, prepare};
+use crate::state::AppState;
+use crate::webhooks::inbound::{self, BodyError, TokenBucket};
+use crate::webhooks::verifier::Verifier;
+use crate::webhooks::verify::{SignedRequest, VerifiedWith, verify};
+
+/// Receives one delivery.
+#[utoipa::path(context_path = "/v1", tag = "webhooks", params(("org_id" = Uuid, Path), ("source" = String, Path)),
+    request_body(content = Object, description = "The provider's payload (JSON or form-encoded), signed"),
+    responses((status = 200, description = "Stored (or a duplicate of a stored delivery)", example = json!({"event_id": "0193…", "duplicate": false})),
+        (status = 401, body = crate::error::Problem), (status = 404, body = crate::error::Problem), (status = 413, body = crate::error::Problem),
+        (status = 415, body = crate::error::Problem), (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
+#[post("/events/{org_id}/{source}")]
+pub async fn receive(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: Path<(String, String)>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (org, slug) = path.into_inner();
+    let org_id: Uuid = org.parse().map_err(|_| ApiError::NotFound("webhook"))?;
+    let hook = db::webhooks::find_webhook_by_slug(&state.db, org_id, &slug)
+        .await?
+        .filter(|w| w.enabled)
+        .ok_or(ApiError::NotFound("webhook"))?;
+    let body = read_body(
+        &req,
+        payload,
+        usize::try_from(hook.max_body_bytes).unwrap_or(usize::MAX),
+    )
+    .await?;
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .filter_map(|(n, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (n.as_str().to_ascii_lowercase(), v.to_owned()))
+        })
+        .collect();
+    let verifier: Verifier =
+        serde_json::from_value(hook.verifier.clone()).map_err(|e| ApiError::Internal(e.into()))?;
+    let verified_with = authenticate(&state, &hook, &verifier, &headers, &body)?;
+    take_token(&state, &hook)?;
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok());
+    let parsed = inbound::parse_body(content_type, &body).map_err(|e| match e {
+        BodyError::Unsupported(_) => ApiError::UnsupportedMediaType(e.to_string()),
+        BodyError::Malformed(m) => ApiError::MalformedJson(m),
+    })?;
+    if let Some(answer) = inbound::handshake_answer(&verifier, &parsed) {
+        return Ok(HttpResponse::Ok().json(answer));
+    }
+    let meta = inbound::meta(&verifier, &headers, verified_with);
+    ingest(
+        &state,
+        &hook,
+        &verifier,
+        inbound::message(&headers, parsed),
+        meta,
+    )
+    .await
+}
+
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn authenticate(
+    state: &AppState,
+    hook: &entity::webhook::Model,
+    verifier: &Verifier,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<Option<&'static str>, ApiError> {
+    if hook.insecure {
+        return Ok(None);
+    }
+    let secrets = open_secrets(state, hook)?
+        .ok_or_else(|| ApiError::SignatureRejected("the webhook has no secret".into()))?;
+    let request = SignedRequest {
+        headers,
+        body,
+        now_unix: chrono::Utc::now().timestamp(),
+    };
+    match verify(verifier, &secrets, &request) {
+        Ok(VerifiedWith::Current) => Ok(Some("current")),
+        Ok(VerifiedWith::Previous) => Ok(Some("previous")),
+        Err(err) => {
+            tracing::info!(webhook_id = %hook.id, reason = %err, "webhook delivery refused");
+            Err(ApiError::SignatureRejected(err.to_string()))
+        }
+    }
+}
+
+fn take_token(state: &AppState, hook: &entity::webhook::Model) -> Result<(), ApiError> {
+    let Some(limit) = hook.rate_limit.as_ref() else {
+        return Ok(());
+    };
+    let per_second = limit
+        .get("per_second")
+        .and_then(Value::as_f64)
+        .unwrap_or(f64::MAX);
+    let burst = limit
+        .get("burst")
+        .and_then(Value::as_u64)
+        .and_then(|b| u32::try_from(b).ok())
+        .unwrap_or(u32::MAX);
+    let now = Instant::now();
+    let mut buckets = state
+        .webhook_limits
+        .lock()
+        .map_err(|_| ApiError::Internal(anyhow::anyhow!("rate-limit lock poisoned")))?;
+    let bucket = buckets
+        .entry(hook.id)
+        .or_insert_with(|| TokenBucket::new(per_second, burst, now));
+    if bucket.differs(per_second, burst) {
+        *bucket = TokenBucket::new(per_second, burst, now);
+    }
+    bucket.try_take(now).map_err(ApiError::RateLimited)
+}
+
+async fn ingest(
+    state: &AppState,
+    hook: &entity::webhook::Model,
+    verifier: &Verifier,
+    raw: Value,
+    meta: Value,
+) -> Result<HttpResponse, ApiError> {
+    let (key, payload, dedup) = inbound::default_exprs(verifier);
+    let exprs = SourceExprs::compile(
+        hook.event_key_expr.as_deref().or(key),
+        hook.payload_expr.as_deref().or(payload),
+        hook.filter_expr.as_deref(),
+        hook.dedup_key_expr.as_deref().or(dedup),
+    )
+    .map_err(|(field, e)| {
+        ApiError::Internal(anyhow::anyhow!("stored {field} does not compile: {e}"))
+    })?;
+    let value = to_value(&raw);
+    let event = match prepare(&exprs, raw, &value) {
+        Prepared::Filtered => {
+            return Ok(HttpResponse::Ok()
+                .json(json!({"event_id": null, "duplicate": false, "filtered": true})));
+        }
+        Prepared::Event(event) => *event,
+    };
+    let row = event_row(hook, event, meta);
+    let stored = db::inbox::insert_events(&state.db, std::slice::from_ref(&row)).await?;
+    if stored.first().copied().unwrap_or(false) {
+        if row.dispatched_at.is_none() {
+            let pending = PendingEvent::from(row.clone());
+            state.dispatch.dispatch(pending.route, vec![pending]);
+        }
+        return Ok(HttpResponse::Ok().json(json!({"event_id": row.id, "duplicate": false})));
+    }
+    let existing =
+        db::events::find_event_by_dedup_key(&state.db, hook.org_id, &hook.source, &row.dedup_key)
+            .await?;
+    Ok(HttpResponse::Ok().json(json!({"event_id": existing.map(|e| e.id), "duplicate": true})))
+}
+
+fn event_row(
+    hook: &entity::webhook::Model,
+    event: PreparedEvent,
+    meta: Value,
+) -> entity::event::Model {
+    let id = db::new_id();
+    let now = db::now();
+    let undispatchable = event.status != EventStatus::Received;
+    entity::event::Model {
+        id,
+        org_id: hook.org_id,
+        origin: "webhook".to_owned(),
+        source: hook.source.clone(),
+        source_id: Some(hook.id),
+        dedup_key: event.dedup_key.unwrap_or_else(|| id.to_string()),
+        event_key: event.event_key,
+        raw: event.raw,
+        payload: event.payload,
+        meta,
+        status: event.status.as_str().to_owned(),
+        error: event.error,
+        outcome: None,
+        received_at: now,
+        dispatched_at: undispatchable.then_some(now),
+    }
+}
