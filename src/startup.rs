@@ -73,6 +73,7 @@ impl Application {
             automations: registry,
             dispatch,
             webhook_limits: std::sync::Mutex::new(std::collections::HashMap::new()),
+            webhook_counters: Default::default(),
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -11,7 +11,7 @@ use crate::actors::registry::AutomationRegistry;
 use crate::actors::supervisor::SourceSupervisor;
 use crate::config::Settings;
 use crate::crypto::Keyring;
-use crate::webhooks::inbound::TokenBucket;
+use crate::webhooks::inbound::{DeliveryCounters, TokenBucket};
 
 /// Shared application state (held in `web::Data`).
 pub struct AppState {
@@ -29,4 +29,6 @@ pub struct AppState {
     pub dispatch: DispatchPool,
     /// Per-webhook rate-limit buckets (per process).
     pub webhook_limits: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, TokenBucket>>,
+    /// Per-webhook delivery outcome counts (per process).
+    pub webhook_counters: DeliveryCounters,
 }

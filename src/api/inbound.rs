@@ -42,6 +42,34 @@ pub async fn receive(
         .await?
         .filter(|w| w.enabled)
         .ok_or(ApiError::NotFound("webhook"))?;
+    let result = handle(&state, &req, &hook, payload).await;
+    state
+        .webhook_counters
+        .record(hook.id, outcome_name(&result));
+    result.map(|(response, _)| response)
+}
+
+/// The counter a delivery's outcome adds to.
+fn outcome_name(result: &Result<(HttpResponse, &'static str), ApiError>) -> &'static str {
+    match result {
+        Ok((_, outcome)) => outcome,
+        Err(ApiError::SignatureRejected(detail)) if detail.contains("tolerance") => "stale",
+        Err(ApiError::SignatureRejected(_)) => "bad_signature",
+        Err(ApiError::PayloadTooLarge(_)) => "too_large",
+        Err(ApiError::RateLimited(_)) => "rate_limited",
+        Err(ApiError::UnsupportedMediaType(_) | ApiError::MalformedJson(_)) => "bad_body",
+        Err(ApiError::Unavailable) => "unavailable",
+        Err(_) => "failed",
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    req: &HttpRequest,
+    hook: &entity::webhook::Model,
+    payload: web::Payload,
+) -> Result<(HttpResponse, &'static str), ApiError> {
+    let hook = hook.clone();
     let body = read_body(
         &req,
         payload,
@@ -59,8 +87,8 @@ pub async fn receive(
         .collect();
     let verifier: Verifier =
         serde_json::from_value(hook.verifier.clone()).map_err(|e| ApiError::Internal(e.into()))?;
-    let verified_with = authenticate(&state, &hook, &verifier, &headers, &body)?;
-    take_token(&state, &hook)?;
+    let verified_with = authenticate(state, &hook, &verifier, &headers, &body)?;
+    take_token(state, &hook)?;
     let content_type = req
         .headers()
         .get("content-type")
@@ -70,7 +98,7 @@ pub async fn receive(
         BodyError::Malformed(m) => ApiError::MalformedJson(m),
     })?;
     if let Some(answer) = inbound::handshake_answer(&verifier, &parsed) {
-        return Ok(HttpResponse::Ok().json(answer));
+        return Ok((HttpResponse::Ok().json(answer), "handshake"));
     }
     let meta = inbound::meta(&verifier, &headers, verified_with);
     ingest(
@@ -167,7 +195,7 @@ async fn ingest(
     verifier: &Verifier,
     raw: Value,
     meta: Value,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<(HttpResponse, &'static str), ApiError> {
     let (key, payload, dedup) = inbound::default_exprs(verifier);
     let exprs = SourceExprs::compile(
         hook.event_key_expr.as_deref().or(key),
@@ -181,8 +209,8 @@ async fn ingest(
     let value = to_value(&raw);
     let event = match prepare(&exprs, raw, &value) {
         Prepared::Filtered => {
-            return Ok(HttpResponse::Ok()
-                .json(json!({"event_id": null, "duplicate": false, "filtered": true})));
+            let body = json!({"event_id": null, "duplicate": false, "filtered": true});
+            return Ok((HttpResponse::Ok().json(body), "filtered"));
         }
         Prepared::Event(event) => *event,
     };
@@ -193,12 +221,16 @@ async fn ingest(
             let pending = PendingEvent::from(row.clone());
             state.dispatch.dispatch(pending.route, vec![pending]);
         }
-        return Ok(HttpResponse::Ok().json(json!({"event_id": row.id, "duplicate": false})));
+        return Ok((
+            HttpResponse::Ok().json(json!({"event_id": row.id, "duplicate": false})),
+            "accepted",
+        ));
     }
     let existing =
         db::events::find_event_by_dedup_key(&state.db, hook.org_id, &hook.source, &row.dedup_key)
             .await?;
-    Ok(HttpResponse::Ok().json(json!({"event_id": existing.map(|e| e.id), "duplicate": true})))
+    let body = json!({"event_id": existing.map(|e| e.id), "duplicate": true});
+    Ok((HttpResponse::Ok().json(body), "duplicate"))
 }
 
 fn event_row(

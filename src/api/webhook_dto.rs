@@ -123,6 +123,9 @@ pub struct WebhookOut {
     pub enabled: bool,
     /// Last rotation.
     pub secret_rotated_at: Option<DateTime<Utc>>,
+    /// Delivery outcomes counted by this process since it started.
+    #[schema(value_type = Object)]
+    pub counters: Value,
     /// Created.
     pub created_at: DateTime<Utc>,
     /// Last changed.
@@ -157,6 +160,7 @@ impl WebhookOut {
             max_body_bytes: m.max_body_bytes,
             rate_limit: m.rate_limit,
             enabled: m.enabled,
+            counters: state.webhook_counters.of(m.id),
             secret_rotated_at: m.secret_rotated_at,
             created_at: m.created_at,
             updated_at: m.updated_at,

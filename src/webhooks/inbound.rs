@@ -129,9 +129,43 @@ pub fn default_exprs(
         Verifier::Standard { .. } => (
             Some("body.type"),
             Some("body"),
-            Some("headers.\"webhook-id\""),
+            Some("headers.\"webhook-id\" || headers.\"svix-id\""),
         ),
         Verifier::Hmac { .. } => (Some("body.type"), Some("body"), None),
+    }
+}
+
+/// Per-webhook counts of delivery outcomes since this process started (`accepted`,
+/// `duplicate`, `filtered`, `handshake`, `bad_signature`, `stale`, `too_large`, `rate_limited`,
+/// `bad_body`, `unavailable`, `failed`).
+#[derive(Debug, Default)]
+pub struct DeliveryCounters {
+    counts: std::sync::Mutex<
+        std::collections::HashMap<uuid::Uuid, std::collections::BTreeMap<&'static str, u64>>,
+    >,
+}
+
+impl DeliveryCounters {
+    /// Counts one delivery of `webhook` with `outcome`.
+    pub fn record(&self, webhook: uuid::Uuid, outcome: &'static str) {
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts
+                .entry(webhook)
+                .or_default()
+                .entry(outcome)
+                .or_insert(0) += 1;
+        }
+    }
+
+    /// The counts of `webhook` as a JSON object.
+    pub fn of(&self, webhook: uuid::Uuid) -> Value {
+        let counts = self
+            .counts
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&webhook).cloned())
+            .unwrap_or_default();
+        json!(counts)
     }
 }
 

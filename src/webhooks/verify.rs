@@ -268,9 +268,16 @@ fn standard_check<'a>(
     request: &SignedRequest<'a>,
     tolerance_s: u32,
 ) -> Result<Check<'a>, VerifyError> {
-    let id = request.required(STANDARD_ID)?;
-    let timestamp = request.required(STANDARD_TIMESTAMP)?;
-    let value = request.required(STANDARD_SIGNATURE)?;
+    // Svix-branded senders use the same scheme under `svix-*` header names.
+    let either = |name: &str, svix: &str| match request.header(name) {
+        Some(value) => Ok(value),
+        None => request
+            .header(svix)
+            .ok_or_else(|| VerifyError::MissingHeader(name.to_owned())),
+    };
+    let id = either(STANDARD_ID, "svix-id")?;
+    let timestamp = either(STANDARD_TIMESTAMP, "svix-timestamp")?;
+    let value = either(STANDARD_SIGNATURE, "svix-signature")?;
     let signatures = parse_standard(value)?;
     check_fresh(parse_timestamp(timestamp)?, request.now_unix, tolerance_s)?;
     Ok(Check {

@@ -140,6 +140,11 @@ both_backends! {
         let ok = app.deliver(&url, &headers, body).await;
         assert_eq!(ok.status, 200, "{}", ok.text);
         assert_eq!(app.deliver(&url, &headers, body).await.body["duplicate"], true, "webhook-id deduplicates");
+        let svix = vec![JSON.clone_pair(), ("svix-id", "msg_2".into()), ("svix-timestamp", ts.to_string()),
+            ("svix-signature", sign_standard(&secret, "msg_2", ts, body))];
+        let branded = app.deliver(&url, &svix, body).await;
+        assert_eq!(branded.status, 200, "{}", branded.text);
+        assert_eq!(branded.body["duplicate"], false);
 
         let verifier = json!({"preset": "hmac", "header": "X-Signature", "algorithm": "sha512", "encoding": "base64", "prefix": "sha512=",
             "timestamp_header": "X-Timestamp", "signed_content": "{timestamp}:{body}"});
@@ -184,6 +189,8 @@ both_backends! {
         app.patch(&format!("/v1/webhooks/{id}"), ADMIN_KEY, json!({"rate_limit": null})).await;
         assert_problem(&app.deliver(&url, &github_headers(&newest, "ping", "p-6", malformed), malformed).await, 400, None);
         assert_problem(&app.deliver(&url, &github_headers(&new, "ping", "p-7", body), body).await, 401, None);
+        let counters = app.get(&format!("/v1/webhooks/{id}"), ADMIN_KEY).await.body["counters"].clone();
+        assert_eq!(counters, json!({"accepted": 2, "too_large": 1, "bad_body": 2, "rate_limited": 1, "bad_signature": 1}));
     }
 
     async fn orgs_are_isolated_and_unknown_hooks_are_404(app: TestApp) {
