@@ -69,9 +69,8 @@ async fn handle(
     hook: &entity::webhook::Model,
     payload: web::Payload,
 ) -> Result<(HttpResponse, &'static str), ApiError> {
-    let hook = hook.clone();
     let body = read_body(
-        &req,
+        req,
         payload,
         usize::try_from(hook.max_body_bytes).unwrap_or(usize::MAX),
     )
@@ -87,8 +86,8 @@ async fn handle(
         .collect();
     let verifier: Verifier =
         serde_json::from_value(hook.verifier.clone()).map_err(|e| ApiError::Internal(e.into()))?;
-    let verified_with = authenticate(state, &hook, &verifier, &headers, &body)?;
-    take_token(state, &hook)?;
+    let verified_with = authenticate(state, hook, &verifier, &headers, &body)?;
+    take_token(state, hook)?;
     let content_type = req
         .headers()
         .get("content-type")
@@ -102,8 +101,8 @@ async fn handle(
     }
     let meta = inbound::meta(&verifier, &headers, verified_with);
     ingest(
-        &state,
-        &hook,
+        state,
+        hook,
         &verifier,
         inbound::message(&headers, parsed),
         meta,
