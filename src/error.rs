@@ -116,6 +116,18 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
+impl From<crate::db::slugs::ClaimError> for ApiError {
+    fn from(err: crate::db::slugs::ClaimError) -> Self {
+        match err {
+            crate::db::slugs::ClaimError::Taken(owner) => Self::Conflict {
+                field: Some("source".to_owned()),
+                detail: format!("slug is already used by a {owner} of this org"),
+            },
+            crate::db::slugs::ClaimError::Db(err) => err.into(),
+        }
+    }
+}
+
 impl From<sea_orm::TransactionError<ApiError>> for ApiError {
     fn from(err: sea_orm::TransactionError<ApiError>) -> Self {
         match err {

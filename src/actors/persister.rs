@@ -15,7 +15,7 @@ use super::runtime::SourceRuntime;
 use super::spec::SourceSpec;
 use super::status::{Count, SourceCounters};
 use crate::db;
-use crate::pipeline::ingest::{EventStatus, PreparedEvent};
+use crate::pipeline::ingest::PreparedEvent;
 
 /// Messages buffered per connection before reading stops.
 pub const BUFFER: usize = 4096;
@@ -156,29 +156,11 @@ fn row(
     meta: serde_json::Value,
     now: chrono::DateTime<chrono::Utc>,
 ) -> entity::event::Model {
-    let id = db::new_id();
-    let undispatchable = event.status != EventStatus::Received;
-    entity::event::Model {
-        id,
+    let from = db::inbox::EventOrigin {
         org_id: spec.org_id,
-        origin: "websocket".to_owned(),
-        source: spec.slug.clone(),
-        source_id: Some(spec.id),
-        dedup_key: event.dedup_key.unwrap_or_else(|| id.to_string()),
-        event_key: event.event_key,
-        raw: event.raw,
-        // Without a payload expression the payload is the raw message: store it once.
-        payload: if spec.exprs.payload.is_some() {
-            event.payload
-        } else {
-            None
-        },
-        meta,
-        status: event.status.as_str().to_owned(),
-        error: event.error,
-        outcome: None,
-        received_at: now,
-        // Events that can match nothing are complete as stored.
-        dispatched_at: undispatchable.then_some(now),
-    }
+        origin: "websocket",
+        source: &spec.slug,
+        source_id: spec.id,
+    };
+    db::inbox::event_row(from, event, meta, spec.exprs.payload.is_some(), now)
 }

@@ -17,7 +17,7 @@ use crate::actors::dispatch::PendingEvent;
 use crate::db;
 use crate::error::ApiError;
 use crate::pipeline::expr::to_value;
-use crate::pipeline::ingest::{EventStatus, Prepared, PreparedEvent, SourceExprs, prepare};
+use crate::pipeline::ingest::{Prepared, PreparedEvent, SourceExprs, prepare};
 use crate::state::AppState;
 use crate::webhooks::inbound::{self, BodyError, TokenBucket};
 use crate::webhooks::verifier::Verifier;
@@ -237,24 +237,11 @@ fn event_row(
     event: PreparedEvent,
     meta: Value,
 ) -> entity::event::Model {
-    let id = db::new_id();
-    let now = db::now();
-    let undispatchable = event.status != EventStatus::Received;
-    entity::event::Model {
-        id,
+    let from = db::inbox::EventOrigin {
         org_id: hook.org_id,
-        origin: "webhook".to_owned(),
-        source: hook.source.clone(),
-        source_id: Some(hook.id),
-        dedup_key: event.dedup_key.unwrap_or_else(|| id.to_string()),
-        event_key: event.event_key,
-        raw: event.raw,
-        payload: event.payload,
-        meta,
-        status: event.status.as_str().to_owned(),
-        error: event.error,
-        outcome: None,
-        received_at: now,
-        dispatched_at: undispatchable.then_some(now),
-    }
+        origin: "webhook",
+        source: &hook.source,
+        source_id: hook.id,
+    };
+    db::inbox::event_row(from, event, meta, true, db::now())
 }

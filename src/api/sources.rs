@@ -14,19 +14,9 @@ use std::sync::Arc;
 use crate::actors::messages::{Pause, Reconnect, Remove, Resume, Send, Update};
 use crate::actors::spec::SourceSpec;
 use crate::auth::Caller;
-use crate::db::{self, pagination::OffsetQuery, slugs::ClaimError};
+use crate::db::{self, pagination::OffsetQuery};
 use crate::error::ApiError;
 use crate::state::AppState;
-
-fn slug_conflict(err: ClaimError) -> ApiError {
-    match err {
-        ClaimError::Taken(owner) => ApiError::Conflict {
-            field: Some("source".to_owned()),
-            detail: format!("slug is already used by a {owner} of this org"),
-        },
-        ClaimError::Db(err) => err.into(),
-    }
-}
 
 /// Creates a source.
 #[utoipa::path(context_path = "/v1", tag = "websocket-sources", security(("bearer" = [])), request_body = SourceIn,
@@ -41,9 +31,7 @@ pub async fn create_source(
     let id = db::new_id();
     let row = build_row(&state, caller.org_id, id, input, None)?;
     let txn = db::begin_write(&state.db).await?;
-    db::slugs::claim_slug(&txn, caller.org_id, &row.source, "websocket", id)
-        .await
-        .map_err(slug_conflict)?;
+    db::slugs::claim_slug(&txn, caller.org_id, &row.source, "websocket", id).await?;
     let row = db::sources::insert_source(&txn, row).await?;
     txn.commit().await?;
     notify_supervisor(&state, &row)?;
@@ -102,9 +90,7 @@ pub async fn patch_source(
     row.created_at = current.created_at;
     let txn = db::begin_write(&state.db).await?;
     if row.source != current.source {
-        db::slugs::claim_slug(&txn, caller.org_id, &row.source, "websocket", row.id)
-            .await
-            .map_err(slug_conflict)?;
+        db::slugs::claim_slug(&txn, caller.org_id, &row.source, "websocket", row.id).await?;
         db::slugs::release_slug(&txn, caller.org_id, &current.source, row.id).await?;
     }
     let enabled_changed = row.enabled != current.enabled;
@@ -164,6 +150,30 @@ async fn find(
         .ok_or(ApiError::NotFound("source"))
 }
 
+/// Sends an operator command (admin only); a source the supervisor does not know is a 409.
+async fn command<M>(
+    state: &AppState,
+    caller: &Caller,
+    source_id: Uuid,
+    message: impl FnOnce(Uuid) -> M,
+) -> Result<(), ApiError>
+where
+    M: actix::Message<Result = bool> + std::marker::Send + 'static,
+    crate::actors::supervisor::SourceSupervisor: actix::Handler<M>,
+{
+    caller.require_admin()?;
+    let known = state
+        .supervisor
+        .send(message(source_id))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    if known {
+        Ok(())
+    } else {
+        Err(unknown_to_supervisor())
+    }
+}
+
 fn unknown_to_supervisor() -> ApiError {
     ApiError::Conflict {
         field: None,
@@ -182,7 +192,6 @@ pub async fn reconnect_source(
     caller: Caller,
     id: Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
     let row = find(&state, &caller, *id).await?;
     if !row.enabled {
         return Err(ApiError::Conflict {
@@ -190,14 +199,7 @@ pub async fn reconnect_source(
             detail: "the source is disabled; enable it instead".into(),
         });
     }
-    let known = state
-        .supervisor
-        .send(Reconnect { source_id: row.id })
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    if !known {
-        return Err(unknown_to_supervisor());
-    }
+    command(&state, &caller, row.id, |source_id| Reconnect { source_id }).await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({"status": "reconnecting"})))
 }
 
@@ -210,16 +212,8 @@ pub async fn pause_source(
     caller: Caller,
     id: Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
     let row = find(&state, &caller, *id).await?;
-    let known = state
-        .supervisor
-        .send(Pause { source_id: row.id })
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    if !known {
-        return Err(unknown_to_supervisor());
-    }
+    command(&state, &caller, row.id, |source_id| Pause { source_id }).await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({"status": "paused"})))
 }
 
@@ -232,16 +226,8 @@ pub async fn resume_source(
     caller: Caller,
     id: Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
     let row = find(&state, &caller, *id).await?;
-    let known = state
-        .supervisor
-        .send(Resume { source_id: row.id })
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    if !known {
-        return Err(unknown_to_supervisor());
-    }
+    command(&state, &caller, row.id, |source_id| Resume { source_id }).await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({"status": "resuming"})))
 }
 

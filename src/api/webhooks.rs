@@ -11,20 +11,10 @@ use super::webhook_dto::{
 };
 use super::{ListOut, Path, Query};
 use crate::auth::Caller;
-use crate::db::{self, pagination::OffsetQuery, slugs::ClaimError};
+use crate::db::{self, pagination::OffsetQuery};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::webhooks::verifier::WebhookSecrets;
-
-fn slug_conflict(err: ClaimError) -> ApiError {
-    match err {
-        ClaimError::Taken(owner) => ApiError::Conflict {
-            field: Some("source".to_owned()),
-            detail: format!("slug is already used by a {owner} of this org"),
-        },
-        ClaimError::Db(err) => err.into(),
-    }
-}
 
 async fn find(
     state: &AppState,
@@ -49,9 +39,7 @@ pub async fn create_webhook(
     let id = db::new_id();
     let (row, generated) = build_row(&state, caller.org_id, id, input, None)?;
     let txn = db::begin_write(&state.db).await?;
-    db::slugs::claim_slug(&txn, caller.org_id, &row.source, "webhook", id)
-        .await
-        .map_err(slug_conflict)?;
+    db::slugs::claim_slug(&txn, caller.org_id, &row.source, "webhook", id).await?;
     let row = db::webhooks::insert_webhook(&txn, row).await?;
     txn.commit().await?;
     let mut out = WebhookOut::new(&state, row);
@@ -108,9 +96,7 @@ pub async fn patch_webhook(
     row.created_at = current.created_at;
     let txn = db::begin_write(&state.db).await?;
     if row.source != current.source {
-        db::slugs::claim_slug(&txn, caller.org_id, &row.source, "webhook", row.id)
-            .await
-            .map_err(slug_conflict)?;
+        db::slugs::claim_slug(&txn, caller.org_id, &row.source, "webhook", row.id).await?;
         db::slugs::release_slug(&txn, caller.org_id, &current.source, row.id).await?;
     }
     let row = db::webhooks::update_webhook(&txn, row).await?;
