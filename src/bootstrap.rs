@@ -71,11 +71,11 @@ pub async fn bootstrap(
         let path = settings.data_dir.join(BOOTSTRAP_KEY_FILE);
         write_private(&path, &key.key)?;
         // Printed once, on stdout only (never to the log), so the operator can copy it.
-        println!(
+        crate::cli::say(format_args!(
             "Created org `default` with an admin API key (shown once, also saved to {}):\n\n    {}\n",
             path.display(),
             key.key
-        );
+        ));
     }
     tracing::info!(prefix = %key.prefix, "first start: created org `default` and its admin key");
     Ok(Some(key.key))

@@ -69,6 +69,12 @@ pub enum OrgsAction {
     },
 }
 
+/// Prints a line on stdout; a closed pipe (`… | head`) is not an error worth a panic.
+pub fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Keys {
@@ -79,7 +85,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| format!("k{}", chrono::Utc::now().timestamp()));
         Keyring::generate(&kid).context("checking the key id")?;
-        println!("{}", Keyring::generate_entry(&kid));
+        crate::cli::say(format_args!("{}", Keyring::generate_entry(&kid)));
         return Ok(());
     }
     let settings = Settings::load(cli.config.as_deref())?;
@@ -92,17 +98,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             let conn = db::connect(&settings).await?;
             db::migrate(&conn).await?;
-            println!("migrations applied");
+            crate::cli::say(format_args!("migrations applied"));
             Ok(())
         }
         Command::Check => {
             let conn = db::connect(&settings).await?;
             keyring_setup::load_keyring(&settings)?;
             drop(conn);
-            println!(
+            crate::cli::say(format_args!(
                 "configuration is valid (database {})",
                 db::redact_url(&settings.database_url())
-            );
+            ));
             Ok(())
         }
         Command::Keys {
@@ -112,12 +118,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             db::migrate(&conn).await?;
             let keyring = keyring_setup::load_keyring(&settings)?;
             let report = rotate::reseal_all(&conn, &keyring).await?;
-            println!(
+            crate::cli::say(format_args!(
                 "re-encrypted {} secret blob(s) under key `{}` ({} already current)",
                 report.resealed,
                 keyring.primary_kid(),
                 report.current
-            );
+            ));
             Ok(())
         }
         Command::Keys {
@@ -130,10 +136,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             db::migrate(&conn).await?;
             anyhow::ensure!(!name.trim().is_empty(), "the org name must not be blank");
             let key = bootstrap::create_org_with_admin(&conn, &name, auth::generate_key()).await?;
-            println!(
+            crate::cli::say(format_args!(
                 "Created org `{name}`. Its admin API key (shown once):\n\n    {}\n",
                 key.key
-            );
+            ));
             Ok(())
         }
     }

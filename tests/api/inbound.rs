@@ -193,6 +193,17 @@ both_backends! {
         assert_eq!(counters, json!({"accepted": 2, "too_large": 1, "bad_body": 2, "rate_limited": 1, "bad_signature": 1}));
     }
 
+    async fn insecure_webhooks_take_unsigned_deliveries(app: TestApp) {
+        let (_, url, secret) = hook(&app, json!({"name": "Open", "source": "open", "verifier": {"preset": "stripe"}, "insecure": true})).await;
+        assert!(secret.is_empty());
+        let body = br#"{"id":"evt_9","type":"charge.succeeded"}"#;
+        let resp = app.deliver(&url, &[JSON.clone_pair()], body).await;
+        assert_eq!(resp.status, 200, "{}", resp.text);
+        let got = app.get(&format!("/v1/events/{}", resp.body["event_id"].as_str().unwrap()), ADMIN_KEY).await;
+        assert_eq!(got.body["event_key"], "charge.succeeded");
+        assert!(got.body["meta"]["verified_with"].is_null());
+    }
+
     async fn orgs_are_isolated_and_unknown_hooks_are_404(app: TestApp) {
         let other = app.new_org("other").await;
         let (_, url_a, secret_a) = hook(&app, json!({"name": "A", "source": "same", "verifier": {"preset": "github"}})).await;
