@@ -113,6 +113,42 @@ both_backends_private! {
         assert!(eventually(WAIT, || async { status(&app, &id).await["counters"]["handshake"] == 1 }).await);
     }
 
+    async fn framings_binary_frames_app_pings_and_hmac_upgrade_auth(app: TestApp) {
+        let peer = Peer::start(vec![ConnectionScript::accept(vec![
+            Step::Send(format!("{}\n\n{}\nnot json\n", json!({"type": "a", "id": "n1"}), json!({"type": "b", "id": "n2"}))),
+            Step::SendBinary(b"\x00\x01".to_vec()),
+            Step::Echo,
+        ])]);
+        let id = create_source(&app, source_body("lines", &peer, json!({
+            "framing": "ndjson", "binary": "base64",
+            "app_ping": {"interval_s": 1, "message": {"op": "ping"}},
+            "secrets": {"HMAC": "hmac-secret"},
+            "upgrade_auth": {"type": "hmac_bearer", "key_id": "k1", "secret": "HMAC"}
+        }))).await;
+        assert!(eventually(WAIT, || async { event_count(&app, "lines").await == 3 }).await, "{}", event_count(&app, "lines").await);
+        assert!(eventually(WAIT, || async { status(&app, &id).await["counters"]["non_json"] == 1 }).await);
+        let binary = app.get("/v1/events?source=lines&status=no_key", ADMIN_KEY).await;
+        assert_eq!(binary.body["items"][0]["raw"]["binary"], "AAE=");
+        assert!(peer.wait_until(WAIT, |p| p.texts().contains(&json!({"op": "ping"}).to_string())).await, "the app ping is sent");
+        let auth = peer.request_header(0, "authorization").unwrap();
+        let token = auth.strip_prefix("Bearer ").unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts[0], "k1");
+        let ts: i64 = parts[1].parse().unwrap();
+        assert!((chrono::Utc::now().timestamp() - ts).abs() < 60);
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"hmac-secret").unwrap();
+        mac.update(format!("k1.{ts}").as_bytes());
+        assert_eq!(parts[2], hex::encode(mac.finalize().into_bytes()));
+
+        let arrays = Peer::start(vec![ConnectionScript::accept(vec![
+            Step::Send(json!([{"type": "x", "id": "j1"}, {"type": "y", "id": "j2"}]).to_string()),
+            Step::Echo,
+        ])]);
+        create_source(&app, source_body("arrays", &arrays, json!({"framing": "json_array"}))).await;
+        assert!(eventually(WAIT, || async { event_count(&app, "arrays").await == 2 }).await);
+    }
+
     async fn fail_expr_is_terminal(app: TestApp) {
         let peer = Peer::start(vec![ConnectionScript::accept(vec![Step::Send(json!({"type": "auth_invalid"}).to_string()), Step::Echo])]);
         let id = create_source(&app, source_body("bad", &peer, json!({"fail_expr": "type == 'auth_invalid'"}))).await;
