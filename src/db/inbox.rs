@@ -73,6 +73,35 @@ pub fn fixed_chunks<T>(rows: &[T]) -> Vec<&[T]> {
     chunks
 }
 
+/// Inserts `rows` in fixed-size chunks, skipping those that conflict; returns the ids inserted.
+async fn insert_skipping<E>(
+    db: &impl ConnectionTrait,
+    rows: &[E::Model],
+    conflict: &OnConflict,
+    id: E::Column,
+) -> Result<Vec<Uuid>, DbErr>
+where
+    E: EntityTrait,
+    E::Model: IntoActiveModel<E::ActiveModel> + Clone,
+{
+    let mut inserted = Vec::with_capacity(rows.len());
+    for chunk in fixed_chunks(rows) {
+        let mut stmt = E::insert_many(
+            chunk
+                .iter()
+                .cloned()
+                .map(IntoActiveModel::into_active_model),
+        )
+        .on_conflict(conflict.clone())
+        .into_query();
+        stmt.returning_col(id);
+        for row in db.query_all(&stmt).await? {
+            inserted.push(row.try_get::<Uuid>("", "id")?);
+        }
+    }
+    Ok(inserted)
+}
+
 /// Inserts events in one transaction, skipping those whose dedup key is already stored (also
 /// within the batch). Returns, per input row, whether it was stored (`false`: a duplicate).
 pub async fn insert_events(
@@ -83,29 +112,18 @@ pub async fn insert_events(
         return Ok(Vec::new());
     }
     let txn = super::begin_write(db).await?;
-    let mut inserted = std::collections::HashSet::with_capacity(rows.len());
-    for chunk in fixed_chunks(rows) {
-        let mut stmt = event::Entity::insert_many(
-            chunk
-                .iter()
-                .cloned()
-                .map(IntoActiveModel::into_active_model),
-        )
-        .on_conflict(
-            OnConflict::columns([
-                event::Column::OrgId,
-                event::Column::Source,
-                event::Column::DedupKey,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .into_query();
-        stmt.returning_col(event::Column::Id);
-        for row in txn.query_all(&stmt).await? {
-            inserted.insert(row.try_get::<Uuid>("", "id")?);
-        }
-    }
+    let conflict = OnConflict::columns([
+        event::Column::OrgId,
+        event::Column::Source,
+        event::Column::DedupKey,
+    ])
+    .do_nothing()
+    .to_owned();
+    let inserted: std::collections::HashSet<Uuid> =
+        insert_skipping::<event::Entity>(&txn, rows, &conflict, event::Column::Id)
+            .await?
+            .into_iter()
+            .collect();
     txn.commit().await?;
     Ok(rows.iter().map(|r| inserted.contains(&r.id)).collect())
 }
@@ -155,28 +173,19 @@ pub async fn commit_dispatch(
         .iter()
         .flat_map(|r| r.runs.iter().cloned())
         .collect();
-    let mut created = Vec::with_capacity(runs.len());
-    for chunk in fixed_chunks(&runs) {
-        let mut stmt = automation_run::Entity::insert_many(
-            chunk
-                .iter()
-                .cloned()
-                .map(IntoActiveModel::into_active_model),
-        )
-        .on_conflict(
-            OnConflict::columns([
-                automation_run::Column::AutomationId,
-                automation_run::Column::EventId,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .into_query();
-        stmt.returning_col(automation_run::Column::Id);
-        for row in txn.query_all(&stmt).await? {
-            created.push(row.try_get::<Uuid>("", "id")?);
-        }
-    }
+    let conflict = OnConflict::columns([
+        automation_run::Column::AutomationId,
+        automation_run::Column::EventId,
+    ])
+    .do_nothing()
+    .to_owned();
+    let created = insert_skipping::<automation_run::Entity>(
+        &txn,
+        &runs,
+        &conflict,
+        automation_run::Column::Id,
+    )
+    .await?;
     let now = super::now();
     for chunk in fixed_chunks(&records) {
         mark_dispatched(&txn, chunk, now).await?;
