@@ -308,10 +308,11 @@ where
     }
 }
 
-/// Like `both_backends!`, with loopback peers allowed.
+/// Runs an async test body on SQLite and on PostgreSQL, as two tests named `<name>::sqlite` and
+/// `<name>::postgres`, each on an app started by `$spawn`.
 #[macro_export]
-macro_rules! both_backends_private {
-    ($(async fn $name:ident($app:ident: $ty:ty) $body:block)*) => {
+macro_rules! backend_tests {
+    ($spawn:path; $(async fn $name:ident($app:ident: $ty:ty) $body:block)*) => {
         $(
             mod $name {
                 #[allow(unused_imports)]
@@ -319,38 +320,27 @@ macro_rules! both_backends_private {
                 async fn body($app: $ty) $body
                 #[actix_web::test]
                 async fn sqlite() {
-                    body($crate::helpers::spawn_app_private($crate::helpers::Backend::Sqlite).await).await
+                    body($spawn($crate::helpers::Backend::Sqlite).await).await
                 }
                 #[actix_web::test]
                 async fn postgres() {
-                    body($crate::helpers::spawn_app_private($crate::helpers::Backend::Postgres).await).await
+                    body($spawn($crate::helpers::Backend::Postgres).await).await
                 }
             }
         )*
     };
 }
 
-/// Runs an async test body on SQLite and on PostgreSQL, as two tests named `<name>::sqlite` and
-/// `<name>::postgres`.
+/// Both engines, default settings.
 #[macro_export]
 macro_rules! both_backends {
-    ($(async fn $name:ident($app:ident: $ty:ty) $body:block)*) => {
-        $(
-            mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-                async fn body($app: $ty) $body
-                #[actix_web::test]
-                async fn sqlite() {
-                    body($crate::helpers::spawn_app($crate::helpers::Backend::Sqlite).await).await
-                }
-                #[actix_web::test]
-                async fn postgres() {
-                    body($crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await).await
-                }
-            }
-        )*
-    };
+    ($($tests:tt)*) => { $crate::backend_tests!($crate::helpers::spawn_app; $($tests)*); };
+}
+
+/// Both engines, with outbound connections to loopback peers allowed.
+#[macro_export]
+macro_rules! both_backends_private {
+    ($($tests:tt)*) => { $crate::backend_tests!($crate::helpers::spawn_app_private; $($tests)*); };
 }
 
 /// Asserts a problem+json response with `status` that names `field`.
