@@ -26,7 +26,7 @@ both_backends_private! {
         assert!(s["consecutive_failures"].as_i64().unwrap() >= 3, "{s}");
         assert!(s["detail"].as_str().unwrap_or_default().contains("500") || s["state"] == "connecting", "{s}");
         // Full jitter: each delay is random below a cap that doubles (1 s, 2 s, 4 s, …); over four
-        // attempts the total cannot exceed 1 + 2 + 4 s plus connect time.
+        // attempts the total cannot exceed 1 + 2 + 4 s plus connect and scheduling time.
         let times = peer.attempt_times();
         let total = times[3].duration_since(times[0]);
         assert!(total <= Duration::from_millis(8_500), "{total:?}");
