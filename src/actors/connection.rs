@@ -399,16 +399,16 @@ impl Conn {
                 None
             }
         };
-        match prepare(&self.ctx.spec.exprs, raw, value) {
-            Prepared::Filtered => self.ctx.counters.add(Count::Filtered, 1),
-            Prepared::Event(event) => {
-                let item = Inbound {
-                    event,
-                    meta: serde_json::json!({}),
-                    ack,
-                };
-                self.push(item);
+        let event = match prepare(&self.ctx.spec.exprs, raw, value) {
+            Prepared::Filtered => {
+                self.ctx.counters.add(Count::Filtered, 1);
+                None
             }
+            Prepared::Event(event) => Some(event),
+        };
+        if event.is_some() || ack.is_some() {
+            let meta = serde_json::json!({});
+            self.push(Inbound { event, meta, ack });
         }
     }
 

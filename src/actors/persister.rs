@@ -27,8 +27,9 @@ const IN_FLIGHT: usize = 2;
 /// One prepared message and the ACK frame to send once it is durable.
 #[derive(Debug)]
 pub struct Inbound {
-    /// What to store.
-    pub event: Box<PreparedEvent>,
+    /// What to store; `None` for a message the pre-filter rejected, which is only acknowledged
+    /// (in order with the messages around it, so the sender does not redeliver it forever).
+    pub event: Option<Box<PreparedEvent>>,
     /// Meta to store with it (origin details).
     pub meta: serde_json::Value,
     /// The ACK frame, sent after commit (or duplicate detection).
@@ -85,9 +86,9 @@ async fn insert(
     let mut frames = Vec::new();
     let rows: Vec<entity::event::Model> = items
         .into_iter()
-        .map(|item| {
+        .filter_map(|item| {
             frames.extend(item.ack);
-            row(&spec, *item.event, item.meta, now)
+            item.event.map(|event| row(&spec, *event, item.meta, now))
         })
         .collect();
     let stored = insert_with_retry(&rt, &counters, &rows).await;

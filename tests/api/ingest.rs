@@ -163,16 +163,21 @@ both_backends_private! {
             Step::WaitForText { contains: "o2".into(), timeout: Duration::from_secs(10) },
             Step::Close(1001, "going away".into()),
         ]);
-        let second = ConnectionScript::accept(vec![Step::Send(order(2, 20)), Step::Send(order(3, 30))]);
+        let noise = json!({"type": "noise", "id": "n1"}).to_string();
+        let second = ConnectionScript::accept(vec![Step::Send(order(2, 20)), Step::Send(noise), Step::Send(order(3, 30))]);
         let peer = Peer::start(vec![first, second]);
         let automation = create_automation(&app, "acks", json!("*"), None).await;
-        let id = create_source(&app, source_body("acks", &peer, json!({"ack_expr": "{type: 'ack', id: id}"}))).await;
-        assert!(peer.wait_until(WAIT, |p| p.texts().iter().filter(|t| t.contains("\"ack\"")).count() >= 4).await,
+        let mut body = source_body("acks", &peer, json!({"ack_expr": "{type: 'ack', id: id}"}));
+        body["filter_expr"] = json!("type != 'noise'");
+        let id = create_source(&app, body).await;
+        assert!(peer.wait_until(WAIT, |p| p.texts().iter().filter(|t| t.contains("\"ack\"")).count() >= 5).await,
             "acks: {:?}", peer.texts());
         assert!(eventually(WAIT, || async { undispatched(&app).await == 0 && event_count(&app, "acks").await == 3 }).await);
         assert_eq!(runs_of(&app, &automation).await, 3);
         let acks: Vec<Value> = peer.texts().iter().map(|t| serde_json::from_str(t).unwrap()).collect();
         assert!(acks.contains(&json!({"type": "ack", "id": "o1"})));
+        assert!(acks.contains(&json!({"type": "ack", "id": "n1"})), "a filtered message is ACKed, never redelivered forever");
+        assert!(eventually(WAIT, || async { status(&app, &id).await["counters"]["filtered"] == 1 }).await);
         assert_eq!(peer.texts_of(1).iter().filter(|t| t.contains("o2")).count(), 1, "the duplicate is ACKed too");
         assert!(eventually(WAIT, || async { status(&app, &id).await["counters"]["duplicates"] == 1 }).await);
         assert!(peer.attempts() >= 2);
