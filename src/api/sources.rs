@@ -93,16 +93,7 @@ pub async fn patch_source(
         db::slugs::claim_slug(&txn, caller.org_id, &row.source, "websocket", row.id).await?;
         db::slugs::release_slug(&txn, caller.org_id, &current.source, row.id).await?;
     }
-    let enabled_changed = row.enabled != current.enabled;
     let row = db::sources::update_source(&txn, row).await?;
-    if enabled_changed {
-        let state_name = if row.enabled {
-            "connecting"
-        } else {
-            "disabled"
-        };
-        db::sources::set_state(&txn, row.id, state_name, None).await?;
-    }
     txn.commit().await?;
     notify_supervisor(&state, &row)?;
     tracing::info!(source_id = %row.id, revision = row.revision, "source updated");

@@ -1,7 +1,6 @@
 //! Repository functions for `websocket_sources` and `source_status`.
 
 use entity::{source_status, websocket_source};
-use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Set,
@@ -111,21 +110,4 @@ pub async fn find_statuses(
         .filter(source_status::Column::SourceId.is_in(ids))
         .all(db)
         .await
-}
-
-/// Sets the persisted state of a source (used when it is enabled or disabled by the API).
-pub async fn set_state(
-    db: &impl ConnectionTrait,
-    source_id: Uuid,
-    state: &str,
-    detail: Option<String>,
-) -> Result<(), DbErr> {
-    source_status::Entity::update_many()
-        .col_expr(source_status::Column::State, Expr::value(state))
-        .col_expr(source_status::Column::Detail, Expr::value(detail))
-        .col_expr(source_status::Column::UpdatedAt, Expr::value(super::now()))
-        .filter(source_status::Column::SourceId.eq(source_id))
-        .exec(db)
-        .await?;
-    Ok(())
 }
