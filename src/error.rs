@@ -38,8 +38,13 @@ pub enum ApiError {
     #[error("missing or invalid API key")]
     Unauthorized,
     /// An inbound webhook's signature was missing, wrong or stale (401).
-    #[error("webhook signature rejected: {0}")]
-    SignatureRejected(String),
+    #[error("webhook signature rejected: {detail}")]
+    SignatureRejected {
+        /// Why, for the caller.
+        detail: String,
+        /// The timestamp was outside the tolerance (a replay or a skewed clock).
+        stale: bool,
+    },
     /// The body's content type is not accepted (415).
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -91,7 +96,7 @@ impl ApiError {
         match self {
             Self::MalformedJson(_) => "Malformed JSON",
             Self::Validation(_) => "Invalid input",
-            Self::Unauthorized | Self::SignatureRejected(_) => "Unauthorized",
+            Self::Unauthorized | Self::SignatureRejected { .. } => "Unauthorized",
             Self::UnsupportedMediaType(_) => "Unsupported media type",
             Self::RateLimited(_) => "Too many requests",
             Self::Forbidden(_) => "Forbidden",
@@ -142,7 +147,7 @@ impl ResponseError for ApiError {
         match self {
             Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unauthorized | Self::SignatureRejected(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::SignatureRejected { .. } => StatusCode::UNAUTHORIZED,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,

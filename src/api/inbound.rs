@@ -21,7 +21,7 @@ use crate::pipeline::ingest::{Prepared, PreparedEvent, SourceExprs, prepare};
 use crate::state::AppState;
 use crate::webhooks::inbound::{self, BodyError, TokenBucket};
 use crate::webhooks::verifier::Verifier;
-use crate::webhooks::verify::{SignedRequest, VerifiedWith, verify};
+use crate::webhooks::verify::{SignedRequest, VerifiedWith, VerifyError, verify};
 
 /// Receives one delivery.
 #[utoipa::path(context_path = "/v1", tag = "webhooks", params(("org_id" = Uuid, Path), ("source" = String, Path)),
@@ -53,8 +53,8 @@ pub async fn receive(
 fn outcome_name(result: &Result<(HttpResponse, &'static str), ApiError>) -> &'static str {
     match result {
         Ok((_, outcome)) => outcome,
-        Err(ApiError::SignatureRejected(detail)) if detail.contains("tolerance") => "stale",
-        Err(ApiError::SignatureRejected(_)) => "bad_signature",
+        Err(ApiError::SignatureRejected { stale: true, .. }) => "stale",
+        Err(ApiError::SignatureRejected { stale: false, .. }) => "bad_signature",
         Err(ApiError::PayloadTooLarge(_)) => "too_large",
         Err(ApiError::RateLimited(_)) => "rate_limited",
         Err(ApiError::UnsupportedMediaType(_) | ApiError::MalformedJson(_)) => "bad_body",
@@ -144,8 +144,10 @@ fn authenticate(
     if hook.insecure {
         return Ok(None);
     }
-    let secrets = open_secrets(state, hook)?
-        .ok_or_else(|| ApiError::SignatureRejected("the webhook has no secret".into()))?;
+    let secrets = open_secrets(state, hook)?.ok_or_else(|| ApiError::SignatureRejected {
+        detail: "the webhook has no secret".into(),
+        stale: false,
+    })?;
     let request = SignedRequest {
         headers,
         body,
@@ -156,7 +158,10 @@ fn authenticate(
         Ok(VerifiedWith::Previous) => Ok(Some("previous")),
         Err(err) => {
             tracing::info!(webhook_id = %hook.id, reason = %err, "webhook delivery refused");
-            Err(ApiError::SignatureRejected(err.to_string()))
+            Err(ApiError::SignatureRejected {
+                stale: matches!(err, VerifyError::Stale { .. }),
+                detail: err.to_string(),
+            })
         }
     }
 }

@@ -102,6 +102,8 @@ both_backends! {
         assert!(stale.body["detail"].as_str().unwrap().contains("tolerance"), "{}", stale.text);
         let future = app.deliver(&url, &signed(event, now() + 400), event).await;
         assert_problem(&future, 401, None);
+        let hooks = app.get("/v1/webhooks", ADMIN_KEY).await;
+        assert_eq!(hooks.body["items"][0]["counters"]["stale"], 2, "{}", hooks.text);
         let form = b"payload=%7B%22type%22%3A%22block_actions%22%2C%22trigger_id%22%3A%22t1%22%7D";
         let ts = now();
         let form_headers = vec![
