@@ -52,6 +52,8 @@ pub struct Settings {
     pub dispatch_workers: Option<usize>,
     /// Global limit of new source connections per second (start-up spreads under it).
     pub connects_per_second: f64,
+    /// Events each dispatch actor keeps in memory; beyond that they are read back from storage.
+    pub dispatch_queue_limit: usize,
 }
 
 fn serialize_redacted<S: serde::Serializer>(
@@ -80,6 +82,7 @@ impl Default for Settings {
             max_body_bytes: 1024 * 1024,
             dispatch_workers: None,
             connects_per_second: 50.0,
+            dispatch_queue_limit: 20_000,
         }
     }
 }
@@ -152,6 +155,9 @@ impl Settings {
         }
         if self.dispatch_workers.is_some_and(|n| n == 0 || n > 64) {
             return invalid("SWITCHBOARD_DISPATCH_WORKERS", "must be between 1 and 64");
+        }
+        if self.dispatch_queue_limit == 0 {
+            return invalid("SWITCHBOARD_DISPATCH_QUEUE_LIMIT", "must be at least 1");
         }
         if !(self.connects_per_second.is_finite() && self.connects_per_second > 0.0) {
             return invalid(

@@ -53,6 +53,7 @@ impl Application {
         let publisher = Publisher::new();
         let dispatch = DispatchPool::start(
             settings.dispatch_workers(),
+            settings.dispatch_queue_limit,
             db.clone(),
             registry.clone(),
             publisher.clone(),

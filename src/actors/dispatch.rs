@@ -21,8 +21,6 @@ use crate::pipeline::expr::to_value;
 
 /// Largest batch one transaction commits.
 const MAX_BATCH: usize = 1000;
-/// Events an actor keeps in memory; beyond that they are read back from storage later.
-const MAX_QUEUE: usize = 20_000;
 /// Events read back from storage at once.
 const REFILL_PAGE: u64 = 5_000;
 
@@ -75,9 +73,11 @@ pub struct DispatchPool {
 }
 
 impl DispatchPool {
-    /// Starts `size` actors, each on a new arbiter.
+    /// Starts `size` actors, each on a new arbiter, each keeping at most `queue_limit` events in
+    /// memory (beyond that they are read back from storage once the queue has drained).
     pub fn start(
         size: usize,
+        queue_limit: usize,
         db: DatabaseConnection,
         registry: Arc<AutomationRegistry>,
         publisher: Publisher,
@@ -97,6 +97,7 @@ impl DispatchPool {
                     refill_after: None,
                     index,
                     pool_size,
+                    queue_limit,
                 })
             })
             .collect();
@@ -150,6 +151,7 @@ pub struct DispatchActor {
     refill_after: Option<Uuid>,
     index: usize,
     pool_size: usize,
+    queue_limit: usize,
 }
 
 impl Actor for DispatchActor {
@@ -160,7 +162,7 @@ impl Handler<Dispatch> for DispatchActor {
     type Result = ();
 
     fn handle(&mut self, msg: Dispatch, ctx: &mut Context<Self>) {
-        if self.queue.len() + msg.events.len() > MAX_QUEUE {
+        if self.queue.len() + msg.events.len() > self.queue_limit {
             // Dispatch is behind: keep memory bounded. The events are committed, so they are
             // read back from storage once the queue has drained.
             self.overflowed = true;
@@ -229,7 +231,8 @@ impl DispatchActor {
                         Ok(page) => {
                             let full = page.len() as u64 == REFILL_PAGE;
                             act.refill_after = if full { page.last().map(|e| e.id) } else { None };
-                            act.overflowed = full;
+                            // Events dropped while this page was read keep the flag set.
+                            act.overflowed = act.overflowed || full;
                             act.queue.extend(
                                 page.into_iter()
                                     .map(PendingEvent::from)

@@ -257,3 +257,40 @@ async fn webhooks_answer_503_while_postgres_is_down_and_accept_the_retry() {
         true
     );
 }
+
+async fn dispatch_overflow(backend: Backend) {
+    let (mut settings, dir, pg) = test_settings(backend).await;
+    settings.allow_private_networks = true;
+    // A tiny in-memory queue: most events must be read back from storage.
+    settings.dispatch_queue_limit = 5;
+    let app = spawn_with(backend, settings, dir, pg).await;
+    let order = |i: usize| json!({"type": "order", "id": format!("q{i}"), "n": i}).to_string();
+    let peer = Peer::start(vec![ConnectionScript::accept(vec![
+        firehose(600, order),
+        Step::Echo,
+    ])]);
+    let every = create_automation(&app, "overflow", json!("order"), None).await;
+    let half = create_automation(&app, "overflow", json!("*"), Some("n > `299`")).await;
+    create_source(&app, source_body("overflow", &peer, json!({}))).await;
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            event_count(&app, "overflow").await == 600 && undispatched(&app).await == 0
+        })
+        .await,
+        "events: {}, undispatched: {}",
+        event_count(&app, "overflow").await,
+        undispatched(&app).await
+    );
+    assert_eq!(runs_of(&app, &every).await, 600);
+    assert_eq!(runs_of(&app, &half).await, 300);
+}
+
+#[actix_web::test]
+async fn dispatch_reads_back_what_its_queue_could_not_hold_sqlite() {
+    dispatch_overflow(Backend::Sqlite).await;
+}
+
+#[actix_web::test]
+async fn dispatch_reads_back_what_its_queue_could_not_hold_postgres() {
+    dispatch_overflow(Backend::Postgres).await;
+}
