@@ -30,6 +30,18 @@ both_backends_private! {
         let times = peer.attempt_times();
         let total = times[3].duration_since(times[0]);
         assert!(total <= Duration::from_millis(8_500), "{total:?}");
+        // And it does back off: a policy without delays would make hundreds of attempts here;
+        // with full jitter (caps 1, 2, 4, 8, 16, 32, 64 s), eight in the first 3 s is rarer than
+        // one run in ten thousand.
+        let start = times[0];
+        tokio::time::sleep_until((start + Duration::from_secs(3)).into()).await;
+        let early = peer.attempt_times().iter().filter(|t| t.duration_since(start) < Duration::from_secs(3)).count();
+        assert!(early <= 7, "{early} attempts in 3 s");
+        let s = status(&app, &id).await;
+        if s["state"] == "backoff" {
+            let next: chrono::DateTime<chrono::Utc> = s["next_retry_at"].as_str().unwrap().parse().unwrap();
+            assert!(next > chrono::Utc::now() - chrono::Duration::seconds(1), "{s}");
+        }
     }
 
     async fn upgrade_401_is_terminal_until_reconnect(app: TestApp) {
