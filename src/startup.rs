@@ -75,6 +75,7 @@ impl Application {
             dispatch,
             webhook_limits: std::sync::Mutex::new(std::collections::HashMap::new()),
             webhook_counters: Default::default(),
+            webhook_exprs: Default::default(),
         });
         let server = HttpServer::new(move || {
             App::new()

@@ -11,7 +11,11 @@ use crate::actors::registry::AutomationRegistry;
 use crate::actors::supervisor::SourceSupervisor;
 use crate::config::Settings;
 use crate::crypto::Keyring;
+use crate::pipeline::ingest::SourceExprs;
 use crate::webhooks::inbound::{DeliveryCounters, TokenBucket};
+
+/// Compiled expressions and the `updated_at` of the revision they come from.
+pub type CompiledRevision = (chrono::DateTime<chrono::Utc>, Arc<SourceExprs>);
 
 /// Shared application state (held in `web::Data`).
 pub struct AppState {
@@ -29,6 +33,8 @@ pub struct AppState {
     pub dispatch: DispatchPool,
     /// Per-webhook rate-limit buckets (per process).
     pub webhook_limits: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, TokenBucket>>,
+    /// Compiled expressions per webhook, with the `updated_at` they were compiled from.
+    pub webhook_exprs: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, CompiledRevision>>,
     /// Per-webhook delivery outcome counts (per process).
     pub webhook_counters: DeliveryCounters,
 }

@@ -4,6 +4,7 @@
 //! then the same ingest pipeline as WebSocket sources, and 200 only after the commit (503 with
 //! `Retry-After` while storage is down).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::{HttpRequest, HttpResponse, post, web};
@@ -200,16 +201,7 @@ async fn ingest(
     raw: Value,
     meta: Value,
 ) -> Result<(HttpResponse, &'static str), ApiError> {
-    let (key, payload, dedup) = inbound::default_exprs(verifier);
-    let exprs = SourceExprs::compile(
-        hook.event_key_expr.as_deref().or(key),
-        hook.payload_expr.as_deref().or(payload),
-        hook.filter_expr.as_deref(),
-        hook.dedup_key_expr.as_deref().or(dedup),
-    )
-    .map_err(|(field, e)| {
-        ApiError::Internal(anyhow::anyhow!("stored {field} does not compile: {e}"))
-    })?;
+    let exprs = compiled_exprs(state, hook, verifier)?;
     let value = to_value(&raw);
     let event = match prepare(&exprs, raw, &value) {
         Prepared::Filtered => {
@@ -235,6 +227,42 @@ async fn ingest(
             .await?;
     let body = json!({"event_id": existing.map(|e| e.id), "duplicate": true});
     Ok((HttpResponse::Ok().json(body), "duplicate"))
+}
+
+/// The webhook's expressions (its own or its preset's), compiled once per webhook revision and
+/// kept, not once per delivery.
+fn compiled_exprs(
+    state: &AppState,
+    hook: &entity::webhook::Model,
+    verifier: &Verifier,
+) -> Result<Arc<SourceExprs>, ApiError> {
+    let poisoned = || ApiError::Internal(anyhow::anyhow!("webhook expression cache lock poisoned"));
+    if let Some((at, exprs)) = state
+        .webhook_exprs
+        .lock()
+        .map_err(|_| poisoned())?
+        .get(&hook.id)
+        && *at == hook.updated_at
+    {
+        return Ok(exprs.clone());
+    }
+    let (key, payload, dedup) = inbound::default_exprs(verifier);
+    let exprs = SourceExprs::compile(
+        hook.event_key_expr.as_deref().or(key),
+        hook.payload_expr.as_deref().or(payload),
+        hook.filter_expr.as_deref(),
+        hook.dedup_key_expr.as_deref().or(dedup),
+    )
+    .map_err(|(field, e)| {
+        ApiError::Internal(anyhow::anyhow!("stored {field} does not compile: {e}"))
+    })?;
+    let exprs = Arc::new(exprs);
+    state
+        .webhook_exprs
+        .lock()
+        .map_err(|_| poisoned())?
+        .insert(hook.id, (hook.updated_at, exprs.clone()));
+    Ok(exprs)
 }
 
 fn event_row(

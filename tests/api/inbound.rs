@@ -67,6 +67,12 @@ both_backends! {
         let keys = app.get("/v1/events?event_key=push", ADMIN_KEY).await;
         assert_eq!(keys.body["items"].as_array().unwrap().len(), 1);
 
+        // An expression change applies to the next delivery (compiled expressions are cached per revision).
+        let id = app.get("/v1/webhooks", ADMIN_KEY).await.body["items"][0]["id"].as_str().unwrap().to_owned();
+        app.patch(&format!("/v1/webhooks/{id}"), ADMIN_KEY, json!({"event_key_expr": "headers.\"x-github-delivery\""})).await;
+        let keyed = app.deliver(&url, &github_headers(&secret, "push", "d-9", push), push).await;
+        let got = app.get(&format!("/v1/events/{}", keyed.body["event_id"].as_str().unwrap()), ADMIN_KEY).await;
+        assert_eq!(got.body["event_key"], "d-9");
         let tampered = app.deliver(&url, &github_headers(&secret, "push", "d-3", push), br#"{"ref":"refs/heads/evil"}"#).await;
         assert_problem(&tampered, 401, None);
         let wrong = app.deliver(&url, &github_headers("not-the-secret", "push", "d-4", push), push).await;
