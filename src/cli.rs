@@ -107,7 +107,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             drop(conn);
             crate::cli::say(format_args!(
                 "configuration is valid (database {})",
-                db::redact_url(&settings.database_url())
+                crate::sources::redact::redact_url(&settings.database_url())
             ));
             Ok(())
         }

@@ -71,9 +71,6 @@ pub enum ApiError {
     /// Storage is unavailable (503, with `Retry-After`).
     #[error("storage is unavailable, retry later")]
     Unavailable,
-    /// The feature is not available yet (501).
-    #[error("{0}")]
-    NotImplemented(&'static str),
     /// Anything else (500); the cause is logged, never sent.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -104,7 +101,6 @@ impl ApiError {
             Self::Conflict { .. } => "Conflict",
             Self::PayloadTooLarge(_) => "Payload too large",
             Self::Unavailable => "Service unavailable",
-            Self::NotImplemented(_) => "Not implemented",
             Self::Internal(_) => "Internal error",
         }
     }
@@ -155,7 +151,6 @@ impl ResponseError for ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -70,7 +70,7 @@ impl Errors {
 
     /// Checks a source slug (DESIGN §2).
     pub fn slug(&mut self, field: &str, slug: &str) {
-        if !SLUG.is_match(slug) {
+        if !is_valid_slug(slug) {
             self.add(
                 field,
                 "must be 1-50 lowercase letters, digits or '-', starting and ending with a letter or digit",

@@ -54,9 +54,12 @@ pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<Data
                 .foreign_keys(true)
                 .pragma("wal_autocheckpoint", "0")
         });
-    let db = Database::connect(options)
-        .await
-        .with_context(|| format!("connecting to the database at {}", redact_url(url)))?;
+    let db = Database::connect(options).await.with_context(|| {
+        format!(
+            "connecting to the database at {}",
+            crate::sources::redact::redact_url(url)
+        )
+    })?;
     if db.get_database_backend() == DbBackend::Sqlite {
         spawn_checkpointer(db.clone());
     }
@@ -120,17 +123,6 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
         err.sql_err(),
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
     )
-}
-
-/// The URL with any password replaced, for messages.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// Current time, truncated to microseconds so values round-trip through both engines unchanged.
