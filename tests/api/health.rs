@@ -48,6 +48,7 @@ async fn openapi_describes_every_endpoint() {
         ("/v1/events/{id}/replay", &["post"]),
         ("/v1/automations/test", &["post"]),
         ("/v1/expressions/evaluate", &["post"]),
+        ("/v1/events/{org_id}/{source}", &["post"]),
     ];
     for (path, methods) in expected {
         let item = paths
