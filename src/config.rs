@@ -42,6 +42,8 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Allow outbound connections to private, loopback and link-local addresses.
     pub allow_private_networks: bool,
+    /// Base URL of the Slack Web API (`apps.connections.open` is called under it).
+    pub slack_api_base: String,
     /// `pretty` or `json`.
     pub log_format: LogFormat,
     /// Log filter in `tracing` env-filter syntax (`RUST_LOG` wins when set).
@@ -77,6 +79,7 @@ impl Default for Settings {
             bootstrap_api_key: None,
             public_url: None,
             allow_private_networks: false,
+            slack_api_base: "https://slack.com/api".to_owned(),
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
             max_body_bytes: 1024 * 1024,

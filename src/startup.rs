@@ -152,7 +152,7 @@ async fn start_sources(
         .collect();
     let mut initial = Vec::new();
     for row in &rows {
-        match SourceSpec::from_row(row, keyring) {
+        match SourceSpec::from_row(row, keyring, &settings.slack_api_base) {
             Ok(spec) => initial.push((
                 Arc::new(spec),
                 counters.get(&row.id).cloned().unwrap_or_default(),

@@ -30,17 +30,7 @@ pub async fn open(
     let url = url::Url::parse(&request.url)
         .map_err(|e| DownReason::Terminal(format!("invalid URL: {e}")))?;
     let addr = resolve(rt, &url).await?;
-    let client = Client::builder()
-        .connector(
-            Connector::new()
-                .limit(0)
-                .timeout(CONNECT_TIMEOUT)
-                .max_http_version(awc::http::Version::HTTP_11)
-                .rustls_0_23(rt.tls.clone()),
-        )
-        .timeout(CONNECT_TIMEOUT)
-        .finish();
-    let mut ws = client
+    let mut ws = client(rt)
         .ws(request.url.as_str())
         .address(addr)
         .max_frame_size(max_frame)
@@ -61,6 +51,21 @@ pub async fn open(
         }
         Err(err) => Err(DownReason::Transient(format!("connect failed: {err}"))),
     }
+}
+
+/// An HTTP/1.1 client with the shared TLS configuration and no connection pooling (every source
+/// connection is its own socket).
+pub fn client(rt: &SourceRuntime) -> Client {
+    Client::builder()
+        .connector(
+            Connector::new()
+                .limit(0)
+                .timeout(CONNECT_TIMEOUT)
+                .max_http_version(awc::http::Version::HTTP_11)
+                .rustls_0_23(rt.tls.clone()),
+        )
+        .timeout(CONNECT_TIMEOUT)
+        .finish()
 }
 
 fn classify_status(status: StatusCode) -> DownReason {

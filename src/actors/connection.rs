@@ -1,10 +1,11 @@
-//! One generic connection, from connect to down: the loop the `SourceActor` drives. It feeds
-//! frames through the sans-IO adapter and the ingest pipeline into the inbox writer, sends ACKs
-//! only after commit, and keeps the connection honest (pings, pong deadline, idle watchdog, ready
-//! timeout, bounded close). Reading stops while the inbox buffer is full (TCP backpressure).
+//! One connection of any kind of source, from connect to down: the loop the `SourceActor` drives.
+//! It feeds frames through the sans-IO [`Protocol`] and the ingest pipeline into the inbox
+//! writer, sends ACKs only after commit, and keeps the connection honest (pings, pong deadline,
+//! idle watchdog, ready timeout, bounded close). Reading stops while the inbox buffer is full
+//! (TCP backpressure).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_http::ws::Item;
@@ -17,11 +18,13 @@ use tokio::time::{Instant, sleep_until};
 use super::connect::{self, WsSink, WsStream};
 use super::messages::{DownReason, SendError};
 use super::persister::{self, Inbound};
+use super::protocol::{Protocol, Step};
 use super::runtime::SourceRuntime;
+use super::slack_open;
 use super::spec::SourceSpec;
 use super::status::{Count, SourceCounters};
 use crate::pipeline::ingest::{Prepared, prepare};
-use crate::sources::generic::{Action, Counter, GenericAdapter, GenericSession};
+use crate::sources::slack::OpenBudget;
 
 /// Commands from the `SourceActor` to its connection.
 #[derive(Debug)]
@@ -44,20 +47,36 @@ pub struct ConnectionCtx {
     pub counters: Arc<SourceCounters>,
     /// Commands from the actor.
     pub commands: mpsc::Receiver<Command>,
-    /// Called once, when the connection is ready.
-    pub on_ready: Box<dyn FnOnce()>,
-    /// Called once, when the connection has been ready for `max_connection_age_s`; the loop goes
-    /// on serving until it is told to stop.
+    /// The source's `apps.connections.open` budget, shared by its connections (Slack).
+    pub open_budget: Arc<Mutex<OpenBudget>>,
+    /// Called once, when the connection is ready, with the connection count the peer reported.
+    pub on_ready: Box<dyn FnOnce(Option<u32>)>,
+    /// Called once, when the connection should be replaced (it reached `max_connection_age_s`,
+    /// or Slack asked for a refresh); the loop goes on serving until it is told to stop.
     pub on_rotate: Box<dyn FnOnce()>,
 }
 
-/// Runs one generic connection until it is down.
-pub async fn run_generic(mut ctx: ConnectionCtx) -> DownReason {
-    let Some(adapter) = ctx.spec.generic.clone() else {
-        return DownReason::Terminal("not a generic source".to_owned());
+/// Runs one connection until it is down.
+pub async fn run(mut ctx: ConnectionCtx) -> DownReason {
+    let (request, protocol) = if let Some(adapter) = ctx.spec.generic.clone() {
+        let now_unix = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+        (
+            adapter.connect_request(now_unix),
+            Protocol::generic(adapter),
+        )
+    } else if let Some(adapter) = ctx.spec.slack.clone() {
+        let budget = ctx.open_budget.clone();
+        let opened = tokio::select! {
+            opened = slack_open::open_url(&ctx.rt, &adapter, &budget) => opened,
+            _ = wait_stop(&mut ctx.commands) => return DownReason::Stopped,
+        };
+        match opened {
+            Ok(request) => (request, Protocol::slack(adapter)),
+            Err(reason) => return reason,
+        }
+    } else {
+        return DownReason::Terminal("the source has no adapter".to_owned());
     };
-    let now_unix = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
-    let request = adapter.connect_request(now_unix);
     let max = ctx.spec.settings.liveness().max_message_bytes as usize;
     let opened = tokio::select! {
         opened = connect::open(&ctx.rt, &request, max) => opened,
@@ -74,7 +93,7 @@ pub async fn run_generic(mut ctx: ConnectionCtx) -> DownReason {
         ctx.counters.clone(),
         ack_tx,
     );
-    let mut conn = Conn::new(ctx, adapter, sink, stream, inbox, ack_rx);
+    let mut conn = Conn::new(ctx, protocol, sink, stream, inbox, ack_rx);
     conn.run().await
 }
 
@@ -93,15 +112,14 @@ async fn wait_stop(commands: &mut mpsc::Receiver<Command>) {
 
 struct Conn {
     ctx: ConnectionCtx,
-    adapter: Arc<GenericAdapter>,
-    session: GenericSession,
+    protocol: Protocol,
     sink: WsSink,
     stream: WsStream,
     inbox: Option<mpsc::Sender<Inbound>>,
     acks: mpsc::UnboundedReceiver<Vec<String>>,
     backlog: VecDeque<Inbound>,
     partial: Option<(bool, BytesMut)>,
-    on_ready: Option<Box<dyn FnOnce()>>,
+    on_ready: Option<Box<dyn FnOnce(Option<u32>)>>,
     on_rotate: Option<Box<dyn FnOnce()>>,
     rotate_due: Option<Instant>,
     last_frame: Instant,
@@ -112,21 +130,19 @@ struct Conn {
 impl Conn {
     fn new(
         mut ctx: ConnectionCtx,
-        adapter: Arc<GenericAdapter>,
+        protocol: Protocol,
         sink: WsSink,
         stream: WsStream,
         inbox: mpsc::Sender<Inbound>,
         acks: mpsc::UnboundedReceiver<Vec<String>>,
     ) -> Conn {
-        let on_ready = std::mem::replace(&mut ctx.on_ready, Box::new(|| {}));
+        let on_ready = std::mem::replace(&mut ctx.on_ready, Box::new(|_| {}));
         let on_rotate = std::mem::replace(&mut ctx.on_rotate, Box::new(|| {}));
-        let session = adapter.session();
         let now = Instant::now();
-        let ready_due = (!session.is_ready()).then(|| now + adapter.ready_timeout());
+        let ready_due = (!protocol.is_ready()).then(|| now + protocol.ready_timeout());
         Conn {
             ctx,
-            adapter,
-            session,
+            protocol,
             sink,
             stream,
             inbox: Some(inbox),
@@ -143,13 +159,13 @@ impl Conn {
     }
 
     async fn run(&mut self) -> DownReason {
-        for message in self.adapter.on_connect_messages().to_vec() {
+        for message in self.protocol.on_connect_messages() {
             if let Err(err) = self.sink.send(Message::Text(message.into())).await {
                 return DownReason::Transient(format!("sending on_connect failed: {err}"));
             }
         }
-        if self.session.is_ready() {
-            self.mark_ready();
+        if self.protocol.is_ready() {
+            self.mark_ready(None, None);
         }
         let reason = self.event_loop().await;
         self.finish(reason == DownReason::Stopped).await;
@@ -168,10 +184,7 @@ impl Conn {
     async fn event_loop(&mut self) -> DownReason {
         let (ping_every, pong_timeout, idle_timeout) = self.liveness();
         let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-        let app_ping = self
-            .adapter
-            .app_ping()
-            .map(|(every, text)| (every, text.to_owned()));
+        let app_ping = self.protocol.app_ping();
         let app_every = app_ping
             .as_ref()
             .map_or(Duration::from_secs(3600), |(every, _)| *every);
@@ -199,12 +212,10 @@ impl Conn {
                     None => Ok(()),
                 },
                 _ = sleep_until(self.pong_due.unwrap_or(far)) => Err(DownReason::Transient("no pong within the pong timeout".into())),
-                _ = sleep_until(self.ready_due.unwrap_or(far)) => Err(DownReason::Transient("no ready frame within ready_timeout_s".into())),
+                _ = sleep_until(self.ready_due.unwrap_or(far)) => Err(DownReason::Transient(self.protocol.ready_timeout_detail())),
                 _ = sleep_until(self.rotate_due.unwrap_or(far)) => {
                     self.rotate_due = None;
-                    if let Some(rotate) = self.on_rotate.take() {
-                        rotate();
-                    }
+                    self.rotate();
                     Ok(())
                 }
                 _ = sleep_until(self.last_frame + idle_timeout) => Err(DownReason::Transient("no frame within the idle timeout".into())),
@@ -218,7 +229,7 @@ impl Conn {
     async fn on_command(&mut self, cmd: Command) -> Result<(), DownReason> {
         match cmd {
             Command::Send(text, reply) => {
-                if !self.session.is_ready() {
+                if !self.protocol.is_ready() {
                     let _ = reply.send(Err(SendError::NotConnected));
                     return Ok(());
                 }
@@ -266,15 +277,27 @@ impl Conn {
             .map_err(|e| DownReason::Transient(format!("write failed: {e}")))
     }
 
-    fn mark_ready(&mut self) {
+    fn mark_ready(&mut self, num_connections: Option<u32>, refresh_after: Option<Duration>) {
         self.ready_due = None;
-        if let Some(age) = self.adapter.max_connection_age()
+        let replace_after = match (self.protocol.max_connection_age(), refresh_after) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(after) = replace_after
             && self.on_rotate.is_some()
         {
-            self.rotate_due = Some(Instant::now() + age);
+            self.rotate_due = Some(Instant::now() + after);
         }
         if let Some(notify) = self.on_ready.take() {
-            notify();
+            notify(num_connections);
+        }
+    }
+
+    /// Asks the supervisor (once) for a make-before-break replacement; this connection keeps
+    /// serving, and ACKing, until it is told to stop or the peer closes it.
+    fn rotate(&mut self) {
+        if let Some(rotate) = self.on_rotate.take() {
+            rotate();
         }
     }
 }
@@ -358,47 +381,41 @@ impl Conn {
 
     fn on_data(&mut self, text: bool, bytes: Bytes) -> Result<(), DownReason> {
         self.ctx.counters.add(Count::Frames, 1);
-        let actions = if text {
-            match std::str::from_utf8(&bytes) {
-                Ok(s) => self.session.on_text(&self.adapter, s),
-                Err(_) => vec![Action::Count(Counter::NonJson)],
-            }
-        } else {
-            self.session.on_binary(&self.adapter, &bytes)
-        };
-        for action in actions {
-            self.on_action(action)?;
+        for step in self.protocol.on_data(text, &bytes) {
+            self.on_step(step)?;
         }
         Ok(())
     }
 
-    fn on_action(&mut self, action: Action) -> Result<(), DownReason> {
-        match action {
-            Action::Message { raw, value } => self.ingest(raw, &value),
-            Action::Ready => self.mark_ready(),
-            Action::Fail { reason } => return Err(DownReason::Terminal(reason)),
-            Action::Count(counter) => self.ctx.counters.add(
-                match counter {
-                    Counter::NonJson => Count::NonJson,
-                    Counter::Binary => Count::Binary,
-                    Counter::Handshake => Count::Handshake,
-                    Counter::ExpressionError => Count::ExpressionErrors,
-                },
-                1,
-            ),
+    fn on_step(&mut self, step: Step) -> Result<(), DownReason> {
+        match step {
+            Step::Ingest {
+                raw,
+                value,
+                meta,
+                ack,
+            } => self.ingest(raw, &value, meta, ack),
+            Step::Ready {
+                num_connections,
+                refresh_after,
+            } => self.mark_ready(num_connections, refresh_after),
+            Step::Refresh { reason } => {
+                tracing::info!(source_id = %self.ctx.spec.id, reason = %reason, "the peer asked for a refresh (make-before-break)");
+                self.rotate();
+            }
+            Step::Down(reason) => return Err(reason),
+            Step::Count(counter) => self.ctx.counters.add(counter, 1),
         }
         Ok(())
     }
 
-    fn ingest(&mut self, raw: serde_json::Value, value: &crate::pipeline::expr::Value) {
-        let ack = match self.adapter.ack_frame(value) {
-            Ok(ack) => ack,
-            Err(err) => {
-                self.ctx.counters.add(Count::ExpressionErrors, 1);
-                tracing::warn!(source_id = %self.ctx.spec.id, error = %err, "ack_expr failed; the message is stored without an ACK");
-                None
-            }
-        };
+    fn ingest(
+        &mut self,
+        raw: serde_json::Value,
+        value: &crate::pipeline::expr::Value,
+        meta: serde_json::Value,
+        ack: Option<String>,
+    ) {
         let event = match prepare(&self.ctx.spec.exprs, raw, value) {
             Prepared::Filtered => {
                 self.ctx.counters.add(Count::Filtered, 1);
@@ -407,7 +424,6 @@ impl Conn {
             Prepared::Event(event) => Some(event),
         };
         if event.is_some() || ack.is_some() {
-            let meta = serde_json::json!({});
             self.push(Inbound { event, meta, ack });
         }
     }

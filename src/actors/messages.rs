@@ -108,6 +108,13 @@ pub enum DownReason {
         /// Wait at least this long.
         retry_after: Duration,
     },
+    /// The peer refuses more connections for now (Slack `too_many_websockets`).
+    Throttled {
+        /// What happened.
+        detail: String,
+        /// Wait at least this long (jitter comes on top).
+        min_delay: Duration,
+    },
 }
 
 impl DownReason {
@@ -116,7 +123,7 @@ impl DownReason {
         match self {
             Self::Stopped => "stopped",
             Self::Transient(d) | Self::Terminal(d) => d,
-            Self::RateLimited { detail, .. } => detail,
+            Self::RateLimited { detail, .. } | Self::Throttled { detail, .. } => detail,
         }
     }
 }
@@ -144,10 +151,14 @@ pub struct SourceReady {
     pub source_id: Uuid,
     /// The child's generation.
     pub generation: u64,
+    /// Connections the peer counts for this source's credentials (Slack `hello`), when it says.
+    pub num_connections: Option<u32>,
 }
 
-/// Source actor → supervisor: the connection of `generation` reached `max_connection_age_s`;
-/// start a replacement and close this one once the replacement is ready (make-before-break).
+/// Source actor → supervisor: the connection of `generation` should be replaced: it reached
+/// `max_connection_age_s`, Slack asked for a refresh (`disconnect` `warning`/`refresh_requested`)
+/// or its proactive refresh is due. Start a replacement and close this one once the replacement is
+/// ready (make-before-break). A rotation is routine: it never counts as a failure.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct RotateDue {

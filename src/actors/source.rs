@@ -2,7 +2,7 @@
 //! supervisor for every attempt. It runs the connection loop, forwards commands to it, and reports
 //! `SourceReady` and, exactly once, `SourceDown` to the supervisor.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -15,6 +15,7 @@ use super::messages::{
 use super::runtime::SourceRuntime;
 use super::spec::SourceSpec;
 use super::status::SourceCounters;
+use crate::sources::slack::OpenBudget;
 
 /// One attempt of one source.
 pub struct SourceActor {
@@ -22,6 +23,7 @@ pub struct SourceActor {
     generation: u64,
     rt: Arc<SourceRuntime>,
     counters: Arc<SourceCounters>,
+    open_budget: Arc<Mutex<OpenBudget>>,
     ready: Recipient<SourceReady>,
     down: Recipient<SourceDown>,
     rotate: Recipient<RotateDue>,
@@ -36,17 +38,19 @@ impl SourceActor {
         spec: Arc<SourceSpec>,
         generation: u64,
         rt: Arc<SourceRuntime>,
-        counters: Arc<SourceCounters>,
+        shared: (Arc<SourceCounters>, Arc<Mutex<OpenBudget>>),
         ready: Recipient<SourceReady>,
         down: Recipient<SourceDown>,
         rotate: Recipient<RotateDue>,
     ) -> SourceActor {
+        let (counters, open_budget) = shared;
         SourceActor {
             rotate,
             spec,
             generation,
             rt,
             counters,
+            open_budget,
             ready,
             down,
             commands: None,
@@ -82,11 +86,13 @@ impl Actor for SourceActor {
             spec: self.spec.clone(),
             rt: self.rt.clone(),
             counters: self.counters.clone(),
+            open_budget: self.open_budget.clone(),
             commands: rx,
-            on_ready: Box::new(move || {
+            on_ready: Box::new(move |num_connections| {
                 ready.do_send(SourceReady {
                     source_id,
                     generation,
+                    num_connections,
                 })
             }),
             on_rotate: Box::new(move || {
@@ -98,7 +104,7 @@ impl Actor for SourceActor {
         };
         tracing::debug!(source_id = %source_id, generation, "connecting");
         ctx.spawn(
-            connection::run_generic(conn)
+            connection::run(conn)
                 .into_actor(self)
                 .map(|reason, act, ctx| {
                     act.report(reason);

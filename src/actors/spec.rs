@@ -13,6 +13,7 @@ use crate::crypto::Keyring;
 use crate::pipeline::ingest::SourceExprs;
 use crate::sources::config::{SourceSecrets, SourceSettings, StoredConfig};
 use crate::sources::generic::GenericAdapter;
+use crate::sources::slack::SlackAdapter;
 
 /// A committed source revision, compiled.
 pub struct SourceSpec {
@@ -34,6 +35,8 @@ pub struct SourceSpec {
     pub secrets: SourceSecrets,
     /// The compiled generic adapter (generic sources).
     pub generic: Option<Arc<GenericAdapter>>,
+    /// The compiled Slack adapter (Slack sources).
+    pub slack: Option<Arc<SlackAdapter>>,
 }
 
 impl std::fmt::Debug for SourceSpec {
@@ -48,10 +51,12 @@ impl std::fmt::Debug for SourceSpec {
 }
 
 impl SourceSpec {
-    /// Compiles a stored row (opening its secrets with `keyring`).
+    /// Compiles a stored row (opening its secrets with `keyring`); Slack sources call the Web API
+    /// at `slack_api_base`.
     pub fn from_row(
         row: &websocket_source::Model,
         keyring: &Keyring,
+        slack_api_base: &str,
     ) -> anyhow::Result<SourceSpec> {
         let secrets = open_secrets_with(keyring, row)
             .with_context(|| format!("opening the secrets of source {}", row.id))?;
@@ -65,12 +70,21 @@ impl SourceSpec {
             row.dedup_key_expr.as_deref(),
         )
         .map_err(|(field, e)| anyhow::anyhow!("{field} of source {}: {e}", row.id))?;
-        let generic = match &settings {
-            SourceSettings::Generic(g) => Some(Arc::new(
-                GenericAdapter::new(g, &secrets)
-                    .with_context(|| format!("compiling source {}", row.id))?,
-            )),
-            SourceSettings::Slack(_) => None,
+        let (generic, slack) = match &settings {
+            SourceSettings::Generic(g) => (
+                Some(Arc::new(
+                    GenericAdapter::new(g, &secrets)
+                        .with_context(|| format!("compiling source {}", row.id))?,
+                )),
+                None,
+            ),
+            SourceSettings::Slack(s) => (
+                None,
+                Some(Arc::new(
+                    SlackAdapter::new(s, &secrets, slack_api_base)
+                        .with_context(|| format!("compiling source {}", row.id))?,
+                )),
+            ),
         };
         Ok(SourceSpec {
             id: row.id,
@@ -82,7 +96,15 @@ impl SourceSpec {
             settings,
             secrets,
             generic,
+            slack,
         })
+    }
+
+    /// How many connections the source keeps (Slack: `connections`; generic: one).
+    pub fn connections(&self) -> usize {
+        self.slack
+            .as_ref()
+            .map_or(1, |adapter| usize::from(adapter.connections()))
     }
 
     /// Whether `other` connects exactly like `self` (only expressions or the name differ), so it

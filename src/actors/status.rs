@@ -69,9 +69,12 @@ pub enum Count {
     Oversized,
     /// Ready/fail/ack expression evaluation errors.
     ExpressionErrors,
+    /// Frames that are neither events nor understood protocol frames (Slack: JSON that is not an
+    /// object, unknown frame types, envelopes without a usable `envelope_id`, repeated `hello`).
+    Ignored,
 }
 
-const ALL: [(Count, &str); 12] = [
+const ALL: [(Count, &str); 13] = [
     (Count::Frames, "frames"),
     (Count::EventsStored, "events_stored"),
     (Count::Duplicates, "duplicates"),
@@ -84,12 +87,13 @@ const ALL: [(Count, &str); 12] = [
     (Count::StorageErrors, "storage_errors"),
     (Count::Oversized, "oversized"),
     (Count::ExpressionErrors, "expression_errors"),
+    (Count::Ignored, "ignored"),
 ];
 
 /// Live counters of one source.
 #[derive(Debug, Default)]
 pub struct SourceCounters {
-    values: [AtomicU64; 12],
+    values: [AtomicU64; 13],
     last_event_millis: AtomicI64,
     version: AtomicU64,
 }

@@ -1,11 +1,14 @@
 //! `SourceSupervisor`: the only holder of source actors. It loads every enabled source at start
-//! (spreading connects with jitter under a global connect-rate limit), starts a fresh
-//! `SourceActor` per attempt, applies the restart policy to each `SourceDown`, persists every state
-//! transition and answers the API's commands. Generations make stale reports harmless, and because
-//! one actor handles every command in turn, no source ever has two live attempts.
+//! (spreading connects with jitter under a global connect-rate limit), keeps one connection slot
+//! per connection a source wants (one for generic sources, `connections` for Slack), starts a
+//! fresh `SourceActor` per attempt in a slot, applies the slot's restart policy to each
+//! `SourceDown`, persists every change of the source's state and answers the API's commands.
+//! Generations make stale reports harmless, and because one actor handles every command in turn,
+//! no slot ever has two live attempts (apart from the aging one a make-before-break replacement
+//! takes over from).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -25,22 +28,145 @@ use super::source::SourceActor;
 use super::spec::SourceSpec;
 use super::status::{Count, SourceCounters, SourceState, StatusSnapshot};
 use crate::db::status::StateRecord;
+use crate::sources::slack::{OpenBudget, ghost_warning};
 
-/// One supervised source.
-struct Child {
-    spec: Arc<SourceSpec>,
+/// One connection slot of a source: the attempt running in it (or scheduled), the aging attempt
+/// it replaces (make-before-break), and its own restart policy. Generic sources have one slot;
+/// Slack sources one per configured connection, so losing one never touches the others.
+struct Slot {
     generation: u64,
     addr: Option<Addr<SourceActor>>,
     /// The aging attempt kept serving until its replacement is ready, with its generation.
     draining: Option<(Addr<SourceActor>, u64)>,
     pending: Option<SpawnHandle>,
     policy: RestartPolicy,
-    counters: Arc<SourceCounters>,
-    counters_written: u64,
+    /// `Connecting`, `Connected`, `Backoff` or `Failing`.
     state: SourceState,
     detail: Option<String>,
     connected_at: Option<DateTime<Utc>>,
     next_retry_at: Option<DateTime<Utc>>,
+}
+
+impl Slot {
+    fn new(spec: &SourceSpec) -> Slot {
+        Slot {
+            generation: 0,
+            addr: None,
+            draining: None,
+            pending: None,
+            policy: RestartPolicy::new(spec.backoff()),
+            state: SourceState::Connecting,
+            detail: None,
+            connected_at: None,
+            next_retry_at: None,
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        self.addr.is_some() || self.pending.is_some()
+    }
+}
+
+/// What the status of a source shows; written (and logged) only when it changes.
+#[derive(Debug, Clone, PartialEq)]
+struct Shown {
+    state: SourceState,
+    detail: Option<String>,
+    connected_at: Option<DateTime<Utc>>,
+    next_retry_at: Option<DateTime<Utc>>,
+    consecutive_failures: u32,
+}
+
+/// One supervised source.
+struct Child {
+    spec: Arc<SourceSpec>,
+    slots: Vec<Slot>,
+    /// A state of the whole source that overrides its slots: `paused`, `failed` or `disabled`.
+    held: Option<(SourceState, Option<String>)>,
+    counters: Arc<SourceCounters>,
+    counters_written: u64,
+    open_budget: Arc<Mutex<OpenBudget>>,
+    /// The latest ghost-connection warning (Slack `hello` counted more connections than held).
+    warning: Option<String>,
+    shown: Option<Shown>,
+}
+
+impl Child {
+    /// The source's state from its slots: connected while any connection is ready, otherwise the
+    /// most alarming state of its slots.
+    fn aggregate(&self) -> Shown {
+        let consecutive_failures = self
+            .slots
+            .iter()
+            .map(|slot| slot.policy.consecutive_failures())
+            .max()
+            .unwrap_or(0);
+        if let Some((state, detail)) = &self.held {
+            return Shown {
+                state: *state,
+                detail: detail.clone(),
+                connected_at: None,
+                next_retry_at: None,
+                consecutive_failures,
+            };
+        }
+        let ready: Vec<&Slot> = self
+            .slots
+            .iter()
+            .filter(|slot| slot.state == SourceState::Connected)
+            .collect();
+        if !ready.is_empty() {
+            let total = self.slots.len();
+            let detail = if ready.len() < total {
+                Some(format!("{} of {total} connections ready", ready.len()))
+            } else {
+                self.warning.clone()
+            };
+            return Shown {
+                state: SourceState::Connected,
+                detail,
+                connected_at: ready.iter().filter_map(|slot| slot.connected_at).min(),
+                next_retry_at: None,
+                consecutive_failures,
+            };
+        }
+        let rank = |state: SourceState| match state {
+            SourceState::Failing => 3,
+            SourceState::Backoff => 2,
+            _ => 1,
+        };
+        let worst = self.slots.iter().max_by_key(|slot| rank(slot.state));
+        let state = worst.map_or(SourceState::Connecting, |slot| slot.state);
+        Shown {
+            state,
+            detail: worst.and_then(|slot| slot.detail.clone()),
+            connected_at: None,
+            next_retry_at: matches!(state, SourceState::Backoff | SourceState::Failing)
+                .then(|| {
+                    self.slots
+                        .iter()
+                        .filter_map(|slot| slot.next_retry_at)
+                        .min()
+                })
+                .flatten(),
+            consecutive_failures,
+        }
+    }
+
+    /// The slot running (or scheduled as) `generation`.
+    fn slot_of(&self, generation: u64) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|slot| slot.generation == generation)
+    }
+
+    /// Sockets this source holds right now (aging ones included).
+    fn sockets(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|slot| usize::from(slot.addr.is_some()) + usize::from(slot.draining.is_some()))
+            .sum()
+    }
 }
 
 /// The supervisor (one per process).
@@ -75,76 +201,140 @@ impl SourceSupervisor {
         self.generations
     }
 
-    fn set_state(&mut self, id: Uuid, state: SourceState, detail: Option<String>) {
+    /// Writes (and logs) the source's status when it changed.
+    fn show(&mut self, id: Uuid) {
         let Some(child) = self.children.get_mut(&id) else {
             return;
         };
-        child.state = state;
-        child.detail = detail.clone();
-        if state != SourceState::Connected {
-            child.connected_at = None;
+        let shown = child.aggregate();
+        if child.shown.as_ref() == Some(&shown) {
+            return;
         }
-        if !matches!(state, SourceState::Backoff | SourceState::Failing) {
-            child.next_retry_at = None;
-        }
-        tracing::info!(source_id = %id, state = state.as_str(), detail = detail.as_deref().unwrap_or(""), "source state");
+        tracing::info!(source_id = %id, state = shown.state.as_str(), detail = shown.detail.as_deref().unwrap_or(""), "source state");
         let record = StateRecord {
-            state: state.as_str().to_owned(),
-            detail,
-            connected_at: child.connected_at,
-            next_retry_at: child.next_retry_at,
-            consecutive_failures: i32::try_from(child.policy.consecutive_failures())
-                .unwrap_or(i32::MAX),
+            state: shown.state.as_str().to_owned(),
+            detail: shown.detail.clone(),
+            connected_at: shown.connected_at,
+            next_retry_at: shown.next_retry_at,
+            consecutive_failures: i32::try_from(shown.consecutive_failures).unwrap_or(i32::MAX),
         };
+        child.shown = Some(shown);
         self.rt.status.write(StatusWrite::State(id, record));
     }
 
-    /// Stops the running attempt and cancels a scheduled one; later reports of it are stale.
-    fn stop_child(&mut self, id: Uuid, ctx: &mut Context<Self>) {
+    /// Holds the whole source in `state` (paused, failed, disabled): every slot stops.
+    fn hold(
+        &mut self,
+        id: Uuid,
+        state: SourceState,
+        detail: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.stop_all(id, ctx);
+        if let Some(child) = self.children.get_mut(&id) {
+            child.held = Some((state, detail));
+        }
+        self.show(id);
+    }
+
+    /// Stops the attempt of slot `i` and cancels a scheduled one; later reports of it are stale.
+    /// The aging attempt it replaces keeps serving unless `drain_too`.
+    fn stop_slot(&mut self, id: Uuid, i: usize, drain_too: bool, ctx: &mut Context<Self>) {
         let generation = self.next_generation();
-        let Some(child) = self.children.get_mut(&id) else {
+        let Some(slot) = self
+            .children
+            .get_mut(&id)
+            .and_then(|child| child.slots.get_mut(i))
+        else {
             return;
         };
-        child.generation = generation;
-        if let Some(handle) = child.pending.take() {
+        slot.generation = generation;
+        if let Some(handle) = slot.pending.take() {
             ctx.cancel_future(handle);
         }
-        if let Some(addr) = child.addr.take() {
+        if let Some(addr) = slot.addr.take() {
             addr.do_send(StopSource);
         }
-        if let Some((addr, _)) = child.draining.take() {
+        if drain_too && let Some((addr, _)) = slot.draining.take() {
             addr.do_send(StopSource);
+        }
+        if slot.state == SourceState::Connected {
+            slot.state = SourceState::Connecting;
+            slot.connected_at = None;
         }
     }
 
-    /// Schedules a fresh attempt after `delay` (and after a free connect slot).
-    fn schedule_start(&mut self, id: Uuid, delay: Duration, ctx: &mut Context<Self>) {
-        self.stop_child(id, ctx);
+    /// Stops every attempt of the source, aging ones included.
+    fn stop_all(&mut self, id: Uuid, ctx: &mut Context<Self>) {
+        let slots = self.children.get(&id).map_or(0, |child| child.slots.len());
+        for i in 0..slots {
+            self.stop_slot(id, i, true, ctx);
+        }
+    }
+
+    /// Connects every slot afresh now: backoff reset, nothing held.
+    fn restart_all(&mut self, id: Uuid, ctx: &mut Context<Self>) {
+        self.stop_all(id, ctx);
         let Some(child) = self.children.get_mut(&id) else {
             return;
         };
-        let generation = child.generation;
-        child.pending = Some(ctx.run_later(delay, move |act, ctx| {
-            act.start_child(id, generation, false, ctx)
+        child.held = None;
+        child.warning = None;
+        for slot in &mut child.slots {
+            slot.policy.reset();
+            slot.state = SourceState::Connecting;
+            slot.detail = None;
+            slot.next_retry_at = None;
+        }
+        for i in 0..child.slots.len() {
+            self.schedule_slot(id, i, Duration::ZERO, ctx);
+        }
+        self.show(id);
+    }
+
+    /// Schedules a fresh attempt in slot `i` after `delay` (and after a free connect slot).
+    fn schedule_slot(&mut self, id: Uuid, i: usize, delay: Duration, ctx: &mut Context<Self>) {
+        self.stop_slot(id, i, false, ctx);
+        let Some(slot) = self
+            .children
+            .get_mut(&id)
+            .and_then(|child| child.slots.get_mut(i))
+        else {
+            return;
+        };
+        let generation = slot.generation;
+        slot.pending = Some(ctx.run_later(delay, move |act, ctx| {
+            act.start_slot(id, i, generation, false, ctx)
         }));
     }
 
-    /// Starts the attempt of `generation` unless it was superseded. Without a `reserved` connect
-    /// slot it first books one, waiting for it when the global connect rate is exhausted (the
-    /// booked slot is then used as is, never booked again).
-    fn start_child(&mut self, id: Uuid, generation: u64, reserved: bool, ctx: &mut Context<Self>) {
-        let Some(child) = self.children.get(&id) else {
+    /// Starts the attempt of `generation` in slot `i` unless it was superseded. Without a
+    /// `reserved` connect slot it first books one, waiting for it when the global connect rate is
+    /// exhausted (the booked slot is then used as is, never booked again).
+    fn start_slot(
+        &mut self,
+        id: Uuid,
+        i: usize,
+        generation: u64,
+        reserved: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(slot) = self.children.get(&id).and_then(|child| child.slots.get(i)) else {
             return;
         };
-        if child.generation != generation || child.addr.is_some() {
+        if slot.generation != generation || slot.addr.is_some() {
             return;
         }
         if !reserved {
             let wait = self.limiter.reserve(Instant::now());
             if !wait.is_zero() {
-                if let Some(child) = self.children.get_mut(&id) {
-                    child.pending = Some(ctx.run_later(wait, move |act, ctx| {
-                        act.start_child(id, generation, true, ctx)
+                if let Some(slot) = self
+                    .children
+                    .get_mut(&id)
+                    .and_then(|child| child.slots.get_mut(i))
+                {
+                    slot.pending = Some(ctx.run_later(wait, move |act, ctx| {
+                        act.start_slot(id, i, generation, true, ctx)
                     }));
                 }
                 return;
@@ -153,18 +343,26 @@ impl SourceSupervisor {
         let Some(child) = self.children.get_mut(&id) else {
             return;
         };
-        child.pending = None;
+        let shared = (child.counters.clone(), child.open_budget.clone());
+        let spec = child.spec.clone();
+        let Some(slot) = child.slots.get_mut(i) else {
+            return;
+        };
+        slot.pending = None;
         let actor = SourceActor::new(
-            child.spec.clone(),
+            spec,
             generation,
             self.rt.clone(),
-            child.counters.clone(),
+            shared,
             ctx.address().recipient(),
             ctx.address().recipient(),
             ctx.address().recipient(),
         );
-        child.addr = Some(actor.start());
-        self.set_state(id, SourceState::Connecting, None);
+        slot.addr = Some(actor.start());
+        if slot.draining.is_none() && slot.state == SourceState::Connected {
+            slot.state = SourceState::Connecting;
+        }
+        self.show(id);
     }
 
     fn add_child(
@@ -177,24 +375,24 @@ impl SourceSupervisor {
         let id = spec.id;
         let enabled = spec.enabled;
         let child = Child {
-            policy: RestartPolicy::new(spec.backoff()),
+            slots: (0..spec.connections()).map(|_| Slot::new(&spec)).collect(),
             spec,
-            generation: 0,
-            addr: None,
-            draining: None,
-            pending: None,
+            held: None,
             counters_written: counters.version(),
             counters,
-            state: SourceState::Connecting,
-            detail: None,
-            connected_at: None,
-            next_retry_at: None,
+            open_budget: Arc::new(Mutex::new(OpenBudget::default())),
+            warning: None,
+            shown: None,
         };
+        let slots = child.slots.len();
         self.children.insert(id, child);
         if enabled {
-            self.schedule_start(id, delay, ctx);
+            for i in 0..slots {
+                self.schedule_slot(id, i, delay, ctx);
+            }
+            self.show(id);
         } else {
-            self.set_state(id, SourceState::Disabled, None);
+            self.hold(id, SourceState::Disabled, None, ctx);
         }
     }
 
@@ -213,14 +411,15 @@ impl SourceSupervisor {
     }
 
     fn snapshot(child: &Child) -> StatusSnapshot {
+        let shown = child.aggregate();
         StatusSnapshot {
             source_id: child.spec.id,
-            state: child.state,
-            detail: child.detail.clone(),
-            connected_at: child.connected_at,
+            state: shown.state,
+            detail: shown.detail,
+            connected_at: shown.connected_at,
             last_event_at: child.counters.last_event_at(),
-            next_retry_at: child.next_retry_at,
-            consecutive_failures: child.policy.consecutive_failures(),
+            next_retry_at: shown.next_retry_at,
+            consecutive_failures: shown.consecutive_failures,
             counters: child.counters.to_json(),
         }
     }
@@ -260,22 +459,29 @@ impl Handler<Update> for SourceSupervisor {
         if spec.revision < child.spec.revision {
             return;
         }
-        let running = child.addr.is_some() || child.pending.is_some();
+        let running = child.slots.iter().any(Slot::is_live);
         let hot_swap =
             running && spec.enabled && child.spec.enabled && child.spec.same_connection(&spec);
-        child.spec = spec.clone();
         if hot_swap {
-            if let Some(addr) = &child.addr {
-                addr.do_send(SwapSpec { spec });
+            child.spec = spec.clone();
+            for slot in &child.slots {
+                let aging = slot.draining.as_ref().map(|(addr, _)| addr);
+                for addr in slot.addr.iter().chain(aging) {
+                    addr.do_send(SwapSpec { spec: spec.clone() });
+                }
             }
             return;
         }
-        child.policy = RestartPolicy::new(spec.backoff());
+        self.stop_all(id, ctx);
+        let Some(child) = self.children.get_mut(&id) else {
+            return;
+        };
+        child.slots = (0..spec.connections()).map(|_| Slot::new(&spec)).collect();
+        child.spec = spec.clone();
         if spec.enabled {
-            self.schedule_start(id, Duration::ZERO, ctx);
+            self.restart_all(id, ctx);
         } else {
-            self.stop_child(id, ctx);
-            self.set_state(id, SourceState::Disabled, None);
+            self.hold(id, SourceState::Disabled, None, ctx);
         }
     }
 }
@@ -284,7 +490,7 @@ impl Handler<Remove> for SourceSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: Remove, ctx: &mut Context<Self>) {
-        self.stop_child(msg.source_id, ctx);
+        self.stop_all(msg.source_id, ctx);
         self.children.remove(&msg.source_id);
     }
 }
@@ -296,11 +502,9 @@ impl Handler<Reconnect> for SourceSupervisor {
         let Some(child) = self.children.get_mut(&msg.source_id) else {
             return false;
         };
-        child.policy.reset();
         child.counters.add(Count::Reconnects, 1);
         if child.spec.enabled {
-            self.schedule_start(msg.source_id, Duration::ZERO, ctx);
-            self.set_state(msg.source_id, SourceState::Connecting, None);
+            self.restart_all(msg.source_id, ctx);
         }
         true
     }
@@ -313,11 +517,11 @@ impl Handler<Pause> for SourceSupervisor {
         if !self.children.contains_key(&msg.source_id) {
             return false;
         }
-        self.stop_child(msg.source_id, ctx);
-        self.set_state(
+        self.hold(
             msg.source_id,
             SourceState::Paused,
             Some("paused by an operator".to_owned()),
+            ctx,
         );
         true
     }
@@ -327,13 +531,12 @@ impl Handler<Resume> for SourceSupervisor {
     type Result = bool;
 
     fn handle(&mut self, msg: Resume, ctx: &mut Context<Self>) -> bool {
-        let Some(child) = self.children.get_mut(&msg.source_id) else {
+        let Some(child) = self.children.get(&msg.source_id) else {
             return false;
         };
-        child.policy.reset();
-        if child.spec.enabled && child.addr.is_none() {
-            self.schedule_start(msg.source_id, Duration::ZERO, ctx);
-            self.set_state(msg.source_id, SourceState::Connecting, None);
+        let idle = child.held.is_some() || !child.slots.iter().any(Slot::is_live);
+        if child.spec.enabled && idle {
+            self.restart_all(msg.source_id, ctx);
         }
         true
     }
@@ -345,8 +548,13 @@ impl Handler<Send> for SourceSupervisor {
     fn handle(&mut self, msg: Send, _: &mut Context<Self>) -> Self::Result {
         let target = match self.children.get(&msg.source_id) {
             None => Err(SendError::Unknown),
-            Some(child) if child.state != SourceState::Connected => Err(SendError::NotConnected),
-            Some(child) => child.addr.clone().ok_or(SendError::NotConnected),
+            Some(child) => child
+                .slots
+                .iter()
+                .filter(|slot| slot.state == SourceState::Connected)
+                .find_map(|slot| slot.addr.clone())
+                .filter(|_| child.held.is_none())
+                .ok_or(SendError::NotConnected),
         };
         Box::pin(async move {
             let addr = target?;
@@ -378,16 +586,31 @@ impl Handler<SourceReady> for SourceSupervisor {
         let Some(child) = self.children.get_mut(&msg.source_id) else {
             return;
         };
-        if child.generation != msg.generation {
+        let Some(i) = child.slot_of(msg.generation) else {
             return;
-        }
-        child.policy.on_ready(Instant::now());
-        child.connected_at = Some(crate::db::now());
-        if let Some((old, _)) = child.draining.take() {
+        };
+        let sockets = child.sockets();
+        let configured = child.slots.len();
+        let slot = &mut child.slots[i];
+        slot.policy.on_ready(Instant::now());
+        slot.state = SourceState::Connected;
+        slot.detail = None;
+        slot.next_retry_at = None;
+        slot.connected_at = Some(crate::db::now());
+        if let Some((old, _)) = slot.draining.take() {
             // Make-before-break: the replacement is ready, so the old connection may go.
             old.do_send(StopSource);
         }
-        self.set_state(msg.source_id, SourceState::Connected, None);
+        if let Some(count) = msg.num_connections {
+            // Slack counts the socket being replaced until it is closed, so compare with what
+            // this source held when the hello came (never less than it is configured for).
+            let held = u8::try_from(sockets.max(configured)).unwrap_or(u8::MAX);
+            child.warning = ghost_warning(held, count);
+            if let Some(warning) = &child.warning {
+                tracing::warn!(source_id = %msg.source_id, num_connections = count, "{warning}");
+            }
+        }
+        self.show(msg.source_id);
     }
 }
 
@@ -399,18 +622,26 @@ impl Handler<SourceDown> for SourceSupervisor {
         let Some(child) = self.children.get_mut(&id) else {
             return;
         };
-        if child
-            .draining
-            .as_ref()
-            .is_some_and(|(_, g)| *g == msg.generation)
-        {
-            child.draining = None;
+        if let Some(slot) = child.slots.iter_mut().find(|slot| {
+            slot.draining
+                .as_ref()
+                .is_some_and(|(_, g)| *g == msg.generation)
+        }) {
+            // The aging connection ended before its replacement was ready (a ready replacement
+            // takes `draining`): routine, not a failure, but nothing is ready in this slot now.
+            slot.draining = None;
+            if slot.state == SourceState::Connected {
+                slot.state = SourceState::Connecting;
+                slot.connected_at = None;
+            }
+            self.show(id);
             return;
         }
-        if child.generation != msg.generation {
+        let Some(i) = child.slot_of(msg.generation) else {
             return;
-        }
-        child.addr = None;
+        };
+        let slot = &mut child.slots[i];
+        slot.addr = None;
         let class = match &msg.reason {
             DownReason::Terminal(reason) => FailureClass::Terminal {
                 reason: reason.clone(),
@@ -418,25 +649,29 @@ impl Handler<SourceDown> for SourceSupervisor {
             DownReason::RateLimited { retry_after, .. } => FailureClass::RateLimited {
                 retry_after: *retry_after,
             },
+            DownReason::Throttled { min_delay, .. } => FailureClass::Throttled {
+                min_delay: *min_delay,
+            },
             DownReason::Stopped | DownReason::Transient(_) => FailureClass::Transient,
         };
-        let decision = child.policy.on_down(Instant::now(), class, &mut self.rng);
-        let detail = Some(msg.reason.detail().to_owned());
+        let decision = slot.policy.on_down(Instant::now(), class, &mut self.rng);
         match decision {
             Decision::Retry { delay, state } => {
                 child.counters.add(Count::Reconnects, 1);
-                child.next_retry_at = chrono::Duration::from_std(delay)
-                    .ok()
-                    .map(|d| crate::db::now() + d);
-                let state = match state {
+                slot.state = match state {
                     RetryState::Backoff => SourceState::Backoff,
                     RetryState::Failing => SourceState::Failing,
                 };
-                self.schedule_start(id, delay, ctx);
-                self.set_state(id, state, detail);
+                slot.detail = Some(msg.reason.detail().to_owned());
+                slot.connected_at = None;
+                slot.next_retry_at = chrono::Duration::from_std(delay)
+                    .ok()
+                    .map(|d| crate::db::now() + d);
+                self.schedule_slot(id, i, delay, ctx);
+                self.show(id);
             }
-            Decision::Fail { reason } => self.set_state(id, SourceState::Failed, Some(reason)),
-            Decision::Pause { reason } => self.set_state(id, SourceState::Paused, Some(reason)),
+            Decision::Fail { reason } => self.hold(id, SourceState::Failed, Some(reason), ctx),
+            Decision::Pause { reason } => self.hold(id, SourceState::Paused, Some(reason), ctx),
         }
     }
 }
@@ -449,14 +684,18 @@ impl Handler<RotateDue> for SourceSupervisor {
         let Some(child) = self.children.get_mut(&msg.source_id) else {
             return;
         };
-        if child.generation != msg.generation || child.draining.is_some() {
+        let Some(i) = child.slot_of(msg.generation) else {
+            return;
+        };
+        let slot = &mut child.slots[i];
+        if slot.draining.is_some() {
             return;
         }
-        let Some(old) = child.addr.take() else { return };
-        tracing::info!(source_id = %msg.source_id, "rotating an aged connection (make-before-break)");
-        child.draining = Some((old, msg.generation));
-        child.generation = generation;
-        self.start_child(msg.source_id, generation, false, ctx);
+        let Some(old) = slot.addr.take() else { return };
+        tracing::info!(source_id = %msg.source_id, "replacing a connection (make-before-break)");
+        slot.draining = Some((old, msg.generation));
+        slot.generation = generation;
+        self.start_slot(msg.source_id, i, generation, false, ctx);
     }
 }
 
@@ -467,16 +706,17 @@ impl Handler<Shutdown> for SourceSupervisor {
         let addrs: Vec<Addr<SourceActor>> = self
             .children
             .values()
-            .flat_map(|c| {
-                c.addr
+            .flat_map(|c| &c.slots)
+            .flat_map(|slot| {
+                slot.addr
                     .iter()
                     .cloned()
-                    .chain(c.draining.iter().map(|(a, _)| a.clone()))
+                    .chain(slot.draining.iter().map(|(a, _)| a.clone()))
             })
             .collect();
         let ids: Vec<Uuid> = self.children.keys().copied().collect();
         for id in ids {
-            self.stop_child(id, ctx);
+            self.stop_all(id, ctx);
         }
         self.flush_counters();
         let deadline = tokio::time::Instant::now() + msg.timeout;

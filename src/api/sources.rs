@@ -260,7 +260,8 @@ fn notify_supervisor(
     state: &AppState,
     row: &entity::websocket_source::Model,
 ) -> Result<(), ApiError> {
-    let spec = SourceSpec::from_row(row, &state.keyring).map_err(ApiError::Internal)?;
+    let spec = SourceSpec::from_row(row, &state.keyring, &state.settings.slack_api_base)
+        .map_err(ApiError::Internal)?;
     state.supervisor.do_send(Update {
         spec: Arc::new(spec),
     });

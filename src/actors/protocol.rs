@@ -1,0 +1,247 @@
+//! The one seam between the connection loop and the sans-IO protocol adapters: a [`Protocol`]
+//! turns inbound data frames into [`Step`]s the loop carries out. The loop itself (pings, pong
+//! deadline, idle watchdog, backpressure, ACKs after commit, bounded close) is the same for every
+//! kind of source.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::messages::DownReason;
+use super::policy::FailureClass;
+use super::status::Count;
+use crate::pipeline::expr::Value;
+use crate::sources::generic::{Action, Counter, GenericAdapter, GenericSession};
+use crate::sources::slack::{HELLO_TIMEOUT, SlackAction, SlackAdapter, SlackCounter, SlackSession};
+
+/// What the loop does with an inbound message.
+#[derive(Debug)]
+pub enum Step {
+    /// Run the message through the ingest pipeline; `ack` goes out once its event is committed
+    /// (or found to be a duplicate, or filtered out).
+    Ingest {
+        /// The message as received.
+        raw: serde_json::Value,
+        /// `raw` as an expression value.
+        value: Value,
+        /// The event's meta (Slack: envelope type, retry attempt and reason).
+        meta: serde_json::Value,
+        /// The ACK frame to send after commit.
+        ack: Option<String>,
+    },
+    /// The connection is ready.
+    Ready {
+        /// Connections the peer counts for these credentials (Slack `hello`).
+        num_connections: Option<u32>,
+        /// Start a make-before-break replacement after this long (Slack proactive refresh).
+        refresh_after: Option<Duration>,
+    },
+    /// The peer asked for a routine replacement of this connection (make-before-break; not a
+    /// failure).
+    Refresh {
+        /// What the peer said.
+        reason: String,
+    },
+    /// The connection is over.
+    Down(DownReason),
+    /// Something to count.
+    Count(Count),
+}
+
+/// One connection's protocol state: the compiled adapter of the source revision plus a fresh
+/// session.
+pub enum Protocol {
+    /// A generic WebSocket feed.
+    Generic {
+        /// The compiled revision.
+        adapter: Arc<GenericAdapter>,
+        /// This connection's state.
+        session: GenericSession,
+    },
+    /// A Slack Socket Mode connection.
+    Slack {
+        /// The compiled revision.
+        adapter: Arc<SlackAdapter>,
+        /// This connection's state.
+        session: SlackSession,
+    },
+}
+
+impl Protocol {
+    /// A generic connection's protocol.
+    pub fn generic(adapter: Arc<GenericAdapter>) -> Protocol {
+        let session = adapter.session();
+        Protocol::Generic { adapter, session }
+    }
+
+    /// A Slack connection's protocol.
+    pub fn slack(adapter: Arc<SlackAdapter>) -> Protocol {
+        let session = adapter.session();
+        Protocol::Slack { adapter, session }
+    }
+
+    /// Frames to send right after the upgrade.
+    pub fn on_connect_messages(&self) -> Vec<String> {
+        match self {
+            Protocol::Generic { adapter, .. } => adapter.on_connect_messages().to_vec(),
+            Protocol::Slack { .. } => Vec::new(),
+        }
+    }
+
+    /// An application-level keepalive: every, and the text to send.
+    pub fn app_ping(&self) -> Option<(Duration, String)> {
+        match self {
+            Protocol::Generic { adapter, .. } => adapter
+                .app_ping()
+                .map(|(every, text)| (every, text.to_owned())),
+            Protocol::Slack { .. } => None,
+        }
+    }
+
+    /// Whether the connection is ready.
+    pub fn is_ready(&self) -> bool {
+        match self {
+            Protocol::Generic { session, .. } => session.is_ready(),
+            Protocol::Slack { session, .. } => session.is_ready(),
+        }
+    }
+
+    /// How long the connection may take to become ready.
+    pub fn ready_timeout(&self) -> Duration {
+        match self {
+            Protocol::Generic { adapter, .. } => adapter.ready_timeout(),
+            Protocol::Slack { .. } => HELLO_TIMEOUT,
+        }
+    }
+
+    /// The detail when the connection did not become ready in time.
+    pub fn ready_timeout_detail(&self) -> String {
+        match self {
+            Protocol::Generic { .. } => "no ready frame within ready_timeout_s".to_owned(),
+            Protocol::Slack { .. } => {
+                format!("Slack sent no hello within {} s", HELLO_TIMEOUT.as_secs())
+            }
+        }
+    }
+
+    /// When a ready connection is replaced (make-before-break) however healthy it is.
+    pub fn max_connection_age(&self) -> Option<Duration> {
+        match self {
+            Protocol::Generic { adapter, .. } => adapter.max_connection_age(),
+            Protocol::Slack { .. } => None,
+        }
+    }
+
+    /// One complete inbound data message (continuations already reassembled).
+    pub fn on_data(&mut self, text: bool, bytes: &[u8]) -> Vec<Step> {
+        match self {
+            Protocol::Generic { adapter, session } => {
+                let actions = if text {
+                    match std::str::from_utf8(bytes) {
+                        Ok(s) => session.on_text(adapter, s),
+                        Err(_) => vec![Action::Count(Counter::NonJson)],
+                    }
+                } else {
+                    session.on_binary(adapter, bytes)
+                };
+                let mut steps = Vec::with_capacity(actions.len());
+                for action in actions {
+                    generic_steps(adapter, action, &mut steps);
+                }
+                steps
+            }
+            Protocol::Slack { adapter, session } => {
+                if !text {
+                    return vec![Step::Count(Count::Binary)];
+                }
+                match std::str::from_utf8(bytes) {
+                    Ok(s) => session
+                        .on_text(s)
+                        .into_iter()
+                        .map(|action| slack_step(adapter, action))
+                        .collect(),
+                    Err(_) => vec![Step::Count(Count::NonJson)],
+                }
+            }
+        }
+    }
+}
+
+fn generic_steps(adapter: &GenericAdapter, action: Action, out: &mut Vec<Step>) {
+    let step = match action {
+        Action::Message { raw, value } => {
+            let ack = adapter.ack_frame(&value).unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "ack_expr failed; the message is stored without an ACK");
+                out.push(Step::Count(Count::ExpressionErrors));
+                None
+            });
+            Step::Ingest {
+                raw,
+                value,
+                meta: json!({}),
+                ack,
+            }
+        }
+        Action::Ready => Step::Ready {
+            num_connections: None,
+            refresh_after: None,
+        },
+        Action::Fail { reason } => Step::Down(DownReason::Terminal(reason)),
+        Action::Count(counter) => Step::Count(match counter {
+            Counter::NonJson => Count::NonJson,
+            Counter::Binary => Count::Binary,
+            Counter::Handshake => Count::Handshake,
+            Counter::ExpressionError => Count::ExpressionErrors,
+        }),
+    };
+    out.push(step);
+}
+
+fn slack_step(adapter: &SlackAdapter, action: SlackAction) -> Step {
+    match action {
+        SlackAction::Ready {
+            num_connections,
+            approximate_connection_time,
+            ..
+        } => Step::Ready {
+            num_connections,
+            refresh_after: adapter.refresh_after(approximate_connection_time),
+        },
+        SlackAction::Envelope {
+            raw,
+            value,
+            meta,
+            ack,
+            ..
+        } => Step::Ingest {
+            raw,
+            value,
+            meta,
+            ack: Some(ack),
+        },
+        SlackAction::Refresh { reason } => Step::Refresh { reason },
+        SlackAction::Failed { class, detail } => Step::Down(down_reason(class, detail)),
+        SlackAction::Count(counter) => Step::Count(match counter {
+            SlackCounter::NonJson => Count::NonJson,
+            SlackCounter::EarlyEnvelope => Count::Handshake,
+            SlackCounter::NonObject
+            | SlackCounter::Unknown
+            | SlackCounter::InvalidEnvelopeId
+            | SlackCounter::RepeatedHello => Count::Ignored,
+        }),
+    }
+}
+
+/// The report for a failure the restart policy classified.
+pub fn down_reason(class: FailureClass, detail: String) -> DownReason {
+    match class {
+        FailureClass::Transient => DownReason::Transient(detail),
+        FailureClass::Terminal { reason } => DownReason::Terminal(reason),
+        FailureClass::RateLimited { retry_after } => DownReason::RateLimited {
+            detail,
+            retry_after,
+        },
+        FailureClass::Throttled { min_delay } => DownReason::Throttled { detail, min_delay },
+    }
+}
