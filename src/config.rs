@@ -44,6 +44,8 @@ pub struct Settings {
     pub allow_private_networks: bool,
     /// Base URL of the Slack Web API (`apps.connections.open` is called under it).
     pub slack_api_base: String,
+    /// Steady rate of `apps.connections.open` calls per Slack source (bursts of two).
+    pub slack_opens_per_second: f64,
     /// `pretty` or `json`.
     pub log_format: LogFormat,
     /// Log filter in `tracing` env-filter syntax (`RUST_LOG` wins when set).
@@ -80,6 +82,7 @@ impl Default for Settings {
             public_url: None,
             allow_private_networks: false,
             slack_api_base: "https://slack.com/api".to_owned(),
+            slack_opens_per_second: 1.0,
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
             max_body_bytes: 1024 * 1024,
@@ -167,6 +170,21 @@ impl Settings {
                 "SWITCHBOARD_CONNECTS_PER_SECOND",
                 "must be a positive number",
             );
+        }
+        if !(self.slack_opens_per_second.is_finite() && self.slack_opens_per_second > 0.0) {
+            return invalid(
+                "SWITCHBOARD_SLACK_OPENS_PER_SECOND",
+                "must be a positive number",
+            );
+        }
+        match url::Url::parse(&self.slack_api_base) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            _ => {
+                return invalid(
+                    "SWITCHBOARD_SLACK_API_BASE",
+                    "must be an http:// or https:// URL",
+                );
+            }
         }
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return invalid("SWITCHBOARD_LOG_LEVEL", &err.to_string());

@@ -170,6 +170,7 @@ async fn start_sources(
         },
         tls: tls_config()?,
         status: StatusWriter::start(db.clone()),
+        slack_open_interval: Duration::from_secs_f64(1.0 / settings.slack_opens_per_second),
     });
     let supervisor = SourceSupervisor::new(rt, initial, settings.connects_per_second).start();
     let recovered = dispatch

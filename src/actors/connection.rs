@@ -123,6 +123,8 @@ struct Conn {
     on_rotate: Option<Box<dyn FnOnce()>>,
     rotate_due: Option<Instant>,
     last_frame: Instant,
+    /// Set by a stop: when the loop ends at the latest, and when the last data frame came.
+    stopping: Option<Stopping>,
     pong_due: Option<Instant>,
     ready_due: Option<Instant>,
 }
@@ -153,6 +155,7 @@ impl Conn {
             on_rotate: Some(on_rotate),
             rotate_due: None,
             last_frame: now,
+            stopping: None,
             pong_due: None,
             ready_due,
         }
@@ -203,7 +206,11 @@ impl Conn {
                 }
                 Some(frames) = self.acks.recv() => self.send_acks(frames).await,
                 cmd = self.ctx.commands.recv() => match cmd {
-                    None | Some(Command::Stop) => Err(DownReason::Stopped),
+                    None => Err(DownReason::Stopped),
+                    Some(Command::Stop) => {
+                        self.begin_stop();
+                        Ok(())
+                    }
                     Some(cmd) => self.on_command(cmd).await,
                 },
                 _ = ping.tick() => self.send_ping(pong_timeout).await,
@@ -219,6 +226,7 @@ impl Conn {
                     Ok(())
                 }
                 _ = sleep_until(self.last_frame + idle_timeout) => Err(DownReason::Transient("no frame within the idle timeout".into())),
+                _ = sleep_until(self.stopping.as_ref().map_or(far, Stopping::quiet_at)) => Err(DownReason::Stopped),
             };
             if let Err(reason) = step {
                 return reason;
@@ -246,7 +254,25 @@ impl Conn {
                 self.ctx.spec = spec;
                 Ok(())
             }
-            Command::Stop => Err(DownReason::Stopped),
+            Command::Stop => {
+                self.begin_stop();
+                Ok(())
+            }
+        }
+    }
+
+    /// A graceful stop first keeps reading (and storing, and ACKing) until the peer has been
+    /// quiet for [`QUIET`] or the close timeout passed, so a message already on the wire when a
+    /// replacement took over (make-before-break) is not left unread; then [`Conn::finish`] runs.
+    fn begin_stop(&mut self) {
+        if self.stopping.is_none() {
+            let close_timeout =
+                Duration::from_millis(self.ctx.spec.settings.liveness().close_timeout_ms.into());
+            let now = Instant::now();
+            self.stopping = Some(Stopping {
+                deadline: now + close_timeout.min(MAX_QUIET_WAIT),
+                last_data: now,
+            });
         }
     }
 
@@ -299,6 +325,24 @@ impl Conn {
         if let Some(rotate) = self.on_rotate.take() {
             rotate();
         }
+    }
+}
+
+/// How long the peer must have sent no data frame before a stopping connection closes.
+const QUIET: Duration = Duration::from_millis(150);
+
+/// The longest a stopping connection keeps reading for (less when `close_timeout_ms` is less).
+const MAX_QUIET_WAIT: Duration = Duration::from_secs(1);
+
+/// A stop under way.
+struct Stopping {
+    deadline: Instant,
+    last_data: Instant,
+}
+
+impl Stopping {
+    fn quiet_at(&self) -> Instant {
+        (self.last_data + QUIET).min(self.deadline)
     }
 }
 
@@ -381,6 +425,9 @@ impl Conn {
 
     fn on_data(&mut self, text: bool, bytes: Bytes) -> Result<(), DownReason> {
         self.ctx.counters.add(Count::Frames, 1);
+        if let Some(stopping) = &mut self.stopping {
+            stopping.last_data = Instant::now();
+        }
         for step in self.protocol.on_data(text, &bytes) {
             self.on_step(step)?;
         }

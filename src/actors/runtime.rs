@@ -23,6 +23,8 @@ pub struct SourceRuntime {
     pub tls: Arc<rustls::ClientConfig>,
     /// Ordered writer of state transitions.
     pub status: StatusWriter,
+    /// Time between two `apps.connections.open` calls of one Slack source at the steady rate.
+    pub slack_open_interval: std::time::Duration,
 }
 
 /// A TLS client configuration with the webpki roots, HTTP/1.1 only (WebSocket upgrades).

@@ -380,7 +380,7 @@ impl SourceSupervisor {
             held: None,
             counters_written: counters.version(),
             counters,
-            open_budget: Arc::new(Mutex::new(OpenBudget::default())),
+            open_budget: Arc::new(Mutex::new(OpenBudget::new(self.rt.slack_open_interval, 2))),
             warning: None,
             shown: None,
         };

@@ -4,6 +4,7 @@
 mod helpers;
 mod peer;
 mod pgtemp;
+mod slack_peer;
 
 mod automations;
 mod durability;
@@ -16,6 +17,7 @@ mod isolation;
 mod keys;
 mod rotation;
 mod secrets;
+mod slack;
 mod sources;
 mod supervision;
 mod webhooks;
