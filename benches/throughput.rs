@@ -7,10 +7,13 @@
 //!   PostgreSQL and SQLite: events/s and runs/s until every run is committed;
 //! - paced latency: 1,000 events/s, message sent → run committed, p50/p99/max;
 //! - idle: 1,000 connected generic sources, resident memory per connection and CPU;
+//! - slack: a Slack Socket Mode source (2 connections) against a local Slack peer, a 20,000-
+//!   envelope burst and a paced 1,000 envelopes/s, 10 automations: ACK latency (envelope sent →
+//!   ACK received, measured by the peer) and events/s until every run is committed;
 //! - the process's peak resident memory.
 //!
 //! Options (after `--`): `--events N` (firehose size, default 100000), `--quick` (smaller runs),
-//! `--only NAME` (ceiling | firehose | latency | idle). The WebSocket peers run in a child
+//! `--only NAME` (ceiling | firehose | latency | idle | slack). The WebSocket peers run in a child
 //! process (this binary with `peer …`) so their memory and CPU are not counted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -80,6 +83,13 @@ fn main() {
         if want("latency") {
             for backend in [Backend::Postgres, Backend::Sqlite] {
                 latency(backend, 1_000, if quick { 5 } else { 10 }).await;
+            }
+            println!();
+        }
+        if want("slack") {
+            for backend in [Backend::Postgres, Backend::Sqlite] {
+                slack(backend, SlackLoad::Burst(if quick { 5_000 } else { 20_000 })).await;
+                slack(backend, SlackLoad::Paced(1_000, if quick { 5 } else { 10 })).await;
             }
             println!();
         }
@@ -284,9 +294,14 @@ impl RunningApp {
     }
 
     async fn automations(&self, count: usize) {
+        self.automations_on("orders", "order.*", "data.amount > `100`", count)
+            .await;
+    }
+
+    async fn automations_on(&self, source: &str, on: &str, filter: &str, count: usize) {
         for i in 0..count {
             self.post("/v1/automations", json!({"name": format!("a{i}"),
-                "trigger": {"type": "event", "source": "orders", "on": "order.*", "filter": "data.amount > `100`"}}))
+                "trigger": {"type": "event", "source": source, "on": on, "filter": filter}}))
                 .await;
         }
     }
@@ -304,6 +319,87 @@ impl RunningApp {
         self.app_handle.stop(true).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+#[derive(Clone, Copy)]
+enum SlackLoad {
+    /// This many envelopes as fast as the service reads.
+    Burst(usize),
+    /// Envelopes/s for seconds.
+    Paced(usize, usize),
+}
+
+async fn slack(backend: Backend, load: SlackLoad) {
+    let mut env = Env::new(backend).await;
+    let (total, args) = match load {
+        SlackLoad::Burst(n) => (n, vec!["slack".to_owned(), "0".to_owned(), n.to_string()]),
+        SlackLoad::Paced(rate, seconds) => (
+            rate * seconds,
+            vec!["slack".to_owned(), rate.to_string(), (rate * seconds).to_string()],
+        ),
+    };
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg("peer")
+        .args(&args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = lines.next().unwrap().unwrap();
+    env.settings.slack_api_base = format!("http://127.0.0.1:{}/api", port.trim());
+    let app = start_app(&env).await;
+    app.automations_on("slack", "message", "amount > `100`", 10)
+        .await;
+    let expected_runs = (total / 2) * 10;
+    let mut runs = app.publisher.subscribe();
+    let started = Instant::now();
+    app.post(
+        "/v1/websocket-sources",
+        json!({"name": "slack", "source": "slack", "kind": "slack",
+            "config": {"app_token": "xapp-bench", "connections": 2}}),
+    )
+    .await;
+    let mut seen = 0usize;
+    while seen < expected_runs {
+        match tokio::time::timeout(Duration::from_secs(120), runs.recv()).await {
+            Ok(Ok(_)) => seen += 1,
+            Ok(Err(RecvError::Lagged(n))) => seen += n as usize,
+            Ok(Err(RecvError::Closed)) | Err(_) => break,
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // The peer prints its ACK latencies once every envelope is ACKed.
+    let report = tokio::task::spawn_blocking(move || lines.next())
+        .await
+        .ok()
+        .flatten()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let ms: Vec<f64> = report
+        .split_whitespace()
+        .filter_map(|v| v.parse::<f64>().ok())
+        .map(|us| us / 1000.0)
+        .collect();
+    let stored = entity::event::Entity::find().count(&app.db).await.unwrap();
+    let committed_runs = entity::automation_run::Entity::find()
+        .count(&app.db)
+        .await
+        .unwrap();
+    let what = match load {
+        SlackLoad::Burst(n) => format!("burst of {n}"),
+        SlackLoad::Paced(rate, seconds) => format!("{rate}/s for {seconds} s"),
+    };
+    println!(
+        "slack     {:<9} {what}: ACK p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {:.0} events/s to committed runs (stored {stored}, runs {committed_runs})",
+        backend.name(),
+        ms.first().copied().unwrap_or(f64::NAN),
+        ms.get(1).copied().unwrap_or(f64::NAN),
+        ms.get(2).copied().unwrap_or(f64::NAN),
+        total as f64 / elapsed,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    app.stop().await;
 }
 
 /// Spawns this binary as a WebSocket peer; returns the child and its `ws://` URL.
@@ -482,9 +578,12 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
-/// The child-process peer: `peer firehose N`, `peer paced RATE COUNT` or `peer idle`. Prints
-/// its port on the first line of stdout.
+/// The child-process peer: `peer firehose N`, `peer paced RATE COUNT`, `peer idle` or
+/// `peer slack RATE COUNT` (RATE 0: a burst). Prints its port on the first line of stdout.
 fn peer_main(args: &[String]) {
+    if args.first().map(String::as_str) == Some("slack") {
+        return slack_peer_main(args);
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -526,6 +625,130 @@ fn peer_main(args: &[String]) {
                     }
                     _ => {}
                 }
+                std::future::pending::<()>().await;
+            });
+        }
+    });
+}
+
+/// One envelope, ~400 bytes like a small Slack message event; half have `amount` over 100.
+fn slack_envelope(seq: usize) -> (String, String) {
+    let envelope_id = format!("env-{seq:08}");
+    let text = json!({
+        "envelope_id": envelope_id, "type": "events_api", "accepts_response_payload": false,
+        "retry_attempt": 0, "retry_reason": "",
+        "payload": {"team_id": "T1", "api_app_id": "A1", "type": "event_callback",
+            "event_id": format!("Ev{seq:010}"), "event_time": 1_700_000_000u64,
+            "event": {"type": "message", "user": "U1", "channel": "C1", "text": "hello",
+                "ts": format!("1700000000.{seq:06}"), "amount": if seq.is_multiple_of(2) { 150 } else { 50 }}}
+    })
+    .to_string();
+    (envelope_id, text)
+}
+
+/// The Slack peer: `apps.connections.open` on one port (printed first), the Socket Mode endpoint
+/// on another. Every connection gets `hello`; once two are open, envelope `seq` goes to
+/// connection `seq % 2`, as fast as it reads (RATE 0) or at RATE/s in all. When every envelope is
+/// ACKed it prints `p50 p99 max` of the ACK latency in microseconds.
+fn slack_peer_main(args: &[String]) {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let rate: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let total: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ws = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ws_port = ws.local_addr().unwrap().port();
+        println!("{}", api.local_addr().unwrap().port());
+        std::io::stdout().flush().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut tcp, _) = api.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let mut read = 0;
+                    while !buf[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tcp.read(&mut buf[read..]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => read += n,
+                        }
+                    }
+                    let body = json!({"ok": true, "url": format!("ws://127.0.0.1:{ws_port}/link/?ticket={}", uuid::Uuid::new_v4())}).to_string();
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tcp.write_all(answer.as_bytes()).await;
+                    let _ = tcp.shutdown().await;
+                });
+            }
+        });
+        let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let latencies: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let (open_tx, open_rx) = tokio::sync::watch::channel(0usize);
+        let mut conn = 0usize;
+        loop {
+            let (tcp, _) = ws.accept().await.unwrap();
+            let Ok(socket) = tokio_tungstenite::accept_async(tcp).await else {
+                continue;
+            };
+            let index = conn;
+            conn += 1;
+            let (mut sink, mut stream) = socket.split();
+            let (sent_r, latencies_r) = (sent.clone(), latencies.clone());
+            tokio::spawn(async move {
+                while let Some(Ok(message)) = stream.next().await {
+                    let Message::Text(text) = message else { continue };
+                    let Ok(ack) = serde_json::from_str::<Value>(&text) else { continue };
+                    let Some(id) = ack["envelope_id"].as_str() else { continue };
+                    let Some(at) = sent_r.lock().unwrap().remove(id) else { continue };
+                    let mut all = latencies_r.lock().unwrap();
+                    all.push(at.elapsed().as_micros() as u64);
+                    if all.len() == total {
+                        all.sort_unstable();
+                        let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+                        println!("{} {} {}", pct(0.5), pct(0.99), all[all.len() - 1]);
+                        std::io::stdout().flush().unwrap();
+                    }
+                }
+            });
+            let hello = json!({"type": "hello", "num_connections": index + 1,
+                "debug_info": {"host": "bench", "approximate_connection_time": 18060},
+                "connection_info": {"app_id": "A1"}});
+            if sink.send(Message::text(hello.to_string())).await.is_err() {
+                continue;
+            }
+            open_tx.send_modify(|n| *n += 1);
+            if index > 1 {
+                continue;
+            }
+            let (sent, mut open) = (sent.clone(), open_rx.clone());
+            tokio::spawn(async move {
+                let _ = open.wait_for(|n| *n >= 2).await;
+                let mut tick = (rate > 0)
+                    .then(|| tokio::time::interval(Duration::from_secs_f64(2.0 / rate as f64)));
+                for seq in (index..total).step_by(2) {
+                    if let Some(tick) = tick.as_mut() {
+                        tick.tick().await;
+                    }
+                    let (id, text) = slack_envelope(seq);
+                    sent.lock().unwrap().insert(id, Instant::now());
+                    let result = if tick.is_some() {
+                        sink.send(Message::text(text)).await
+                    } else {
+                        sink.feed(Message::text(text)).await
+                    };
+                    if result.is_err() {
+                        return;
+                    }
+                }
+                let _ = sink.flush().await;
                 std::future::pending::<()>().await;
             });
         }
