@@ -88,7 +88,11 @@ fn main() {
         }
         if want("slack") {
             for backend in [Backend::Postgres, Backend::Sqlite] {
-                slack(backend, SlackLoad::Burst(if quick { 5_000 } else { 20_000 })).await;
+                slack(
+                    backend,
+                    SlackLoad::Burst(if quick { 5_000 } else { 20_000 }),
+                )
+                .await;
                 slack(backend, SlackLoad::Paced(1_000, if quick { 5 } else { 10 })).await;
             }
             println!();
@@ -300,9 +304,12 @@ impl RunningApp {
 
     async fn automations_on(&self, source: &str, on: &str, filter: &str, count: usize) {
         for i in 0..count {
-            self.post("/v1/automations", json!({"name": format!("a{i}"),
-                "trigger": {"type": "event", "source": source, "on": on, "filter": filter}}))
-                .await;
+            self.post(
+                "/v1/automations",
+                json!({"name": format!("a{i}"),
+                "trigger": {"type": "event", "source": source, "on": on, "filter": filter}}),
+            )
+            .await;
         }
     }
 
@@ -335,7 +342,11 @@ async fn slack(backend: Backend, load: SlackLoad) {
         SlackLoad::Burst(n) => (n, vec!["slack".to_owned(), "0".to_owned(), n.to_string()]),
         SlackLoad::Paced(rate, seconds) => (
             rate * seconds,
-            vec!["slack".to_owned(), rate.to_string(), (rate * seconds).to_string()],
+            vec![
+                "slack".to_owned(),
+                rate.to_string(),
+                (rate * seconds).to_string(),
+            ],
         ),
     };
     let mut child = Command::new(std::env::current_exe().unwrap())

@@ -42,6 +42,8 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Allow outbound connections to private, loopback and link-local addresses.
     pub allow_private_networks: bool,
+    /// Serve `GET /metrics` on this address instead of the API's (no authentication either way).
+    pub metrics_bind: Option<SocketAddr>,
     /// Base URL of the Slack Web API (`apps.connections.open` is called under it).
     pub slack_api_base: String,
     /// Steady rate of `apps.connections.open` calls per Slack source (bursts of two).
@@ -81,6 +83,7 @@ impl Default for Settings {
             bootstrap_api_key: None,
             public_url: None,
             allow_private_networks: false,
+            metrics_bind: None,
             slack_api_base: "https://slack.com/api".to_owned(),
             slack_opens_per_second: 1.0,
             log_format: LogFormat::Pretty,

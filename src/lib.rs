@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod keyring_setup;
+pub mod metrics;
 pub mod netpolicy;
 pub mod pipeline;
 pub mod rotate;

@@ -23,6 +23,7 @@ use crate::actors::spec::SourceSpec;
 use crate::actors::supervisor::SourceSupervisor;
 use crate::config::Settings;
 use crate::crypto::Keyring;
+use crate::metrics::Metrics;
 use crate::netpolicy::NetworkPolicy;
 use crate::state::AppState;
 use crate::{api, bootstrap, db, keyring_setup, rotate};
@@ -37,6 +38,7 @@ pub struct Application {
     supervisor: Addr<SourceSupervisor>,
     publisher: Publisher,
     bootstrap_key: Option<String>,
+    metrics_server: Option<(Server, u16)>,
 }
 
 impl Application {
@@ -51,14 +53,17 @@ impl Application {
             .await
             .context("loading automations")?;
         let publisher = Publisher::new();
+        let metrics = Arc::new(Metrics::new());
         let dispatch = DispatchPool::start(
             settings.dispatch_workers(),
             settings.dispatch_queue_limit,
             db.clone(),
             registry.clone(),
             publisher.clone(),
+            metrics.clone(),
         );
-        let supervisor = start_sources(&settings, &db, &keyring, dispatch.clone()).await?;
+        let supervisor =
+            start_sources(&settings, &db, &keyring, dispatch.clone(), metrics.clone()).await?;
         spawn_maintenance(db.clone(), registry.clone(), dispatch.clone());
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("binding {}", settings.bind))?;
@@ -76,12 +81,23 @@ impl Application {
             webhook_limits: std::sync::Mutex::new(std::collections::HashMap::new()),
             webhook_counters: Default::default(),
             webhook_exprs: Default::default(),
+            metrics,
         });
+        let metrics_server = match state.settings.metrics_bind {
+            Some(bind) => Some(metrics_server(bind, state.clone())?),
+            None => None,
+        };
+        let metrics_here = metrics_server.is_none();
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())
                 .configure(api::configure)
+                .configure(|cfg| {
+                    if metrics_here {
+                        cfg.service(api::metrics::metrics);
+                    }
+                })
         })
         .listen(listener)
         .context("listening")?
@@ -94,7 +110,13 @@ impl Application {
             supervisor,
             publisher,
             bootstrap_key,
+            metrics_server,
         })
+    }
+
+    /// The port `GET /metrics` is served on when `metrics_bind` gives it its own listener.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_server.as_ref().map(|(_, port)| *port)
     }
 
     /// The bound port.
@@ -120,7 +142,15 @@ impl Application {
     /// Serves until stopped (SIGINT/SIGTERM or the handle), then closes every source gracefully:
     /// stop reading, finish in-flight persists and ACKs, close frames (bounded).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics = self.metrics_server.map(|(server, _)| {
+            let handle = server.handle();
+            actix_web::rt::spawn(server);
+            handle
+        });
         let served = self.server.await;
+        if let Some(handle) = metrics {
+            handle.stop(true).await;
+        }
         tracing::info!("HTTP server stopped; closing sources");
         let _ = self
             .supervisor
@@ -132,6 +162,31 @@ impl Application {
     }
 }
 
+/// A server for `GET /metrics` alone, on its own address; returns it with its port.
+fn metrics_server(
+    bind: std::net::SocketAddr,
+    state: web::Data<AppState>,
+) -> anyhow::Result<(Server, u16)> {
+    let listener =
+        TcpListener::bind(bind).with_context(|| format!("binding the metrics address {bind}"))?;
+    let port = listener
+        .local_addr()
+        .context("reading the bound metrics address")?
+        .port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .service(api::metrics::metrics)
+    })
+    .workers(1)
+    .listen(listener)
+    .context("listening for metrics")?
+    .shutdown_timeout(1)
+    .run();
+    tracing::info!(port, "serving metrics");
+    Ok((server, port))
+}
+
 /// Loads every source, starts the supervisor, and dispatches what was committed but not yet
 /// dispatched before the last stop.
 async fn start_sources(
@@ -139,6 +194,7 @@ async fn start_sources(
     db: &DatabaseConnection,
     keyring: &Keyring,
     dispatch: DispatchPool,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<Addr<SourceSupervisor>> {
     let rows = db::sources::all_sources(db)
         .await
@@ -171,6 +227,7 @@ async fn start_sources(
         tls: tls_config()?,
         status: StatusWriter::start(db.clone()),
         slack_open_interval: Duration::from_secs_f64(1.0 / settings.slack_opens_per_second),
+        metrics,
     });
     let supervisor = SourceSupervisor::new(rt, initial, settings.connects_per_second).start();
     let recovered = dispatch

@@ -37,4 +37,6 @@ pub struct AppState {
     pub webhook_exprs: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, CompiledRevision>>,
     /// Per-webhook delivery outcome counts (per process).
     pub webhook_counters: DeliveryCounters,
+    /// The application's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

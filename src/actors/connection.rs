@@ -17,7 +17,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::connect::{self, WsSink, WsStream};
 use super::messages::{DownReason, SendError};
-use super::persister::{self, Inbound};
+use super::persister::{self, AckFrames, Inbound};
 use super::protocol::{Protocol, Step};
 use super::runtime::SourceRuntime;
 use super::slack_open;
@@ -116,7 +116,7 @@ struct Conn {
     sink: WsSink,
     stream: WsStream,
     inbox: Option<mpsc::Sender<Inbound>>,
-    acks: mpsc::UnboundedReceiver<Vec<String>>,
+    acks: mpsc::UnboundedReceiver<AckFrames>,
     backlog: VecDeque<Inbound>,
     partial: Option<(bool, BytesMut)>,
     on_ready: Option<Box<dyn FnOnce(Option<u32>)>>,
@@ -136,7 +136,7 @@ impl Conn {
         sink: WsSink,
         stream: WsStream,
         inbox: mpsc::Sender<Inbound>,
-        acks: mpsc::UnboundedReceiver<Vec<String>>,
+        acks: mpsc::UnboundedReceiver<AckFrames>,
     ) -> Conn {
         let on_ready = std::mem::replace(&mut ctx.on_ready, Box::new(|_| {}));
         let on_rotate = std::mem::replace(&mut ctx.on_rotate, Box::new(|| {}));
@@ -290,8 +290,10 @@ impl Conn {
         self.send(Message::Ping(Bytes::from_static(b"sb"))).await
     }
 
-    async fn send_acks(&mut self, frames: Vec<String>) -> Result<(), DownReason> {
-        for frame in frames {
+    async fn send_acks(&mut self, frames: AckFrames) -> Result<(), DownReason> {
+        let mut received = Vec::with_capacity(frames.len());
+        for (frame, at) in frames {
+            received.push(at);
             self.sink
                 .feed(Message::Text(frame.into()))
                 .await
@@ -300,7 +302,12 @@ impl Conn {
         self.sink
             .flush()
             .await
-            .map_err(|e| DownReason::Transient(format!("write failed: {e}")))
+            .map_err(|e| DownReason::Transient(format!("write failed: {e}")))?;
+        let histogram = &self.ctx.rt.metrics.ack_latency;
+        for at in received {
+            histogram.observe(at.elapsed().as_secs_f64());
+        }
+        Ok(())
     }
 
     fn mark_ready(&mut self, num_connections: Option<u32>, refresh_after: Option<Duration>) {
@@ -468,10 +475,20 @@ impl Conn {
                 self.ctx.counters.add(Count::Filtered, 1);
                 None
             }
-            Prepared::Event(event) => Some(event),
+            Prepared::Event(event) => {
+                if event.event_key.is_none() {
+                    self.ctx.counters.add(Count::NoKey, 1);
+                }
+                Some(event)
+            }
         };
         if event.is_some() || ack.is_some() {
-            self.push(Inbound { event, meta, ack });
+            self.push(Inbound {
+                event,
+                meta,
+                ack,
+                received: std::time::Instant::now(),
+            });
         }
     }
 

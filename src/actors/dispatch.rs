@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::publisher::{Published, Publisher};
 use super::registry::AutomationRegistry;
 use crate::db::inbox::{self, DispatchRecord};
+use crate::metrics::Metrics;
 use crate::pipeline::automations::{MatchResult, Outcome};
 use crate::pipeline::expr::to_value;
 
@@ -81,16 +82,19 @@ impl DispatchPool {
         db: DatabaseConnection,
         registry: Arc<AutomationRegistry>,
         publisher: Publisher,
+        metrics: Arc<Metrics>,
     ) -> DispatchPool {
         let pool_size = size.max(1);
         let actors = (0..pool_size)
             .map(|index| {
                 let (db, registry, publisher) = (db.clone(), registry.clone(), publisher.clone());
+                let metrics = metrics.clone();
                 let arbiter = Arbiter::new();
                 DispatchActor::start_in_arbiter(&arbiter.handle(), move |_| DispatchActor {
                     db,
                     registry,
                     publisher,
+                    metrics,
                     queue: VecDeque::new(),
                     busy: false,
                     overflowed: false,
@@ -145,6 +149,7 @@ pub struct DispatchActor {
     db: DatabaseConnection,
     registry: Arc<AutomationRegistry>,
     publisher: Publisher,
+    metrics: Arc<Metrics>,
     queue: VecDeque<PendingEvent>,
     busy: bool,
     overflowed: bool,
@@ -190,6 +195,12 @@ impl DispatchActor {
         let records = decide(&self.registry, &batch);
         let db = self.db.clone();
         let publisher = self.publisher.clone();
+        let metrics = self.metrics.clone();
+        let received: Vec<(DateTime<Utc>, bool)> = records
+            .iter()
+            .zip(&batch)
+            .map(|(record, event)| (event.received_at, !record.runs.is_empty()))
+            .collect();
         ctx.spawn(
             async move {
                 let runs: Vec<(entity::automation_run::Model, Arc<serde_json::Value>)> =
@@ -198,7 +209,9 @@ impl DispatchActor {
                     } else {
                         Vec::new()
                     };
+                let started = std::time::Instant::now();
                 let created = commit_with_retry(&db, records).await;
+                observe_commit(&metrics, started.elapsed(), &received, created.len());
                 publish_created(&publisher, runs, &created);
             }
             .into_actor(self)
@@ -355,6 +368,26 @@ fn publish_created(
 
 /// Commits, retrying with capped backoff while storage fails: the events stay undispatched in
 /// storage meanwhile, so even a crash here loses nothing (recovery dispatches them).
+/// Dispatch metrics of one committed batch: its size, the commit's latency, the runs created and,
+/// for each event that created runs, the time from its arrival to now.
+fn observe_commit(
+    metrics: &Metrics,
+    took: Duration,
+    received: &[(DateTime<Utc>, bool)],
+    created: usize,
+) {
+    metrics.db_write("dispatch", took);
+    metrics.dispatch_batch.observe(received.len() as f64);
+    metrics.runs_created.inc_by(created as u64);
+    let now = Utc::now();
+    for (at, has_runs) in received {
+        if *has_runs {
+            let latency = (now - *at).to_std().unwrap_or_default();
+            metrics.ingest_to_run.observe(latency.as_secs_f64());
+        }
+    }
+}
+
 async fn commit_with_retry(db: &DatabaseConnection, records: Vec<DispatchRecord>) -> Vec<Uuid> {
     let mut delay = Duration::from_millis(100);
     loop {

@@ -83,6 +83,11 @@ pub struct GetStatus {
     pub source_ids: Vec<Uuid>,
 }
 
+/// Metrics endpoint → supervisor: every source's slug, state, socket count and counters.
+#[derive(Message, Debug)]
+#[rtype(result = "Vec<crate::metrics::SourceSample>")]
+pub struct CollectMetrics;
+
 /// Application → supervisor: close every connection gracefully (finishing in-flight persists and
 /// ACKs) within `timeout`, then answer.
 #[derive(Message, Debug)]

@@ -4,7 +4,7 @@
 //! or duplicate messages and passes stored events to dispatch.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesOrdered;
@@ -34,7 +34,12 @@ pub struct Inbound {
     pub meta: serde_json::Value,
     /// The ACK frame, sent after commit (or duplicate detection).
     pub ack: Option<String>,
+    /// When the message arrived (for the ACK latency metric).
+    pub received: Instant,
 }
+
+/// ACK frames to send, each with the arrival time of its message.
+pub type AckFrames = Vec<(String, Instant)>;
 
 /// Starts the writer; returns its input. `acks` receives ACK frames after each commit and is
 /// dropped when the input is closed and everything in it is committed.
@@ -42,7 +47,7 @@ pub fn start(
     spec: Arc<SourceSpec>,
     rt: Arc<SourceRuntime>,
     counters: Arc<SourceCounters>,
-    acks: mpsc::UnboundedSender<Vec<String>>,
+    acks: mpsc::UnboundedSender<AckFrames>,
 ) -> mpsc::Sender<Inbound> {
     let (tx, mut rx) = mpsc::channel::<Inbound>(BUFFER);
     actix::spawn(async move {
@@ -72,7 +77,7 @@ pub fn start(
 type Inserted = (
     Vec<entity::event::Model>,
     Vec<bool>,
-    Vec<String>,
+    AckFrames,
     chrono::DateTime<chrono::Utc>,
 );
 
@@ -87,11 +92,15 @@ async fn insert(
     let rows: Vec<entity::event::Model> = items
         .into_iter()
         .filter_map(|item| {
-            frames.extend(item.ack);
+            frames.extend(item.ack.map(|ack| (ack, item.received)));
             item.event.map(|event| row(&spec, *event, item.meta, now))
         })
         .collect();
+    let started = Instant::now();
     let stored = insert_with_retry(&rt, &counters, &rows).await;
+    if !rows.is_empty() {
+        rt.metrics.db_write("events", started.elapsed());
+    }
     (rows, stored, frames, now)
 }
 
@@ -100,10 +109,10 @@ fn finish(
     spec: &SourceSpec,
     rt: &SourceRuntime,
     counters: &SourceCounters,
-    acks: &mpsc::UnboundedSender<Vec<String>>,
+    acks: &mpsc::UnboundedSender<AckFrames>,
     rows: Vec<entity::event::Model>,
     stored: Vec<bool>,
-    frames: Vec<String>,
+    frames: AckFrames,
     now: chrono::DateTime<chrono::Utc>,
 ) {
     let mut pending = Vec::new();

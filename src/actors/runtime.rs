@@ -25,6 +25,8 @@ pub struct SourceRuntime {
     pub status: StatusWriter,
     /// Time between two `apps.connections.open` calls of one Slack source at the steady rate.
     pub slack_open_interval: std::time::Duration,
+    /// The application's metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A TLS client configuration with the webpki roots, HTTP/1.1 only (WebSocket upgrades).

@@ -72,9 +72,11 @@ pub enum Count {
     /// Frames that are neither events nor understood protocol frames (Slack: JSON that is not an
     /// object, unknown frame types, envelopes without a usable `envelope_id`, repeated `hello`).
     Ignored,
+    /// Events stored without an event key.
+    NoKey,
 }
 
-const ALL: [(Count, &str); 13] = [
+const ALL: [(Count, &str); 14] = [
     (Count::Frames, "frames"),
     (Count::EventsStored, "events_stored"),
     (Count::Duplicates, "duplicates"),
@@ -88,12 +90,13 @@ const ALL: [(Count, &str); 13] = [
     (Count::Oversized, "oversized"),
     (Count::ExpressionErrors, "expression_errors"),
     (Count::Ignored, "ignored"),
+    (Count::NoKey, "no_key"),
 ];
 
 /// Live counters of one source.
 #[derive(Debug, Default)]
 pub struct SourceCounters {
-    values: [AtomicU64; 13],
+    values: [AtomicU64; 14],
     last_event_millis: AtomicI64,
     version: AtomicU64,
 }

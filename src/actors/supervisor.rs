@@ -18,8 +18,8 @@ use rand::rngs::StdRng;
 use uuid::Uuid;
 
 use super::messages::{
-    DownReason, GetStatus, Pause, Reconnect, Remove, Resume, RotateDue, Send, SendError, SendFrame,
-    Shutdown, SourceDown, SourceReady, StopSource, SwapSpec, Update,
+    CollectMetrics, DownReason, GetStatus, Pause, Reconnect, Remove, Resume, RotateDue, Send,
+    SendError, SendFrame, Shutdown, SourceDown, SourceReady, StopSource, SwapSpec, Update,
 };
 use super::policy::{Decision, FailureClass, RestartPolicy, RetryState};
 use super::rate_limit::{ConnectRateLimiter, startup_jitter};
@@ -28,6 +28,7 @@ use super::source::SourceActor;
 use super::spec::SourceSpec;
 use super::status::{Count, SourceCounters, SourceState, StatusSnapshot};
 use crate::db::status::StateRecord;
+use crate::metrics::{ReconnectReason, SourceSample};
 use crate::sources::slack::{OpenBudget, ghost_warning};
 
 /// One connection slot of a source: the attempt running in it (or scheduled), the aging attempt
@@ -503,6 +504,7 @@ impl Handler<Reconnect> for SourceSupervisor {
             return false;
         };
         child.counters.add(Count::Reconnects, 1);
+        self.rt.metrics.reconnected(ReconnectReason::Operator);
         if child.spec.enabled {
             self.restart_all(msg.source_id, ctx);
         }
@@ -574,6 +576,24 @@ impl Handler<GetStatus> for SourceSupervisor {
                 .iter()
                 .filter_map(|id| self.children.get(id))
                 .map(Self::snapshot)
+                .collect(),
+        )
+    }
+}
+
+impl Handler<CollectMetrics> for SourceSupervisor {
+    type Result = MessageResult<CollectMetrics>;
+
+    fn handle(&mut self, _: CollectMetrics, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.children
+                .values()
+                .map(|child| SourceSample {
+                    slug: child.spec.slug.clone(),
+                    state: child.aggregate().state,
+                    connections: child.sockets() as u64,
+                    counters: child.counters.to_json(),
+                })
                 .collect(),
         )
     }
@@ -658,6 +678,11 @@ impl Handler<SourceDown> for SourceSupervisor {
         match decision {
             Decision::Retry { delay, state } => {
                 child.counters.add(Count::Reconnects, 1);
+                self.rt.metrics.reconnected(match &msg.reason {
+                    DownReason::RateLimited { .. } => ReconnectReason::RateLimited,
+                    DownReason::Throttled { .. } => ReconnectReason::Throttled,
+                    _ => ReconnectReason::Transient,
+                });
                 slot.state = match state {
                     RetryState::Backoff => SourceState::Backoff,
                     RetryState::Failing => SourceState::Failing,
@@ -670,7 +695,10 @@ impl Handler<SourceDown> for SourceSupervisor {
                 self.schedule_slot(id, i, delay, ctx);
                 self.show(id);
             }
-            Decision::Fail { reason } => self.hold(id, SourceState::Failed, Some(reason), ctx),
+            Decision::Fail { reason } => {
+                self.rt.metrics.terminal_failures.inc();
+                self.hold(id, SourceState::Failed, Some(reason), ctx);
+            }
             Decision::Pause { reason } => self.hold(id, SourceState::Paused, Some(reason), ctx),
         }
     }
@@ -693,6 +721,7 @@ impl Handler<RotateDue> for SourceSupervisor {
         }
         let Some(old) = slot.addr.take() else { return };
         tracing::info!(source_id = %msg.source_id, "replacing a connection (make-before-break)");
+        self.rt.metrics.reconnected(ReconnectReason::Refresh);
         slot.draining = Some((old, msg.generation));
         slot.generation = generation;
         self.start_slot(msg.source_id, i, generation, false, ctx);

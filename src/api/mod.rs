@@ -7,6 +7,7 @@ pub mod events;
 pub mod expressions;
 pub mod inbound;
 pub mod keys;
+pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod replay;

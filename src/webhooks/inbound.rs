@@ -157,6 +157,19 @@ impl DeliveryCounters {
         }
     }
 
+    /// Every outcome's count summed over all webhooks.
+    pub fn totals(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        let mut totals = std::collections::BTreeMap::new();
+        if let Ok(counts) = self.counts.lock() {
+            for per_hook in counts.values() {
+                for (outcome, n) in per_hook {
+                    *totals.entry(*outcome).or_insert(0) += n;
+                }
+            }
+        }
+        totals
+    }
+
     /// The counts of `webhook` as a JSON object.
     pub fn of(&self, webhook: uuid::Uuid) -> Value {
         let counts = self

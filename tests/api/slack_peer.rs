@@ -31,6 +31,11 @@
 //! [`SlackPeerConfig::ack_deadline`], an envelope not ACKed in time is redelivered with a new
 //! `envelope_id`, the same payload, `retry_attempt + 1` and `retry_reason: "timeout"`, up to
 //! [`SlackPeerConfig::max_redeliveries`] times; an ACK for any of its ids settles the event.
+//!
+//! **Timing.** What the peer sends (hellos, envelopes, disconnects) is recorded just before the
+//! write, so a client never sees a frame the records lack. What a client sends is recorded once
+//! the peer has read it: poll with [`SlackPeer::wait_until`]. A close started by the peer waits up
+//! to 1 s for the client's close frame (a client that stops reading delays the socket's end).
 
 #![allow(dead_code)] // Not every test binary uses every helper.
 
@@ -164,6 +169,7 @@ pub enum SlackStep {
 /// What one connection does.
 #[derive(Clone, Debug)]
 pub struct SlackScript {
+    /// The steps, in order.
     pub steps: Vec<SlackStep>,
 }
 
@@ -265,6 +271,7 @@ impl SlackPeerConfig {
 pub struct OpenCall {
     /// When its request was fully read.
     pub at: Instant,
+    /// The request method (`POST`).
     pub method: String,
     /// Request target (path and query), e.g. `/api/apps.connections.open`.
     pub path: String,
@@ -294,16 +301,20 @@ pub enum UpgradeOutcome {
 /// One WebSocket upgrade request.
 #[derive(Clone, Debug)]
 pub struct UpgradeRecord {
+    /// When the upgrade request was read.
     pub at: Instant,
     /// Request target (path and query).
     pub uri: String,
+    /// The `ticket` query value, if any.
     pub ticket: Option<String>,
+    /// How the peer treated it.
     pub outcome: UpgradeOutcome,
 }
 
 /// The life of one connection (an accepted, scripted upgrade).
 #[derive(Clone, Debug)]
 pub struct ConnectionRecord {
+    /// Its id (0, 1, 2, … in upgrade order; picks its script).
     pub conn: usize,
     /// When its upgrade was accepted.
     pub opened_at: Instant,
@@ -320,43 +331,56 @@ pub struct ConnectionRecord {
 /// A text or binary frame received from a client.
 #[derive(Clone, Debug)]
 pub struct ReceivedFrame {
+    /// The connection it arrived on.
     pub conn: usize,
+    /// When it was read.
     pub at: Instant,
+    /// The text of a text frame.
     pub text: Option<String>,
+    /// The data of a binary frame.
     pub binary: Option<Vec<u8>>,
 }
 
 /// A close frame received from a client.
 #[derive(Clone, Debug)]
 pub struct ClientClose {
+    /// The connection it arrived on.
     pub conn: usize,
+    /// When it was read.
     pub at: Instant,
     /// `None` when the close frame had no payload.
     pub code: Option<u16>,
+    /// The close reason (empty when none).
     pub reason: String,
 }
 
 /// One envelope written to a socket.
 #[derive(Clone, Debug)]
 pub struct SentEnvelope {
+    /// The `envelope_id` it carried.
     pub envelope_id: String,
     /// The `envelope_id` of the first delivery of the same event.
     pub original_id: String,
     /// `payload.event_id`, when the envelope has one.
     pub event_id: Option<String>,
+    /// Its `retry_attempt` (0 for a first delivery).
     pub retry_attempt: u64,
+    /// The connection it was written to.
     pub conn: usize,
-    /// When the frame was written to the socket.
+    /// When the frame was handed to the socket (just before the write).
     pub at: Instant,
 }
 
 /// One ACK frame received.
 #[derive(Clone, Debug)]
 pub struct AckRecord {
+    /// The acknowledged `envelope_id`.
     pub envelope_id: String,
     /// The first `envelope_id` of the event it settles; `None` for an id the peer never sent.
     pub original_id: Option<String>,
+    /// The connection it arrived on.
     pub conn: usize,
+    /// When it was read.
     pub at: Instant,
     /// The ACK's `payload`, if any.
     pub payload: Option<Value>,
@@ -2042,42 +2066,58 @@ async fn command_loop(ctx: &Conn<'_>, rx: &mut mpsc::UnboundedReceiver<Cmd>) -> 
     std::future::pending().await
 }
 
+/// Takes the sink, applies `note` to the state, then writes: what a client sees is recorded
+/// before it can see it.
+async fn send_noting(ctx: &Conn<'_>, message: Message, note: impl FnOnce(&mut State)) -> bool {
+    let mut sink = ctx.sink.lock().await;
+    note(&mut ctx.shared.state());
+    sink.send(message).await.is_ok()
+}
+
 async fn send_hello(ctx: &Conn<'_>, text: String) -> bool {
-    if !send(ctx.sink, Message::text(text)).await {
-        return false;
-    }
-    let mut state = ctx.shared.state();
-    state.records[ctx.conn].hello_at = Some(Instant::now());
-    if let Some(info) = state.conns.get_mut(&ctx.conn) {
-        info.hello = true;
-    }
-    state.note_ready();
-    drop(state);
+    let ok = send_noting(ctx, Message::text(text), |state| {
+        state.records[ctx.conn].hello_at = Some(Instant::now());
+        if let Some(info) = state.conns.get_mut(&ctx.conn) {
+            info.hello = true;
+        }
+        state.note_ready();
+    })
+    .await;
     ctx.shared.notify.notify_one();
-    true
+    ok
 }
 
 async fn send_disconnect(ctx: &Conn<'_>, reason: &str) -> bool {
-    if !send(ctx.sink, Message::text(disconnect_json(reason))).await {
-        return false;
-    }
-    let mut state = ctx.shared.state();
-    state.records[ctx.conn]
-        .disconnects
-        .push((Instant::now(), reason.to_owned()));
-    if let Some(info) = state.conns.get_mut(&ctx.conn) {
-        info.draining = true;
-    }
-    true
+    send_noting(ctx, Message::text(disconnect_json(reason)), |state| {
+        state.records[ctx.conn]
+            .disconnects
+            .push((Instant::now(), reason.to_owned()));
+        if let Some(info) = state.conns.get_mut(&ctx.conn) {
+            info.draining = true;
+        }
+    })
+    .await
 }
 
-/// Writes a tracked envelope; on failure it goes back to the dispatcher.
+/// Writes a tracked envelope (recorded as sent just before the write); on failure the record is
+/// undone and the envelope goes back to the dispatcher.
 async fn send_envelope(ctx: &Conn<'_>, out: Outgoing) -> bool {
-    let ok = send(ctx.sink, Message::text(out.text.clone())).await;
-    let mut state = ctx.shared.state();
-    if ok {
+    let mut undo = None;
+    let ok = send_noting(ctx, Message::text(out.text.clone()), |state| {
+        let previous = state.deliveries[out.delivery].last_sent;
         state.record_sent(ctx.conn, &out, Instant::now());
-    } else {
+        undo = Some((state.sent.len() - 1, previous));
+    })
+    .await;
+    if !ok {
+        let mut state = ctx.shared.state();
+        if let Some((index, previous)) = undo {
+            // `sent` only grows elsewhere, so the index still points at this record.
+            state.sent.remove(index);
+            let delivery = &mut state.deliveries[out.delivery];
+            delivery.last_sent = previous;
+            delivery.queued = true;
+        }
         state.outbox.push_front(out);
         drop(state);
         ctx.shared.notify.notify_one();
@@ -2654,7 +2694,10 @@ mod tests {
     async fn slack_peer_no_pongs_step_drops_pongs_only() {
         let peer = SlackPeer::start(SlackPeerConfig::new(TOKEN).scripts(vec![
             SlackScript::default(),
-            SlackScript::hello_then(vec![SlackStep::NoPongs, SlackStep::Send("after".into())]),
+            SlackScript::hello_then(vec![
+                SlackStep::NoPongs,
+                SlackStep::Send(r#"{"type":"after"}"#.into()),
+            ]),
         ]));
         // Reads `texts` text frames, then pings and waits for the pong.
         let pong_within = |mut ws: Client, texts: usize| async move {
@@ -2682,9 +2725,144 @@ mod tests {
             "pong from the default script"
         );
         let silent = connect(&peer.issue_url()).await.unwrap();
-        // Hello and "after" arrive (frames still flow), but no pong.
+        // Hello and the `after` frame arrive (frames still flow), but no pong.
         assert!(!pong_within(silent, 2).await, "no pong after NoPongs");
         assert_eq!(peer.pings_received(), 2);
+    }
+
+    #[tokio::test]
+    async fn slack_peer_paced_envelopes_follow_the_rate() {
+        let peer = SlackPeer::with_token(TOKEN);
+        let mut ws = connect(&peer.issue_url()).await.unwrap();
+        next_json(&mut ws).await;
+        assert!(peer.wait_until(WAIT, |p| p.ready_sockets() == 1).await);
+        let envelopes = (0..5)
+            .map(|i| events_api_envelope(&format!("p{i}"), &format!("Ev{i}"), 0, json!({})))
+            .collect();
+        let ids = peer.send_envelopes_paced(envelopes, 20.0);
+        assert_eq!(ids, vec!["p0", "p1", "p2", "p3", "p4"]);
+        for id in &ids {
+            let envelope = next_json(&mut ws).await;
+            assert_eq!(envelope["envelope_id"], id.as_str());
+            ws.send(Message::text(json!({"envelope_id": id}).to_string()))
+                .await
+                .unwrap();
+        }
+        let sent = peer.sent_envelopes();
+        let span = sent[4].at.duration_since(sent[0].at);
+        assert!(span >= Duration::from_millis(190), "{span:?}");
+        assert!(peer.wait_until(WAIT, |p| p.acks().len() == 5).await);
+        assert!(peer.unacked().is_empty());
+        assert_eq!(peer.ack_latencies().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn slack_peer_script_envelope_gives_up_after_max_redeliveries() {
+        let peer = SlackPeer::start(
+            SlackPeerConfig::new(TOKEN)
+                .ack_deadline(Duration::from_millis(100))
+                .max_redeliveries(1)
+                .scripts(vec![SlackScript::hello_then(vec![SlackStep::Envelope(
+                    slash_command_envelope("s1", "/deploy", "prod"),
+                )])]),
+        );
+        let mut ws = connect(&peer.issue_url()).await.unwrap();
+        assert_eq!(next_json(&mut ws).await["type"], "hello");
+        assert_eq!(next_json(&mut ws).await["envelope_id"], "s1");
+        let retry = next_json(&mut ws).await;
+        assert_eq!(retry["retry_attempt"], 1);
+        assert_eq!(retry["payload"]["command"], "/deploy");
+        assert!(
+            peer.wait_until(WAIT, |p| p.given_up() == vec!["s1"]).await,
+            "{:?}",
+            peer.given_up()
+        );
+        assert_eq!(peer.sent_envelopes().len(), 2);
+        assert_eq!(peer.unacked(), vec!["s1"]);
+        // A late ACK for the first id still settles the event.
+        ws.send(Message::text(r#"{"envelope_id":"s1"}"#))
+            .await
+            .unwrap();
+        assert!(peer.wait_until(WAIT, |p| p.is_settled("s1")).await);
+    }
+
+    #[tokio::test]
+    async fn slack_peer_stalled_socket_gets_no_envelopes_and_no_pongs() {
+        let peer = SlackPeer::start(SlackPeerConfig::new(TOKEN).scripts(vec![
+            SlackScript::hello_then(vec![SlackStep::Stall]),
+            SlackScript::default(),
+        ]));
+        let mut stalled = connect(&peer.issue_url()).await.unwrap();
+        next_json(&mut stalled).await;
+        let mut live = connect(&peer.issue_url()).await.unwrap();
+        assert_eq!(next_json(&mut live).await["num_connections"], 2);
+        assert!(
+            peer.wait_until(WAIT, |p| p.ready_connections() == vec![1])
+                .await
+        );
+        assert_eq!(peer.live_sockets(), 2);
+        peer.send_envelopes(
+            (0..3)
+                .map(|i| events_api_envelope(&format!("e{i}"), "Ev", 0, json!({})))
+                .collect(),
+        );
+        for _ in 0..3 {
+            next_json(&mut live).await;
+        }
+        assert!(peer.sent_envelopes().iter().all(|s| s.conn == 1));
+        stalled
+            .send(Message::Ping(Bytes::from_static(b"p")))
+            .await
+            .unwrap();
+        let answered = tokio::time::timeout(Duration::from_millis(300), stalled.next()).await;
+        assert!(
+            answered.is_err(),
+            "a stalled socket stays silent: {answered:?}"
+        );
+        assert_eq!(peer.live_sockets(), 2);
+    }
+
+    #[tokio::test]
+    async fn slack_peer_refresh_every_targets_the_oldest_socket() {
+        let peer = SlackPeer::with_token(TOKEN);
+        let mut old = connect(&peer.issue_url()).await.unwrap();
+        next_json(&mut old).await;
+        let mut new = connect(&peer.issue_url()).await.unwrap();
+        next_json(&mut new).await;
+        assert!(peer.wait_until(WAIT, |p| p.ready_sockets() == 2).await);
+        let started = Instant::now();
+        peer.refresh_every(Duration::from_millis(150), Duration::from_millis(100));
+        assert_eq!(next_json(&mut old).await["reason"], "refresh_requested");
+        // The old socket is closed by the peer: the client sees a close frame (and reading on
+        // sends its reply).
+        let mut code = None;
+        let ended = tokio::time::timeout(WAIT, async {
+            while let Some(Ok(message)) = old.next().await {
+                if let Message::Close(frame) = message {
+                    code = frame.map(|f| u16::from(f.code));
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok());
+        assert_eq!(code, Some(1000));
+        // The remaining socket is next; stopping the job stops refreshes.
+        assert_eq!(next_json(&mut new).await["reason"], "refresh_requested");
+        peer.stop_background();
+        assert!(peer.wait_until(WAIT, |p| p.live_sockets() == 0).await);
+        let records = peer.connections();
+        assert_eq!(records[0].disconnects.len(), 1);
+        assert_eq!(records[1].disconnects.len(), 1);
+        let second_refresh = records[1].disconnects[0].0;
+        assert!(records[0].disconnects[0].0 < second_refresh);
+        assert!(records[0].disconnects[0].0.duration_since(started) >= Duration::from_millis(150));
+        // Never without a ready socket until the last one was closed.
+        let gaps = peer.gaps_without_ready(started);
+        assert_eq!(gaps.len(), 1, "{gaps:?}");
+        assert!(
+            gaps[0].0 >= second_refresh + Duration::from_millis(100),
+            "{gaps:?}"
+        );
     }
 
     #[test]
