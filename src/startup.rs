@@ -58,7 +58,14 @@ impl Application {
             registry.clone(),
             publisher.clone(),
         );
-        let supervisor = start_sources(&settings, &db, &keyring, dispatch.clone()).await?;
+        let supervisor = start_sources(
+            &settings,
+            &db,
+            &keyring,
+            dispatch.clone(),
+            publisher.clone(),
+        )
+        .await?;
         spawn_maintenance(db.clone(), registry.clone(), dispatch.clone());
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("binding {}", settings.bind))?;
@@ -73,6 +80,7 @@ impl Application {
             supervisor: supervisor.clone(),
             automations: registry,
             dispatch,
+            publisher: publisher.clone(),
             webhook_limits: std::sync::Mutex::new(std::collections::HashMap::new()),
             webhook_counters: Default::default(),
             webhook_exprs: Default::default(),
@@ -80,6 +88,8 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(TracingLogger::default())
+                // Outermost: takes a stream token out of the URL before anything logs it.
+                .wrap(actix_web::middleware::from_fn(api::stream::hide_token))
                 .app_data(state.clone())
                 .configure(api::configure)
         })
@@ -139,6 +149,7 @@ async fn start_sources(
     db: &DatabaseConnection,
     keyring: &Keyring,
     dispatch: DispatchPool,
+    publisher: Publisher,
 ) -> anyhow::Result<Addr<SourceSupervisor>> {
     let rows = db::sources::all_sources(db)
         .await
@@ -170,6 +181,7 @@ async fn start_sources(
         },
         tls: tls_config()?,
         status: StatusWriter::start(db.clone()),
+        publisher,
     });
     let supervisor = SourceSupervisor::new(rt, initial, settings.connects_per_second).start();
     let recovered = dispatch

@@ -17,5 +17,6 @@ mod keys;
 mod rotation;
 mod secrets;
 mod sources;
+mod stream;
 mod supervision;
 mod webhooks;
