@@ -493,7 +493,8 @@ async fn latency(backend: Backend, rate: usize, seconds: usize) {
                     samples.push(now_us.saturating_sub(sent));
                 }
             }
-            Ok(Err(RecvError::Lagged(_))) => {}
+            // Other live messages (source.status, event.received, event.dispatched).
+            Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
             Ok(Err(RecvError::Closed)) | Err(_) => break,
         }
     }

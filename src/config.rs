@@ -60,6 +60,9 @@ pub struct Settings {
     pub connects_per_second: f64,
     /// Events each dispatch actor keeps in memory; beyond that they are read back from storage.
     pub dispatch_queue_limit: usize,
+    /// Seconds between the live stream's pings; a client that has not answered by the next one is
+    /// disconnected.
+    pub stream_ping_interval_s: u64,
 }
 
 fn serialize_redacted<S: serde::Serializer>(
@@ -92,6 +95,7 @@ impl Default for Settings {
             dispatch_workers: None,
             connects_per_second: 50.0,
             dispatch_queue_limit: 20_000,
+            stream_ping_interval_s: 20,
         }
     }
 }
@@ -167,6 +171,12 @@ impl Settings {
         }
         if self.dispatch_queue_limit == 0 {
             return invalid("SWITCHBOARD_DISPATCH_QUEUE_LIMIT", "must be at least 1");
+        }
+        if !(1..=3600).contains(&self.stream_ping_interval_s) {
+            return invalid(
+                "SWITCHBOARD_STREAM_PING_INTERVAL_S",
+                "must be between 1 and 3600",
+            );
         }
         if !(self.connects_per_second.is_finite() && self.connects_per_second > 0.0) {
             return invalid(

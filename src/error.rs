@@ -31,6 +31,9 @@ pub enum ApiError {
     /// The body is not JSON at all (400).
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
+    /// The request is not what the endpoint speaks, e.g. a plain GET of the WebSocket stream (400).
+    #[error("{0}")]
+    BadRequest(String),
     /// The input is well-formed but invalid (422).
     #[error("{}", summarize(.0))]
     Validation(Vec<FieldError>),
@@ -92,6 +95,7 @@ impl ApiError {
     fn title(&self) -> &'static str {
         match self {
             Self::MalformedJson(_) => "Malformed JSON",
+            Self::BadRequest(_) => "Bad request",
             Self::Validation(_) => "Invalid input",
             Self::Unauthorized | Self::SignatureRejected { .. } => "Unauthorized",
             Self::UnsupportedMediaType(_) => "Unsupported media type",
@@ -141,7 +145,7 @@ impl From<sea_orm::TransactionError<ApiError>> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            Self::MalformedJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized | Self::SignatureRejected { .. } => StatusCode::UNAUTHORIZED,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

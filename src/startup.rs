@@ -62,8 +62,15 @@ impl Application {
             publisher.clone(),
             metrics.clone(),
         );
-        let supervisor =
-            start_sources(&settings, &db, &keyring, dispatch.clone(), metrics.clone()).await?;
+        let supervisor = start_sources(
+            &settings,
+            &db,
+            &keyring,
+            dispatch.clone(),
+            publisher.clone(),
+            metrics.clone(),
+        )
+        .await?;
         spawn_maintenance(db.clone(), registry.clone(), dispatch.clone());
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("binding {}", settings.bind))?;
@@ -78,6 +85,7 @@ impl Application {
             supervisor: supervisor.clone(),
             automations: registry,
             dispatch,
+            publisher: publisher.clone(),
             webhook_limits: std::sync::Mutex::new(std::collections::HashMap::new()),
             webhook_counters: Default::default(),
             webhook_exprs: Default::default(),
@@ -91,6 +99,8 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(TracingLogger::default())
+                // Outermost: takes a stream token out of the URL before anything logs it.
+                .wrap(actix_web::middleware::from_fn(api::stream::hide_token))
                 .app_data(state.clone())
                 .configure(api::configure)
                 .configure(|cfg| {
@@ -194,6 +204,7 @@ async fn start_sources(
     db: &DatabaseConnection,
     keyring: &Keyring,
     dispatch: DispatchPool,
+    publisher: Publisher,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Addr<SourceSupervisor>> {
     let rows = db::sources::all_sources(db)
@@ -226,6 +237,7 @@ async fn start_sources(
         },
         tls: tls_config()?,
         status: StatusWriter::start(db.clone()),
+        publisher,
         slack_open_interval: Duration::from_secs_f64(1.0 / settings.slack_opens_per_second),
         metrics,
     });

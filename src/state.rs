@@ -7,6 +7,7 @@ use actix::Addr;
 use sea_orm::DatabaseConnection;
 
 use crate::actors::dispatch::DispatchPool;
+use crate::actors::publisher::Publisher;
 use crate::actors::registry::AutomationRegistry;
 use crate::actors::supervisor::SourceSupervisor;
 use crate::config::Settings;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub automations: Arc<AutomationRegistry>,
     /// Where committed webhook events go.
     pub dispatch: DispatchPool,
+    /// Live observers: webhook ingest publishes here, live-stream sessions subscribe.
+    pub publisher: Publisher,
     /// Per-webhook rate-limit buckets (per process).
     pub webhook_limits: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, TokenBucket>>,
     /// Compiled expressions per webhook, with the `updated_at` they were compiled from.

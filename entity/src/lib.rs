@@ -8,5 +8,6 @@ pub mod event;
 pub mod org;
 pub mod source_slug;
 pub mod source_status;
+pub mod stream_token;
 pub mod webhook;
 pub mod websocket_source;

@@ -18,6 +18,7 @@ impl MigrationTrait for Migration {
             automations(),
             events(),
             automation_runs(),
+            stream_tokens(),
         ] {
             m.create_table(table).await?;
         }
@@ -30,6 +31,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         for name in [
+            "stream_tokens",
             "automation_runs",
             "events",
             "automations",
@@ -215,6 +217,21 @@ fn automation_runs() -> TableCreateStatement {
         .col(timestamp_with_time_zone("created_at"))
         .col(timestamp_with_time_zone_null("started_at"))
         .col(timestamp_with_time_zone_null("completed_at"))
+        .to_owned()
+}
+
+/// Short-lived, single-use tokens for `GET /v1/stream?token=…` (browsers cannot set headers on a
+/// WebSocket upgrade). Only the SHA-256 of a token is stored.
+fn stream_tokens() -> TableCreateStatement {
+    Table::create()
+        .table("stream_tokens")
+        .if_not_exists()
+        .col(uuid("id").primary_key())
+        .col(uuid("org_id"))
+        .col(uuid("key_id"))
+        .col(string_uniq("token_hash"))
+        .col(timestamp_with_time_zone("created_at"))
+        .col(timestamp_with_time_zone("expires_at"))
         .to_owned()
 }
 

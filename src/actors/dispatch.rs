@@ -203,16 +203,19 @@ impl DispatchActor {
             .collect();
         ctx.spawn(
             async move {
-                let runs: Vec<(entity::automation_run::Model, Arc<serde_json::Value>)> =
-                    if publisher.has_subscribers() {
-                        observed_runs(&records, &batch)
-                    } else {
-                        Vec::new()
-                    };
+                let (runs, dispatched) = if publisher.has_subscribers() {
+                    let runs = observed_runs(&records, &batch);
+                    (runs, observed_dispatches(&records, &batch))
+                } else {
+                    (Vec::new(), Vec::new())
+                };
                 let started = std::time::Instant::now();
                 let created = commit_with_retry(&db, records).await;
                 observe_commit(&metrics, started.elapsed(), &received, created.len());
                 publish_created(&publisher, runs, &created);
+                for message in dispatched {
+                    publisher.publish(message);
+                }
             }
             .into_actor(self)
             .map(|(), act, ctx| {
@@ -321,7 +324,6 @@ fn run_row(id: Uuid, outcome: &Outcome, event: &PendingEvent) -> entity::automat
     }
 }
 
-/// Tells live observers about the runs this commit created.
 /// The runs of a batch with what each carries, for live observers.
 fn observed_runs(
     records: &[DispatchRecord],
@@ -342,6 +344,21 @@ fn observed_runs(
                 .runs
                 .iter()
                 .map(move |run| (run.clone(), carried.clone()))
+        })
+        .collect()
+}
+
+/// The `event.dispatched` messages of a batch (published once it is committed).
+fn observed_dispatches(records: &[DispatchRecord], batch: &[PendingEvent]) -> Vec<Published> {
+    records
+        .iter()
+        .zip(batch)
+        .map(|(record, event)| Published::EventDispatched {
+            org_id: event.org_id,
+            event_id: event.id,
+            source: event.source.clone(),
+            event_key: event.event_key.clone(),
+            outcome: record.outcome.clone(),
         })
         .collect()
 }

@@ -1,7 +1,7 @@
 //! The inbox writer of one connection: takes prepared messages from a bounded channel (the
 //! buffer; when it is full the connection stops reading its socket), commits them in batches,
 //! retrying while storage is down (never dropping), then hands back the ACK frames of committed
-//! or duplicate messages and passes stored events to dispatch.
+//! or duplicate messages, passes stored events to dispatch and tells live observers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use futures_util::stream::FuturesOrdered;
 use tokio::sync::mpsc;
 
 use super::dispatch::PendingEvent;
+use super::publisher::{Published, Publisher};
 use super::runtime::SourceRuntime;
 use super::spec::SourceSpec;
 use super::status::{Count, SourceCounters};
@@ -115,6 +116,9 @@ fn finish(
     frames: AckFrames,
     now: chrono::DateTime<chrono::Utc>,
 ) {
+    if rt.publisher.has_subscribers() {
+        publish_received(&rt.publisher, &rows, &stored);
+    }
     let mut pending = Vec::new();
     let (mut new, mut dup) = (0, 0);
     for (row, stored) in rows.into_iter().zip(stored) {
@@ -138,6 +142,23 @@ fn finish(
         let _ = acks.send(frames);
     }
     rt.dispatch.dispatch(spec.id, pending);
+}
+
+/// Tells live observers about every committed event and every duplicate (whose earlier event's
+/// id is not known here).
+fn publish_received(publisher: &Publisher, rows: &[entity::event::Model], stored: &[bool]) {
+    for (row, stored) in rows.iter().zip(stored) {
+        publisher.publish(Published::EventReceived {
+            org_id: row.org_id,
+            event_id: stored.then_some(row.id),
+            origin: "websocket",
+            source: row.source.clone(),
+            event_key: row.event_key.clone(),
+            status: row.status.clone(),
+            duplicate: !stored,
+            received_at: row.received_at,
+        });
+    }
 }
 
 async fn insert_with_retry(

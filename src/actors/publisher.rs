@@ -4,9 +4,12 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::broadcast;
 use uuid::Uuid;
+
+use super::status::StatusSnapshot;
 
 /// How many messages a slow subscriber may fall behind before it starts losing them.
 const CAPACITY: usize = 4096;
@@ -29,6 +32,74 @@ pub enum Published {
         /// The run's payload (`event_id`, `source`, `event_key`, `received_at`, `payload`).
         event_payload: Arc<serde_json::Value>,
     },
+    /// A source changed state (every transition of DESIGN §4.6).
+    #[serde(rename = "source.status")]
+    SourceStatus {
+        /// Org.
+        org_id: Uuid,
+        /// The source.
+        source_id: Uuid,
+        /// Its slug.
+        slug: String,
+        /// The status object as `GET /v1/websocket-sources/{id}` shows it (see [`status_json`]).
+        status: serde_json::Value,
+    },
+    /// A message was committed as an event, or recognised as a duplicate of one.
+    #[serde(rename = "event.received")]
+    EventReceived {
+        /// Org.
+        org_id: Uuid,
+        /// The stored event; for a duplicate the earlier event when known, else `None`.
+        event_id: Option<Uuid>,
+        /// `websocket` or `webhook`.
+        origin: &'static str,
+        /// Source slug.
+        source: String,
+        /// Event key.
+        event_key: Option<String>,
+        /// Event status (`received`, `no_key`, `error`).
+        status: String,
+        /// Whether it was a duplicate (not stored again).
+        duplicate: bool,
+        /// When it was received.
+        received_at: DateTime<Utc>,
+    },
+    /// An event was matched against the automations and its runs and outcome committed.
+    #[serde(rename = "event.dispatched")]
+    EventDispatched {
+        /// Org.
+        org_id: Uuid,
+        /// The event.
+        event_id: Uuid,
+        /// Source slug.
+        source: String,
+        /// Event key.
+        event_key: Option<String>,
+        /// Outcome per automation, as `GET /v1/events/{id}` shows it.
+        outcome: serde_json::Value,
+    },
+}
+
+/// The status object of a source as the REST API shows it (`StatusOut`): the snapshot without
+/// its `source_id`.
+pub fn status_json(snapshot: &StatusSnapshot) -> serde_json::Value {
+    let mut value = serde_json::to_value(snapshot).unwrap_or(serde_json::Value::Null);
+    if let Some(map) = value.as_object_mut() {
+        map.remove("source_id");
+    }
+    value
+}
+
+impl Published {
+    /// A `source.status` message for a snapshot of the source `slug` of `org_id`.
+    pub fn source_status(org_id: Uuid, slug: &str, snapshot: &StatusSnapshot) -> Published {
+        Published::SourceStatus {
+            org_id,
+            source_id: snapshot.source_id,
+            slug: slug.to_owned(),
+            status: status_json(snapshot),
+        }
+    }
 }
 
 /// Cheap-to-clone handle of the publisher.

@@ -1,5 +1,5 @@
 //! What every source actor shares: storage, the dispatch pool, the network policy, the TLS
-//! configuration and the ordered status writer.
+//! configuration, the ordered status writer and the publisher.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::dispatch::DispatchPool;
+use super::publisher::Publisher;
 use crate::db::status::{self, StateRecord};
 use crate::netpolicy::NetworkPolicy;
 
@@ -27,6 +28,8 @@ pub struct SourceRuntime {
     pub slack_open_interval: std::time::Duration,
     /// The application's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Live observers (state changes, received events).
+    pub publisher: Publisher,
 }
 
 /// A TLS client configuration with the webpki roots, HTTP/1.1 only (WebSocket upgrades).

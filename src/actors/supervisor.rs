@@ -22,6 +22,7 @@ use super::messages::{
     SendError, SendFrame, Shutdown, SourceDown, SourceReady, StopSource, SwapSpec, Update,
 };
 use super::policy::{Decision, FailureClass, RestartPolicy, RetryState};
+use super::publisher::Published;
 use super::rate_limit::{ConnectRateLimiter, startup_jitter};
 use super::runtime::{SourceRuntime, StatusWrite};
 use super::source::SourceActor;
@@ -221,6 +222,11 @@ impl SourceSupervisor {
         };
         child.shown = Some(shown);
         self.rt.status.write(StatusWrite::State(id, record));
+        if self.rt.publisher.has_subscribers() {
+            let snapshot = Self::snapshot(child);
+            let message = Published::source_status(child.spec.org_id, &child.spec.slug, &snapshot);
+            self.rt.publisher.publish(message);
+        }
     }
 
     /// Holds the whole source in `state` (paused, failed, disabled): every slot stops.

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::Path;
 use super::webhook_dto::open_secrets;
 use crate::actors::dispatch::PendingEvent;
+use crate::actors::publisher::Published;
 use crate::db;
 use crate::error::ApiError;
 use crate::pipeline::expr::to_value;
@@ -213,6 +214,7 @@ async fn ingest(
     let row = event_row(hook, event, meta);
     let stored = db::inbox::insert_events(&state.db, std::slice::from_ref(&row)).await?;
     if stored.first().copied().unwrap_or(false) {
+        publish_received(state, &row, Some(row.id), false);
         if row.dispatched_at.is_none() {
             let pending = PendingEvent::from(row.clone());
             state.dispatch.dispatch(pending.route, vec![pending]);
@@ -225,8 +227,31 @@ async fn ingest(
     let existing =
         db::events::find_event_by_dedup_key(&state.db, hook.org_id, &hook.source, &row.dedup_key)
             .await?;
-    let body = json!({"event_id": existing.map(|e| e.id), "duplicate": true});
+    let existing = existing.map(|e| e.id);
+    publish_received(state, &row, existing, true);
+    let body = json!({"event_id": existing, "duplicate": true});
     Ok((HttpResponse::Ok().json(body), "duplicate"))
+}
+
+/// Tells live observers about a stored delivery or a duplicate of one.
+fn publish_received(
+    state: &AppState,
+    row: &entity::event::Model,
+    event_id: Option<Uuid>,
+    duplicate: bool,
+) {
+    if state.publisher.has_subscribers() {
+        state.publisher.publish(Published::EventReceived {
+            org_id: row.org_id,
+            event_id,
+            origin: "webhook",
+            source: row.source.clone(),
+            event_key: row.event_key.clone(),
+            status: row.status.clone(),
+            duplicate,
+            received_at: row.received_at,
+        });
+    }
 }
 
 /// The webhook's expressions (its own or its preset's), compiled once per webhook revision and

@@ -14,6 +14,7 @@ pub mod replay;
 pub mod runs;
 pub mod source_dto;
 pub mod sources;
+pub mod stream;
 pub mod webhook_dto;
 pub mod webhooks;
 
@@ -130,6 +131,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(events::list_events)
                 .service(events::get_event)
                 .service(expressions::evaluate)
+                .service(stream::stream)
+                .service(stream::create_stream_token)
                 .service(inbound::receive),
         )
         .default_service(web::to(|| async {

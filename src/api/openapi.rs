@@ -8,7 +8,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use super::{
     automations, events, expressions, inbound, keys, ops, replay, runs, source_dto, sources,
-    webhook_dto, webhooks,
+    stream, webhook_dto, webhooks,
 };
 
 struct BearerAuth;
@@ -41,11 +41,13 @@ impl Modify for BearerAuth {
         runs::list_runs, runs::list_automation_runs, runs::get_run, runs::cancel_run,
         events::list_events, events::get_event,
         expressions::evaluate, replay::replay_event, replay::dry_run, inbound::receive,
+        stream::stream, stream::create_stream_token,
     ),
     components(schemas(crate::error::Problem, crate::validation::FieldError, source_dto::SourceIn, webhook_dto::WebhookIn)),
     tags(
         (name = "ops"), (name = "keys"), (name = "websocket-sources"), (name = "webhooks"),
         (name = "automations"), (name = "runs"), (name = "events"), (name = "expressions"),
+        (name = "stream"),
     )
 )]
 pub struct ApiDoc;

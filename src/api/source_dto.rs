@@ -95,6 +95,20 @@ impl From<source_status::Model> for StatusOut {
     }
 }
 
+impl From<StatusSnapshot> for StatusOut {
+    fn from(live: StatusSnapshot) -> Self {
+        Self {
+            state: live.state.as_str().to_owned(),
+            detail: live.detail,
+            connected_at: live.connected_at,
+            last_event_at: live.last_event_at,
+            next_retry_at: live.next_retry_at,
+            consecutive_failures: i32::try_from(live.consecutive_failures).unwrap_or(i32::MAX),
+            counters: live.counters,
+        }
+    }
+}
+
 /// A source as shown: secrets appear only as names and flags, URLs without credentials.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SourceOut {
@@ -182,15 +196,9 @@ impl SourceOut {
 
     /// Overlays the live status this process has (fresher than the coalesced stored one).
     fn overlay(&mut self, live: StatusSnapshot) {
-        self.status = StatusOut {
-            state: live.state.as_str().to_owned(),
-            detail: live.detail,
-            connected_at: live.connected_at,
-            last_event_at: live.last_event_at.or(self.status.last_event_at),
-            next_retry_at: live.next_retry_at,
-            consecutive_failures: i32::try_from(live.consecutive_failures).unwrap_or(i32::MAX),
-            counters: live.counters,
-        };
+        let stored_last_event = self.status.last_event_at;
+        self.status = StatusOut::from(live);
+        self.status.last_event_at = self.status.last_event_at.or(stored_last_event);
     }
 
     /// Several sources with their status rows (one query for all statuses).

@@ -11,6 +11,7 @@ pub mod runs;
 pub mod slugs;
 pub mod sources;
 pub mod status;
+pub mod stream_tokens;
 pub mod webhooks;
 
 use std::time::Duration;

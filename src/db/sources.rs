@@ -86,6 +86,23 @@ pub async fn list_sources(
     Ok((items, total))
 }
 
+/// Every source of an org (or the one with `slug`), oldest first (the live stream's snapshot).
+pub async fn org_sources(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    slug: Option<&str>,
+) -> Result<Vec<websocket_source::Model>, DbErr> {
+    let mut query =
+        websocket_source::Entity::find().filter(websocket_source::Column::OrgId.eq(org_id));
+    if let Some(slug) = slug {
+        query = query.filter(websocket_source::Column::Source.eq(slug));
+    }
+    query
+        .order_by_asc(websocket_source::Column::Id)
+        .all(db)
+        .await
+}
+
 /// Every source of every org (for `keys rotate` and the supervisor).
 pub async fn all_sources(db: &impl ConnectionTrait) -> Result<Vec<websocket_source::Model>, DbErr> {
     websocket_source::Entity::find()

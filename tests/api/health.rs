@@ -49,6 +49,8 @@ async fn openapi_describes_every_endpoint() {
         ("/v1/automations/test", &["post"]),
         ("/v1/expressions/evaluate", &["post"]),
         ("/v1/events/{org_id}/{source}", &["post"]),
+        ("/v1/stream", &["get"]),
+        ("/v1/stream/tokens", &["post"]),
     ];
     for (path, methods) in expected {
         let item = paths

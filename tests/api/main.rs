@@ -19,5 +19,6 @@ mod rotation;
 mod secrets;
 mod slack;
 mod sources;
+mod stream;
 mod supervision;
 mod webhooks;

@@ -1,0 +1,290 @@
+//! The live stream: `GET /v1/stream` upgrades to a WebSocket served by one [`StreamSession`]
+//! actor per client, after authenticating with an API key (`Authorization: Bearer`) or a stream
+//! token (`?token=`); `POST /v1/stream/tokens` hands out those tokens (short-lived, single use,
+//! stored hashed) for clients that cannot set headers on an upgrade, such as browsers. Every use
+//! of `actix-web-actors` stays inside this module.
+
+pub mod outbox;
+pub mod protocol;
+pub mod session;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Uri;
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, get, post, web};
+use actix_web_actors::ws;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt as _;
+use rand::Rng as _;
+use rand::distr::Alphanumeric;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use self::outbox::Outbox;
+use self::session::StreamSession;
+use super::body::parse_json;
+use super::source_dto::SourceOut;
+use crate::auth::{self, Caller, Role};
+use crate::db;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Every stream token starts with this.
+pub const TOKEN_PREFIX: &str = "sbs_";
+/// A token's lifetime when none is asked for.
+pub const DEFAULT_TTL_S: u64 = 300;
+/// The longest lifetime a token may ask for.
+pub const MAX_TTL_S: u64 = 3600;
+/// Frames larger than this close the connection (1009); messages over
+/// [`protocol::MAX_MESSAGE_BYTES`] but under it only get an error frame.
+const MAX_FRAME_BYTES: usize = 4 * protocol::MAX_MESSAGE_BYTES;
+/// Largest body of a token request.
+const MAX_TOKEN_BODY: usize = 4096;
+const STREAM_PATH: &str = "/v1/stream";
+
+/// A stream token taken out of the URL by [`hide_token`].
+#[derive(Clone)]
+struct StreamToken(SecretString);
+
+/// Options of a new stream token (the body may also be empty).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StreamTokenIn {
+    /// Lifetime in seconds, 1..=3600 (default 300).
+    #[serde(default)]
+    pub ttl_s: Option<u64>,
+}
+
+/// A new stream token: pass it as `GET /v1/stream?token=…` once, before it expires.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamTokenOut {
+    /// The token (shown once; stored only as a hash).
+    pub token: String,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// Its lifetime in seconds.
+    pub ttl_s: u64,
+}
+
+/// Issues a short-lived, single-use token that opens the live stream of the caller's org.
+#[utoipa::path(context_path = "/v1", tag = "stream", security(("bearer" = [])),
+    request_body(content = StreamTokenIn, description = "Optional; an empty body gives the default lifetime"),
+    responses((status = 201, body = StreamTokenOut, example = json!({"token": "sbs_…", "expires_at": "2026-01-01T12:05:00Z", "ttl_s": 300})),
+        (status = 401, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+#[post("/stream/tokens")]
+pub async fn create_stream_token(
+    state: web::Data<AppState>,
+    caller: Caller,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let input = read_optional_body(payload).await?;
+    let ttl_s = input.ttl_s.unwrap_or(DEFAULT_TTL_S);
+    if !(1..=MAX_TTL_S).contains(&ttl_s) {
+        return Err(ApiError::field(
+            "ttl_s",
+            format!("must be between 1 and {MAX_TTL_S}"),
+        ));
+    }
+    let now = db::now();
+    db::stream_tokens::delete_expired_stream_tokens(&state.db, now).await?;
+    let token = generate_token();
+    let expires_at = now + chrono::Duration::seconds(i64::try_from(ttl_s).unwrap_or(0));
+    db::stream_tokens::insert_stream_token(
+        &state.db,
+        db::stream_tokens::NewStreamToken {
+            org_id: caller.org_id,
+            key_id: caller.key_id,
+            token_hash: &auth::hash_key(&token),
+            expires_at,
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(StreamTokenOut {
+        token,
+        expires_at,
+        ttl_s,
+    }))
+}
+
+/// Opens the live stream (a WebSocket; see the README for its messages).
+#[utoipa::path(context_path = "/v1", tag = "stream", security(("bearer" = [])),
+    params(("token" = Option<String>, Query, description = "A stream token, instead of the Authorization header")),
+    responses((status = 101, description = "Switched to the WebSocket protocol"),
+        (status = 400, body = crate::error::Problem, description = "Not a WebSocket upgrade"),
+        (status = 401, body = crate::error::Problem)))]
+#[get("/stream")]
+pub async fn stream(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let handshake = ws::handshake(&req);
+    let caller = authenticate(&state, &req, handshake.is_ok()).await?;
+    let mut response = handshake.map_err(not_an_upgrade)?;
+    let outbox = Outbox::new();
+    let session = StreamSession::new(caller.org_id, state.clone(), outbox.clone());
+    let codec = actix_http::ws::Codec::new().max_size(MAX_FRAME_BYTES);
+    let frames = ws::WebsocketContext::with_codec(session, payload, codec);
+    tracing::info!(org_id = %caller.org_id, key_id = %caller.key_id, "live stream opened");
+    Ok(response.streaming(outbox.pump(frames)))
+}
+
+fn not_an_upgrade(err: ws::HandshakeError) -> ApiError {
+    ApiError::BadRequest(format!("expected a WebSocket upgrade: {err}"))
+}
+
+/// The API key of the header, else the stream token of the URL (consumed only for a real
+/// upgrade, so a mistaken plain GET does not burn it).
+async fn authenticate(
+    state: &AppState,
+    req: &HttpRequest,
+    upgrading: bool,
+) -> Result<Caller, ApiError> {
+    if let Some(key) = auth::bearer_token(req) {
+        return auth::authenticate(state, key).await;
+    }
+    let token = req
+        .extensions()
+        .get::<StreamToken>()
+        .cloned()
+        .ok_or(ApiError::Unauthorized)?;
+    if !upgrading {
+        return Err(ApiError::BadRequest(
+            "expected a WebSocket upgrade; the token was not used".to_owned(),
+        ));
+    }
+    consume_token(state, token.0.expose_secret()).await
+}
+
+/// Consumes a stream token; the key that issued it must still be active.
+async fn consume_token(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    if !token.starts_with(TOKEN_PREFIX) {
+        return Err(ApiError::Unauthorized);
+    }
+    let found =
+        db::stream_tokens::consume_stream_token(&state.db, &auth::hash_key(token), db::now())
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+    let key = db::api_keys::find_api_key(&state.db, found.org_id, found.key_id)
+        .await?
+        .filter(|k| k.revoked_at.is_none())
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(Caller {
+        org_id: found.org_id,
+        key_id: key.id,
+        role: Role::parse(&key.role).ok_or(ApiError::Unauthorized)?,
+    })
+}
+
+/// The status of every source of the org (or the one with `slug`), as the REST API shows it.
+async fn load_statuses(
+    state: &AppState,
+    org_id: Uuid,
+    slug: Option<&str>,
+) -> Result<Vec<Value>, ApiError> {
+    let rows = db::sources::org_sources(&state.db, org_id, slug).await?;
+    let shown = SourceOut::load_many(state, rows).await?;
+    Ok(shown
+        .into_iter()
+        .map(|s| json!({"source_id": s.id, "source": s.source, "status": s.status}))
+        .collect())
+}
+
+fn generate_token() -> String {
+    let random: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(40)
+        .map(char::from)
+        .collect();
+    format!("{TOKEN_PREFIX}{random}")
+}
+
+async fn read_optional_body(mut payload: web::Payload) -> Result<StreamTokenIn, ApiError> {
+    let mut bytes = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+        if bytes.len() + chunk.len() > MAX_TOKEN_BODY {
+            return Err(ApiError::PayloadTooLarge(MAX_TOKEN_BODY));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(StreamTokenIn::default());
+    }
+    parse_json(&bytes)
+}
+
+/// Middleware (outermost): moves `token` out of the query of `GET /v1/stream` into the request,
+/// so the URL that the request span records, and anything logged, never holds it.
+pub async fn hide_token(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    if req.path() == STREAM_PATH
+        && let Some((token, uri)) = split_token(req.uri())
+    {
+        req.extensions_mut()
+            .insert(StreamToken(SecretString::from(token)));
+        req.match_info_mut().get_mut().update(&uri);
+        req.head_mut().uri = uri;
+    }
+    next.call(req).await
+}
+
+/// Splits `token` off a URI's query: the token, and the URI without it.
+fn split_token(uri: &Uri) -> Option<(String, Uri)> {
+    let query = uri.query()?;
+    let mut token = None;
+    let rest: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .filter_map(|(name, value)| {
+            if name == "token" {
+                token.get_or_insert_with(|| value.into_owned());
+                None
+            } else {
+                Some((name.into_owned(), value.into_owned()))
+            }
+        })
+        .collect();
+    let token = token?;
+    let rest = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(rest)
+        .finish();
+    let path_and_query = if rest.is_empty() {
+        uri.path().to_owned()
+    } else {
+        format!("{}?{rest}", uri.path())
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path_and_query.parse().ok()?);
+    Some((token, Uri::from_parts(parts).ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_token_leaves_the_url() {
+        let uri: Uri = "/v1/stream?token=sbs_abc%2Bd&x=1".parse().unwrap();
+        let (token, rest) = split_token(&uri).unwrap();
+        assert_eq!(token, "sbs_abc+d");
+        assert_eq!(rest.to_string(), "/v1/stream?x=1");
+        let (_, bare) = split_token(&"/v1/stream?token=t".parse().unwrap()).unwrap();
+        assert_eq!(bare.to_string(), "/v1/stream");
+        assert!(split_token(&"/v1/stream?x=1".parse().unwrap()).is_none());
+        assert!(split_token(&"/v1/stream".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn tokens_are_long_and_prefixed() {
+        let token = generate_token();
+        assert!(token.starts_with(TOKEN_PREFIX));
+        assert_eq!(token.len(), TOKEN_PREFIX.len() + 40);
+        assert_ne!(token, generate_token());
+    }
+}

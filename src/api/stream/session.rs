@@ -1,0 +1,317 @@
+//! `StreamSession`: the actor behind one live-stream connection. It reads the client's messages
+//! (size and rate limited; bad ones answered with an error frame, the connection stays open), holds
+//! the connection's subscriptions, forwards matching messages of its org from the publisher, pings
+//! the client and drops it when a ping goes unanswered. It never waits for the client: when the
+//! send queue is full it drops messages and later says how many (`lagged`).
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_http::ws::Item;
+use actix_web::web;
+use actix_web_actors::ws;
+use chrono::Utc;
+use futures_util::Stream;
+use tokio::sync::broadcast::{self, error::RecvError};
+use uuid::Uuid;
+
+use super::outbox::Outbox;
+use super::protocol::{self, ClientMessage, Refusal, Subscription, Topic};
+use crate::actors::publisher::Published;
+use crate::pipeline::expr::to_value;
+use crate::state::AppState;
+use crate::webhooks::inbound::TokenBucket;
+
+/// Client messages per second a connection may send.
+pub const MESSAGES_PER_SECOND: f64 = 20.0;
+/// Client messages a connection may send at once.
+pub const MESSAGE_BURST: u32 = 40;
+/// How often a session that dropped messages checks whether it can say so.
+const LAG_CHECK: Duration = Duration::from_millis(200);
+
+/// Publisher → session, as a stream item (the broadcast channel never waits for a session);
+/// answers nothing.
+#[derive(Debug)]
+pub enum Feed {
+    /// A published message.
+    Message(Published),
+    /// The session fell this many messages behind the publisher; they are gone.
+    Lagged(u64),
+}
+
+/// One live-stream connection (started by `GET /v1/stream`, answers nothing: it talks only to its
+/// client).
+pub struct StreamSession {
+    org_id: Uuid,
+    state: web::Data<AppState>,
+    outbox: Outbox,
+    subscriptions: protocol::Subscriptions,
+    bucket: TokenBucket,
+    throttled: bool,
+    ping_interval: Duration,
+    ping_outstanding: bool,
+    missed: u64,
+    lag_watch: bool,
+    reassembly: protocol::Reassembly,
+}
+
+impl StreamSession {
+    /// A session showing `org_id`'s messages, writing through `outbox`.
+    pub fn new(org_id: Uuid, state: web::Data<AppState>, outbox: Outbox) -> StreamSession {
+        let ping_interval = Duration::from_secs(state.settings.stream_ping_interval_s);
+        StreamSession {
+            org_id,
+            state,
+            outbox,
+            subscriptions: protocol::Subscriptions::default(),
+            bucket: TokenBucket::new(MESSAGES_PER_SECOND, MESSAGE_BURST, Instant::now()),
+            throttled: false,
+            ping_interval,
+            ping_outstanding: false,
+            missed: 0,
+            lag_watch: false,
+            reassembly: protocol::Reassembly::default(),
+        }
+    }
+}
+
+/// The publisher's messages for one session, as a stream that never blocks the publisher.
+fn feed(rx: broadcast::Receiver<Published>) -> impl Stream<Item = Feed> {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        match rx.recv().await {
+            Ok(message) => Some((Feed::Message(message), rx)),
+            Err(RecvError::Lagged(n)) => Some((Feed::Lagged(n), rx)),
+            Err(RecvError::Closed) => None,
+        }
+    })
+}
+
+impl Actor for StreamSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.add_stream(feed(self.state.publisher.subscribe()));
+        ctx.run_interval(self.ping_interval, |act, ctx| act.heartbeat(ctx));
+        tracing::debug!(org_id = %self.org_id, "live stream session started");
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        tracing::info!(org_id = %self.org_id, "live stream closed");
+    }
+}
+
+impl StreamHandler<Feed> for StreamSession {
+    fn handle(&mut self, item: Feed, ctx: &mut Self::Context) {
+        match item {
+            Feed::Message(message) => self.forward(&message, ctx),
+            Feed::Lagged(n) => {
+                self.missed += n;
+                self.report_lag(ctx);
+            }
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for StreamSession {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        // Any frame shows the client is alive.
+        self.ping_outstanding = false;
+        match msg {
+            Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
+            Ok(ws::Message::Pong(_) | ws::Message::Nop) => {}
+            Ok(ws::Message::Text(text)) => {
+                if self.admit(ctx) {
+                    self.on_text(&text, ctx);
+                }
+            }
+            Ok(ws::Message::Binary(_)) => {
+                if self.admit(ctx) {
+                    ctx.text(
+                        Refusal::new("binary frames are not supported; send JSON text", None)
+                            .frame(),
+                    );
+                }
+            }
+            Ok(ws::Message::Continuation(item)) => self.on_fragment(item, ctx),
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Err(err) => {
+                // The frame cannot be skipped (e.g. larger than the codec allows): close.
+                tracing::debug!(org_id = %self.org_id, error = %err, "live stream protocol error");
+                let code = match err {
+                    ws::ProtocolError::Overflow => ws::CloseCode::Size,
+                    _ => ws::CloseCode::Protocol,
+                };
+                ctx.close(Some(code.into()));
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl StreamSession {
+    /// Applies the per-connection rate limit; the first refused message of a run says so.
+    fn admit(&mut self, ctx: &mut ws::WebsocketContext<Self>) -> bool {
+        if self.bucket.try_take(Instant::now()).is_ok() {
+            self.throttled = false;
+            return true;
+        }
+        if !self.throttled {
+            self.throttled = true;
+            let detail = format!(
+                "rate limit exceeded: at most {MESSAGES_PER_SECOND} messages per second \
+                 (bursts of {MESSAGE_BURST}); messages are ignored until the rate drops"
+            );
+            ctx.text(Refusal::new(detail, None).frame());
+        }
+        false
+    }
+
+    fn on_fragment(&mut self, item: Item, ctx: &mut ws::WebsocketContext<Self>) {
+        let whole = match item {
+            Item::FirstText(piece) => return self.reassembly.start(true, &piece),
+            Item::FirstBinary(piece) => return self.reassembly.start(false, &piece),
+            Item::Continue(piece) => return self.reassembly.push(&piece),
+            Item::Last(piece) => self.reassembly.finish(&piece),
+        };
+        if let Some(whole) = whole
+            && self.admit(ctx)
+        {
+            match whole {
+                Ok(text) => self.on_text(&text, ctx),
+                Err(refusal) => ctx.text(refusal.frame()),
+            }
+        }
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        match protocol::parse(text) {
+            Ok(ClientMessage::Ping) => ctx.text(protocol::pong_frame()),
+            Ok(ClientMessage::Unsubscribe { id }) => match self.subscriptions.remove(&id) {
+                Ok(_) => ctx.text(protocol::unsubscribed_frame(&id)),
+                Err(refusal) => ctx.text(refusal.frame()),
+            },
+            Ok(ClientMessage::Subscribe(subscription)) => self.subscribe(subscription, ctx),
+            Err(refusal) => ctx.text(refusal.frame()),
+        }
+    }
+
+    fn subscribe(&mut self, subscription: Subscription, ctx: &mut ws::WebsocketContext<Self>) {
+        let id = subscription.id.clone();
+        let source = subscription.source.clone();
+        let snapshot = subscription.topics.contains(&Topic::SourceStatus);
+        if let Err(refusal) = self.subscriptions.add(subscription) {
+            ctx.text(refusal.frame());
+            return;
+        }
+        ctx.text(protocol::subscribed_frame(&id));
+        if snapshot {
+            self.send_snapshot(id, source, ctx);
+        }
+    }
+
+    /// Sends the current status of every matching source of the org, before any later change
+    /// (the session waits for it, so live messages queue behind it in the publisher).
+    fn send_snapshot(
+        &mut self,
+        id: String,
+        source: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        let (state, org_id) = (self.state.clone(), self.org_id);
+        let load = async move { super::load_statuses(&state, org_id, source.as_deref()).await };
+        ctx.wait(load.into_actor(self).map(move |loaded, act, ctx| {
+            let statuses = match loaded {
+                Ok(statuses) => statuses,
+                Err(err) => {
+                    tracing::warn!(org_id = %act.org_id, error = %err, "live stream snapshot failed");
+                    let detail = "the source.status snapshot could not be loaded; changes follow";
+                    ctx.text(Refusal::new(detail, Some(&id)).frame());
+                    return;
+                }
+            };
+            let at = Utc::now();
+            for data in statuses {
+                let accepted = act
+                    .subscriptions
+                    .get(&id)
+                    .is_some_and(|s| s.accepts(&to_value(&data)));
+                if accepted {
+                    let frame = protocol::message_frame(Topic::SourceStatus, &id, &data, at);
+                    act.send_data(frame, ctx);
+                }
+            }
+        }));
+    }
+
+    /// Sends a published message to every subscription of this org that matches it.
+    fn forward(&mut self, message: &Published, ctx: &mut ws::WebsocketContext<Self>) {
+        let (topic, org_id, source) = protocol::route(message);
+        if org_id != self.org_id || !self.subscriptions.wants(topic, source) {
+            return;
+        }
+        let data = protocol::data(message);
+        let at = Utc::now();
+        let frames: Vec<String> = self
+            .subscriptions
+            .matching(topic, source, &data)
+            .into_iter()
+            .map(|id| protocol::message_frame(topic, id, &data, at))
+            .collect();
+        for frame in frames {
+            self.send_data(frame, ctx);
+        }
+    }
+
+    /// Queues a data message, or drops and counts it while the client is not keeping up.
+    fn send_data(&mut self, frame: String, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.outbox.is_full() {
+            self.missed += 1;
+            self.watch_lag(ctx);
+            return;
+        }
+        self.report_lag(ctx);
+        ctx.text(frame);
+    }
+
+    /// Tells the client how many messages it missed, once it has room again.
+    fn report_lag(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.missed == 0 {
+            return;
+        }
+        if self.outbox.is_full() {
+            self.watch_lag(ctx);
+            return;
+        }
+        ctx.text(protocol::lagged_frame(self.missed));
+        self.missed = 0;
+    }
+
+    fn watch_lag(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.lag_watch {
+            return;
+        }
+        self.lag_watch = true;
+        ctx.run_later(LAG_CHECK, |act, ctx| {
+            act.lag_watch = false;
+            act.report_lag(ctx);
+        });
+    }
+
+    /// Pings the client, or drops it when the previous ping is still unanswered.
+    fn heartbeat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.ping_outstanding {
+            tracing::info!(org_id = %self.org_id, "live stream client missed a ping; disconnecting");
+            ctx.close(Some(ws::CloseReason {
+                code: ws::CloseCode::Away,
+                description: Some("ping timeout".to_owned()),
+            }));
+            ctx.stop();
+            return;
+        }
+        self.ping_outstanding = true;
+        ctx.ping(b"");
+    }
+}
