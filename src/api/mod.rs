@@ -95,6 +95,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e)))
         .service(page::index)
         .service(page::script)
+        .service(page::view_script)
         .service(page::stylesheet)
         .service(ops::healthz)
         .service(ops::readyz)

@@ -6,8 +6,13 @@ use crate::helpers::{Backend, spawn_app};
 async fn the_page_its_script_and_stylesheet_are_served_self_only() {
     let app = spawn_app(Backend::Sqlite).await;
     for (path, content_type, marker) in [
-        ("/", "text/html", "<script src=\"/page.js\" defer></script>"),
+        (
+            "/",
+            "text/html",
+            "<script type=\"module\" src=\"/page.js\"></script>",
+        ),
         ("/page.js", "text/javascript", "sessionStorage"),
+        ("/view.js", "text/javascript", "export function"),
         ("/page.css", "text/css", "#events"),
     ] {
         let resp = app.request("GET", path, None, None).await;

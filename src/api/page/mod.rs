@@ -1,4 +1,5 @@
-//! The operator's page at `GET /`: one HTML document, its script and its stylesheet, compiled into
+//! The operator's page at `GET /`: one HTML document, two script modules (`page.js`: session,
+//! REST and live stream; `view.js`: the table and the events tail) and a stylesheet, compiled into
 //! the binary (no build step, no external assets, works offline). The page asks for an API key,
 //! keeps it in `sessionStorage` only, reads sources and recent events over the REST API and follows
 //! them live over `GET /v1/stream` with a stream token. Every response forbids anything but
@@ -9,10 +10,12 @@ use actix_web::{HttpResponse, get};
 
 const INDEX_HTML: &str = include_str!("index.html");
 const PAGE_JS: &str = include_str!("page.js");
+const VIEW_JS: &str = include_str!("view.js");
 const PAGE_CSS: &str = include_str!("page.css");
 
-/// Same origin only: the script and stylesheet are separate files so that no inline code has to
-/// be allowed; `connect-src 'self'` covers the REST calls and the stream's `ws:`/`wss:` URL.
+/// Same origin only: the scripts and the stylesheet are separate files so that no inline code
+/// has to be allowed; `connect-src 'self'` covers the REST calls and the stream's `ws:`/`wss:`
+/// URL.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
     style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; \
     frame-ancestors 'none'";
@@ -26,10 +29,16 @@ pub async fn index() -> HttpResponse {
     asset("text/html; charset=utf-8", INDEX_HTML)
 }
 
-/// The page's script.
+/// The page's main script module.
 #[get("/page.js")]
 pub async fn script() -> HttpResponse {
     asset("text/javascript; charset=utf-8", PAGE_JS)
+}
+
+/// The page's view module (imported by `page.js`).
+#[get("/view.js")]
+pub async fn view_script() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", VIEW_JS)
 }
 
 /// The page's stylesheet.
