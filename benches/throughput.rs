@@ -264,6 +264,7 @@ struct RunningApp {
     client: awc::Client,
     app_handle: actix_web::dev::ServerHandle,
     publisher: switchboard::actors::publisher::Publisher,
+    metrics: std::sync::Arc<switchboard::metrics::Metrics>,
     db: DatabaseConnection,
 }
 
@@ -272,6 +273,7 @@ async fn start_app(env: &Env) -> RunningApp {
     let base = format!("http://127.0.0.1:{}", app.port());
     let app_handle = app.handle();
     let publisher = app.publisher().clone();
+    let metrics = app.metrics().clone();
     actix_web::rt::spawn(app.run_until_stopped());
     let db = switchboard::db::connect(&env.settings).await.unwrap();
     RunningApp {
@@ -279,6 +281,7 @@ async fn start_app(env: &Env) -> RunningApp {
         client: awc::Client::default(),
         app_handle,
         publisher,
+        metrics,
         db,
     }
 }
@@ -322,6 +325,24 @@ impl RunningApp {
         .await;
     }
 
+    /// Waits (at most two minutes without progress) until `runs` runs were created.
+    async fn wait_for_runs(&self, runs: usize) {
+        let (mut last, mut progress) = (0, Instant::now());
+        loop {
+            let created = self.metrics.runs_created.get() as usize;
+            if created >= runs {
+                return;
+            }
+            if created != last {
+                (last, progress) = (created, Instant::now());
+            } else if progress.elapsed() > Duration::from_secs(120) {
+                println!("  (stalled at {created} of {runs} runs)");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     async fn stop(self) {
         self.app_handle.stop(true).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -362,7 +383,6 @@ async fn slack(backend: Backend, load: SlackLoad) {
     app.automations_on("slack", "message", "amount > `100`", 10)
         .await;
     let expected_runs = (total / 2) * 10;
-    let mut runs = app.publisher.subscribe();
     let started = Instant::now();
     app.post(
         "/v1/websocket-sources",
@@ -370,14 +390,7 @@ async fn slack(backend: Backend, load: SlackLoad) {
             "config": {"app_token": "xapp-bench", "connections": 2}}),
     )
     .await;
-    let mut seen = 0usize;
-    while seen < expected_runs {
-        match tokio::time::timeout(Duration::from_secs(120), runs.recv()).await {
-            Ok(Ok(_)) => seen += 1,
-            Ok(Err(RecvError::Lagged(n))) => seen += n as usize,
-            Ok(Err(RecvError::Closed)) | Err(_) => break,
-        }
-    }
+    app.wait_for_runs(expected_runs).await;
     let elapsed = started.elapsed().as_secs_f64();
     // The peer prints its ACK latencies once every envelope is ACKed.
     let report = tokio::task::spawn_blocking(move || lines.next())
@@ -433,18 +446,10 @@ async fn firehose(backend: Backend, automations: usize, events: usize) {
     let app = start_app(&env).await;
     app.automations(automations).await;
     let expected_runs = (events / 2) * automations;
-    let mut runs = app.publisher.subscribe();
     let (mut peer, url) = spawn_peer(&["firehose", &events.to_string()]);
     let started = Instant::now();
     app.source("orders", &url).await;
-    let mut seen = 0usize;
-    while seen < expected_runs {
-        match tokio::time::timeout(Duration::from_secs(120), runs.recv()).await {
-            Ok(Ok(_)) => seen += 1,
-            Ok(Err(RecvError::Lagged(n))) => seen += n as usize,
-            Ok(Err(RecvError::Closed)) | Err(_) => break,
-        }
-    }
+    app.wait_for_runs(expected_runs).await;
     let elapsed = started.elapsed().as_secs_f64();
     let stored = entity::event::Entity::find().count(&app.db).await.unwrap();
     let committed_runs = entity::automation_run::Entity::find()

@@ -39,6 +39,7 @@ pub struct Application {
     publisher: Publisher,
     bootstrap_key: Option<String>,
     metrics_server: Option<(Server, u16)>,
+    metrics: Arc<Metrics>,
 }
 
 impl Application {
@@ -91,6 +92,7 @@ impl Application {
             webhook_exprs: Default::default(),
             metrics,
         });
+        let app_metrics = state.metrics.clone();
         let metrics_server = match state.settings.metrics_bind {
             Some(bind) => Some(metrics_server(bind, state.clone())?),
             None => None,
@@ -121,7 +123,13 @@ impl Application {
             publisher,
             bootstrap_key,
             metrics_server,
+            metrics: app_metrics,
         })
+    }
+
+    /// The application's metrics (benchmarks read counters from here).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The port `GET /metrics` is served on when `metrics_bind` gives it its own listener.

@@ -28,8 +28,15 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// One engine after the other in this one process (never both at once, so each baseline is its
+/// own).
 #[actix_web::test]
 async fn a_thousand_refresh_cycles_leave_fds_and_memory_flat() {
+    soak(Backend::Sqlite).await;
+    soak(Backend::Postgres).await;
+}
+
+async fn soak(backend: Backend) {
     // Every connection: hello, then at once a refresh request, then Slack closes it shortly
     // after (make-before-break has to finish within that time).
     let peer =
@@ -42,12 +49,12 @@ async fn a_thousand_refresh_cycles_leave_fds_and_memory_flat() {
                 ),
             ])]),
         );
-    let (mut settings, dir, pg) = test_settings(Backend::Sqlite).await;
+    let (mut settings, dir, pg) = test_settings(backend).await;
     settings.allow_private_networks = true;
     settings.slack_api_base = peer.api_base();
     settings.slack_opens_per_second = 1_000.0;
     settings.connects_per_second = 1_000.0;
-    let app = spawn_with(Backend::Sqlite, settings, dir, pg).await;
+    let app = spawn_with(backend, settings, dir, pg).await;
     let body = json!({"name": "soak", "source": "soak", "kind": "slack",
         "config": {"app_token": TOKEN, "connections": 1}});
     let resp = app.post("/v1/websocket-sources", ADMIN_KEY, body).await;
@@ -103,8 +110,9 @@ async fn a_thousand_refresh_cycles_leave_fds_and_memory_flat() {
         status["consecutive_failures"], 0,
         "refreshes are not failures: {status}"
     );
+    app.handle.stop(true).await;
     eprintln!(
-        "1,000 refresh cycles: fds {fds} → {fds_after}, RSS {} → {} KiB (log buffer {} → {} KiB)",
+        "{backend:?}: 1,000 refresh cycles: fds {fds} → {fds_after}, RSS {} → {} KiB (log buffer {} → {} KiB)",
         rss / 1024,
         rss_after / 1024,
         logs / 1024,

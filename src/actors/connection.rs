@@ -202,6 +202,9 @@ impl Conn {
                     if let (Some(permit), Some(item)) = (permit, self.backlog.pop_front()) {
                         permit.send(item);
                     }
+                    if self.backlog.is_empty() {
+                        self.resume_reading(pong_timeout);
+                    }
                     Ok(())
                 }
                 Some(frames) = self.acks.recv() => self.send_acks(frames).await,
@@ -218,14 +221,16 @@ impl Conn {
                     Some((_, text)) => self.send(Message::Text(text.clone().into())).await,
                     None => Ok(()),
                 },
-                _ = sleep_until(self.pong_due.unwrap_or(far)) => Err(DownReason::Transient("no pong within the pong timeout".into())),
+                // Not reading (backpressure) means not seeing pongs or frames: the pong deadline
+                // and the idle watchdog only run while reading.
+                _ = sleep_until(self.pong_due.unwrap_or(far)), if reading => Err(DownReason::Transient("no pong within the pong timeout".into())),
                 _ = sleep_until(self.ready_due.unwrap_or(far)) => Err(DownReason::Transient(self.protocol.ready_timeout_detail())),
                 _ = sleep_until(self.rotate_due.unwrap_or(far)) => {
                     self.rotate_due = None;
                     self.rotate();
                     Ok(())
                 }
-                _ = sleep_until(self.last_frame + idle_timeout) => Err(DownReason::Transient("no frame within the idle timeout".into())),
+                _ = sleep_until(self.last_frame + idle_timeout), if reading => Err(DownReason::Transient("no frame within the idle timeout".into())),
                 _ = sleep_until(self.stopping.as_ref().map_or(far, Stopping::quiet_at)) => Err(DownReason::Stopped),
             };
             if let Err(reason) = step {
@@ -323,6 +328,16 @@ impl Conn {
         }
         if let Some(notify) = self.on_ready.take() {
             notify(num_connections);
+        }
+    }
+
+    /// Reading again after backpressure: whatever the peer sent meanwhile (pongs included) is
+    /// still unread, so the liveness deadlines start over from now.
+    fn resume_reading(&mut self, pong_timeout: Duration) {
+        let now = Instant::now();
+        self.last_frame = now;
+        if self.pong_due.is_some() {
+            self.pong_due = Some(now + pong_timeout);
         }
     }
 

@@ -164,6 +164,18 @@ impl SourceCounters {
     }
 }
 
+/// How many connections a source keeps, how many are ready, and how many the peer counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ConnectionCounts {
+    /// Connections the source keeps (Slack `connections`; one for generic sources).
+    pub configured: u32,
+    /// Connections ready right now.
+    pub ready: u32,
+    /// Connections the peer counts for these credentials (Slack `hello` `num_connections`, the
+    /// latest one): more than `configured` means another process uses the same app token.
+    pub reported: Option<u32>,
+}
+
 /// The live status of one source, as this process sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusSnapshot {
@@ -183,4 +195,7 @@ pub struct StatusSnapshot {
     pub consecutive_failures: u32,
     /// Counters.
     pub counters: serde_json::Value,
+    /// The source's connections (absent in stored status).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<ConnectionCounts>,
 }

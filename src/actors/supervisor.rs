@@ -27,7 +27,7 @@ use super::rate_limit::{ConnectRateLimiter, startup_jitter};
 use super::runtime::{SourceRuntime, StatusWrite};
 use super::source::SourceActor;
 use super::spec::SourceSpec;
-use super::status::{Count, SourceCounters, SourceState, StatusSnapshot};
+use super::status::{ConnectionCounts, Count, SourceCounters, SourceState, StatusSnapshot};
 use crate::db::status::StateRecord;
 use crate::metrics::{ReconnectReason, SourceSample};
 use crate::sources::slack::{OpenBudget, ghost_warning};
@@ -90,6 +90,8 @@ struct Child {
     open_budget: Arc<Mutex<OpenBudget>>,
     /// The latest ghost-connection warning (Slack `hello` counted more connections than held).
     warning: Option<String>,
+    /// The latest connection count the peer reported (Slack `hello`).
+    num_connections: Option<u32>,
     shown: Option<Shown>,
 }
 
@@ -389,6 +391,7 @@ impl SourceSupervisor {
             counters,
             open_budget: Arc::new(Mutex::new(OpenBudget::new(self.rt.slack_open_interval, 2))),
             warning: None,
+            num_connections: None,
             shown: None,
         };
         let slots = child.slots.len();
@@ -428,6 +431,18 @@ impl SourceSupervisor {
             next_retry_at: shown.next_retry_at,
             consecutive_failures: shown.consecutive_failures,
             counters: child.counters.to_json(),
+            connections: Some(ConnectionCounts {
+                configured: u32::try_from(child.slots.len()).unwrap_or(u32::MAX),
+                ready: u32::try_from(
+                    child
+                        .slots
+                        .iter()
+                        .filter(|slot| slot.state == SourceState::Connected)
+                        .count(),
+                )
+                .unwrap_or(u32::MAX),
+                reported: child.num_connections,
+            }),
         }
     }
 }
@@ -628,6 +643,7 @@ impl Handler<SourceReady> for SourceSupervisor {
             old.do_send(StopSource);
         }
         if let Some(count) = msg.num_connections {
+            child.num_connections = Some(count);
             // Slack counts the socket being replaced until it is closed, so compare with what
             // this source held when the hello came (never less than it is configured for).
             let held = u8::try_from(sockets.max(configured)).unwrap_or(u8::MAX);

@@ -1,4 +1,4 @@
-//! `GET /metrics`: Prometheus text exposition, no authentication (bind it to a private address
+//! `GET /metrics`: Prometheus metrics in the OpenMetrics text format, no authentication (bind it to a private address
 //! with `SWITCHBOARD_METRICS_BIND` to serve it apart from the API). Every metric is listed in
 //! `docs/operations.md`.
 
@@ -8,8 +8,8 @@ use crate::actors::messages::CollectMetrics;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The content type of the text exposition format.
-const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of the OpenMetrics text format (what the encoder writes; Prometheus reads it).
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The metrics, with the per-source values read from the supervisor at scrape time.
 #[get("/metrics")]

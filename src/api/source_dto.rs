@@ -79,6 +79,9 @@ pub struct StatusOut {
     /// Frames, events stored, duplicates, filtered, non-JSON, reconnects.
     #[schema(value_type = Object)]
     pub counters: Value,
+    /// Configured, ready and peer-reported connections (live status only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections: Option<crate::actors::status::ConnectionCounts>,
 }
 
 impl From<source_status::Model> for StatusOut {
@@ -91,6 +94,7 @@ impl From<source_status::Model> for StatusOut {
             next_retry_at: m.next_retry_at,
             consecutive_failures: m.consecutive_failures,
             counters: m.counters,
+            connections: None,
         }
     }
 }
@@ -105,6 +109,7 @@ impl From<StatusSnapshot> for StatusOut {
             next_retry_at: live.next_retry_at,
             consecutive_failures: i32::try_from(live.consecutive_failures).unwrap_or(i32::MAX),
             counters: live.counters,
+            connections: live.connections,
         }
     }
 }
@@ -168,6 +173,7 @@ impl SourceOut {
             next_retry_at: None,
             consecutive_failures: 0,
             counters: json!({}),
+            connections: None,
         });
         Self {
             id: m.id,

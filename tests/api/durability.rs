@@ -294,3 +294,55 @@ async fn dispatch_reads_back_what_its_queue_could_not_hold_sqlite() {
 async fn dispatch_reads_back_what_its_queue_could_not_hold_postgres() {
     dispatch_overflow(Backend::Postgres).await;
 }
+
+/// Storage down for longer than the pong timeout while the peer keeps sending: the connection
+/// stops reading (backpressure) but is not torn down for a pong it could not read, and every
+/// message is stored and ACKed once storage is back.
+#[actix_web::test]
+async fn backpressure_longer_than_the_pong_timeout_keeps_the_connection() {
+    let pg = TempPostgres::start();
+    let (mut settings, dir, _) = test_settings(Backend::Sqlite).await;
+    settings.database_url = Some(pg.url());
+    settings.allow_private_networks = true;
+    let app = spawn_with(Backend::Postgres, settings, dir, None).await;
+    const N: usize = 6_000; // more than the inbox buffer holds
+    let order = |i: usize| json!({"type": "order", "id": format!("p{i}")}).to_string();
+    let peer = Peer::start(vec![ConnectionScript::accept(vec![
+        Step::Sleep(Duration::from_secs(2)),
+        firehose(N, order),
+        Step::Echo,
+    ])]);
+    let liveness = json!({"ping_interval_s": 1, "pong_timeout_s": 1, "idle_timeout_s": 5});
+    let id = create_source(
+        &app,
+        source_body(
+            "bp",
+            &peer,
+            json!({"ack_expr": "{ack: id}", "liveness": liveness}),
+        ),
+    )
+    .await;
+    wait_state(&app, &id, "connected").await;
+    pg.stop();
+    // Well past ping interval + pong timeout and the idle timeout, with reading stopped.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(peer.attempts(), 1, "the connection was kept");
+    assert!(
+        peer.texts().is_empty(),
+        "nothing ACKed while storage is down"
+    );
+    pg.start_again();
+    assert!(
+        peer.wait_until(Duration::from_secs(60), |p| p.texts().len() >= N)
+            .await,
+        "ACKs: {}",
+        peer.texts().len()
+    );
+    assert_eq!(peer.attempts(), 1, "never reconnected");
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            event_count(&app, "bp").await == N as u64
+        })
+        .await
+    );
+}

@@ -107,6 +107,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     pub client: awc::Client,
     pub handle: actix_web::dev::ServerHandle,
+    /// The port of the separate metrics listener, when `metrics_bind` is set.
+    pub metrics_port: Option<u16>,
     pub _dir: tempfile::TempDir,
     pub _pg: Option<PgDatabase>,
 }
@@ -193,6 +195,7 @@ pub async fn spawn_with(
         .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
+    let metrics_port = app.metrics_port();
     actix_web::rt::spawn(app.run_until_stopped());
     let db = switchboard::db::connect(&settings)
         .await
@@ -206,6 +209,7 @@ pub async fn spawn_with(
             .timeout(std::time::Duration::from_secs(30))
             .finish(),
         handle,
+        metrics_port,
         _dir: dir,
         _pg: pg,
     }

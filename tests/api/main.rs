@@ -15,6 +15,7 @@ mod inbound;
 mod ingest;
 mod isolation;
 mod keys;
+mod metrics;
 mod page;
 mod rotation;
 mod secrets;

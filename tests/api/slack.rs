@@ -237,6 +237,8 @@ slack_tests! {
         let s = status(&app, &id).await;
         assert_eq!(s["state"], "connected", "{s}");
         assert_eq!(s["detail"], "1 of 2 connections ready", "{s}");
+        assert_eq!(s["connections"]["configured"], 2, "{s}");
+        assert_eq!(s["connections"]["ready"], 1, "{s}");
     }
 
     async fn a_half_open_connection_is_replaced(backend: Backend) {
@@ -369,6 +371,7 @@ slack_tests! {
         let s = wait_state(&app, &id, "connected").await;
         let s = if s["detail"].is_null() { tokio::time::sleep(Duration::from_millis(500)).await; status(&app, &id).await } else { s };
         assert!(s["detail"].as_str().unwrap_or_default().contains("another process"), "{s}");
+        assert_eq!(s["connections"]["reported"], 5, "the hello's num_connections is recorded: {s}");
     }
 
     async fn proactive_refresh_replaces_before_the_announced_time(backend: Backend) {

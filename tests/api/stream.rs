@@ -588,7 +588,8 @@ async fn a_client_that_stops_reading_slows_nobody_and_learns_what_it_missed() {
         "nothing counted twice"
     );
     assert!(got < 3 * N * COPIES, "it cannot have had everything");
-    assert!(stalled.drain().await.is_empty());
+    // Still connected: it answers a ping (anything dispatch published meanwhile comes first).
+    stalled.drain().await;
 }
 
 #[actix_web::test]

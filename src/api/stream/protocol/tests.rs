@@ -234,6 +234,7 @@ fn live_status_has_the_rest_shape() {
         next_retry_at: Some(Utc::now()),
         consecutive_failures: 3,
         counters: json!({"frames": 2}),
+        connections: None,
     };
     let message = Published::source_status(Uuid::now_v7(), "feed", &snapshot);
     let rest =
