@@ -92,9 +92,14 @@ export function updateRow(row, source, isAdmin) {
 }
 
 function detailOf(status) {
-  const detail = status.detail || "";
-  if (!status.next_retry_at || (status.state !== "backoff" && status.state !== "failing")) return detail;
-  return `${detail}${detail ? "; " : ""}next attempt ${formatTime(status.next_retry_at)}`;
+  const parts = status.detail ? [status.detail] : [];
+  const conns = status.connections;
+  if (conns && conns.configured > 1) parts.push(`${conns.ready}/${conns.configured} connections ready`);
+  if (conns && conns.reported > conns.configured) parts.push(`the peer counts ${conns.reported} connections`);
+  if (status.next_retry_at && (status.state === "backoff" || status.state === "failing")) {
+    parts.push(`next attempt ${formatTime(status.next_retry_at)}`);
+  }
+  return parts.join("; ");
 }
 
 function updateButtons(row, name, state, isAdmin) {
