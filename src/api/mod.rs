@@ -10,6 +10,7 @@ pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod page;
 pub mod replay;
 pub mod runs;
 pub mod source_dto;
@@ -92,6 +93,10 @@ fn path_error(err: actix_web::error::PathError) -> actix_web::Error {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e)))
         .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e)))
+        .service(page::index)
+        .service(page::script)
+        .service(page::view_script)
+        .service(page::stylesheet)
         .service(ops::healthz)
         .service(ops::readyz)
         .service(openapi::openapi_json)

@@ -16,6 +16,7 @@ mod ingest;
 mod isolation;
 mod keys;
 mod metrics;
+mod page;
 mod rotation;
 mod secrets;
 mod slack;

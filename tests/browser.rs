@@ -1,0 +1,310 @@
+//! The operator's page (`GET /`) in a real browser: Debian's headless Chromium driven through
+//! `chromedriver` (W3C WebDriver) against the real application, with a generic source connected to
+//! the scriptable WebSocket peer. Its own test binary, so it runs in its own process. Without
+//! `chromedriver` and Chromium it fails, saying how to install them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[allow(dead_code, unused_macros)]
+#[path = "api/helpers.rs"]
+mod helpers;
+#[path = "api/peer.rs"]
+mod peer;
+#[path = "browser/webdriver.rs"]
+mod webdriver;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use helpers::{ADMIN_KEY, Backend, TestApp, spawn_app_private, spawn_with};
+use peer::{ConnectionScript, Peer};
+use webdriver::{Browser, ChromeDriver, Tools};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The connection time of a source's row (`arguments[0]`), once it is in state `arguments[1]`.
+const ROW_IN_STATE: &str = "const row = document.querySelector(arguments[0]);
+    return row && row.dataset.state === arguments[1] ? row.dataset.connectedAt || '' : null;";
+
+/// An event of the tail (not a duplicate) with key `arguments[0]`, once it has a verdict.
+const JUDGED_EVENT: &str = "const item = document.querySelector(
+        `#events > li[data-event-key='${arguments[0]}'][data-dedup='stored']`);
+    if (!item || item.dataset.outcome === 'pending') return null;
+    const run = item.querySelector('[data-run-id]');
+    return {outcome: item.dataset.outcome, run: run ? run.dataset.runId : null,
+        text: item.innerText, id: item.dataset.eventId};";
+
+/// The stream indicator is in state `arguments[0]`.
+const STREAM_IN_STATE: &str =
+    "return document.getElementById('stream-status').dataset.state === arguments[0];";
+
+/// What every step works with.
+struct Scene {
+    app: TestApp,
+    peer: Peer,
+    browser: Browser,
+    automation_id: String,
+    /// CSS selector of the source's row.
+    row: String,
+}
+
+impl Scene {
+    async fn wait_row(&self, what: &str, state: &str) -> Value {
+        let args = json!([self.row, state]);
+        self.browser.wait_for(what, WAIT, ROW_IN_STATE, args).await
+    }
+
+    async fn wait_event(&self, what: &str, event_key: &str) -> Value {
+        let args = json!([event_key]);
+        self.browser.wait_for(what, WAIT, JUDGED_EVENT, args).await
+    }
+
+    async fn click(&self, action: &str) {
+        let button = format!("{} button[data-action={action}]", self.row);
+        self.browser.click(&button).await;
+    }
+}
+
+async fn create(app: &TestApp, path: &str, body: Value) -> String {
+    let resp = app.post(path, ADMIN_KEY, body).await;
+    assert_eq!(resp.status, 201, "{}", resp.text);
+    resp.body["id"].as_str().unwrap().to_owned()
+}
+
+#[actix_web::test]
+async fn the_operator_page_follows_and_drives_a_source_live() {
+    let started = Instant::now();
+    let tools = Tools::locate();
+    let peer = Peer::start(vec![ConnectionScript::accept(vec![])]);
+    let app = spawn_app_private(Backend::Sqlite).await;
+    let source = json!({"name": "Orders feed", "source": "orders", "kind": "generic",
+        "event_key_expr": "type", "dedup_key_expr": "id", "config": {"url": peer.url()}});
+    let source_id = create(&app, "/v1/websocket-sources", source).await;
+    let automation = json!({"name": "Ship orders",
+        "trigger": {"type": "event", "source": "orders", "on": "order.*"}});
+    let automation_id = create(&app, "/v1/automations", automation).await;
+    let driver = ChromeDriver::start(&tools).await;
+    let browser = Browser::open(&driver, &tools).await;
+    let row = format!("#source-rows tr[data-source-id='{source_id}']");
+    let scene = Scene {
+        app,
+        peer,
+        browser,
+        automation_id,
+        row,
+    };
+
+    sign_in(&scene).await;
+    reconnect(&scene).await;
+    pause_and_resume(&scene).await;
+    events_with_outcomes(&scene).await;
+    let scene = restart_the_server(scene).await;
+    key_stays_in_the_tab(&scene).await;
+
+    let png = screenshot_path();
+    scene.browser.screenshot(&png).await;
+    scene.browser.close().await;
+    drop(driver);
+    scene.app.stop().await;
+    report(&format!("operator page screenshot: {}", png.display()));
+    let took = started.elapsed().as_secs_f64();
+    report(&format!("browser test took {took:.1} s"));
+}
+
+/// A wrong key is refused and not kept; the right one shows the source connected, live.
+async fn sign_in(scene: &Scene) {
+    let browser = &scene.browser;
+    browser.goto(&format!("{}/", scene.app.address)).await;
+    browser.type_into("#api-key", "sbk_notakey").await;
+    browser.click("#key-submit").await;
+    let refused = "const error = document.getElementById('key-error').textContent;
+        return error.includes('refused') && sessionStorage.length === 0 ? error : null;";
+    browser
+        .wait_for("the wrong key to be refused", WAIT, refused, json!([]))
+        .await;
+    browser.type_into("#api-key", ADMIN_KEY).await;
+    browser.click("#key-submit").await;
+    // The row comes from the REST list, its state from the stream.
+    scene
+        .wait_row("the source row to be connected", "connected")
+        .await;
+    let live = json!(["live"]);
+    browser
+        .wait_for("the live stream", WAIT, STREAM_IN_STATE, live)
+        .await;
+    let name = "return document.querySelector(arguments[0] + ' .name').textContent";
+    let name = browser.eval(name, json!([scene.row])).await;
+    assert_eq!(name, "Orders feed");
+}
+
+/// Reconnect: the peer sees a new connection, and the row shows the new one.
+async fn reconnect(scene: &Scene) {
+    let first = scene.wait_row("the source row", "connected").await;
+    let attempts = scene.peer.attempts();
+    scene.click("reconnect").await;
+    let more = |p: &Peer| p.attempts() > attempts;
+    let reconnected = scene.peer.wait_until(WAIT, more).await;
+    assert!(reconnected, "no new connection after Reconnect");
+    let newer = "const row = document.querySelector(arguments[0]);
+        return row && row.dataset.state === 'connected' && row.dataset.connectedAt !== arguments[1];";
+    let args = json!([scene.row, first]);
+    let what = "the row to show the new connection";
+    scene.browser.wait_for(what, WAIT, newer, args).await;
+}
+
+/// Pause holds the source (the peer sees it go); Resume connects it again.
+async fn pause_and_resume(scene: &Scene) {
+    scene.click("pause").await;
+    scene.wait_row("the row to be paused", "paused").await;
+    let gone = scene.peer.wait_until(WAIT, |p| p.open_connections() == 0);
+    assert!(gone.await, "paused but still connected");
+    let attempts = scene.peer.attempts();
+    scene.click("resume").await;
+    scene.wait_row("the row after Resume", "connected").await;
+    assert!(scene.peer.attempts() > attempts);
+    let back = scene.peer.wait_until(WAIT, |p| p.open_connections() == 1);
+    assert!(back.await, "not connected once after Resume");
+}
+
+/// Events appear in the tail, newest first, with each automation's verdict; duplicates are
+/// marked; the row counts them.
+async fn events_with_outcomes(scene: &Scene) {
+    // A little apart, so that their receipt times (which order the tail) differ.
+    for (kind, id) in [
+        ("order.created", "o-1"),
+        ("user.created", "u-1"),
+        ("order.created", "o-1"),
+    ] {
+        scene
+            .peer
+            .broadcast(json!({"type": kind, "id": id, "amount": 5}).to_string());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let order = scene
+        .wait_event("the order event's outcome", "order.created")
+        .await;
+    assert_eq!(order["outcome"], "matched", "{order}");
+    let runs = format!("/v1/automations/{}/runs", scene.automation_id);
+    let runs = scene.app.get(&runs, ADMIN_KEY).await;
+    assert_eq!(order["run"], runs.body["items"][0]["id"], "{}", runs.text);
+    let text = order["text"].as_str().unwrap();
+    assert!(text.contains("Ship orders: matched → run"), "{order}");
+    let user = scene
+        .wait_event("the user event's outcome", "user.created")
+        .await;
+    assert_eq!(user["outcome"], "on_mismatch", "{user}");
+    let text = user["text"].as_str().unwrap();
+    assert!(text.contains("Ship orders: on mismatch"), "{user}");
+    let duplicate = "return document.querySelector(
+        \"#events > li[data-event-key='order.created'][data-dedup='duplicate']\") !== null";
+    let what = "the duplicate in the tail";
+    scene
+        .browser
+        .wait_for(what, WAIT, duplicate, json!([]))
+        .await;
+    let tail = "return [...document.querySelectorAll('#events > li')]
+        .map((li) => `${li.dataset.eventKey} ${li.dataset.dedup}`)";
+    let tail = scene.browser.eval(tail, json!([])).await;
+    let newest_first = [
+        "order.created duplicate",
+        "user.created stored",
+        "order.created stored",
+    ];
+    assert_eq!(tail, json!(newest_first));
+    let counters = "const row = document.querySelector(arguments[0]);
+        const count = (name) => row.querySelector(`[data-counter=${name}]`).textContent;
+        return count('events_stored') === '2' && count('duplicates') === '1'
+            && row.querySelector('time.last-event').dateTime !== '';";
+    let args = json!([scene.row]);
+    scene
+        .browser
+        .wait_for("the row's counters", WAIT, counters, args)
+        .await;
+}
+
+/// The server restarts on the same port: the page loses its stream, takes a fresh token and
+/// follows again, with the key still in session storage.
+async fn restart_the_server(scene: Scene) -> Scene {
+    let Scene {
+        app,
+        peer,
+        browser,
+        automation_id,
+        row,
+    } = scene;
+    let TestApp {
+        handle,
+        mut settings,
+        address,
+        _dir: data,
+        ..
+    } = app;
+    handle.stop(false).await;
+    settings.bind = address.trim_start_matches("http://").parse().unwrap();
+    let app = spawn_with(Backend::Sqlite, settings, data, None).await;
+    let scene = Scene {
+        app,
+        peer,
+        browser,
+        automation_id,
+        row,
+    };
+    let (browser, peer) = (&scene.browser, &scene.peer);
+    let dropped = json!(["reconnecting"]);
+    browser
+        .wait_for("the stream to drop", WAIT, STREAM_IN_STATE, dropped)
+        .await;
+    let live = json!(["live"]);
+    browser
+        .wait_for("the stream to be live again", WAIT, STREAM_IN_STATE, live)
+        .await;
+    assert!(peer.wait_until(WAIT, |p| p.open_connections() == 1).await);
+    scene
+        .wait_row("the row after the restart", "connected")
+        .await;
+    peer.broadcast(json!({"type": "order.shipped", "id": "o-2"}).to_string());
+    let shipped = scene
+        .wait_event("an event after the restart", "order.shipped")
+        .await;
+    assert_eq!(shipped["outcome"], "matched", "{shipped}");
+    scene
+}
+
+/// The key lives in this tab's session storage only: not in the page, the URL, other storage,
+/// the console or the server's logs.
+async fn key_stays_in_the_tab(scene: &Scene) {
+    let look = "return {session: sessionStorage.getItem('switchboard.apiKey'),
+        local: localStorage.length, cookie: document.cookie,
+        html: document.documentElement.outerHTML, url: location.href}";
+    let seen = scene.browser.eval(look, json!([])).await;
+    assert_eq!(seen["session"], ADMIN_KEY);
+    assert_eq!(seen["local"], 0);
+    assert_eq!(seen["cookie"], "");
+    let html = seen["html"].as_str().unwrap();
+    assert!(!html.contains(ADMIN_KEY), "the key is in the page");
+    assert!(!seen["url"].as_str().unwrap().contains(ADMIN_KEY));
+    let console = scene.browser.console().await;
+    let clean = console.iter().all(|line| !line.contains(ADMIN_KEY));
+    assert!(clean, "the key reached the console: {console:?}");
+    let logs = String::from_utf8_lossy(&helpers::logs().lock().unwrap()).into_owned();
+    assert!(
+        !logs.contains(ADMIN_KEY),
+        "the key reached the server's logs"
+    );
+}
+
+fn screenshot_path() -> PathBuf {
+    // `CARGO_TARGET_TMPDIR` is `<target dir>/tmp` (CARGO_TARGET_DIR when set).
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let target = tmp
+        .parent()
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    target.join("browser").join("operator-page.png")
+}
+
+/// Says something in the test output even when libtest captures `println!`.
+fn report(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
