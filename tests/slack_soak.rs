@@ -62,20 +62,50 @@ async fn soak(backend: Backend) {
     let id = resp.body["id"].as_str().unwrap().to_owned();
 
     let cycles = |n: usize| move |p: &SlackPeer| p.connections().len() >= n;
-    assert!(peer.wait_until(Duration::from_secs(120), cycles(200)).await);
-    // Let the allocator and the pools settle after warming up, then take the baseline.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Sockets of the service and of the peer (in this same process) come and go with every
+    // cycle, so both measurements are taken at rest: source paused, every socket closed.
+    let at_rest = || async {
+        let resp = app
+            .post(
+                &format!("/v1/websocket-sources/{id}/pause"),
+                ADMIN_KEY,
+                json!({}),
+            )
+            .await;
+        assert_eq!(resp.status, 202, "{}", resp.text);
+        assert!(
+            peer.wait_until(Duration::from_secs(10), |p| p.live_sockets() == 0)
+                .await
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let resume = || async {
+        let resp = app
+            .post(
+                &format!("/v1/websocket-sources/{id}/resume"),
+                ADMIN_KEY,
+                json!({}),
+            )
+            .await;
+        assert_eq!(resp.status, 202, "{}", resp.text);
+    };
     // The test harness keeps every log line in memory (for secret-leak checks): that growth is
     // the harness's, not the service's, and is taken out of the comparison.
     let log_len = || helpers::logs().lock().unwrap().capacity() as u64;
+
+    // Warm up (allocator, pools), then take the baseline.
+    assert!(peer.wait_until(Duration::from_secs(120), cycles(200)).await);
+    at_rest().await;
     let (fds, rss, logs) = (open_fds(), rss_bytes(), log_len());
+    let before = peer.connections().len();
+    resume().await;
     assert!(
-        peer.wait_until(Duration::from_secs(600), cycles(1_200))
+        peer.wait_until(Duration::from_secs(600), cycles(before + 1_000))
             .await,
         "cycles: {}",
-        peer.connections().len()
+        peer.connections().len() - before
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    at_rest().await;
     let (fds_after, rss_after, logs_after) = (open_fds(), rss_bytes(), log_len());
 
     assert!(
