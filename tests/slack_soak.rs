@@ -6,6 +6,8 @@
 #[allow(dead_code, unused_macros)]
 #[path = "api/helpers.rs"]
 mod helpers;
+#[path = "api/peer_support.rs"]
+mod peer_support;
 #[path = "api/slack_peer.rs"]
 mod slack_peer;
 

@@ -3,6 +3,7 @@
 
 mod helpers;
 mod peer;
+mod peer_support;
 mod pgtemp;
 mod slack_peer;
 

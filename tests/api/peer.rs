@@ -21,27 +21,27 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::AsyncWrite;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{
     Callback, ErrorResponse, Request, Response,
 };
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, StatusCode};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
-/// How long a connection may take to send its upgrade request before the peer gives up on it.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long [`Step::Close`] waits for the client's close frame before dropping the socket.
-const CLOSE_WAIT: Duration = Duration::from_secs(1);
+use crate::peer_support::{
+    self, CLOSE_WAIT, Control, HANDSHAKE_TIMEOUT, WritePolicy, WsSink, add_headers, send,
+    send_fragmented,
+};
+
+/// Names the peer in panics and refusals.
+const WHO: &str = "peer";
 
 /// Produces the text of frame `i` of a firehose.
 pub type MakeText = Arc<dyn Fn(usize) -> String + Send + Sync>;
@@ -220,22 +220,6 @@ impl Shared {
     }
 }
 
-struct Control {
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Control {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 /// Handle to a running peer. Clones share the server; dropping the last one shuts it down.
 #[derive(Clone)]
 pub struct Peer {
@@ -256,58 +240,29 @@ impl Peer {
     /// Start a peer on 127.0.0.1 (random port). Attempt `i` uses `scripts[min(i, len - 1)]`;
     /// no scripts means accept and echo.
     pub fn start(scripts: Vec<ConnectionScript>) -> Peer {
-        let listener = match std::net::TcpListener::bind("127.0.0.1:0") {
-            Ok(listener) => listener,
-            Err(e) => panic!("peer: bind 127.0.0.1:0: {e}"),
-        };
-        let port = match listener.local_addr() {
-            Ok(addr) => addr.port(),
-            Err(e) => panic!("peer: local_addr: {e}"),
-        };
-        if let Err(e) = listener.set_nonblocking(true) {
-            panic!("peer: set_nonblocking: {e}");
-        }
+        let (listener, port) = peer_support::bind_local(WHO);
         let scripts = if scripts.is_empty() {
             vec![ConnectionScript::accept(Vec::new())]
         } else {
             scripts
         };
         let shared = Arc::new(Shared::default());
-        let (shutdown_tx, shutdown_rx) = oneshot::channel();
         let thread_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name(format!("ws-peer-{port}"))
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime,
-                    Err(e) => panic!("peer: tokio runtime: {e}"),
+        let (control, _) = peer_support::spawn_runtime_thread(
+            WHO,
+            format!("ws-peer-{port}"),
+            move || async move {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(e) => panic!("peer: listener: {e}"),
                 };
-                runtime.block_on(async move {
-                    let listener = match TcpListener::from_std(listener) {
-                        Ok(listener) => listener,
-                        Err(e) => panic!("peer: listener: {e}"),
-                    };
-                    tokio::select! {
-                        () = accept_loop(listener, thread_shared, scripts) => {}
-                        _ = shutdown_rx => {}
-                    }
-                });
-                // Dropping the runtime drops every connection task and so closes every socket.
-            });
-        let thread = match thread {
-            Ok(thread) => thread,
-            Err(e) => panic!("peer: spawn thread: {e}"),
-        };
+                accept_loop(listener, thread_shared, scripts).await;
+            },
+        );
         Peer {
             shared,
             port,
-            _control: Arc::new(Control {
-                shutdown: Some(shutdown_tx),
-                thread: Some(thread),
-            }),
+            _control: Arc::new(control),
         }
     }
 
@@ -423,16 +378,7 @@ impl Peer {
     /// Poll `cond` every 10 ms until it holds (true) or `timeout` passes (false, after a last
     /// check). Works under actix-rt (tokio time).
     pub async fn wait_until(&self, timeout: Duration, cond: impl Fn(&Peer) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if cond(self) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        peer_support::wait_until(self, timeout, cond).await
     }
 
     /// Push a text frame to every open (not stalled) connection now, outside the script.
@@ -473,24 +419,16 @@ struct ConnState {
     outstanding_pings: Vec<Bytes>,
 }
 
+type PeerStream = peer_support::PeerStream<HangGate>;
 type Ws = WebSocketStream<PeerStream>;
-type Sink = tokio::sync::Mutex<SplitSink<Ws, Message>>;
+type Sink = WsSink<PeerStream>;
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, scripts: Vec<ConnectionScript>) {
     let scripts = Arc::new(scripts);
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(handle_connection(
-                    stream,
-                    Arc::clone(&shared),
-                    Arc::clone(&scripts),
-                ));
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    }
+    peer_support::accept_loop(listener, |stream| {
+        handle_connection(stream, Arc::clone(&shared), Arc::clone(&scripts))
+    })
+    .await;
 }
 
 async fn handle_connection(
@@ -502,7 +440,9 @@ async fn handle_connection(
     let hang_flag = Arc::clone(&hang);
     let stream = PeerStream {
         inner: stream,
-        hang: Arc::clone(&hang),
+        write: HangGate {
+            hang: Arc::clone(&hang),
+        },
     };
     let chosen: Arc<Chosen> = Arc::default();
     let callback = UpgradeCallback {
@@ -584,25 +524,7 @@ impl Callback for UpgradeCallback {
 }
 
 fn refusal(status: u16, extra: &[(String, String)]) -> ErrorResponse {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = ErrorResponse::new(Some(format!("refused by test peer: {status}")));
-    *response.status_mut() = status;
-    add_headers(response.headers_mut(), extra);
-    response
-}
-
-fn add_headers(
-    headers: &mut tokio_tungstenite::tungstenite::http::HeaderMap,
-    extra: &[(String, String)],
-) {
-    for (name, value) in extra {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            headers.append(name, value);
-        }
-    }
+    peer_support::refusal("test peer", status, extra)
 }
 
 /// Decrements the open-connection count and unregisters the command channel when dropped
@@ -807,30 +729,6 @@ async fn command_loop(
     std::future::pending::<()>().await;
 }
 
-async fn send(sink: &Sink, message: Message) -> bool {
-    sink.lock().await.send(message).await.is_ok()
-}
-
-async fn send_fragmented(sink: &Sink, text: String, n: usize) -> bool {
-    let bytes = Bytes::from(text);
-    let n = n.max(1);
-    let len = bytes.len();
-    let mut sink = sink.lock().await;
-    for i in 0..n {
-        let piece = bytes.slice(i * len / n..(i + 1) * len / n);
-        let opcode = if i == 0 {
-            OpCode::Data(Data::Text)
-        } else {
-            OpCode::Data(Data::Continue)
-        };
-        let frame = Frame::message(piece, opcode, i + 1 == n);
-        if sink.feed(Message::Frame(frame)).await.is_err() {
-            return false;
-        }
-    }
-    sink.flush().await.is_ok()
-}
-
 async fn run_firehose(
     shared: &Shared,
     attempt: usize,
@@ -859,43 +757,37 @@ async fn run_firehose(
     ok
 }
 
-/// The TCP stream, made to never finish writing once [`Upgrade::Hang`] was chosen (so the
-/// upgrade request is read and recorded but never answered).
-struct PeerStream {
-    inner: TcpStream,
+/// Writes to the TCP stream that never finish once [`Upgrade::Hang`] was chosen (so the upgrade
+/// request is read and recorded but never answered).
+struct HangGate {
     hang: Arc<AtomicBool>,
 }
 
-impl AsyncRead for PeerStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for PeerStream {
+impl WritePolicy for HangGate {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        &mut self,
+        inner: &mut TcpStream,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         if self.hang.load(Ordering::SeqCst) {
             return Poll::Pending;
         }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        Pin::new(inner).poll_write(cx, buf)
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_flush(&mut self, inner: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.hang.load(Ordering::SeqCst) {
             return Poll::Pending;
         }
-        Pin::new(&mut self.inner).poll_flush(cx)
+        Pin::new(inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(
+        &mut self,
+        inner: &mut TcpStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(inner).poll_shutdown(cx)
     }
 }

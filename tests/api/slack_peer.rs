@@ -46,24 +46,26 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::stream::SplitStream;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::AbortHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{
     Callback, ErrorResponse, Request, Response,
 };
 use tokio_tungstenite::tungstenite::http::StatusCode;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
-use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
+
+use crate::peer_support::{
+    self, CLOSE_WAIT, Control, HANDSHAKE_TIMEOUT, WritePolicy, WsSink, send, send_fragmented,
+};
 
 /// The `app_id` of the simulated app (in ticket URLs, hellos and envelopes).
 pub const APP_ID: &str = "A1";
@@ -72,10 +74,8 @@ pub const DEFAULT_APPROXIMATE_CONNECTION_TIME_S: u64 = 18_060;
 /// Redeliveries of an unACKed envelope unless configured.
 pub const DEFAULT_MAX_REDELIVERIES: u32 = 3;
 
-/// How long a connection may take to send its upgrade request.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a close waits for the client's close frame before dropping the socket.
-const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// Names the peer in panics.
+const WHO: &str = "slack peer";
 /// How long an HTTP client may take to send its request.
 const HTTP_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest HTTP request head read.
@@ -715,22 +715,6 @@ impl Shared {
     }
 }
 
-struct Control {
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Control {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The handle
 // ---------------------------------------------------------------------------------------------
@@ -752,31 +736,11 @@ impl fmt::Debug for SlackPeer {
     }
 }
 
-fn bind() -> std::net::TcpListener {
-    let listener = match std::net::TcpListener::bind("127.0.0.1:0") {
-        Ok(listener) => listener,
-        Err(e) => panic!("slack peer: bind 127.0.0.1:0: {e}"),
-    };
-    if let Err(e) = listener.set_nonblocking(true) {
-        panic!("slack peer: set_nonblocking: {e}");
-    }
-    listener
-}
-
-fn port_of(listener: &std::net::TcpListener) -> u16 {
-    match listener.local_addr() {
-        Ok(addr) => addr.port(),
-        Err(e) => panic!("slack peer: local_addr: {e}"),
-    }
-}
-
 impl SlackPeer {
     /// Start a peer with these settings on two random ports of 127.0.0.1.
     pub fn start(config: SlackPeerConfig) -> SlackPeer {
-        let ws_listener = bind();
-        let api_listener = bind();
-        let ws_port = port_of(&ws_listener);
-        let api_port = port_of(&api_listener);
+        let (ws_listener, ws_port) = peer_support::bind_local(WHO);
+        let (api_listener, api_port) = peer_support::bind_local(WHO);
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(Instant::now())),
             notify: Notify::new(),
@@ -784,48 +748,29 @@ impl SlackPeer {
             ws_port,
             api_port,
         });
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => runtime,
-            Err(e) => panic!("slack peer: tokio runtime: {e}"),
-        };
-        let handle = runtime.handle().clone();
-        let (shutdown_tx, shutdown_rx) = oneshot::channel();
         let thread_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name(format!("slack-peer-{ws_port}"))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let (ws, api) = match (
-                        TcpListener::from_std(ws_listener),
-                        TcpListener::from_std(api_listener),
-                    ) {
-                        (Ok(ws), Ok(api)) => (ws, api),
-                        (Err(e), _) | (_, Err(e)) => panic!("slack peer: listener: {e}"),
-                    };
-                    tokio::spawn(dispatcher(Arc::clone(&thread_shared)));
-                    tokio::select! {
-                        () = ws_accept_loop(ws, Arc::clone(&thread_shared)) => {}
-                        () = http_accept_loop(api, thread_shared) => {}
-                        _ = shutdown_rx => {}
-                    }
-                });
-                // Dropping the runtime drops every task and so closes every socket.
-                drop(runtime);
-            });
-        let thread = match thread {
-            Ok(thread) => thread,
-            Err(e) => panic!("slack peer: spawn thread: {e}"),
-        };
+        let (control, handle) = peer_support::spawn_runtime_thread(
+            WHO,
+            format!("slack-peer-{ws_port}"),
+            move || async move {
+                let (ws, api) = match (
+                    TcpListener::from_std(ws_listener),
+                    TcpListener::from_std(api_listener),
+                ) {
+                    (Ok(ws), Ok(api)) => (ws, api),
+                    (Err(e), _) | (_, Err(e)) => panic!("slack peer: listener: {e}"),
+                };
+                tokio::spawn(dispatcher(Arc::clone(&thread_shared)));
+                tokio::select! {
+                    () = ws_accept_loop(ws, Arc::clone(&thread_shared)) => {}
+                    () = http_accept_loop(api, thread_shared) => {}
+                }
+            },
+        );
         SlackPeer {
             shared,
             runtime: handle,
-            _control: Arc::new(Control {
-                shutdown: Some(shutdown_tx),
-                thread: Some(thread),
-            }),
+            _control: Arc::new(control),
         }
     }
 
@@ -1229,16 +1174,7 @@ impl SlackPeer {
     /// Poll `cond` every 10 ms until it holds (true) or `timeout` passes (false, after a last
     /// check). Works under actix-rt (tokio time).
     pub async fn wait_until(&self, timeout: Duration, cond: impl Fn(&SlackPeer) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if cond(self) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        peer_support::wait_until(self, timeout, cond).await
     }
 }
 
@@ -1460,15 +1396,7 @@ async fn dispatcher(shared: Arc<Shared>) {
 // ---------------------------------------------------------------------------------------------
 
 async fn http_accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(handle_http(stream, Arc::clone(&shared)));
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    }
+    peer_support::accept_loop(listener, |stream| handle_http(stream, Arc::clone(&shared))).await;
 }
 
 struct HttpRequest {
@@ -1656,8 +1584,9 @@ fn http_response(
 // The WebSocket endpoint
 // ---------------------------------------------------------------------------------------------
 
+type PeerStream = peer_support::PeerStream<PongFilter>;
 type Ws = WebSocketStream<PeerStream>;
-type Sink = tokio::sync::Mutex<SplitSink<Ws, Message>>;
+type Sink = WsSink<PeerStream>;
 
 /// What the upgrade callback decided for an accepted upgrade.
 enum Admission {
@@ -1668,15 +1597,7 @@ enum Admission {
 type Admitted = Mutex<Option<Admission>>;
 
 async fn ws_accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let _ = stream.set_nodelay(true);
-                tokio::spawn(handle_ws(stream, Arc::clone(&shared)));
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-        }
-    }
+    peer_support::accept_loop(listener, |stream| handle_ws(stream, Arc::clone(&shared))).await;
 }
 
 async fn handle_ws(stream: TcpStream, shared: Arc<Shared>) {
@@ -1684,10 +1605,12 @@ async fn handle_ws(stream: TcpStream, shared: Arc<Shared>) {
     let drop_pongs = Arc::new(AtomicBool::new(false));
     let stream = PeerStream {
         inner: stream,
-        framed: Arc::clone(&framed),
-        drop_pongs: Arc::clone(&drop_pongs),
-        filter: FrameFilter::default(),
-        out: Vec::new(),
+        write: PongFilter {
+            framed: Arc::clone(&framed),
+            drop_pongs: Arc::clone(&drop_pongs),
+            filter: FrameFilter::default(),
+            out: Vec::new(),
+        },
     };
     let admitted: Arc<Admitted> = Arc::default();
     let callback = UpgradeCallback {
@@ -1791,10 +1714,7 @@ impl Callback for UpgradeCallback {
 }
 
 fn refusal(status: u16) -> ErrorResponse {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = ErrorResponse::new(Some(format!("refused by slack test peer: {status}")));
-    *response.status_mut() = status;
-    response
+    peer_support::refusal("slack test peer", status, &[])
 }
 
 /// Slack's answer to one socket too many: a `disconnect` frame, then close.
@@ -2145,30 +2065,6 @@ async fn close(ctx: &Conn<'_>, code: u16) -> End {
     End::Drop
 }
 
-async fn send(sink: &Sink, message: Message) -> bool {
-    sink.lock().await.send(message).await.is_ok()
-}
-
-async fn send_fragmented(sink: &Sink, text: String, n: usize) -> bool {
-    let bytes = Bytes::from(text);
-    let n = n.max(1);
-    let len = bytes.len();
-    let mut sink = sink.lock().await;
-    for i in 0..n {
-        let piece = bytes.slice(i * len / n..(i + 1) * len / n);
-        let opcode = if i == 0 {
-            OpCode::Data(Data::Text)
-        } else {
-            OpCode::Data(Data::Continue)
-        };
-        let frame = Frame::message(piece, opcode, i + 1 == n);
-        if sink.feed(Message::Frame(frame)).await.is_err() {
-            return false;
-        }
-    }
-    sink.flush().await.is_ok()
-}
-
 // ---------------------------------------------------------------------------------------------
 // The TCP stream, with pongs dropped on demand
 // ---------------------------------------------------------------------------------------------
@@ -2238,22 +2134,21 @@ fn frame_payload_len(header: &[u8]) -> Option<u64> {
     })
 }
 
-/// The TCP stream; once `framed` (after the handshake) writes go through a [`FrameFilter`] that
-/// drops pong frames while `drop_pongs` is set.
-struct PeerStream {
-    inner: TcpStream,
+/// Writes to the TCP stream; once `framed` (after the handshake) they go through a
+/// [`FrameFilter`] that drops pong frames while `drop_pongs` is set.
+struct PongFilter {
     framed: Arc<AtomicBool>,
     drop_pongs: Arc<AtomicBool>,
     filter: FrameFilter,
-    /// Filtered bytes not yet written to `inner`.
+    /// Filtered bytes not yet written to the stream.
     out: Vec<u8>,
 }
 
-impl PeerStream {
+impl PongFilter {
     /// Writes buffered bytes; Ready(Ok) once the buffer is empty.
-    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_drain(&mut self, inner: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.out.is_empty() {
-            match Pin::new(&mut self.inner).poll_write(cx, &self.out) {
+            match Pin::new(&mut *inner).poll_write(cx, &self.out) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => {
                     self.out.drain(..n);
@@ -2266,52 +2161,44 @@ impl PeerStream {
     }
 }
 
-impl AsyncRead for PeerStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for PeerStream {
+impl WritePolicy for PongFilter {
     fn poll_write(
-        self: Pin<&mut Self>,
+        &mut self,
+        inner: &mut TcpStream,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if !this.framed.load(Ordering::SeqCst) {
-            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        if !self.framed.load(Ordering::SeqCst) {
+            return Pin::new(inner).poll_write(cx, buf);
         }
-        match this.poll_drain(cx) {
+        match self.poll_drain(inner, cx) {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending if this.out.len() >= FILTER_BUFFER => return Poll::Pending,
+            Poll::Pending if self.out.len() >= FILTER_BUFFER => return Poll::Pending,
             _ => {}
         }
-        let drop_pongs = this.drop_pongs.load(Ordering::SeqCst);
-        this.filter.feed(buf, drop_pongs, &mut this.out);
+        let drop_pongs = self.drop_pongs.load(Ordering::SeqCst);
+        self.filter.feed(buf, drop_pongs, &mut self.out);
         // Start writing now; what does not fit is written on the next call or flush.
-        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+        if let Poll::Ready(Err(e)) = self.poll_drain(inner, cx) {
             return Poll::Ready(Err(e));
         }
         Poll::Ready(Ok(buf.len()))
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        match this.poll_drain(cx) {
-            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_flush(cx),
+    fn poll_flush(&mut self, inner: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.poll_drain(inner, cx) {
+            Poll::Ready(Ok(())) => Pin::new(inner).poll_flush(cx),
             other => other,
         }
     }
 
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        match this.poll_drain(cx) {
-            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_shutdown(cx),
+    fn poll_shutdown(
+        &mut self,
+        inner: &mut TcpStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.poll_drain(inner, cx) {
+            Poll::Ready(Ok(())) => Pin::new(inner).poll_shutdown(cx),
             other => other,
         }
     }
