@@ -9,6 +9,8 @@
 mod helpers;
 #[path = "api/peer.rs"]
 mod peer;
+#[path = "api/peer_support.rs"]
+mod peer_support;
 #[path = "browser/webdriver.rs"]
 mod webdriver;
 
