@@ -111,6 +111,7 @@ pub async fn insert_events(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
+    let _gate = super::write_gate(db).await;
     let txn = super::begin_write(db).await?;
     let conflict = OnConflict::columns([
         event::Column::OrgId,
@@ -168,6 +169,7 @@ pub async fn commit_dispatch(
     db: &sea_orm::DatabaseConnection,
     records: Vec<DispatchRecord>,
 ) -> Result<Vec<Uuid>, DbErr> {
+    let _gate = super::write_gate(db).await;
     let txn = super::begin_write(db).await?;
     let runs: Vec<automation_run::Model> = records
         .iter()

@@ -138,6 +138,21 @@ pub fn new_id() -> uuid::Uuid {
     uuid::Uuid::now_v7()
 }
 
+/// Queues a hot-path writer (inbox inserts, dispatch commits) for SQLite's single write lock in
+/// this process, first come first served; hold the guard until the transaction ends. Without it,
+/// writers that find the lock taken sleep in SQLite's busy handler in growing steps (up to
+/// 100 ms), long after the lock is free again: that sleep, not the writes, was most of the ACK
+/// latency under load. One gate serves every SQLite database of the process (one in production).
+/// PostgreSQL needs none (`None`).
+pub async fn write_gate(db: &DatabaseConnection) -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    static GATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    if db.get_database_backend() == DbBackend::Sqlite {
+        Some(GATE.lock().await)
+    } else {
+        None
+    }
+}
+
 /// Starts a transaction that will write. On SQLite it takes the write lock at once
 /// (`BEGIN IMMEDIATE`), so a concurrent writer makes it wait (busy timeout) instead of failing at
 /// its first write with "database is locked".
