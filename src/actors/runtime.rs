@@ -71,6 +71,8 @@ impl StatusWriter {
         let (tx, mut rx) = mpsc::unbounded_channel::<StatusWrite>();
         actix::spawn(async move {
             while let Some(write) = rx.recv().await {
+                // In line with the inbox and dispatch writers for SQLite's write lock.
+                let _gate = crate::db::write_gate(&db).await;
                 let result = match write {
                     StatusWrite::State(id, record) => status::write_state(&db, id, record).await,
                     StatusWrite::Counters(id, counters, at) => {

@@ -30,10 +30,12 @@ pub async fn create_source(
     caller.require_admin()?;
     let id = db::new_id();
     let row = build_row(&state, caller.org_id, id, input, None)?;
+    let gate = db::write_gate(&state.db).await;
     let txn = db::begin_write(&state.db).await?;
     db::slugs::claim_slug(&txn, caller.org_id, &row.source, "websocket", id).await?;
     let row = db::sources::insert_source(&txn, row).await?;
     txn.commit().await?;
+    drop(gate);
     notify_supervisor(&state, &row)?;
     tracing::info!(source_id = %id, slug = %row.source, "source created");
     let out = SourceOut::load(&state, row).await?;
@@ -88,6 +90,7 @@ pub async fn patch_source(
     let mut row = build_row(&state, caller.org_id, current.id, input, Some(&current))?;
     row.revision = current.revision + 1;
     row.created_at = current.created_at;
+    let gate = db::write_gate(&state.db).await;
     let txn = db::begin_write(&state.db).await?;
     if row.source != current.source {
         db::slugs::claim_slug(&txn, caller.org_id, &row.source, "websocket", row.id).await?;
@@ -95,6 +98,7 @@ pub async fn patch_source(
     }
     let row = db::sources::update_source(&txn, row).await?;
     txn.commit().await?;
+    drop(gate);
     notify_supervisor(&state, &row)?;
     tracing::info!(source_id = %row.id, revision = row.revision, "source updated");
     Ok(HttpResponse::Ok().json(SourceOut::load(&state, row).await?))
@@ -113,10 +117,12 @@ pub async fn delete_source(
     let row = db::sources::find_source(&state.db, caller.org_id, *id)
         .await?
         .ok_or(ApiError::NotFound("source"))?;
+    let gate = db::write_gate(&state.db).await;
     let txn = db::begin_write(&state.db).await?;
     db::slugs::release_slug(&txn, caller.org_id, &row.source, row.id).await?;
     db::sources::delete_source(&txn, row.id).await?;
     txn.commit().await?;
+    drop(gate);
     state.supervisor.do_send(Remove { source_id: row.id });
     tracing::info!(source_id = %row.id, "source deleted");
     Ok(HttpResponse::NoContent().finish())

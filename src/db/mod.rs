@@ -138,8 +138,9 @@ pub fn new_id() -> uuid::Uuid {
     uuid::Uuid::now_v7()
 }
 
-/// Queues a hot-path writer (inbox inserts, dispatch commits) for SQLite's single write lock in
-/// this process, first come first served; hold the guard until the transaction ends. Without it,
+/// Queues a writer (inbox inserts, dispatch commits, status writes, API changes) for SQLite's
+/// single write lock in this process, first come first served; hold the guard until the
+/// transaction ends. Without it,
 /// writers that find the lock taken sleep in SQLite's busy handler in growing steps (up to
 /// 100 ms), long after the lock is free again: that sleep, not the writes, was most of the ACK
 /// latency under load. One gate serves every SQLite database of the process (one in production).
@@ -153,7 +154,8 @@ pub async fn write_gate(db: &DatabaseConnection) -> Option<tokio::sync::MutexGua
     }
 }
 
-/// Starts a transaction that will write. On SQLite it takes the write lock at once
+/// Starts a transaction that will write; take [`write_gate`] first and hold it until the
+/// transaction ends. On SQLite it takes the write lock at once
 /// (`BEGIN IMMEDIATE`), so a concurrent writer makes it wait (busy timeout) instead of failing at
 /// its first write with "database is locked".
 pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
