@@ -254,7 +254,8 @@ both_backends_private! {
         let closed = peer.client_closes()[0].clone();
         assert_eq!(closed.attempt, 0, "the old connection is the one closed");
         assert!(closed.at > opened, "the replacement opened before the old one closed");
-        assert_eq!(peer.open_connections(), 1);
+        // The close frame is recorded before the old socket is gone: wait for that too.
+        assert!(peer.wait_until(Duration::from_secs(5), |p| p.open_connections() == 1).await, "open: {}", peer.open_connections());
         peer.broadcast(json!({"type": "t", "id": "after-rotation"}).to_string());
         assert!(eventually(WAIT, || async { runs_of(&app, &automation).await == 1 }).await);
         let s = status(&app, &id).await;
