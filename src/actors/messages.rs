@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use uuid::Uuid;
 
+use super::policy::FailureClass;
 use super::spec::SourceSpec;
 use super::status::StatusSnapshot;
 
@@ -123,6 +124,35 @@ pub enum DownReason {
 }
 
 impl DownReason {
+    /// The report for a failure the restart policy classified, with its detail.
+    pub fn from_class(class: FailureClass, detail: String) -> DownReason {
+        match class {
+            FailureClass::Transient => DownReason::Transient(detail),
+            FailureClass::Terminal { reason } => DownReason::Terminal(reason),
+            FailureClass::RateLimited { retry_after } => DownReason::RateLimited {
+                detail,
+                retry_after,
+            },
+            FailureClass::Throttled { min_delay } => DownReason::Throttled { detail, min_delay },
+        }
+    }
+
+    /// How the restart policy treats it (a stop is retried like a transient failure).
+    pub fn class(&self) -> FailureClass {
+        match self {
+            Self::Terminal(reason) => FailureClass::Terminal {
+                reason: reason.clone(),
+            },
+            Self::RateLimited { retry_after, .. } => FailureClass::RateLimited {
+                retry_after: *retry_after,
+            },
+            Self::Throttled { min_delay, .. } => FailureClass::Throttled {
+                min_delay: *min_delay,
+            },
+            Self::Stopped | Self::Transient(_) => FailureClass::Transient,
+        }
+    }
+
     /// The human-readable detail.
     pub fn detail(&self) -> &str {
         match self {

@@ -9,11 +9,12 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::messages::DownReason;
-use super::policy::FailureClass;
 use super::status::Count;
 use crate::pipeline::expr::Value;
 use crate::sources::generic::{Action, Counter, GenericAdapter, GenericSession};
-use crate::sources::slack::{HELLO_TIMEOUT, SlackAction, SlackAdapter, SlackCounter, SlackSession};
+use crate::sources::slack::{
+    HELLO_TIMEOUT, SlackAction, SlackAdapter, SlackCounter, SlackSession, no_hello_detail,
+};
 
 /// What the loop does with an inbound message.
 #[derive(Debug)]
@@ -119,9 +120,7 @@ impl Protocol {
     pub fn ready_timeout_detail(&self) -> String {
         match self {
             Protocol::Generic { .. } => "no ready frame within ready_timeout_s".to_owned(),
-            Protocol::Slack { .. } => {
-                format!("Slack sent no hello within {} s", HELLO_TIMEOUT.as_secs())
-            }
+            Protocol::Slack { .. } => no_hello_detail(),
         }
     }
 
@@ -221,7 +220,7 @@ fn slack_step(adapter: &SlackAdapter, action: SlackAction) -> Step {
             ack: Some(ack),
         },
         SlackAction::Refresh { reason } => Step::Refresh { reason },
-        SlackAction::Failed { class, detail } => Step::Down(down_reason(class, detail)),
+        SlackAction::Failed { class, detail } => Step::Down(DownReason::from_class(class, detail)),
         SlackAction::Count(counter) => Step::Count(match counter {
             SlackCounter::NonJson => Count::NonJson,
             SlackCounter::EarlyEnvelope => Count::Handshake,
@@ -230,18 +229,5 @@ fn slack_step(adapter: &SlackAdapter, action: SlackAction) -> Step {
             | SlackCounter::InvalidEnvelopeId
             | SlackCounter::RepeatedHello => Count::Ignored,
         }),
-    }
-}
-
-/// The report for a failure the restart policy classified.
-pub fn down_reason(class: FailureClass, detail: String) -> DownReason {
-    match class {
-        FailureClass::Transient => DownReason::Transient(detail),
-        FailureClass::Terminal { reason } => DownReason::Terminal(reason),
-        FailureClass::RateLimited { retry_after } => DownReason::RateLimited {
-            detail,
-            retry_after,
-        },
-        FailureClass::Throttled { min_delay } => DownReason::Throttled { detail, min_delay },
     }
 }

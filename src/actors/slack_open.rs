@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use super::connect;
 use super::messages::DownReason;
 use super::policy::FailureClass;
-use super::protocol::down_reason;
 use super::runtime::SourceRuntime;
 use crate::sources::generic::ConnectRequest;
 use crate::sources::slack::{OpenBudget, SlackAdapter, parse_open_response};
@@ -67,7 +66,7 @@ pub async fn open_url(
                 lock(budget).on_rate_limited(Instant::now(), retry_after);
             }
             tracing::warn!(detail = %failure.detail, "apps.connections.open gave no URL");
-            Err(down_reason(failure.class, failure.detail))
+            Err(DownReason::from_class(failure.class, failure.detail))
         }
     }
 }

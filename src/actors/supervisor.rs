@@ -21,7 +21,7 @@ use super::messages::{
     CollectMetrics, DownReason, GetStatus, Pause, Reconnect, Remove, Resume, RotateDue, Send,
     SendError, SendFrame, Shutdown, SourceDown, SourceReady, StopSource, SwapSpec, Update,
 };
-use super::policy::{Decision, FailureClass, RestartPolicy, RetryState};
+use super::policy::{Decision, RestartPolicy, RetryState};
 use super::publisher::Published;
 use super::rate_limit::{ConnectRateLimiter, startup_jitter};
 use super::runtime::{SourceRuntime, StatusWrite};
@@ -684,19 +684,9 @@ impl Handler<SourceDown> for SourceSupervisor {
         };
         let slot = &mut child.slots[i];
         slot.addr = None;
-        let class = match &msg.reason {
-            DownReason::Terminal(reason) => FailureClass::Terminal {
-                reason: reason.clone(),
-            },
-            DownReason::RateLimited { retry_after, .. } => FailureClass::RateLimited {
-                retry_after: *retry_after,
-            },
-            DownReason::Throttled { min_delay, .. } => FailureClass::Throttled {
-                min_delay: *min_delay,
-            },
-            DownReason::Stopped | DownReason::Transient(_) => FailureClass::Transient,
-        };
-        let decision = slot.policy.on_down(Instant::now(), class, &mut self.rng);
+        let decision = slot
+            .policy
+            .on_down(Instant::now(), msg.reason.class(), &mut self.rng);
         match decision {
             Decision::Retry { delay, state } => {
                 child.counters.add(Count::Reconnects, 1);

@@ -25,7 +25,7 @@ pub use open::{
 };
 pub use session::{
     HELLO_TIMEOUT, LINK_DISABLED_REASON, SlackAction, SlackCounter, SlackSession,
-    TOO_MANY_WEBSOCKETS_DELAY,
+    TOO_MANY_WEBSOCKETS_DELAY, no_hello_detail,
 };
 
 /// Connections a source may keep (`connections` is clamped to this range).

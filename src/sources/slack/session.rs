@@ -20,6 +20,11 @@ pub const LINK_DISABLED_REASON: &str = "Socket Mode disabled for the app";
 /// Longest `disconnect` reason kept in [`SlackAction::Refresh`] (longer ones are cut).
 const MAX_REASON_CHARS: usize = 64;
 
+/// The failure detail when no `hello` came within [`HELLO_TIMEOUT`].
+pub fn no_hello_detail() -> String {
+    format!("Slack sent no hello within {} s", HELLO_TIMEOUT.as_secs())
+}
+
 /// What the actor does with an inbound frame.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SlackAction {
@@ -114,7 +119,7 @@ impl SlackSession {
         let overdue = now.saturating_duration_since(connected_at) >= HELLO_TIMEOUT;
         (!self.ready && overdue).then(|| SlackAction::Failed {
             class: FailureClass::Transient,
-            detail: format!("Slack sent no hello within {} s", HELLO_TIMEOUT.as_secs()),
+            detail: no_hello_detail(),
         })
     }
 
