@@ -13,7 +13,8 @@
 //! - the process's peak resident memory.
 //!
 //! Options (after `--`): `--events N` (firehose size, default 100000), `--quick` (smaller runs),
-//! `--only NAME` (ceiling | firehose | latency | idle | slack). The WebSocket peers run in a child
+//! `--only NAME` (ceiling | firehose | latency | idle | slack), `--backend postgres|sqlite`,
+//! `--automations N` (firehose with N automations only). The WebSocket peers run in a child
 //! process (this binary with `peer …`) so their memory and CPU are not counted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -31,6 +32,10 @@ use switchboard::crypto::Keyring;
 use switchboard::startup::Application;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_tungstenite::tungstenite::Message;
+
+/// The same allocator as the `switchboard` binary, so the figures are the service's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const KEY: &str = "sbk_benchadminkey000000000000000000000000";
 /// The PostgreSQL server the benchmark creates its databases on (`BENCH_DATABASE_URL`, a server
@@ -52,6 +57,16 @@ fn main() {
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1).cloned());
     let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    let backend = args
+        .iter()
+        .position(|a| a == "--backend")
+        .and_then(|i| args.get(i + 1).cloned());
+    let backends: Vec<Backend> = [Backend::Postgres, Backend::Sqlite]
+        .into_iter()
+        .filter(|b| backend.as_deref().is_none_or(|name| name == b.name()))
+        .collect();
+    let automation_counts: Vec<usize> =
+        arg_value(&args, "--automations").map_or_else(|| vec![10, 1], |n| vec![n]);
     println!("Switchboard benchmark on {} cores\n", num_cores());
     actix_web::rt::System::new().block_on(async move {
         // First, while the heap is fresh: later scenarios leave freed memory behind that new
@@ -61,7 +76,7 @@ fn main() {
             println!();
         }
         if want("ceiling") {
-            for backend in [Backend::Postgres, Backend::Sqlite] {
+            for backend in backends.iter().copied() {
                 let env = Env::new(backend).await;
                 let rows = ceiling(&env.admin_db().await).await;
                 println!(
@@ -73,21 +88,21 @@ fn main() {
             println!();
         }
         if want("firehose") {
-            for backend in [Backend::Postgres, Backend::Sqlite] {
-                for automations in [10, 1] {
+            for backend in backends.iter().copied() {
+                for automations in automation_counts.clone() {
                     firehose(backend, automations, events).await;
                 }
             }
             println!();
         }
         if want("latency") {
-            for backend in [Backend::Postgres, Backend::Sqlite] {
+            for backend in backends.iter().copied() {
                 latency(backend, 1_000, if quick { 5 } else { 10 }).await;
             }
             println!();
         }
         if want("slack") {
-            for backend in [Backend::Postgres, Backend::Sqlite] {
+            for backend in backends.iter().copied() {
                 slack(
                     backend,
                     SlackLoad::Burst(if quick { 5_000 } else { 20_000 }),

@@ -408,7 +408,7 @@ fn observe_commit(
 async fn commit_with_retry(db: &DatabaseConnection, records: Vec<DispatchRecord>) -> Vec<Uuid> {
     let mut delay = Duration::from_millis(100);
     loop {
-        match inbox::commit_dispatch(db, records.clone()).await {
+        match inbox::commit_dispatch(db, &records).await {
             Ok(created) => {
                 tracing::debug!(events = records.len(), runs = created.len(), "dispatched");
                 return created;

@@ -48,7 +48,7 @@ pub async fn replay_event(
         .first()
         .map(|r| r.outcome.clone())
         .unwrap_or(Value::Null);
-    let created = db::inbox::commit_dispatch(&state.db, records).await?;
+    let created = db::inbox::commit_dispatch(&state.db, &records).await?;
     Ok(HttpResponse::Ok().json(json!({"outcome": outcome, "runs_created": created.len()})))
 }
 

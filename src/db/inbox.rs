@@ -111,6 +111,12 @@ pub async fn insert_events(
     if rows.is_empty() {
         return Ok(Vec::new());
     }
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // One statement: no transaction round trips needed.
+        let inserted: std::collections::HashSet<Uuid> =
+            super::unnest::insert_events(db, rows).await?.into_iter().collect();
+        return Ok(rows.iter().map(|r| inserted.contains(&r.id)).collect());
+    }
     let _gate = super::write_gate(db).await;
     let txn = super::begin_write(db).await?;
     let conflict = OnConflict::columns([
@@ -167,7 +173,7 @@ pub struct DispatchRecord {
 /// created.
 pub async fn commit_dispatch(
     db: &sea_orm::DatabaseConnection,
-    records: Vec<DispatchRecord>,
+    records: &[DispatchRecord],
 ) -> Result<Vec<Uuid>, DbErr> {
     let _gate = super::write_gate(db).await;
     let txn = super::begin_write(db).await?;
@@ -175,6 +181,14 @@ pub async fn commit_dispatch(
         .iter()
         .flat_map(|r| r.runs.iter().cloned())
         .collect();
+    let now = super::now();
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        let created = super::unnest::insert_runs(&txn, &runs).await?;
+        let outcomes = records.iter().map(|r| (r.event_id, r.outcome.to_string()));
+        super::unnest::mark_dispatched(&txn, outcomes, now).await?;
+        txn.commit().await?;
+        return Ok(created);
+    }
     let conflict = OnConflict::columns([
         automation_run::Column::AutomationId,
         automation_run::Column::EventId,
@@ -188,49 +202,35 @@ pub async fn commit_dispatch(
         automation_run::Column::Id,
     )
     .await?;
-    let now = super::now();
-    for chunk in fixed_chunks(&records) {
+    for chunk in fixed_chunks(records) {
         mark_dispatched(&txn, chunk, now).await?;
     }
     txn.commit().await?;
     Ok(created)
 }
 
-/// One statement per chunk: `WITH v(id, outcome) AS (VALUES …) UPDATE events … FROM v`, which
-/// both engines run (PostgreSQL needs the parameter types spelled out).
+/// SQLite: one statement per chunk, `WITH v(id, outcome) AS (VALUES …) UPDATE events … FROM v`.
 async fn mark_dispatched(
     db: &impl ConnectionTrait,
     records: &[DispatchRecord],
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), DbErr> {
-    let backend = db.get_database_backend();
-    let pg = backend == sea_orm::DbBackend::Postgres;
     let mut values = Vec::with_capacity(records.len() * 2 + 1);
-    let mut rows = Vec::with_capacity(records.len());
-    values.push(sea_orm::Value::from(now));
-    for (i, record) in records.iter().enumerate() {
-        let (a, b) = (i * 2 + 2, i * 2 + 3);
-        rows.push(if pg {
-            format!("(${a}::uuid, ${b}::jsonb)")
-        } else {
-            "(?, ?)".to_owned()
-        });
-        values.push(record.event_id.into());
+    for record in records {
+        values.push(sea_orm::Value::from(record.event_id));
         values.push(record.outcome.clone().into());
     }
-    let now_param = if pg { "$1::timestamptz" } else { "?" };
+    // Bound positionally in text order: the timestamp comes after the VALUES list.
+    values.push(now.into());
     let sql = format!(
         "WITH v(id, outcome) AS (VALUES {}) UPDATE events SET outcome = v.outcome, status = 'dispatched', \
-         dispatched_at = {now_param} FROM v WHERE events.id = v.id",
-        rows.join(", ")
+         dispatched_at = ? FROM v WHERE events.id = v.id",
+        vec!["(?, ?)"; records.len()].join(", ")
     );
-    // SQLite binds positionally in text order: the timestamp comes after the VALUES list.
-    if !pg {
-        let first = values.remove(0);
-        values.push(first);
-    }
     db.execute_raw(sea_orm::Statement::from_sql_and_values(
-        backend, sql, values,
+        db.get_database_backend(),
+        sql,
+        values,
     ))
     .await?;
     Ok(())

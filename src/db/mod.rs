@@ -12,6 +12,7 @@ pub mod slugs;
 pub mod sources;
 pub mod status;
 pub mod stream_tokens;
+pub mod unnest;
 pub mod webhooks;
 
 use std::time::Duration;
