@@ -544,6 +544,7 @@ async fn idle(backend: Backend, sources: usize) {
     let (mut peer, url) = spawn_peer(&["idle"]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = proc_kib("VmRSS");
+    let heap_before = heap_bytes();
     for i in 0..sources {
         app.source(&format!("idle-{i}"), &url).await;
     }
@@ -567,18 +568,26 @@ async fn idle(backend: Backend, sources: usize) {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = proc_kib("VmRSS");
+    let heap = heap_bytes().saturating_sub(heap_before);
     let cpu_before = cpu_seconds();
     let window = Duration::from_secs(10);
     tokio::time::sleep(window).await;
     let cpu = (cpu_seconds() - cpu_before) / window.as_secs_f64() * 100.0;
     println!(
-        "idle      {:<9} {connected} connected sources: RSS +{:.1} MiB = {:.1} KiB per connection; CPU {cpu:.2} % of a core while idle",
+        "idle      {:<9} {connected} connected sources: RSS +{:.1} MiB = {:.1} KiB per connection (heap in use {:.1} KiB per connection); CPU {cpu:.2} % of a core while idle",
         backend.name(),
         (after.saturating_sub(before)) as f64 / 1024.0,
         after.saturating_sub(before) as f64 / sources as f64,
+        heap as f64 / 1024.0 / sources as f64,
     );
     let _ = peer.kill();
     app.stop().await;
+}
+
+/// Bytes the allocator has handed out and not taken back (jemalloc's `stats.allocated`).
+fn heap_bytes() -> u64 {
+    tikv_jemalloc_ctl::epoch::advance().unwrap();
+    tikv_jemalloc_ctl::stats::allocated::read().unwrap() as u64
 }
 
 fn proc_kib(field: &str) -> u64 {

@@ -13,10 +13,17 @@ use super::messages::DownReason;
 use super::runtime::SourceRuntime;
 use crate::sources::generic::ConnectRequest;
 
+/// An open connection: awc's socket and WebSocket codec under a framing layer with small buffers.
+pub type WsFramed = tokio_util::codec::Framed<BoxedSocket, Codec>;
 /// The write half of a connection.
-pub type WsSink = SplitSink<actix_codec::Framed<BoxedSocket, Codec>, awc::ws::Message>;
+pub type WsSink = SplitSink<WsFramed, awc::ws::Message>;
 /// The read half of a connection.
-pub type WsStream = SplitStream<actix_codec::Framed<BoxedSocket, Codec>>;
+pub type WsStream = SplitStream<WsFramed>;
+
+/// Read buffer of a connection (it grows for a larger frame). awc's own framing keeps 8 KiB for
+/// reading and 8 KiB for writing per connection whether it is busy or idle; at 4 KiB, one read
+/// still takes ~20 typical messages.
+const READ_BUFFER: usize = 4 * 1024;
 
 /// How long an upgrade may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,12 +52,24 @@ pub async fn open(
         ws = ws.set_header(name.as_str(), value.as_str());
     }
     match ws.connect().await {
-        Ok((_response, framed)) => Ok(framed.split()),
+        Ok((_response, framed)) => Ok(lean(framed).split()),
         Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
             Err(classify_status(status))
         }
         Err(err) => Err(DownReason::Transient(format!("connect failed: {err}"))),
     }
+}
+
+/// Moves an upgraded connection from awc's framing to one with a [`READ_BUFFER`]-sized read buffer
+/// and a write buffer that only grows to the largest frame sent, keeping whatever the peer sent
+/// right after its upgrade response.
+fn lean(framed: actix_codec::Framed<BoxedSocket, Codec>) -> WsFramed {
+    let old = framed.into_parts();
+    let mut parts = tokio_util::codec::FramedParts::new::<awc::ws::Message>(old.io, old.codec);
+    parts.read_buf = bytes::BytesMut::with_capacity(READ_BUFFER.max(old.read_buf.len()));
+    parts.read_buf.extend_from_slice(&old.read_buf);
+    parts.write_buf = bytes::BytesMut::from(&old.write_buf[..]);
+    tokio_util::codec::Framed::from_parts(parts)
 }
 
 /// An HTTP/1.1 client with the shared TLS configuration and no connection pooling (every source

@@ -57,7 +57,8 @@ pub fn start(
         let mut inflight = FuturesOrdered::new();
         let mut open = true;
         while open || !inflight.is_empty() {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
+            // Grown by `recv_many` as messages come: an idle connection holds no batch buffer.
+            let mut batch = Vec::new();
             tokio::select! {
                 received = rx.recv_many(&mut batch, MAX_BATCH), if open && inflight.len() < IN_FLIGHT => {
                     if received == 0 {
