@@ -11,7 +11,7 @@ use std::time::Duration;
 use actix_http::ws::Item;
 use awc::ws::{Frame, Message};
 use bytes::{Bytes, BytesMut};
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
@@ -197,7 +197,7 @@ impl Conn {
             let reading = self.backlog.is_empty();
             let inbox = self.inbox.clone();
             let step = tokio::select! {
-                frame = self.stream.next(), if reading => self.on_frame(frame).await,
+                frame = self.stream.next(), if reading => self.on_frames(frame).await,
                 permit = reserve(inbox.as_ref()), if !self.backlog.is_empty() => {
                     if let (Some(permit), Some(item)) = (permit, self.backlog.pop_front()) {
                         permit.send(item);
@@ -375,7 +375,29 @@ async fn reserve(inbox: Option<&mpsc::Sender<Inbound>>) -> Option<mpsc::Permit<'
     }
 }
 
+/// Frames handled per turn of the loop when they are already read: a busy connection takes them
+/// in runs (one `select!` per run, not per frame) without starving commands, ACKs and timers.
+const FRAMES_PER_TURN: usize = 64;
+
 impl Conn {
+    /// Handles `first` and then the frames already buffered behind it, while reading.
+    async fn on_frames(
+        &mut self,
+        first: Option<Result<Frame, awc::error::WsProtocolError>>,
+    ) -> Result<(), DownReason> {
+        self.on_frame(first).await?;
+        for _ in 1..FRAMES_PER_TURN {
+            if !self.backlog.is_empty() {
+                break;
+            }
+            match self.stream.next().now_or_never() {
+                Some(frame) => self.on_frame(frame).await?,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
     async fn on_frame(
         &mut self,
         frame: Option<Result<Frame, awc::error::WsProtocolError>>,

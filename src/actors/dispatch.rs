@@ -45,16 +45,17 @@ pub struct PendingEvent {
 }
 
 impl From<entity::event::Model> for PendingEvent {
-    fn from(m: entity::event::Model) -> Self {
-        let payload = crate::db::events::payload_of(&m).unwrap_or(serde_json::Value::Null);
+    fn from(mut m: entity::event::Model) -> Self {
+        let (id, org_id, received_at) = (m.id, m.org_id, m.received_at);
+        let route = m.source_id.unwrap_or(m.org_id);
         Self {
-            id: m.id,
-            org_id: m.org_id,
-            source: m.source,
-            event_key: m.event_key,
-            payload,
-            received_at: m.received_at,
-            route: m.source_id.unwrap_or(m.org_id),
+            id,
+            org_id,
+            source: std::mem::take(&mut m.source),
+            event_key: m.event_key.take(),
+            payload: crate::db::events::into_payload(m).unwrap_or(serde_json::Value::Null),
+            received_at,
+            route,
         }
     }
 }

@@ -194,5 +194,5 @@ fn row(
         source: &spec.slug,
         source_id: spec.id,
     };
-    db::inbox::event_row(from, event, meta, spec.exprs.payload.is_some(), now)
+    db::inbox::event_row(from, event, meta, now)
 }

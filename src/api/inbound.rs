@@ -301,5 +301,5 @@ fn event_row(
         source: &hook.source,
         source_id: hook.id,
     };
-    db::inbox::event_row(from, event, meta, true, db::now())
+    db::inbox::event_row(from, event, meta, db::now())
 }

@@ -140,7 +140,8 @@ pub async fn dry_run(
         caller.org_id,
         json!({"source": slug, "on": trigger.on, "filter": trigger.filter}),
     )]);
-    let payload = event.payload.as_ref().map(to_value);
+    let shown_payload = event.payload().cloned();
+    let payload = shown_payload.as_ref().map(to_value);
     let verdict = payload
         .as_ref()
         .and_then(|p| {
@@ -154,7 +155,7 @@ pub async fn dry_run(
         status: Some(event.status.as_str().to_owned()),
         error: event.error,
         event_key: event.event_key,
-        payload: event.payload,
+        payload: shown_payload,
         dedup_key: event.dedup_key,
         r#match: verdict,
     }))

@@ -28,6 +28,15 @@ pub fn payload_of(m: &event::Model) -> Option<serde_json::Value> {
     }
 }
 
+/// [`payload_of`] for an event row no longer needed: the payload is moved out, not copied.
+pub fn into_payload(m: event::Model) -> Option<serde_json::Value> {
+    match (m.payload, m.status.as_str()) {
+        (Some(payload), _) => Some(payload),
+        (None, "error") => None,
+        (None, _) => Some(m.raw),
+    }
+}
+
 /// What a run carries: `event_id`, `source`, `event_key`, `received_at` and `payload`.
 pub fn run_payload(m: &event::Model) -> serde_json::Value {
     serde_json::json!({

@@ -23,14 +23,13 @@ pub struct EventOrigin<'a> {
     pub source_id: Uuid,
 }
 
-/// The row to insert for a prepared message. `store_payload: false` (no payload expression: the
-/// payload is the raw message) stores the message once. Events that can match nothing (`no_key`,
+/// The row to insert for a prepared message. Without a payload of its own (no payload expression)
+/// the row stores the message once, as `raw`. Events that can match nothing (`no_key`,
 /// `error`) are complete as stored, so they are marked dispatched at once.
 pub fn event_row(
     from: EventOrigin<'_>,
     event: crate::pipeline::ingest::PreparedEvent,
     meta: serde_json::Value,
-    store_payload: bool,
     now: chrono::DateTime<chrono::Utc>,
 ) -> event::Model {
     let id = super::new_id();
@@ -44,7 +43,7 @@ pub fn event_row(
         dedup_key: event.dedup_key.unwrap_or_else(|| id.to_string()),
         event_key: event.event_key,
         raw: event.raw,
-        payload: if store_payload { event.payload } else { None },
+        payload: event.payload,
         meta,
         status: event.status.as_str().to_owned(),
         error: event.error,

@@ -70,7 +70,8 @@ pub struct PreparedEvent {
     pub raw: Json,
     /// The event key, when there is one.
     pub event_key: Option<String>,
-    /// The payload runs carry (absent when status is `error`).
+    /// The payload runs carry when it is not the raw message (no payload expression); absent
+    /// with status `error` means there is none. See [`PreparedEvent::payload`].
     pub payload: Option<Json>,
     /// The dedup key (absent: distinct).
     pub dedup_key: Option<String>,
@@ -78,6 +79,18 @@ pub struct PreparedEvent {
     pub status: EventStatus,
     /// Why the status is `error` (or a dedup/key evaluation problem worth showing).
     pub error: Option<String>,
+}
+
+impl PreparedEvent {
+    /// The payload runs carry: the built one, else the raw message (none for an `error` event
+    /// whose payload could not be built).
+    pub fn payload(&self) -> Option<&Json> {
+        match (&self.payload, self.status) {
+            (Some(payload), _) => Some(payload),
+            (None, EventStatus::Error) => None,
+            (None, _) => Some(&self.raw),
+        }
+    }
 }
 
 /// The pipeline's verdict on one message.
@@ -101,11 +114,12 @@ pub fn prepare(exprs: &SourceExprs, raw: Json, value: &Value) -> Prepared {
         }
     }
     let (event_key, key_error) = event_key(exprs.event_key.as_ref(), value);
+    // `None`: the payload is the raw message, not copied.
     let payload = match &exprs.payload {
-        None => Ok(raw.clone()),
+        None => Ok(None),
         Some(expr) => match expr.search(value) {
             Ok(v) if v.is_null() => Err("payload_expr gave null".to_owned()),
-            Ok(v) => Ok(to_json(&v)),
+            Ok(v) => Ok(Some(to_json(&v))),
             Err(e) => Err(format!("payload_expr: {e}")),
         },
     };
@@ -124,12 +138,13 @@ pub fn prepare(exprs: &SourceExprs, raw: Json, value: &Value) -> Prepared {
             error = Some(message);
             (EventStatus::Error, None)
         }
-        Ok(payload) if error.is_some() => (EventStatus::Error, Some(payload)),
+        // An `error` event has no payload unless it is stored: keep the raw one visible.
+        Ok(payload) if error.is_some() => (EventStatus::Error, payload.or_else(|| Some(raw.clone()))),
         Ok(payload) if event_key.is_none() => {
             error = key_error;
-            (EventStatus::NoKey, Some(payload))
+            (EventStatus::NoKey, payload)
         }
-        Ok(payload) => (EventStatus::Received, Some(payload)),
+        Ok(payload) => (EventStatus::Received, payload),
     };
     Prepared::Event(Box::new(PreparedEvent {
         raw,
@@ -234,7 +249,7 @@ mod tests {
             let e = event(run(&exprs, bad));
             assert_eq!(e.status, EventStatus::NoKey);
             assert!(e.error.is_some());
-            assert!(e.payload.is_some(), "a no_key event keeps its payload");
+            assert!(e.payload().is_some(), "a no_key event keeps its payload");
         }
     }
 
@@ -243,7 +258,7 @@ mod tests {
         let exprs = SourceExprs::compile(Some("type"), Some("data"), None, None).unwrap();
         let e = event(run(&exprs, json!({"type": "x"})));
         assert_eq!(e.status, EventStatus::Error);
-        assert_eq!(e.payload, None);
+        assert_eq!(e.payload(), None);
         assert!(e.error.unwrap().contains("null"));
         let exprs = SourceExprs::compile(Some("type"), Some("length(data)"), None, None).unwrap();
         let e = event(run(&exprs, json!({"type": "x", "data": 5})));
@@ -256,7 +271,7 @@ mod tests {
         let exprs = SourceExprs::compile(Some("type"), None, Some("length(n)"), None).unwrap();
         let raw = json!({"type": "x", "n": 5});
         let e = event(run(&exprs, raw.clone()));
-        assert_eq!(e.payload, Some(raw));
+        assert_eq!(e.payload(), Some(&raw));
         assert_eq!(e.status, EventStatus::Error);
         assert!(e.error.unwrap().starts_with("filter_expr"));
     }
