@@ -112,8 +112,10 @@ pub async fn insert_events(
     }
     if db.get_database_backend() == sea_orm::DbBackend::Postgres {
         // One statement: no transaction round trips needed.
-        let inserted: std::collections::HashSet<Uuid> =
-            super::unnest::insert_events(db, rows).await?.into_iter().collect();
+        let inserted: std::collections::HashSet<Uuid> = super::unnest::insert_events(db, rows)
+            .await?
+            .into_iter()
+            .collect();
         return Ok(rows.iter().map(|r| inserted.contains(&r.id)).collect());
     }
     let _gate = super::write_gate(db).await;

@@ -99,9 +99,15 @@ pub async fn insert_runs(
     let values: Vec<Value> = vec![
         runs.iter().map(|r| r.id).collect::<Vec<_>>().into(),
         runs.iter().map(|r| r.org_id).collect::<Vec<_>>().into(),
-        runs.iter().map(|r| r.automation_id).collect::<Vec<_>>().into(),
+        runs.iter()
+            .map(|r| r.automation_id)
+            .collect::<Vec<_>>()
+            .into(),
         runs.iter().map(|r| r.event_id).collect::<Vec<_>>().into(),
-        runs.iter().map(|r| r.status.clone()).collect::<Vec<_>>().into(),
+        runs.iter()
+            .map(|r| r.status.clone())
+            .collect::<Vec<_>>()
+            .into(),
         runs.iter().map(|r| r.attempts).collect::<Vec<_>>().into(),
         runs.iter().map(|r| r.created_at).collect::<Vec<_>>().into(),
     ];
@@ -143,7 +149,9 @@ async fn returned_ids(
             values,
         ))
         .await?;
-    rows.iter().map(|row| row.try_get::<Uuid>("", "id")).collect()
+    rows.iter()
+        .map(|row| row.try_get::<Uuid>("", "id"))
+        .collect()
 }
 
 /// `''` for `NULL`, else the JSON text.

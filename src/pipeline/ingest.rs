@@ -139,7 +139,9 @@ pub fn prepare(exprs: &SourceExprs, raw: Json, value: &Value) -> Prepared {
             (EventStatus::Error, None)
         }
         // An `error` event has no payload unless it is stored: keep the raw one visible.
-        Ok(payload) if error.is_some() => (EventStatus::Error, payload.or_else(|| Some(raw.clone()))),
+        Ok(payload) if error.is_some() => {
+            (EventStatus::Error, payload.or_else(|| Some(raw.clone())))
+        }
         Ok(payload) if event_key.is_none() => {
             error = key_error;
             (EventStatus::NoKey, payload)

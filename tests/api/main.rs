@@ -13,6 +13,7 @@ mod events_runs;
 mod expressions;
 mod health;
 mod inbound;
+mod inbox;
 mod ingest;
 mod isolation;
 mod keys;

@@ -1,0 +1,125 @@
+//! The inbox's storage statements on both engines (PostgreSQL takes whole batches as `UNNEST`ed
+//! arrays, SQLite multi-row `VALUES`): every column round-trips exactly, `NULL`s included, and
+//! duplicates are skipped within a batch and against what is stored.
+use entity::{automation_run, event};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use serde_json::json;
+use switchboard::db::inbox::{self, DispatchRecord};
+use uuid::Uuid;
+
+use crate::both_backends;
+use crate::helpers::TestApp;
+
+fn row(org_id: Uuid, dedup_key: &str, n: usize) -> event::Model {
+    let id = switchboard::db::new_id();
+    let now = switchboard::db::now();
+    let (even, keyless) = (n.is_multiple_of(2), n.is_multiple_of(3));
+    // Every nullable column both set and unset across the rows, with text that needs escaping.
+    event::Model {
+        id,
+        org_id,
+        origin: "websocket".to_owned(),
+        source: "orders".to_owned(),
+        source_id: even.then(Uuid::now_v7),
+        dedup_key: dedup_key.to_owned(),
+        event_key: (!keyless).then(|| format!("order.\"créé\" {n}\\")),
+        raw: json!({"n": n, "text": "a \"quoted\"\n 'line' ü", "nested": [1, {"x": null}]}),
+        payload: (!even).then(|| json!({"n": n})),
+        meta: json!({"envelope_type": "events_api", "retry_attempt": n}),
+        status: if keyless { "no_key" } else { "received" }.to_owned(),
+        error: keyless.then(|| "event_key_expr gave \"null\"".to_owned()),
+        outcome: None,
+        received_at: now,
+        dispatched_at: keyless.then_some(now),
+    }
+}
+
+both_backends! {
+    async fn event_rows_round_trip_and_duplicates_are_skipped(app: TestApp) {
+        let org = Uuid::now_v7();
+        let mut rows: Vec<event::Model> = (0..250).map(|n| row(org, &format!("k{n}"), n)).collect();
+        // A duplicate within the batch: the first one wins.
+        rows.push(row(org, "k7", 7));
+        let stored = inbox::insert_events(&app.db, &rows).await.unwrap();
+        assert_eq!(stored.iter().filter(|s| **s).count(), 250);
+        assert!(!stored[250], "the in-batch duplicate is not stored");
+
+        let read = event::Entity::find()
+            .filter(event::Column::OrgId.eq(org))
+            .order_by_asc(event::Column::Id)
+            .all(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(read, rows[..250].to_vec(), "every column round-trips");
+
+        // Against what is stored: only the new key is inserted.
+        let again = vec![row(org, "k3", 3), row(org, "new", 1)];
+        let stored = inbox::insert_events(&app.db, &again).await.unwrap();
+        assert_eq!(stored, vec![false, true]);
+        assert_eq!(
+            inbox::insert_events(&app.db, &[]).await.unwrap(),
+            Vec::<bool>::new()
+        );
+    }
+
+    async fn dispatch_commits_runs_once_and_records_outcomes(app: TestApp) {
+        let org = Uuid::now_v7();
+        let rows: Vec<event::Model> = (0..120).map(|n| row(org, &format!("d{n}"), n * 3 + 1)).collect();
+        inbox::insert_events(&app.db, &rows).await.unwrap();
+        let automations = [Uuid::now_v7(), Uuid::now_v7()];
+        let records: Vec<DispatchRecord> = rows
+            .iter()
+            .map(|e| {
+                let runs = automations
+                    .iter()
+                    .map(|a| automation_run::Model {
+                        id: inbox::run_id(*a, e.id, 1),
+                        org_id: org,
+                        automation_id: *a,
+                        event_id: e.id,
+                        status: "PENDING".to_owned(),
+                        event_payload: None,
+                        attempts: 0,
+                        lease_owner: None,
+                        lease_expires_at: None,
+                        error_detail: None,
+                        created_at: switchboard::db::now(),
+                        started_at: None,
+                        completed_at: None,
+                    })
+                    .collect();
+                DispatchRecord {
+                    event_id: e.id,
+                    outcome: json!([{"automation_id": automations[0], "result": "matched", "note": "it's \"ok\""}]),
+                    runs,
+                }
+            })
+            .collect();
+        let created = inbox::commit_dispatch(&app.db, &records).await.unwrap();
+        assert_eq!(created.len(), 240);
+        // A second commit of the same decisions (a retry, a replay, another replica) adds nothing.
+        assert!(inbox::commit_dispatch(&app.db, &records).await.unwrap().is_empty());
+
+        let runs = automation_run::Entity::find()
+            .filter(automation_run::Column::OrgId.eq(org))
+            .order_by_asc(automation_run::Column::Id)
+            .all(&app.db)
+            .await
+            .unwrap();
+        let mut expected: Vec<automation_run::Model> =
+            records.iter().flat_map(|r| r.runs.clone()).collect();
+        expected.sort_by_key(|r| r.id);
+        assert_eq!(runs, expected, "every run column round-trips");
+
+        let events = event::Entity::find()
+            .filter(event::Column::OrgId.eq(org))
+            .all(&app.db)
+            .await
+            .unwrap();
+        for e in events {
+            assert_eq!(e.status, "dispatched");
+            assert!(e.dispatched_at.is_some());
+            assert_eq!(e.outcome.unwrap()[0]["note"], json!("it's \"ok\""));
+        }
+    }
+}
