@@ -1,7 +1,9 @@
 //! The dispatch pool: N `DispatchActor`s, each on its own arbiter (thread). A source always maps to
 //! the same actor, so its events are dispatched in order. Each actor batches the events queued
 //! while it was busy, matches them against the current automation set and commits runs plus
-//! outcomes in one transaction, retrying while storage is down. Nothing here delays ACKs.
+//! outcomes in one transaction per batch, retrying while storage is down. On PostgreSQL two
+//! batches are written at once, the later one holding its `COMMIT` until the earlier one has
+//! committed, so runs still become visible in order. Nothing here delays ACKs.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -9,8 +11,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt as _;
+use futures_util::future::Shared;
 use sea_orm::DatabaseConnection;
 use serde_json::json;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::publisher::{Published, Publisher};
@@ -97,7 +102,9 @@ impl DispatchPool {
                     publisher,
                     metrics,
                     queue: VecDeque::new(),
-                    busy: false,
+                    in_flight: 0,
+                    refilling: false,
+                    last_commit: None,
                     overflowed: false,
                     refill_after: None,
                     index,
@@ -152,7 +159,12 @@ pub struct DispatchActor {
     publisher: Publisher,
     metrics: Arc<Metrics>,
     queue: VecDeque<PendingEvent>,
-    busy: bool,
+    /// Batches being committed.
+    in_flight: usize,
+    /// Reading back overflowed events (no batch starts meanwhile).
+    refilling: bool,
+    /// The commit of the batch started last, which the next one waits for before committing.
+    last_commit: Option<CommitSignal>,
     overflowed: bool,
     refill_after: Option<Uuid>,
     index: usize,
@@ -179,24 +191,40 @@ impl Handler<Dispatch> for DispatchActor {
     }
 }
 
+/// Batches one actor commits at once on PostgreSQL (each waits for the one before it to commit
+/// first, so a source's runs still appear in order); SQLite has one writer, so one.
+const MAX_IN_FLIGHT: usize = 2;
+
+/// Resolves once the batch it belongs to is committed, or abandoned.
+type CommitSignal = Shared<oneshot::Receiver<()>>;
+
 impl DispatchActor {
+    fn max_in_flight(&self) -> usize {
+        match self.db.get_database_backend() {
+            sea_orm::DbBackend::Postgres => MAX_IN_FLIGHT,
+            _ => 1,
+        }
+    }
+
     fn run_next(&mut self, ctx: &mut Context<Self>) {
-        if self.busy {
-            return;
+        while !self.refilling && self.in_flight < self.max_in_flight() && !self.queue.is_empty() {
+            self.start_batch(ctx);
         }
-        if self.queue.is_empty() {
-            if self.overflowed {
-                self.refill(ctx);
-            }
-            return;
+        if self.in_flight == 0 && !self.refilling && self.queue.is_empty() && self.overflowed {
+            self.refill(ctx);
         }
-        self.busy = true;
+    }
+
+    fn start_batch(&mut self, ctx: &mut Context<Self>) {
+        self.in_flight += 1;
         let take = self.queue.len().min(MAX_BATCH);
         let batch: Vec<PendingEvent> = self.queue.drain(..take).collect();
         let records = decide(&self.registry, &batch);
         let db = self.db.clone();
         let publisher = self.publisher.clone();
         let metrics = self.metrics.clone();
+        let (committed, signal) = oneshot::channel();
+        let previous = self.last_commit.replace(signal.shared());
         let received: Vec<(DateTime<Utc>, bool)> = records
             .iter()
             .zip(&batch)
@@ -211,7 +239,9 @@ impl DispatchActor {
                     (Vec::new(), Vec::new())
                 };
                 let started = std::time::Instant::now();
-                let created = commit_with_retry(&db, records).await;
+                let created = commit_with_retry(&db, records, previous).await;
+                // Dropped unsent if this future is dropped: the next batch then goes on too.
+                let _ = committed.send(());
                 observe_commit(&metrics, started.elapsed(), &received, created.len());
                 publish_created(&publisher, runs, &created);
                 for message in dispatched {
@@ -220,7 +250,7 @@ impl DispatchActor {
             }
             .into_actor(self)
             .map(|(), act, ctx| {
-                act.busy = false;
+                act.in_flight -= 1;
                 act.run_next(ctx);
             }),
         );
@@ -232,7 +262,7 @@ impl DispatchActor {
     /// while the queue was full.
     fn refill(&mut self, ctx: &mut Context<Self>) {
         self.overflowed = false;
-        self.busy = true;
+        self.refilling = true;
         let (db, after, index, size) = (
             self.db.clone(),
             self.refill_after,
@@ -243,7 +273,7 @@ impl DispatchActor {
             async move { inbox::undispatched_events(&db, after, None, REFILL_PAGE).await }
                 .into_actor(self)
                 .map(move |page, act, ctx| {
-                    act.busy = false;
+                    act.refilling = false;
                     match page {
                         Ok(page) => {
                             let full = page.len() as u64 == REFILL_PAGE;
@@ -406,10 +436,21 @@ fn observe_commit(
     }
 }
 
-async fn commit_with_retry(db: &DatabaseConnection, records: Vec<DispatchRecord>) -> Vec<Uuid> {
+async fn commit_with_retry(
+    db: &DatabaseConnection,
+    records: Vec<DispatchRecord>,
+    previous: Option<CommitSignal>,
+) -> Vec<Uuid> {
     let mut delay = Duration::from_millis(100);
     loop {
-        match inbox::commit_dispatch(db, &records).await {
+        let previous = previous.clone();
+        let after = async move {
+            if let Some(previous) = previous {
+                // An error means the earlier batch was abandoned: nothing left to wait for.
+                let _ = previous.await;
+            }
+        };
+        match inbox::commit_dispatch_after(db, &records, after).await {
             Ok(created) => {
                 tracing::debug!(events = records.len(), runs = created.len(), "dispatched");
                 return created;

@@ -176,6 +176,22 @@ pub async fn commit_dispatch(
     db: &sea_orm::DatabaseConnection,
     records: &[DispatchRecord],
 ) -> Result<Vec<Uuid>, DbErr> {
+    commit_dispatch_after(db, records, std::future::ready(())).await
+}
+
+/// How long a dispatch commit waits for the commit of the batch before it before giving up (and
+/// rolling back, to be retried): a bound that also breaks any wait cycle with another writer
+/// holding rows the earlier batch needs (two replicas dispatching the same events).
+pub const PREVIOUS_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// [`commit_dispatch`], with the `COMMIT` held back until `previous` (the commit of the batch
+/// dispatched before this one) is done: batches of one source are written concurrently yet
+/// become visible in dispatch order.
+pub async fn commit_dispatch_after(
+    db: &sea_orm::DatabaseConnection,
+    records: &[DispatchRecord],
+    previous: impl std::future::Future<Output = ()>,
+) -> Result<Vec<Uuid>, DbErr> {
     let _gate = super::write_gate(db).await;
     let txn = super::begin_write(db).await?;
     let runs: Vec<automation_run::Model> = records
@@ -187,6 +203,7 @@ pub async fn commit_dispatch(
         let created = super::unnest::insert_runs(&txn, &runs).await?;
         let outcomes = records.iter().map(|r| (r.event_id, r.outcome.to_string()));
         super::unnest::mark_dispatched(&txn, outcomes, now).await?;
+        after_previous(previous).await?;
         txn.commit().await?;
         return Ok(created);
     }
@@ -206,8 +223,16 @@ pub async fn commit_dispatch(
     for chunk in fixed_chunks(records) {
         mark_dispatched(&txn, chunk, now).await?;
     }
+    after_previous(previous).await?;
     txn.commit().await?;
     Ok(created)
+}
+
+/// Waits for the earlier batch's commit, at most [`PREVIOUS_COMMIT_WAIT`].
+async fn after_previous(previous: impl std::future::Future<Output = ()>) -> Result<(), DbErr> {
+    tokio::time::timeout(PREVIOUS_COMMIT_WAIT, previous)
+        .await
+        .map_err(|_| DbErr::Custom("the previous dispatch batch did not commit in time".into()))
 }
 
 /// SQLite: one statement per chunk, `WITH v(id, outcome) AS (VALUES …) UPDATE events … FROM v`.

@@ -34,6 +34,42 @@ fn row(org_id: Uuid, dedup_key: &str, n: usize) -> event::Model {
     }
 }
 
+fn decisions(org: Uuid, rows: &[event::Model], automations: &[Uuid]) -> Vec<DispatchRecord> {
+    rows.iter()
+        .map(|e| DispatchRecord {
+            event_id: e.id,
+            outcome: json!([{"automation_id": automations[0], "result": "matched", "note": "it's \"ok\""}]),
+            runs: automations
+                .iter()
+                .map(|a| automation_run::Model {
+                    id: inbox::run_id(*a, e.id, 1),
+                    org_id: org,
+                    automation_id: *a,
+                    event_id: e.id,
+                    status: "PENDING".to_owned(),
+                    event_payload: None,
+                    attempts: 0,
+                    lease_owner: None,
+                    lease_expires_at: None,
+                    error_detail: None,
+                    created_at: switchboard::db::now(),
+                    started_at: None,
+                    completed_at: None,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+async fn runs_in(app: &TestApp, org: Uuid) -> usize {
+    automation_run::Entity::find()
+        .filter(automation_run::Column::OrgId.eq(org))
+        .all(&app.db)
+        .await
+        .unwrap()
+        .len()
+}
+
 both_backends! {
     async fn event_rows_round_trip_and_duplicates_are_skipped(app: TestApp) {
         let org = Uuid::now_v7();
@@ -67,34 +103,7 @@ both_backends! {
         let rows: Vec<event::Model> = (0..120).map(|n| row(org, &format!("d{n}"), n * 3 + 1)).collect();
         inbox::insert_events(&app.db, &rows).await.unwrap();
         let automations = [Uuid::now_v7(), Uuid::now_v7()];
-        let records: Vec<DispatchRecord> = rows
-            .iter()
-            .map(|e| {
-                let runs = automations
-                    .iter()
-                    .map(|a| automation_run::Model {
-                        id: inbox::run_id(*a, e.id, 1),
-                        org_id: org,
-                        automation_id: *a,
-                        event_id: e.id,
-                        status: "PENDING".to_owned(),
-                        event_payload: None,
-                        attempts: 0,
-                        lease_owner: None,
-                        lease_expires_at: None,
-                        error_detail: None,
-                        created_at: switchboard::db::now(),
-                        started_at: None,
-                        completed_at: None,
-                    })
-                    .collect();
-                DispatchRecord {
-                    event_id: e.id,
-                    outcome: json!([{"automation_id": automations[0], "result": "matched", "note": "it's \"ok\""}]),
-                    runs,
-                }
-            })
-            .collect();
+        let records = decisions(org, &rows, &automations);
         let created = inbox::commit_dispatch(&app.db, &records).await.unwrap();
         assert_eq!(created.len(), 240);
         // A second commit of the same decisions (a retry, a replay, another replica) adds nothing.
@@ -121,5 +130,72 @@ both_backends! {
             assert!(e.dispatched_at.is_some());
             assert_eq!(e.outcome.unwrap()[0]["note"], json!("it's \"ok\""));
         }
+    }
+}
+
+/// Only PostgreSQL commits a source's batches concurrently (SQLite has one writer, and holding its
+/// process-wide write gate for seconds here would stall every other SQLite test).
+mod ordered_commits {
+    use super::*;
+    use crate::helpers::{Backend, spawn_app};
+
+    #[actix_web::test]
+    async fn a_dispatch_commit_waits_for_the_batch_before_it() {
+        let app = spawn_app(Backend::Postgres).await;
+        let org = Uuid::now_v7();
+        let rows: Vec<event::Model> = (0..10)
+            .map(|n| row(org, &format!("o{n}"), n * 3 + 1))
+            .collect();
+        inbox::insert_events(&app.db, &rows).await.unwrap();
+        let records = decisions(org, &rows, &[Uuid::now_v7()]);
+        let (earlier_committed, signal) = tokio::sync::oneshot::channel::<()>();
+        let db = app.db.clone();
+        let later = actix_web::rt::spawn(async move {
+            let previous = async move {
+                let _ = signal.await;
+            };
+            inbox::commit_dispatch_after(&db, &records, previous).await
+        });
+        // Written but held back: nothing is visible until the earlier batch has committed.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_eq!(runs_in(&app, org).await, 0);
+        earlier_committed.send(()).unwrap();
+        assert_eq!(later.await.unwrap().unwrap().len(), 10);
+        assert_eq!(runs_in(&app, org).await, 10);
+    }
+
+    #[actix_web::test]
+    async fn a_dispatch_commit_gives_up_waiting_and_rolls_back() {
+        let app = spawn_app(Backend::Postgres).await;
+        let org = Uuid::now_v7();
+        let rows: Vec<event::Model> = (0..5)
+            .map(|n| row(org, &format!("w{n}"), n * 3 + 1))
+            .collect();
+        inbox::insert_events(&app.db, &rows).await.unwrap();
+        let records = decisions(org, &rows, &[Uuid::now_v7()]);
+        let started = std::time::Instant::now();
+        let result =
+            inbox::commit_dispatch_after(&app.db, &records, std::future::pending::<()>()).await;
+        assert!(
+            result.is_err(),
+            "an earlier batch that never commits is not waited for forever"
+        );
+        assert!(started.elapsed() >= inbox::PREVIOUS_COMMIT_WAIT);
+        assert_eq!(runs_in(&app, org).await, 0, "rolled back, to be retried");
+        let undispatched = event::Entity::find()
+            .filter(event::Column::OrgId.eq(org))
+            .filter(event::Column::DispatchedAt.is_null())
+            .all(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(undispatched.len(), 5);
+        // The retry (the earlier batch now done) commits everything.
+        assert_eq!(
+            inbox::commit_dispatch(&app.db, &records)
+                .await
+                .unwrap()
+                .len(),
+            5
+        );
     }
 }
