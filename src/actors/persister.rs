@@ -3,6 +3,7 @@
 //! retrying while storage is down (never dropping), then hands back the ACK frames of committed
 //! or duplicate messages, passes stored events to dispatch and tells live observers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -67,21 +68,23 @@ pub fn start(
                         inflight.push_back(insert(spec.clone(), rt.clone(), counters.clone(), batch));
                     }
                 }
-                Some((rows, stored, frames, now)) = inflight.next() => {
-                    finish(&spec, &rt, &counters, &acks, rows, stored, frames, now);
-                }
+                Some(inserted) = inflight.next() => finish(&spec, &rt, &counters, &acks, inserted),
             }
         }
     });
     tx
 }
 
-type Inserted = (
-    Vec<entity::event::Model>,
-    Vec<bool>,
-    AckFrames,
-    chrono::DateTime<chrono::Utc>,
-);
+/// One committed batch.
+struct Inserted {
+    rows: Vec<entity::event::Model>,
+    /// Per row: stored (`false`: a duplicate).
+    stored: Vec<bool>,
+    frames: AckFrames,
+    now: chrono::DateTime<chrono::Utc>,
+    /// The stored events the duplicates repeat, by dedup key (looked up only for live observers).
+    earlier: HashMap<String, uuid::Uuid>,
+}
 
 async fn insert(
     spec: Arc<SourceSpec>,
@@ -103,22 +106,61 @@ async fn insert(
     if !rows.is_empty() {
         rt.metrics.db_write("events", started.elapsed());
     }
-    (rows, stored, frames, now)
+    let earlier = if rt.publisher.has_subscribers() {
+        earlier_events(&spec, &rt, &rows, &stored).await
+    } else {
+        HashMap::new()
+    };
+    Inserted {
+        rows,
+        stored,
+        frames,
+        now,
+        earlier,
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The ids of the stored events that the batch's duplicates repeat (best effort: on a storage
+/// error the duplicates are shown without one).
+async fn earlier_events(
+    spec: &SourceSpec,
+    rt: &SourceRuntime,
+    rows: &[entity::event::Model],
+    stored: &[bool],
+) -> HashMap<String, uuid::Uuid> {
+    let keys: Vec<String> = rows
+        .iter()
+        .zip(stored)
+        .filter(|(_, stored)| !**stored)
+        .map(|(row, _)| row.dedup_key.clone())
+        .collect();
+    if keys.is_empty() {
+        return HashMap::new();
+    }
+    db::events::find_event_ids_by_dedup_keys(&rt.db, spec.org_id, &spec.slug, keys)
+        .await
+        .unwrap_or_else(|err| {
+            tracing::debug!(error = %err, "looking up the events duplicates repeat failed");
+            HashMap::new()
+        })
+}
+
 fn finish(
     spec: &SourceSpec,
     rt: &SourceRuntime,
     counters: &SourceCounters,
     acks: &mpsc::UnboundedSender<AckFrames>,
-    rows: Vec<entity::event::Model>,
-    stored: Vec<bool>,
-    frames: AckFrames,
-    now: chrono::DateTime<chrono::Utc>,
+    inserted: Inserted,
 ) {
+    let Inserted {
+        rows,
+        stored,
+        frames,
+        now,
+        earlier,
+    } = inserted;
     if rt.publisher.has_subscribers() {
-        publish_received(&rt.publisher, &rows, &stored);
+        publish_received(&rt.publisher, &rows, &stored, &earlier);
     }
     let mut pending = Vec::new();
     let (mut new, mut dup) = (0, 0);
@@ -145,13 +187,23 @@ fn finish(
     rt.dispatch.dispatch(spec.id, pending);
 }
 
-/// Tells live observers about every committed event and every duplicate (whose earlier event's
-/// id is not known here).
-fn publish_received(publisher: &Publisher, rows: &[entity::event::Model], stored: &[bool]) {
+/// Tells live observers about every committed event and every duplicate (with the id of the
+/// event it repeats).
+fn publish_received(
+    publisher: &Publisher,
+    rows: &[entity::event::Model],
+    stored: &[bool],
+    earlier: &HashMap<String, uuid::Uuid>,
+) {
     for (row, stored) in rows.iter().zip(stored) {
+        let event_id = if *stored {
+            Some(row.id)
+        } else {
+            earlier.get(&row.dedup_key).copied()
+        };
         publisher.publish(Published::EventReceived {
             org_id: row.org_id,
-            event_id: stored.then_some(row.id),
+            event_id,
             origin: "websocket",
             source: row.source.clone(),
             event_key: row.event_key.clone(),

@@ -74,6 +74,26 @@ pub async fn find_event_by_dedup_key(
         .await
 }
 
+/// The ids of the org's events of `source` with these dedup keys, by dedup key.
+pub async fn find_event_ids_by_dedup_keys(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    source: &str,
+    dedup_keys: Vec<String>,
+) -> Result<std::collections::HashMap<String, Uuid>, DbErr> {
+    let rows: Vec<(Uuid, String)> = event::Entity::find()
+        .select_only()
+        .column(event::Column::Id)
+        .column(event::Column::DedupKey)
+        .filter(event::Column::OrgId.eq(org_id))
+        .filter(event::Column::Source.eq(source))
+        .filter(event::Column::DedupKey.is_in(dedup_keys))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().map(|(id, key)| (key, id)).collect())
+}
+
 /// Inserts one event row as given.
 pub async fn insert_event(db: &impl ConnectionTrait, row: event::Model) -> Result<(), DbErr> {
     event::Entity::insert(row.into_active_model())

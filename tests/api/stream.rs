@@ -402,6 +402,10 @@ both_backends_private! {
         assert_eq!(received.iter().filter(|d| d["dedup"] == "stored").count(), 3);
         let duplicate = received.iter().find(|d| d["dedup"] == "duplicate").unwrap();
         assert_eq!(duplicate["event_key"], "order.created");
+        // It names the event it repeats: the one stored for order 2.
+        let repeated = duplicate["event_id"].as_str().expect("a duplicate names the stored event");
+        let original = app.get(&format!("/v1/events/{repeated}"), ADMIN_KEY).await;
+        assert_eq!(original.body["raw"]["id"], json!("o2"), "{}", original.text);
         let stored = received.iter().find(|d| d["dedup"] == "stored").unwrap();
         assert_eq!((stored["source"].as_str(), stored["origin"].as_str(), stored["status"].as_str()),
             (Some("feed"), Some("websocket"), Some("received")));
