@@ -337,22 +337,7 @@ pub fn decide(registry: &AutomationRegistry, batch: &[PendingEvent]) -> Vec<Disp
 }
 
 fn run_row(id: Uuid, outcome: &Outcome, event: &PendingEvent) -> entity::automation_run::Model {
-    entity::automation_run::Model {
-        id,
-        org_id: event.org_id,
-        automation_id: outcome.automation_id,
-        event_id: event.id,
-        status: "PENDING".to_owned(),
-        // Read from the event when the run is shown or claimed: no copy per run.
-        event_payload: None,
-        attempts: 0,
-        lease_owner: None,
-        lease_expires_at: None,
-        error_detail: None,
-        created_at: crate::db::now(),
-        started_at: None,
-        completed_at: None,
-    }
+    inbox::pending_run(id, event.org_id, outcome.automation_id, event.id)
 }
 
 /// The runs of a batch with what each carries, for live observers.

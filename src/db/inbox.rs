@@ -262,6 +262,31 @@ async fn mark_dispatched(
     Ok(())
 }
 
+/// A new `PENDING` run of `automation_id` for `event_id`, as dispatch inserts it. It holds no copy
+/// of the event's payload: that is read from the event when the run is shown or claimed.
+pub fn pending_run(
+    id: Uuid,
+    org_id: Uuid,
+    automation_id: Uuid,
+    event_id: Uuid,
+) -> automation_run::Model {
+    automation_run::Model {
+        id,
+        org_id,
+        automation_id,
+        event_id,
+        status: "PENDING".to_owned(),
+        event_payload: None,
+        attempts: 0,
+        lease_owner: None,
+        lease_expires_at: None,
+        error_detail: None,
+        created_at: super::now(),
+        started_at: None,
+        completed_at: None,
+    }
+}
+
 /// The run id for an automation and an event: a UUID v7 whose time is the event's and whose other
 /// bits derive from both ids, so every replica and every retry names the same run.
 pub fn run_id(automation_id: Uuid, event_id: Uuid, event_millis: u64) -> Uuid {

@@ -41,21 +41,7 @@ fn decisions(org: Uuid, rows: &[event::Model], automations: &[Uuid]) -> Vec<Disp
             outcome: json!([{"automation_id": automations[0], "result": "matched", "note": "it's \"ok\""}]),
             runs: automations
                 .iter()
-                .map(|a| automation_run::Model {
-                    id: inbox::run_id(*a, e.id, 1),
-                    org_id: org,
-                    automation_id: *a,
-                    event_id: e.id,
-                    status: "PENDING".to_owned(),
-                    event_payload: None,
-                    attempts: 0,
-                    lease_owner: None,
-                    lease_expires_at: None,
-                    error_detail: None,
-                    created_at: switchboard::db::now(),
-                    started_at: None,
-                    completed_at: None,
-                })
+                .map(|a| inbox::pending_run(inbox::run_id(*a, e.id, 1), org, *a, e.id))
                 .collect(),
         })
         .collect()
@@ -139,15 +125,20 @@ mod ordered_commits {
     use super::*;
     use crate::helpers::{Backend, spawn_app};
 
+    /// `n` stored, undispatched events of a new org and the decisions for them (one automation).
+    async fn stored_batch(app: &TestApp, n: usize) -> (Uuid, Vec<DispatchRecord>) {
+        let org = Uuid::now_v7();
+        let rows: Vec<event::Model> = (0..n)
+            .map(|i| row(org, &format!("e{i}"), i * 3 + 1))
+            .collect();
+        inbox::insert_events(&app.db, &rows).await.unwrap();
+        (org, decisions(org, &rows, &[Uuid::now_v7()]))
+    }
+
     #[actix_web::test]
     async fn a_dispatch_commit_waits_for_the_batch_before_it() {
         let app = spawn_app(Backend::Postgres).await;
-        let org = Uuid::now_v7();
-        let rows: Vec<event::Model> = (0..10)
-            .map(|n| row(org, &format!("o{n}"), n * 3 + 1))
-            .collect();
-        inbox::insert_events(&app.db, &rows).await.unwrap();
-        let records = decisions(org, &rows, &[Uuid::now_v7()]);
+        let (org, records) = stored_batch(&app, 10).await;
         let (earlier_committed, signal) = tokio::sync::oneshot::channel::<()>();
         let db = app.db.clone();
         let later = actix_web::rt::spawn(async move {
@@ -167,12 +158,7 @@ mod ordered_commits {
     #[actix_web::test]
     async fn a_dispatch_commit_gives_up_waiting_and_rolls_back() {
         let app = spawn_app(Backend::Postgres).await;
-        let org = Uuid::now_v7();
-        let rows: Vec<event::Model> = (0..5)
-            .map(|n| row(org, &format!("w{n}"), n * 3 + 1))
-            .collect();
-        inbox::insert_events(&app.db, &rows).await.unwrap();
-        let records = decisions(org, &rows, &[Uuid::now_v7()]);
+        let (org, records) = stored_batch(&app, 5).await;
         let started = std::time::Instant::now();
         let result =
             inbox::commit_dispatch_after(&app.db, &records, std::future::pending::<()>()).await;
