@@ -20,10 +20,11 @@ pub type WsSink = SplitSink<WsFramed, awc::ws::Message>;
 /// The read half of a connection.
 pub type WsStream = SplitStream<WsFramed>;
 
-/// Read buffer of a connection (it grows for a larger frame). awc's own framing keeps 8 KiB for
-/// reading and 8 KiB for writing per connection whether it is busy or idle; at 4 KiB, one read
-/// still takes ~20 typical messages.
-const READ_BUFFER: usize = 4 * 1024;
+/// Read and write buffers of a connection (each grows for a larger frame). awc's own framing
+/// keeps 8 KiB for reading and 8 KiB for writing per connection whether it is busy or idle; at
+/// 4 KiB one read still takes ~20 typical messages. tokio-util tops up any buffer it is given
+/// to 8 KiB of free room unless at least 4 KiB are free, so exactly 4 KiB are kept as they are.
+const BUFFER: usize = 4 * 1024;
 
 /// How long an upgrade may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,15 +61,16 @@ pub async fn open(
     }
 }
 
-/// Moves an upgraded connection from awc's framing to one with a [`READ_BUFFER`]-sized read buffer
-/// and a write buffer that only grows to the largest frame sent, keeping whatever the peer sent
-/// right after its upgrade response.
+/// Moves an upgraded connection from awc's framing to one with [`BUFFER`]-sized read and write
+/// buffers, keeping whatever the peer sent right after its upgrade response (and anything not
+/// yet written).
 fn lean(framed: actix_codec::Framed<BoxedSocket, Codec>) -> WsFramed {
     let old = framed.into_parts();
     let mut parts = tokio_util::codec::FramedParts::new::<awc::ws::Message>(old.io, old.codec);
-    parts.read_buf = bytes::BytesMut::with_capacity(READ_BUFFER.max(old.read_buf.len()));
+    parts.read_buf = bytes::BytesMut::with_capacity(BUFFER.max(old.read_buf.len()));
     parts.read_buf.extend_from_slice(&old.read_buf);
-    parts.write_buf = bytes::BytesMut::from(&old.write_buf[..]);
+    parts.write_buf = bytes::BytesMut::with_capacity(BUFFER.max(old.write_buf.len()));
+    parts.write_buf.extend_from_slice(&old.write_buf);
     tokio_util::codec::Framed::from_parts(parts)
 }
 

@@ -375,12 +375,13 @@ async fn reserve(inbox: Option<&mpsc::Sender<Inbound>>) -> Option<mpsc::Permit<'
     }
 }
 
-/// Frames handled per turn of the loop when they are already read: a busy connection takes them
+/// Frames handled per turn of the loop when they are ready without waiting: a busy connection takes them
 /// in runs (one `select!` per run, not per frame) without starving commands, ACKs and timers.
 const FRAMES_PER_TURN: usize = 64;
 
 impl Conn {
-    /// Handles `first` and then the frames already buffered behind it, while reading.
+    /// Handles `first` and then the frames ready behind it (buffered, or readable from the socket
+    /// without waiting), while reading.
     async fn on_frames(
         &mut self,
         first: Option<Result<Frame, awc::error::WsProtocolError>>,

@@ -5,7 +5,7 @@
 //! batches are written at once, the later one holding its `COMMIT` until the earlier one has
 //! committed, so runs still become visible in order. Nothing here delays ACKs.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,6 +102,7 @@ impl DispatchPool {
                     publisher,
                     metrics,
                     queue: VecDeque::new(),
+                    pending_ids: HashSet::new(),
                     in_flight: 0,
                     refilling: false,
                     last_commit: None,
@@ -159,6 +160,8 @@ pub struct DispatchActor {
     publisher: Publisher,
     metrics: Arc<Metrics>,
     queue: VecDeque<PendingEvent>,
+    /// Ids of the events queued or being committed.
+    pending_ids: HashSet<Uuid>,
     /// Batches being committed.
     in_flight: usize,
     /// Reading back overflowed events (no batch starts meanwhile).
@@ -179,13 +182,16 @@ impl Actor for DispatchActor {
 impl Handler<Dispatch> for DispatchActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Dispatch, ctx: &mut Context<Self>) {
+    fn handle(&mut self, mut msg: Dispatch, ctx: &mut Context<Self>) {
+        // An event already queued or being committed here (the sweep or start-up recovery found
+        // it undispatched) is not taken twice: two batches in flight never share an event.
+        msg.events.retain(|e| !self.pending_ids.contains(&e.id));
         if self.queue.len() + msg.events.len() > self.queue_limit {
             // Dispatch is behind: keep memory bounded. The events are committed, so they are
             // read back from storage once the queue has drained.
             self.overflowed = true;
         } else {
-            self.queue.extend(msg.events);
+            self.enqueue(msg.events);
         }
         self.run_next(ctx);
     }
@@ -206,6 +212,15 @@ impl DispatchActor {
         }
     }
 
+    /// Queues events not queued or in flight yet (in order).
+    fn enqueue(&mut self, events: impl IntoIterator<Item = PendingEvent>) {
+        for event in events {
+            if self.pending_ids.insert(event.id) {
+                self.queue.push_back(event);
+            }
+        }
+    }
+
     fn run_next(&mut self, ctx: &mut Context<Self>) {
         while !self.refilling && self.in_flight < self.max_in_flight() && !self.queue.is_empty() {
             self.start_batch(ctx);
@@ -220,6 +235,7 @@ impl DispatchActor {
         let take = self.queue.len().min(MAX_BATCH);
         let batch: Vec<PendingEvent> = self.queue.drain(..take).collect();
         let records = decide(&self.registry, &batch);
+        let ids: Vec<Uuid> = batch.iter().map(|e| e.id).collect();
         let db = self.db.clone();
         let publisher = self.publisher.clone();
         let metrics = self.metrics.clone();
@@ -249,8 +265,11 @@ impl DispatchActor {
                 }
             }
             .into_actor(self)
-            .map(|(), act, ctx| {
+            .map(move |(), act, ctx| {
                 act.in_flight -= 1;
+                for id in &ids {
+                    act.pending_ids.remove(id);
+                }
                 act.run_next(ctx);
             }),
         );
@@ -280,7 +299,7 @@ impl DispatchActor {
                             act.refill_after = if full { page.last().map(|e| e.id) } else { None };
                             // Events dropped while this page was read keep the flag set.
                             act.overflowed = act.overflowed || full;
-                            act.queue.extend(
+                            act.enqueue(
                                 page.into_iter()
                                     .map(PendingEvent::from)
                                     .filter(|e| route(e.route, size) == index),

@@ -12,7 +12,7 @@ use futures_util::stream::FuturesOrdered;
 use tokio::sync::mpsc;
 
 use super::dispatch::PendingEvent;
-use super::publisher::{Published, Publisher};
+use super::publisher::Published;
 use super::runtime::SourceRuntime;
 use super::spec::SourceSpec;
 use super::status::{Count, SourceCounters};
@@ -82,8 +82,6 @@ struct Inserted {
     stored: Vec<bool>,
     frames: AckFrames,
     now: chrono::DateTime<chrono::Utc>,
-    /// The stored events the duplicates repeat, by dedup key (looked up only for live observers).
-    earlier: HashMap<String, uuid::Uuid>,
 }
 
 async fn insert(
@@ -106,38 +104,23 @@ async fn insert(
     if !rows.is_empty() {
         rt.metrics.db_write("events", started.elapsed());
     }
-    let earlier = if rt.publisher.has_subscribers() {
-        earlier_events(&spec, &rt, &rows, &stored).await
-    } else {
-        HashMap::new()
-    };
     Inserted {
         rows,
         stored,
         frames,
         now,
-        earlier,
     }
 }
 
-/// The ids of the stored events that the batch's duplicates repeat (best effort: on a storage
+/// The ids of the stored events that duplicates repeat, by dedup key (best effort: on a storage
 /// error the duplicates are shown without one).
 async fn earlier_events(
-    spec: &SourceSpec,
     rt: &SourceRuntime,
-    rows: &[entity::event::Model],
-    stored: &[bool],
+    org_id: uuid::Uuid,
+    source: &str,
+    keys: Vec<String>,
 ) -> HashMap<String, uuid::Uuid> {
-    let keys: Vec<String> = rows
-        .iter()
-        .zip(stored)
-        .filter(|(_, stored)| !**stored)
-        .map(|(row, _)| row.dedup_key.clone())
-        .collect();
-    if keys.is_empty() {
-        return HashMap::new();
-    }
-    db::events::find_event_ids_by_dedup_keys(&rt.db, spec.org_id, &spec.slug, keys)
+    db::events::find_event_ids_by_dedup_keys(&rt.db, org_id, source, keys)
         .await
         .unwrap_or_else(|err| {
             tracing::debug!(error = %err, "looking up the events duplicates repeat failed");
@@ -147,7 +130,7 @@ async fn earlier_events(
 
 fn finish(
     spec: &SourceSpec,
-    rt: &SourceRuntime,
+    rt: &Arc<SourceRuntime>,
     counters: &SourceCounters,
     acks: &mpsc::UnboundedSender<AckFrames>,
     inserted: Inserted,
@@ -157,10 +140,9 @@ fn finish(
         stored,
         frames,
         now,
-        earlier,
     } = inserted;
     if rt.publisher.has_subscribers() {
-        publish_received(&rt.publisher, &rows, &stored, &earlier);
+        publish_received(rt, &rows, &stored);
     }
     let mut pending = Vec::new();
     let (mut new, mut dup) = (0, 0);
@@ -187,30 +169,45 @@ fn finish(
     rt.dispatch.dispatch(spec.id, pending);
 }
 
-/// Tells live observers about every committed event and every duplicate (with the id of the
-/// event it repeats).
-fn publish_received(
-    publisher: &Publisher,
-    rows: &[entity::event::Model],
-    stored: &[bool],
-    earlier: &HashMap<String, uuid::Uuid>,
-) {
+/// Tells live observers about every committed event, and about every duplicate with the id of
+/// the event it repeats once that is looked up (after the ACKs, off the receive path).
+fn publish_received(rt: &Arc<SourceRuntime>, rows: &[entity::event::Model], stored: &[bool]) {
+    let mut duplicates = Vec::new();
     for (row, stored) in rows.iter().zip(stored) {
-        let event_id = if *stored {
-            Some(row.id)
+        if *stored {
+            rt.publisher.publish(received(row, Some(row.id), false));
         } else {
-            earlier.get(&row.dedup_key).copied()
-        };
-        publisher.publish(Published::EventReceived {
-            org_id: row.org_id,
-            event_id,
-            origin: "websocket",
-            source: row.source.clone(),
-            event_key: row.event_key.clone(),
-            status: row.status.clone(),
-            duplicate: !stored,
-            received_at: row.received_at,
-        });
+            duplicates.push(row.clone());
+        }
+    }
+    let (Some(first), rt) = (duplicates.first(), rt.clone()) else {
+        return;
+    };
+    let (org_id, source) = (first.org_id, first.source.clone());
+    actix::spawn(async move {
+        let keys = duplicates.iter().map(|r| r.dedup_key.clone()).collect();
+        let earlier = earlier_events(&rt, org_id, &source, keys).await;
+        for row in &duplicates {
+            let event_id = earlier.get(&row.dedup_key).copied();
+            rt.publisher.publish(received(row, event_id, true));
+        }
+    });
+}
+
+fn received(
+    row: &entity::event::Model,
+    event_id: Option<uuid::Uuid>,
+    duplicate: bool,
+) -> Published {
+    Published::EventReceived {
+        org_id: row.org_id,
+        event_id,
+        origin: "websocket",
+        source: row.source.clone(),
+        event_key: row.event_key.clone(),
+        status: row.status.clone(),
+        duplicate,
+        received_at: row.received_at,
     }
 }
 

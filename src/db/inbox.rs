@@ -181,11 +181,12 @@ pub async fn commit_dispatch(
 
 /// How long a dispatch commit waits for the commit of the batch before it before giving up (and
 /// rolling back, to be retried): a bound that also breaks any wait cycle with another writer
-/// holding rows the earlier batch needs (two replicas dispatching the same events).
+/// holding rows the earlier batch needs (another replica dispatching the same events; within one
+/// dispatch actor the two batches never share an event).
 pub const PREVIOUS_COMMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// [`commit_dispatch`], with the `COMMIT` held back until `previous` (the commit of the batch
-/// dispatched before this one) is done: batches of one source are written concurrently yet
+/// dispatched before this one) is done: a dispatch actor's batches are written concurrently yet
 /// become visible in dispatch order.
 pub async fn commit_dispatch_after(
     db: &sea_orm::DatabaseConnection,

@@ -95,7 +95,14 @@ pub async fn insert_runs(
         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], \
         $6::int4[], $7::timestamptz[]) \
         ON CONFLICT (event_id, automation_id) DO NOTHING RETURNING id";
-    // Only a new run's columns travel: the others (lease, error, start and end) start out NULL.
+    // Only a new run's columns travel: the others (payload copy, lease, error, start and end)
+    // start out NULL, as `inbox::pending_run` makes them.
+    debug_assert!(runs.iter().all(|r| r.event_payload.is_none()
+        && r.lease_owner.is_none()
+        && r.lease_expires_at.is_none()
+        && r.error_detail.is_none()
+        && r.started_at.is_none()
+        && r.completed_at.is_none()));
     let values: Vec<Value> = vec![
         runs.iter().map(|r| r.id).collect::<Vec<_>>().into(),
         runs.iter().map(|r| r.org_id).collect::<Vec<_>>().into(),
