@@ -185,3 +185,56 @@ mod ordered_commits {
         );
     }
 }
+
+both_backends! {
+    async fn a_dispatcher_takes_an_event_it_already_holds_only_once(app: TestApp) {
+        use std::sync::Arc;
+        use switchboard::actors::dispatch::{DispatchPool, PendingEvent};
+        let org = Uuid::now_v7();
+        let event = row(org, "held", 1);
+        inbox::insert_events(&app.db, std::slice::from_ref(&event)).await.unwrap();
+        let registry = switchboard::actors::registry::AutomationRegistry::load(app.db.clone())
+            .await
+            .unwrap();
+        let metrics = Arc::new(switchboard::metrics::Metrics::new());
+        let pool = DispatchPool::start(
+            1,
+            100,
+            app.db.clone(),
+            registry,
+            switchboard::actors::publisher::Publisher::new(),
+            metrics.clone(),
+        );
+        // The same event twice while the first is queued or being committed (as the periodic
+        // sweep or start-up recovery can hand it over): it is dispatched once.
+        let pending = PendingEvent::from(event.clone());
+        pool.dispatch(pending.route, vec![pending.clone()]);
+        pool.dispatch(pending.route, vec![pending.clone()]);
+        let dispatched = crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
+            event::Entity::find_by_id(event.id)
+                .one(&app.db)
+                .await
+                .unwrap()
+                .is_some_and(|e| e.dispatched_at.is_some())
+        })
+        .await;
+        assert!(dispatched);
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let text = metrics.render(Vec::new(), Default::default()).unwrap();
+        let sum = text
+            .lines()
+            .find_map(|l| l.strip_prefix("switchboard_dispatch_batch_events_sum "))
+            .unwrap_or_else(|| panic!("no batch sum in {text}"));
+        assert_eq!(sum.trim().parse::<f64>().unwrap(), 1.0, "{text}");
+        // Once committed it may be handed over again (a replay, a later sweep): taken again.
+        pool.dispatch(pending.route, vec![pending]);
+        let twice = crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
+            metrics
+                .render(Vec::new(), Default::default())
+                .unwrap()
+                .contains("switchboard_dispatch_batch_events_sum 2")
+        })
+        .await;
+        assert!(twice);
+    }
+}
