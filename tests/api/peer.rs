@@ -39,6 +39,7 @@ use crate::peer_support::{
     self, CLOSE_WAIT, Control, HANDSHAKE_TIMEOUT, WritePolicy, WsSink, add_headers, send,
     send_fragmented,
 };
+pub use crate::peer_support::{ClientClose, ReceivedFrame};
 
 /// Names the peer in panics and refusals.
 const WHO: &str = "peer";
@@ -159,26 +160,6 @@ impl ConnectionScript {
     }
 }
 
-/// A text or binary frame received from a client.
-#[derive(Clone, Debug)]
-pub struct Received {
-    /// The attempt (connection) it arrived on.
-    pub attempt: usize,
-    pub at: Instant,
-    pub text: Option<String>,
-    pub binary: Option<Vec<u8>>,
-}
-
-/// A close frame received from a client.
-#[derive(Clone, Debug)]
-pub struct ClientClose {
-    pub attempt: usize,
-    pub at: Instant,
-    /// `None` when the close frame had no payload.
-    pub code: Option<u16>,
-    pub reason: String,
-}
-
 /// One finished firehose.
 #[derive(Clone, Debug)]
 pub struct FirehoseRun {
@@ -199,7 +180,7 @@ struct Attempt {
 #[derive(Default)]
 struct Record {
     attempts: Vec<Attempt>,
-    received: Vec<Received>,
+    received: Vec<ReceivedFrame>,
     closes: Vec<ClientClose>,
     firehoses: Vec<FirehoseRun>,
     connections: HashMap<usize, mpsc::UnboundedSender<Command>>,
@@ -320,7 +301,7 @@ impl Peer {
     }
 
     /// Every text and binary frame received from clients, in order.
-    pub fn received(&self) -> Vec<Received> {
+    pub fn received(&self) -> Vec<ReceivedFrame> {
         self.shared.record().received.clone()
     }
 
@@ -331,23 +312,12 @@ impl Peer {
 
     /// The text frames received from clients, in order.
     pub fn texts(&self) -> Vec<String> {
-        self.shared
-            .record()
-            .received
-            .iter()
-            .filter_map(|r| r.text.clone())
-            .collect()
+        peer_support::texts(&self.shared.record().received, None)
     }
 
     /// The text frames received on attempt `attempt`, in order.
     pub fn texts_of(&self, attempt: usize) -> Vec<String> {
-        self.shared
-            .record()
-            .received
-            .iter()
-            .filter(|r| r.attempt == attempt)
-            .filter_map(|r| r.text.clone())
-            .collect()
+        peer_support::texts(&self.shared.record().received, Some(attempt))
     }
 
     /// Close frames received from clients.
@@ -584,23 +554,15 @@ async fn read_loop(
 ) {
     while let Some(Ok(message)) = stream.next().await {
         let at = Instant::now();
-        match message {
-            Message::Text(text) => {
-                let text = text.as_str().to_owned();
-                shared.record().received.push(Received {
-                    attempt,
-                    at,
-                    text: Some(text.clone()),
-                    binary: None,
-                });
+        if let Some(frame) = ReceivedFrame::of(attempt, at, &message) {
+            let text = frame.text.clone();
+            shared.record().received.push(frame);
+            if let Some(text) = text {
                 state.send_modify(|s| s.texts.push(text));
             }
-            Message::Binary(data) => shared.record().received.push(Received {
-                attempt,
-                at,
-                text: None,
-                binary: Some(data.to_vec()),
-            }),
+        }
+        match message {
+            Message::Text(_) | Message::Binary(_) | Message::Frame(_) => {}
             Message::Ping(_) => {
                 shared.pings_received.fetch_add(1, Ordering::SeqCst);
             }
@@ -617,22 +579,12 @@ async fn read_loop(
                 }
             }
             Message::Close(frame) => {
-                let (code, reason) = match frame {
-                    Some(frame) => (
-                        Some(u16::from(frame.code)),
-                        frame.reason.as_str().to_owned(),
-                    ),
-                    None => (None, String::new()),
-                };
-                shared.record().closes.push(ClientClose {
-                    attempt,
-                    at,
-                    code,
-                    reason,
-                });
+                shared
+                    .record()
+                    .closes
+                    .push(ClientClose::of(attempt, at, frame.as_ref()));
                 state.send_modify(|s| s.client_closed = true);
             }
-            Message::Frame(_) => {}
         }
     }
 }

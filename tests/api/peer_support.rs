@@ -10,6 +10,7 @@
 //!   [`WritePolicy`] that each peer chooses.
 //! - [`send`], [`send_fragmented`]: writes on the shared WebSocket sink of a connection.
 //! - [`refusal`]: an HTTP answer that refuses an upgrade.
+//! - [`ReceivedFrame`], [`ClientClose`]: what a peer records of the frames a client sent.
 //! - [`wait_until`]: polling for a condition on a peer handle.
 //!
 //! Messages of panics and refusals name the peer (`who`), as they did before this module existed.
@@ -30,8 +31,8 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::ErrorResponse;
 use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 /// How long a connection may take to send its upgrade request before the peer gives up on it.
@@ -39,6 +40,72 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a close started by the peer waits for the client's close frame before dropping the
 /// socket.
 pub const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// A text or binary frame received from a client.
+#[derive(Clone, Debug)]
+pub struct ReceivedFrame {
+    /// The connection (attempt) it arrived on, counted from 0.
+    pub conn: usize,
+    /// When it was read.
+    pub at: Instant,
+    /// The text of a text frame.
+    pub text: Option<String>,
+    /// The data of a binary frame.
+    pub binary: Option<Vec<u8>>,
+}
+
+impl ReceivedFrame {
+    /// The record of `message` when it is a text or binary frame.
+    pub fn of(conn: usize, at: Instant, message: &Message) -> Option<ReceivedFrame> {
+        let (text, binary) = match message {
+            Message::Text(text) => (Some(text.as_str().to_owned()), None),
+            Message::Binary(data) => (None, Some(data.to_vec())),
+            _ => return None,
+        };
+        Some(ReceivedFrame {
+            conn,
+            at,
+            text,
+            binary,
+        })
+    }
+}
+
+/// The texts of `frames`, in order; only those of connection `conn` when given.
+pub fn texts(frames: &[ReceivedFrame], conn: Option<usize>) -> Vec<String> {
+    frames
+        .iter()
+        .filter(|r| conn.is_none_or(|c| r.conn == c))
+        .filter_map(|r| r.text.clone())
+        .collect()
+}
+
+/// A close frame received from a client.
+#[derive(Clone, Debug)]
+pub struct ClientClose {
+    /// The connection (attempt) it arrived on, counted from 0.
+    pub conn: usize,
+    /// When it was read.
+    pub at: Instant,
+    /// `None` when the close frame had no payload.
+    pub code: Option<u16>,
+    /// The close reason (empty when none).
+    pub reason: String,
+}
+
+impl ClientClose {
+    /// The record of a close frame (`None`: one without a payload).
+    pub fn of(conn: usize, at: Instant, frame: Option<&CloseFrame>) -> ClientClose {
+        ClientClose {
+            conn,
+            at,
+            code: frame.map(|f| u16::from(f.code)),
+            reason: frame
+                .map(|f| f.reason.as_str().to_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
 
 /// Binds a non-blocking listener on a random port of 127.0.0.1 and returns it with its port.
 /// Panics (naming `who`) when that fails.

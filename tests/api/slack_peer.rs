@@ -64,7 +64,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use crate::peer_support::{
-    self, CLOSE_WAIT, Control, HANDSHAKE_TIMEOUT, WritePolicy, WsSink, send, send_fragmented,
+    self, CLOSE_WAIT, ClientClose, Control, HANDSHAKE_TIMEOUT, ReceivedFrame, WritePolicy, WsSink,
+    send, send_fragmented,
 };
 
 /// The `app_id` of the simulated app (in ticket URLs, hellos and envelopes).
@@ -326,32 +327,6 @@ pub struct ConnectionRecord {
     pub disconnects: Vec<(Instant, String)>,
     /// When the socket went away (closed, dropped or client gone).
     pub closed_at: Option<Instant>,
-}
-
-/// A text or binary frame received from a client.
-#[derive(Clone, Debug)]
-pub struct ReceivedFrame {
-    /// The connection it arrived on.
-    pub conn: usize,
-    /// When it was read.
-    pub at: Instant,
-    /// The text of a text frame.
-    pub text: Option<String>,
-    /// The data of a binary frame.
-    pub binary: Option<Vec<u8>>,
-}
-
-/// A close frame received from a client.
-#[derive(Clone, Debug)]
-pub struct ClientClose {
-    /// The connection it arrived on.
-    pub conn: usize,
-    /// When it was read.
-    pub at: Instant,
-    /// `None` when the close frame had no payload.
-    pub code: Option<u16>,
-    /// The close reason (empty when none).
-    pub reason: String,
 }
 
 /// One envelope written to a socket.
@@ -935,13 +910,7 @@ impl SlackPeer {
 
     /// Text frames received on connection `conn`, in order.
     pub fn texts_of(&self, conn: usize) -> Vec<String> {
-        self.shared
-            .state()
-            .received
-            .iter()
-            .filter(|r| r.conn == conn)
-            .filter_map(|r| r.text.clone())
-            .collect()
+        peer_support::texts(&self.shared.state().received, Some(conn))
     }
 
     /// Close frames received from clients.
@@ -1865,48 +1834,24 @@ async fn read_loop(
     while let Some(Ok(message)) = stream.next().await {
         let at = Instant::now();
         let mut state = shared.state();
-        match message {
-            Message::Text(text) => {
-                let text = text.as_str().to_owned();
-                if let Some((envelope_id, payload)) = parse_ack(&text) {
-                    state.record_ack(conn, at, envelope_id, payload);
-                }
-                state.received.push(ReceivedFrame {
-                    conn,
-                    at,
-                    text: Some(text),
-                    binary: None,
-                });
+        if let Some(frame) = ReceivedFrame::of(conn, at, &message) {
+            if let Some((envelope_id, payload)) = frame.text.as_deref().and_then(parse_ack) {
+                state.record_ack(conn, at, envelope_id, payload);
             }
-            Message::Binary(data) => state.received.push(ReceivedFrame {
-                conn,
-                at,
-                text: None,
-                binary: Some(data.to_vec()),
-            }),
+            state.received.push(frame);
+        }
+        match message {
+            Message::Text(_) | Message::Binary(_) | Message::Frame(_) => {}
             Message::Ping(_) => state.pings_received += 1,
             Message::Pong(_) => state.pongs_received += 1,
             Message::Close(frame) => {
-                let (code, reason) = match frame {
-                    Some(frame) => (
-                        Some(u16::from(frame.code)),
-                        frame.reason.as_str().to_owned(),
-                    ),
-                    None => (None, String::new()),
-                };
-                state.closes.push(ClientClose {
-                    conn,
-                    at,
-                    code,
-                    reason,
-                });
+                state.closes.push(ClientClose::of(conn, at, frame.as_ref()));
                 if let Some(info) = state.conns.get_mut(&conn) {
                     info.closing = true;
                 }
                 state.note_ready();
                 conn_state.send_modify(|s| s.client_closed = true);
             }
-            Message::Frame(_) => {}
         }
     }
 }

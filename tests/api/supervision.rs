@@ -252,7 +252,7 @@ both_backends_private! {
         assert!(peer.wait_until(Duration::from_secs(15), |p| p.attempts() >= 2 && !p.client_closes().is_empty()).await);
         let opened = peer.attempt_times()[1];
         let closed = peer.client_closes()[0].clone();
-        assert_eq!(closed.attempt, 0, "the old connection is the one closed");
+        assert_eq!(closed.conn, 0, "the old connection is the one closed");
         assert!(closed.at > opened, "the replacement opened before the old one closed");
         // The close frame is recorded before the old socket is gone: wait for that too.
         assert!(peer.wait_until(Duration::from_secs(5), |p| p.open_connections() == 1).await, "open: {}", peer.open_connections());
