@@ -21,19 +21,31 @@ pub struct EventFilter {
 /// The payload runs carry: the stored payload, or the raw message when none is stored (no payload
 /// expression). Events with status `error` have none.
 pub fn payload_of(m: &event::Model) -> Option<serde_json::Value> {
-    match (&m.payload, m.status.as_str()) {
-        (Some(payload), _) => Some(payload.clone()),
-        (None, "error") => None,
-        (None, _) => Some(m.raw.clone()),
+    match payload_source(m)? {
+        PayloadSource::Stored => m.payload.clone(),
+        PayloadSource::Raw => Some(m.raw.clone()),
     }
 }
 
 /// [`payload_of`] for an event row no longer needed: the payload is moved out, not copied.
 pub fn into_payload(m: event::Model) -> Option<serde_json::Value> {
-    match (m.payload, m.status.as_str()) {
-        (Some(payload), _) => Some(payload),
+    match payload_source(&m)? {
+        PayloadSource::Stored => m.payload,
+        PayloadSource::Raw => Some(m.raw),
+    }
+}
+
+/// Where an event's payload is: its own column, or its raw message.
+enum PayloadSource {
+    Stored,
+    Raw,
+}
+
+fn payload_source(m: &event::Model) -> Option<PayloadSource> {
+    match (&m.payload, m.status.as_str()) {
+        (Some(_), _) => Some(PayloadSource::Stored),
         (None, "error") => None,
-        (None, _) => Some(m.raw),
+        (None, _) => Some(PayloadSource::Raw),
     }
 }
 
