@@ -224,10 +224,14 @@ async fn ingest(
             "accepted",
         ));
     }
-    let existing =
-        db::events::find_event_by_dedup_key(&state.db, hook.org_id, &hook.source, &row.dedup_key)
-            .await?;
-    let existing = existing.map(|e| e.id);
+    let existing = db::events::find_event_ids_by_dedup_keys(
+        &state.db,
+        hook.org_id,
+        &hook.source,
+        vec![row.dedup_key.clone()],
+    )
+    .await?
+    .remove(&row.dedup_key);
     publish_received(state, &row, existing, true);
     let body = json!({"event_id": existing, "duplicate": true});
     Ok((HttpResponse::Ok().json(body), "duplicate"))

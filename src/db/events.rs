@@ -71,21 +71,6 @@ pub async fn find_events_by_ids(
         .await
 }
 
-/// The org's event of `source` with this dedup key.
-pub async fn find_event_by_dedup_key(
-    db: &impl ConnectionTrait,
-    org_id: Uuid,
-    source: &str,
-    dedup_key: &str,
-) -> Result<Option<event::Model>, DbErr> {
-    event::Entity::find()
-        .filter(event::Column::OrgId.eq(org_id))
-        .filter(event::Column::Source.eq(source))
-        .filter(event::Column::DedupKey.eq(dedup_key))
-        .one(db)
-        .await
-}
-
 /// The ids of the org's events of `source` with these dedup keys, by dedup key.
 pub async fn find_event_ids_by_dedup_keys(
     db: &impl ConnectionTrait,
