@@ -1,4 +1,4 @@
-//! The official JMESPath compliance suite (`shared/conformance/jmespath`, 15 files) run through
+//! The official JMESPath compliance suite (`tests/data/jmespath`, 15 files, origin in its README) run through
 //! `switchboard::pipeline::expr`: each case must give the same result, or fail with the same kind
 //! of error at compile or evaluation time. A case that cannot pass is listed in [`KNOWN_FAILURES`]
 //! with the reason; a listed case that passes, or a listing that names no case, fails the test too.
@@ -10,10 +10,7 @@ use std::path::Path;
 use serde_json::Value as Json;
 use switchboard::pipeline::expr::{CompiledExpr, Value, to_value};
 
-const SUITE_DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/conformance/jmespath"
-);
+const SUITE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/jmespath");
 
 const FILES: [&str; 15] = [
     "basic.json",

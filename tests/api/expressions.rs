@@ -6,10 +6,7 @@ use switchboard::pipeline::expr::to_value;
 
 use crate::helpers::{ADMIN_KEY, Backend, assert_problem, spawn_app};
 
-const SUITE_DIR: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/conformance/jmespath"
-);
+const SUITE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/jmespath");
 
 #[actix_web::test]
 async fn evaluates_with_custom_functions_and_reports_errors() {
