@@ -10,6 +10,8 @@ pub struct Model {
     pub org_id: Uuid,
     pub automation_id: Uuid,
     pub event_id: Uuid,
+    /// The event's source slug (copied at dispatch, so lists and claims filter without a join).
+    pub source: String,
     /// `PENDING` | `RUNNING` | `COMPLETED` | `FAILED` | `CANCELLED`.
     pub status: String,
     /// `event_id`, `source`, `event_key`, `received_at` and the payload. `NULL` (the usual case):

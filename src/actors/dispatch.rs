@@ -356,7 +356,12 @@ pub fn decide(registry: &AutomationRegistry, batch: &[PendingEvent]) -> Vec<Disp
 }
 
 fn run_row(id: Uuid, outcome: &Outcome, event: &PendingEvent) -> entity::automation_run::Model {
-    inbox::pending_run(id, event.org_id, outcome.automation_id, event.id)
+    inbox::pending_run(
+        id,
+        event.org_id,
+        outcome.automation_id,
+        (event.id, &event.source),
+    )
 }
 
 /// The runs of a batch with what each carries, for live observers.

@@ -263,19 +263,22 @@ async fn mark_dispatched(
     Ok(())
 }
 
-/// A new `PENDING` run of `automation_id` for `event_id`, as dispatch inserts it. It holds no copy
+/// A new `PENDING` run of `automation_id` for an event (its id and source slug), as dispatch
+/// inserts it. It holds no copy
 /// of the event's payload: that is read from the event when the run is shown or claimed.
 pub fn pending_run(
     id: Uuid,
     org_id: Uuid,
     automation_id: Uuid,
-    event_id: Uuid,
+    event: (Uuid, &str),
 ) -> automation_run::Model {
+    let (event_id, source) = event;
     automation_run::Model {
         id,
         org_id,
         automation_id,
         event_id,
+        source: source.to_owned(),
         status: "PENDING".to_owned(),
         event_payload: None,
         attempts: 0,

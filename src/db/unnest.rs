@@ -90,10 +90,10 @@ pub async fn insert_runs(
     db: &impl ConnectionTrait,
     runs: &[automation_run::Model],
 ) -> Result<Vec<Uuid>, DbErr> {
-    const SQL: &str = "INSERT INTO automation_runs (id, org_id, automation_id, event_id, status, \
-        attempts, created_at) \
+    const SQL: &str = "INSERT INTO automation_runs (id, org_id, automation_id, event_id, source, \
+        status, attempts, created_at) \
         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], \
-        $6::int4[], $7::timestamptz[]) \
+        $6::text[], $7::int4[], $8::timestamptz[]) \
         ON CONFLICT (event_id, automation_id) DO NOTHING RETURNING id";
     // Only a new run's columns travel: the others (payload copy, lease, error, start and end)
     // start out NULL, as `inbox::pending_run` makes them.
@@ -111,6 +111,10 @@ pub async fn insert_runs(
             .collect::<Vec<_>>()
             .into(),
         runs.iter().map(|r| r.event_id).collect::<Vec<_>>().into(),
+        runs.iter()
+            .map(|r| r.source.clone())
+            .collect::<Vec<_>>()
+            .into(),
         runs.iter()
             .map(|r| r.status.clone())
             .collect::<Vec<_>>()

@@ -1,4 +1,5 @@
 //! Events and runs are read-only here; rows are inserted through the repository layer.
+use sea_orm::EntityTrait as _;
 use serde_json::json;
 use switchboard::db;
 use uuid::Uuid;
@@ -49,6 +50,12 @@ pub async fn insert_run(
     status: &str,
 ) -> Uuid {
     let id = db::new_id();
+    let source = entity::event::Entity::find_by_id(event_id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .map(|event| event.source)
+        .unwrap_or_default();
     db::runs::insert_run(
         &app.db,
         entity::automation_run::Model {
@@ -56,6 +63,7 @@ pub async fn insert_run(
             org_id,
             automation_id,
             event_id,
+            source,
             status: status.into(),
             event_payload: None,
             attempts: 0,

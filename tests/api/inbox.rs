@@ -41,7 +41,7 @@ fn decisions(org: Uuid, rows: &[event::Model], automations: &[Uuid]) -> Vec<Disp
             outcome: json!([{"automation_id": automations[0], "result": "matched", "note": "it's \"ok\""}]),
             runs: automations
                 .iter()
-                .map(|a| inbox::pending_run(inbox::run_id(*a, e.id, 1), org, *a, e.id))
+                .map(|a| inbox::pending_run(inbox::run_id(*a, e.id, 1), org, *a, (e.id, &e.source)))
                 .collect(),
         })
         .collect()
