@@ -486,7 +486,20 @@ impl Conn {
                 value,
                 meta,
                 ack,
-            } => self.ingest(raw, &value, meta, ack),
+                limits,
+            } => self.ingest(raw, &value, meta, ack, limits),
+            Step::Reject { ack, reason } => {
+                tracing::warn!(source_id = %self.ctx.spec.id, reason = %reason, "message rejected");
+                self.ctx.counters.rejected(&reason);
+                if ack.is_some() {
+                    self.push(Inbound {
+                        event: None,
+                        meta: serde_json::Value::Null,
+                        ack,
+                        received: std::time::Instant::now(),
+                    });
+                }
+            }
             Step::Ready {
                 num_connections,
                 refresh_after,
@@ -507,8 +520,9 @@ impl Conn {
         value: &crate::pipeline::expr::Value,
         meta: serde_json::Value,
         ack: Option<String>,
+        limits: crate::pipeline::expr::Limits,
     ) {
-        let event = match prepare(&self.ctx.spec.exprs, raw, value) {
+        let event = match prepare(&self.ctx.spec.exprs, raw, value, limits) {
             Prepared::Filtered => {
                 self.ctx.counters.add(Count::Filtered, 1);
                 None

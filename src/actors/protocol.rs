@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::messages::DownReason;
 use super::status::Count;
-use crate::pipeline::expr::Value;
+use crate::pipeline::expr::{Limits, Value};
 use crate::sources::generic::{Action, Counter, GenericAdapter, GenericSession};
 use crate::sources::slack::{
     HELLO_TIMEOUT, SlackAction, SlackAdapter, SlackCounter, SlackSession, no_hello_detail,
@@ -30,6 +30,16 @@ pub enum Step {
         meta: serde_json::Value,
         /// The ACK frame to send after commit.
         ack: Option<String>,
+        /// The evaluation limits for this message.
+        limits: Limits,
+    },
+    /// A message or frame refused by the document limits (never stored): count it, log `reason`
+    /// (which holds none of the content), and send `ack` (in order with the messages around it).
+    Reject {
+        /// The ACK frame, when one can be built.
+        ack: Option<String>,
+        /// Why.
+        reason: String,
     },
     /// The connection is ready.
     Ready {
@@ -132,8 +142,10 @@ impl Protocol {
         }
     }
 
-    /// One complete inbound data message (continuations already reassembled).
+    /// One complete inbound data message (continuations already reassembled). Every message of
+    /// the frame is evaluated within the limits of an input of the frame's size.
     pub fn on_data(&mut self, text: bool, bytes: &[u8]) -> Vec<Step> {
+        let limits = Limits::for_input(bytes.len());
         match self {
             Protocol::Generic { adapter, session } => {
                 let actions = if text {
@@ -146,7 +158,7 @@ impl Protocol {
                 };
                 let mut steps = Vec::with_capacity(actions.len());
                 for action in actions {
-                    generic_steps(adapter, action, &mut steps);
+                    generic_steps(adapter, action, limits, &mut steps);
                 }
                 steps
             }
@@ -158,7 +170,7 @@ impl Protocol {
                     Ok(s) => session
                         .on_text(s)
                         .into_iter()
-                        .map(|action| slack_step(adapter, action))
+                        .map(|action| slack_step(adapter, action, limits))
                         .collect(),
                     Err(_) => vec![Step::Count(Count::NonJson)],
                 }
@@ -167,21 +179,22 @@ impl Protocol {
     }
 }
 
-fn generic_steps(adapter: &GenericAdapter, action: Action, out: &mut Vec<Step>) {
+fn generic_steps(adapter: &GenericAdapter, action: Action, limits: Limits, out: &mut Vec<Step>) {
     let step = match action {
         Action::Message { raw, value } => {
-            let ack = adapter.ack_frame(&value).unwrap_or_else(|err| {
-                tracing::warn!(error = %err, "ack_expr failed; the message is stored without an ACK");
-                out.push(Step::Count(Count::ExpressionErrors));
-                None
-            });
+            let ack = ack_frame(adapter, &value, limits, out);
             Step::Ingest {
                 raw,
                 value,
                 meta: json!({}),
                 ack,
+                limits,
             }
         }
+        Action::Rejected { message, reason } => Step::Reject {
+            ack: message.and_then(|value| ack_frame(adapter, &value, limits, out)),
+            reason,
+        },
         Action::Ready => Step::Ready {
             num_connections: None,
             refresh_after: None,
@@ -197,7 +210,21 @@ fn generic_steps(adapter: &GenericAdapter, action: Action, out: &mut Vec<Step>) 
     out.push(step);
 }
 
-fn slack_step(adapter: &SlackAdapter, action: SlackAction) -> Step {
+/// The message's ACK frame, when `ack_expr` builds one (an evaluation error is counted).
+fn ack_frame(
+    adapter: &GenericAdapter,
+    value: &Value,
+    limits: Limits,
+    out: &mut Vec<Step>,
+) -> Option<String> {
+    adapter.ack_frame(value, limits).unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "ack_expr failed; the message goes without an ACK");
+        out.push(Step::Count(Count::ExpressionErrors));
+        None
+    })
+}
+
+fn slack_step(adapter: &SlackAdapter, action: SlackAction, limits: Limits) -> Step {
     match action {
         SlackAction::Ready {
             num_connections,
@@ -218,6 +245,11 @@ fn slack_step(adapter: &SlackAdapter, action: SlackAction) -> Step {
             value,
             meta,
             ack: Some(ack),
+            limits,
+        },
+        SlackAction::Rejected { ack, reason } => Step::Reject {
+            ack: Some(ack),
+            reason,
         },
         SlackAction::Refresh { reason } => Step::Refresh { reason },
         SlackAction::Failed { class, detail } => Step::Down(DownReason::from_class(class, detail)),

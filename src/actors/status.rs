@@ -2,6 +2,7 @@
 //! actors of one source across reconnects) and the snapshot the API shows.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -74,9 +75,11 @@ pub enum Count {
     Ignored,
     /// Events stored without an event key.
     NoKey,
+    /// Messages (or frames) refused by the document limits or by storage (never stored).
+    Rejected,
 }
 
-const ALL: [(Count, &str); 14] = [
+const ALL: [(Count, &str); 15] = [
     (Count::Frames, "frames"),
     (Count::EventsStored, "events_stored"),
     (Count::Duplicates, "duplicates"),
@@ -91,14 +94,17 @@ const ALL: [(Count, &str); 14] = [
     (Count::ExpressionErrors, "expression_errors"),
     (Count::Ignored, "ignored"),
     (Count::NoKey, "no_key"),
+    (Count::Rejected, "rejected"),
 ];
 
 /// Live counters of one source.
 #[derive(Debug, Default)]
 pub struct SourceCounters {
-    values: [AtomicU64; 14],
+    values: [AtomicU64; 15],
     last_event_millis: AtomicI64,
     version: AtomicU64,
+    /// Why the last message was rejected (never its content).
+    last_rejection: Mutex<Option<String>>,
 }
 
 impl SourceCounters {
@@ -118,6 +124,16 @@ impl SourceCounters {
         ALL.iter()
             .position(|(c, _)| *c == what)
             .map_or(0, |i| self.values[i].load(Ordering::Relaxed))
+    }
+
+    /// Counts a rejected message and keeps `reason` as the last rejection (shown in the status
+    /// counters as `last_rejection`).
+    pub fn rejected(&self, reason: &str) {
+        *self
+            .last_rejection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(reason.to_owned());
+        self.add(Count::Rejected, 1);
     }
 
     /// Records that an event was stored now.
@@ -141,7 +157,7 @@ impl SourceCounters {
 
     /// All counters as a JSON object.
     pub fn to_json(&self) -> serde_json::Value {
-        let map = ALL
+        let mut map: serde_json::Map<String, serde_json::Value> = ALL
             .iter()
             .enumerate()
             .map(|(i, (_, name))| {
@@ -151,6 +167,14 @@ impl SourceCounters {
                 )
             })
             .collect();
+        let last = self
+            .last_rejection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(reason) = last {
+            map.insert("last_rejection".to_owned(), reason.into());
+        }
         serde_json::Value::Object(map)
     }
 
@@ -160,6 +184,15 @@ impl SourceCounters {
             if let Some(n) = stored.get(name).and_then(serde_json::Value::as_u64) {
                 self.values[i].store(n, Ordering::Relaxed);
             }
+        }
+        if let Some(reason) = stored
+            .get("last_rejection")
+            .and_then(serde_json::Value::as_str)
+        {
+            *self
+                .last_rejection
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(reason.to_owned());
         }
     }
 }

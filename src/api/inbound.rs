@@ -18,8 +18,9 @@ use crate::actors::dispatch::PendingEvent;
 use crate::actors::publisher::Published;
 use crate::db;
 use crate::error::ApiError;
-use crate::pipeline::expr::to_value;
+use crate::pipeline::expr::{Limits, to_value};
 use crate::pipeline::ingest::{Prepared, PreparedEvent, SourceExprs, prepare};
+use crate::pipeline::json;
 use crate::state::AppState;
 use crate::webhooks::inbound::{self, BodyError, TokenBucket};
 use crate::webhooks::verifier::Verifier;
@@ -59,7 +60,11 @@ fn outcome_name(result: &Result<(HttpResponse, &'static str), ApiError>) -> &'st
         Err(ApiError::SignatureRejected { stale: false, .. }) => "bad_signature",
         Err(ApiError::PayloadTooLarge(_)) => "too_large",
         Err(ApiError::RateLimited(_)) => "rate_limited",
-        Err(ApiError::UnsupportedMediaType(_) | ApiError::MalformedJson(_)) => "bad_body",
+        Err(
+            ApiError::UnsupportedMediaType(_)
+            | ApiError::MalformedJson(_)
+            | ApiError::BadRequest(_),
+        ) => "bad_body",
         Err(ApiError::Unavailable) => "unavailable",
         Err(_) => "failed",
     }
@@ -98,15 +103,18 @@ async fn handle(
         BodyError::Unsupported(_) => ApiError::UnsupportedMediaType(e.to_string()),
         BodyError::Malformed(m) => ApiError::MalformedJson(m),
     })?;
+    json::check(&parsed)
+        .map_err(|refusal| ApiError::BadRequest(format!("body refused: {refusal}")))?;
     if let Some(answer) = inbound::handshake_answer(&verifier, &parsed) {
         return Ok((HttpResponse::Ok().json(answer), "handshake"));
     }
     let meta = inbound::meta(&verifier, &headers, verified_with);
+    let limits = Limits::for_input(body.len());
     ingest(
         state,
         hook,
         &verifier,
-        inbound::message(&headers, parsed),
+        (inbound::message(&headers, parsed), limits),
         meta,
     )
     .await
@@ -199,12 +207,12 @@ async fn ingest(
     state: &AppState,
     hook: &entity::webhook::Model,
     verifier: &Verifier,
-    raw: Value,
+    (raw, limits): (Value, Limits),
     meta: Value,
 ) -> Result<(HttpResponse, &'static str), ApiError> {
     let exprs = compiled_exprs(state, hook, verifier)?;
     let value = to_value(&raw);
-    let event = match prepare(&exprs, raw, &value) {
+    let event = match prepare(&exprs, raw, &value, limits) {
         Prepared::Filtered => {
             let body = json!({"event_id": null, "duplicate": false, "filtered": true});
             return Ok((HttpResponse::Ok().json(body), "filtered"));

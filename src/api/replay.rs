@@ -15,7 +15,7 @@ use crate::auth::Caller;
 use crate::db;
 use crate::error::ApiError;
 use crate::pipeline::automations::AutomationSet;
-use crate::pipeline::expr::to_value;
+use crate::pipeline::expr::{Limits, to_value};
 use crate::pipeline::ingest::{Prepared, SourceExprs, prepare};
 use crate::state::AppState;
 
@@ -121,7 +121,8 @@ pub async fn dry_run(
     let slug = input.source.unwrap_or_else(|| trigger.source.clone());
     let exprs = source_exprs(&state, caller.org_id, &slug).await?;
     let value = to_value(&input.message);
-    let event = match prepare(&exprs, input.message, &value) {
+    let limits = Limits::for_input(state.settings.max_body_bytes);
+    let event = match prepare(&exprs, input.message, &value, limits) {
         Prepared::Filtered => {
             return Ok(HttpResponse::Ok().json(DryRunOut {
                 filtered: true,

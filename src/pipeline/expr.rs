@@ -3,9 +3,12 @@
 //!
 //! [`CompiledExpr::compile`] rejects everything that can be known before evaluation: syntax errors,
 //! unknown functions, wrong argument counts (inside `&expref` arguments too), invalid literal
-//! `regex()` patterns, and expressions nested deeply enough to exhaust the stack when parsed or
-//! evaluated. Evaluation goes straight through `jmespath::interpret`, so the data is converted
-//! once per event ([`to_value`]) and never again per expression.
+//! `regex()` patterns, expressions nested deeply enough to exhaust the stack when parsed or
+//! evaluated, and expressions whose result grows so fast with the input that no input could be
+//! evaluated within the limits. Evaluation runs the budgeted interpreter of [`eval`] over a value
+//! converted once per event ([`to_value`]) and never again per expression; every evaluation has a
+//! work limit and every rendered result a size limit ([`budget`], [`Limits`]), checked while it
+//! runs.
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,7 +18,13 @@ use jmespath::{Context, ErrorReason, JmespathError, RuntimeError, Variable};
 
 use super::functions::RUNTIME;
 
+pub mod budget;
 mod check;
+pub(crate) mod eval;
+mod render;
+
+pub use budget::{Exceeded, Limits};
+pub use render::to_json_within;
 
 /// A value expressions are evaluated over: shared, converted once per event.
 pub type Value = jmespath::Rcvar;
@@ -35,24 +44,21 @@ pub fn to_value(json: &serde_json::Value) -> Value {
     })
 }
 
-/// Converts a [`Value`] back to JSON. Numbers that are integral and in `i64`/`u64` range come back
-/// as integers (JMESPath computes in `f64`: `sum([1, 2])` is `3`, not `3.0`); an expression
-/// reference (the result of a bare `&expr`) becomes null.
-pub fn to_json(value: &Value) -> serde_json::Value {
-    use serde_json::Value as Json;
-    match &**value {
-        Variable::Null | Variable::Expref(_) => Json::Null,
-        Variable::Bool(b) => Json::Bool(*b),
-        Variable::Number(n) => Json::Number(integral(n)),
-        Variable::String(s) => Json::String(s.clone()),
-        Variable::Array(items) => Json::Array(items.iter().map(to_json).collect()),
-        Variable::Object(map) => {
-            Json::Object(map.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
-        }
-    }
+/// Converts a [`Value`] back to JSON within the default limits ([`Limits::default`]): at most
+/// [`budget::BASE_RESULT_BYTES`] of JSON, [`RENDER_MAX_DEPTH`] levels. Numbers that are integral
+/// and in `i64`/`u64` range come back as integers (JMESPath computes in `f64`: `sum([1, 2])` is
+/// `3`, not `3.0`); an expression reference (the result of a bare `&expr`) becomes null.
+pub fn to_json(value: &Value) -> Result<serde_json::Value, ExprError> {
+    to_json_within(value, Limits::default().result_bytes, RENDER_MAX_DEPTH)
+        .map_err(ExprError::limit)
 }
 
-fn integral(n: &serde_json::Number) -> serde_json::Number {
+/// Deepest result rendered when no tighter limit applies (what is stored is held to
+/// [`crate::pipeline::json::MAX_DEPTH`]).
+pub const RENDER_MAX_DEPTH: usize = 256;
+
+/// A number as JSON shows it: integral values in `i64`/`u64` range as integers.
+pub(crate) fn integral(n: &serde_json::Number) -> serde_json::Number {
     // 2^63 and 2^64 are exact in f64; the ranges below are exactly those of i64 and u64.
     const I64_END: f64 = 9_223_372_036_854_775_808.0;
     const U64_END: f64 = 18_446_744_073_709_551_616.0;
@@ -98,6 +104,9 @@ pub enum ExprErrorKind {
     InvalidType,
     /// `invalid-value`: a value no function accepts (zero slice step, invalid regex, ...).
     InvalidValue,
+    /// `limit-exceeded`: the evaluation ran out of work or its result out of size (not a kind of
+    /// the compliance suite: Switchboard's own).
+    LimitExceeded,
 }
 
 impl ExprErrorKind {
@@ -109,6 +118,7 @@ impl ExprErrorKind {
             ExprErrorKind::InvalidArity => "invalid-arity",
             ExprErrorKind::InvalidType => "invalid-type",
             ExprErrorKind::InvalidValue => "invalid-value",
+            ExprErrorKind::LimitExceeded => "limit-exceeded",
         }
     }
 }
@@ -155,16 +165,34 @@ impl CompiledExpr {
         &self.ast
     }
 
-    /// Evaluates the expression over `data`, without converting it.
+    /// Evaluates the expression over `data`, without converting it, within the default work
+    /// limit ([`Limits::default`]).
     pub fn search(&self, data: &Value) -> Result<Value, ExprError> {
-        let mut ctx = Context::new(&self.source, &RUNTIME);
-        jmespath::interpret(data, &self.ast, &mut ctx)
-            .map_err(|err| from_jmespath(&self.source, err, true))
+        self.search_within(data, Limits::default())
     }
 
-    /// Converts `data`, evaluates, converts the result back: for one-off evaluations only.
-    pub fn evaluate_json(&self, data: &serde_json::Value) -> Result<serde_json::Value, ExprError> {
-        self.search(&to_value(data)).map(|value| to_json(&value))
+    /// Evaluates the expression over `data` within `limits.steps` of work.
+    pub fn search_within(&self, data: &Value, limits: Limits) -> Result<Value, ExprError> {
+        let guard = budget::enter(limits.steps);
+        let mut ctx = Context::new(&self.source, &RUNTIME);
+        let result = eval::interpret(data, &self.ast, &mut ctx);
+        let exceeded = guard.exceeded();
+        drop(guard);
+        result.map_err(|err| match exceeded {
+            Some(exceeded) => ExprError::limit(exceeded),
+            None => from_jmespath(&self.source, err, true),
+        })
+    }
+
+    /// Converts `data`, evaluates, renders the result: for one-off evaluations only. `limits`
+    /// bounds the work and the rendered result.
+    pub fn evaluate_json(
+        &self,
+        data: &serde_json::Value,
+        limits: Limits,
+    ) -> Result<serde_json::Value, ExprError> {
+        let value = self.search_within(&to_value(data), limits)?;
+        to_json_within(&value, limits.result_bytes, RENDER_MAX_DEPTH).map_err(ExprError::limit)
     }
 }
 
@@ -183,6 +211,17 @@ impl PartialEq for CompiledExpr {
 impl serde::Serialize for CompiledExpr {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.source)
+    }
+}
+
+impl ExprError {
+    /// The error of an evaluation that exceeded a limit (the message names it).
+    pub fn limit(exceeded: Exceeded) -> ExprError {
+        ExprError {
+            kind: ExprErrorKind::LimitExceeded,
+            message: exceeded.message(),
+            position: 0,
+        }
     }
 }
 
@@ -249,7 +288,7 @@ mod tests {
     use super::*;
 
     fn eval(source: &str, data: serde_json::Value) -> Result<serde_json::Value, ExprError> {
-        CompiledExpr::compile(source)?.evaluate_json(&data)
+        CompiledExpr::compile(source)?.evaluate_json(&data, Limits::default())
     }
 
     #[test]
@@ -273,7 +312,7 @@ mod tests {
     fn json_round_trips_and_integral_numbers_stay_integers() {
         let data = json!({"i": -7, "u": u64::MAX, "min": i64::MIN, "f": 1.5, "s": "é", "n": null,
                           "a": [true, false, [], {}], "o": {"k": [1, 2.25]}});
-        assert_eq!(to_json(&to_value(&data)), data);
+        assert_eq!(to_json(&to_value(&data)).unwrap(), data);
         assert_eq!(eval("sum(@)", json!([1, 2])).unwrap().to_string(), "3");
         assert_eq!(eval("avg(@)", json!([1, 2])).unwrap(), json!(1.5));
         assert_eq!(eval("`-0.0`", json!(null)).unwrap().to_string(), "0");
@@ -290,7 +329,10 @@ mod tests {
         let data = to_value(&json!({"type": "message", "user": {"name": "Ada"}}));
         let filter = CompiledExpr::compile("type == 'message' && user.name").unwrap();
         for _ in 0..3 {
-            assert_eq!(to_json(&filter.search(&data).unwrap()), json!("Ada"));
+            assert_eq!(
+                to_json(&filter.search(&data).unwrap()).unwrap(),
+                json!("Ada")
+            );
         }
     }
 

@@ -1,6 +1,8 @@
 //! The one shared JMESPath runtime: every built-in plus Switchboard's own filter functions
 //! (`glob`, `icontains`, `regex`, `lower`, `upper`), and the table of every function's arity that
-//! [`super::expr`] checks calls against before an expression is accepted.
+//! [`super::expr`] checks calls against before an expression is accepted. The built-ins that
+//! evaluate an `&expr` argument (`map`, `sort_by`, `max_by`, `min_by`) are replaced by versions
+//! that evaluate it with Switchboard's budgeted interpreter.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, PoisonError, RwLock};
@@ -10,6 +12,8 @@ use jmespath::{Context, ErrorReason, JmespathError, Rcvar, Runtime, SearchResult
 use regex::{Regex, RegexBuilder};
 
 use super::glob::GlobMatcher;
+
+mod expref;
 
 /// The runtime every expression is evaluated with.
 pub(crate) static RUNTIME: LazyLock<Runtime> = LazyLock::new(build_runtime);
@@ -59,7 +63,13 @@ fn build_runtime() -> Runtime {
     runtime.register_builtin_functions();
     let string = || ArgumentType::String;
     let number_array = ArgumentType::TypedArray(Box::new(ArgumentType::Number));
-    let functions: [(&str, Vec<ArgumentType>, Body); 7] = [
+    let expref = || ArgumentType::Expref;
+    let array = || ArgumentType::Array;
+    let functions: [(&str, Vec<ArgumentType>, Body); 11] = [
+        ("map", vec![expref(), array()], expref::map_fn),
+        ("sort_by", vec![array(), expref()], expref::sort_by_fn),
+        ("max_by", vec![array(), expref()], expref::max_by_fn),
+        ("min_by", vec![array(), expref()], expref::min_by_fn),
         // Two built-ins of jmespath 0.5 stray from the specification: `avg([])` fails (0/0)
         // instead of giving null; `to_number` parses any JSON (`to_number('"a"')` gives "a").
         ("avg", vec![number_array], avg_fn),
@@ -218,12 +228,13 @@ mod tests {
     use serde_json::{Value as Json, json};
 
     use super::*;
-    use crate::pipeline::expr::{CompiledExpr, ExprErrorKind};
+    use crate::pipeline::expr::{CompiledExpr, ExprErrorKind, Limits};
 
     fn eval(source: &str) -> Result<Json, ExprErrorKind> {
         let data = json!({"key": "message.channels", "text": "Hello WÖRLD", "n": 1, "p": "("});
         let expr = CompiledExpr::compile(source).map_err(|err| err.kind)?;
-        expr.evaluate_json(&data).map_err(|err| err.kind)
+        expr.evaluate_json(&data, Limits::default())
+            .map_err(|err| err.kind)
     }
 
     #[test]
@@ -267,7 +278,7 @@ mod tests {
         assert_eq!(eval("regex(text, p)"), Err(ExprErrorKind::InvalidValue));
         let expr = CompiledExpr::compile("regex(text, p)").unwrap();
         let err = expr
-            .evaluate_json(&json!({"text": "x", "p": "["}))
+            .evaluate_json(&json!({"text": "x", "p": "["}), Limits::default())
             .unwrap_err();
         assert_eq!(err.position, 0);
         assert!(
@@ -282,7 +293,10 @@ mod tests {
         let expr = CompiledExpr::compile("regex(text, p)").unwrap();
         for i in 0..(CACHE_LIMIT + 50) {
             let data = json!({"text": format!("x{i}"), "p": format!("^x{i}$")});
-            assert_eq!(expr.evaluate_json(&data).unwrap(), json!(true));
+            assert_eq!(
+                expr.evaluate_json(&data, Limits::default()).unwrap(),
+                json!(true)
+            );
         }
         let entries = REGEXES.entries.read().unwrap();
         assert!(entries.len() <= CACHE_LIMIT);

@@ -4,7 +4,10 @@
 
 use serde_json::Value as Json;
 
-use super::expr::{CompiledExpr, ExprError, Value, is_truthy, to_json};
+use jmespath::Variable;
+
+use super::expr::{CompiledExpr, ExprError, Limits, Value, integral, is_truthy, to_json_within};
+use super::json;
 
 /// The four per-source expressions, compiled once per source revision.
 #[derive(Debug, Clone, Default)]
@@ -102,30 +105,32 @@ pub enum Prepared {
     Event(Box<PreparedEvent>),
 }
 
-/// Runs the pipeline over one message (`value` is `raw` converted once by the caller).
-pub fn prepare(exprs: &SourceExprs, raw: Json, value: &Value) -> Prepared {
+/// Runs the pipeline over one message (`value` is `raw` converted once by the caller), each
+/// expression within `limits` (see [`Limits::for_input`] with the message's size). A payload is
+/// held to the limits of [`json`] like the message itself; keys holding U+0000 are refused.
+pub fn prepare(exprs: &SourceExprs, raw: Json, value: &Value, limits: Limits) -> Prepared {
     let mut error = None;
     if let Some(filter) = &exprs.filter {
-        match filter.search(value) {
+        match filter.search_within(value, limits) {
             Ok(v) if !is_truthy(&v) => return Prepared::Filtered,
             Ok(_) => {}
             // A broken pre-filter must not silently drop: keep the event and say why.
             Err(e) => error = Some(format!("filter_expr: {e}")),
         }
     }
-    let (event_key, key_error) = event_key(exprs.event_key.as_ref(), value);
+    let (event_key, key_error) = event_key(exprs.event_key.as_ref(), value, limits);
     // `None`: the payload is the raw message, not copied.
     let payload = match &exprs.payload {
         None => Ok(None),
-        Some(expr) => match expr.search(value) {
-            Ok(v) if v.is_null() => Err("payload_expr gave null".to_owned()),
-            Ok(v) => Ok(Some(to_json(&v))),
-            Err(e) => Err(format!("payload_expr: {e}")),
-        },
+        Some(expr) => payload(expr, value, limits),
     };
     let dedup_key = match &exprs.dedup_key {
         None => None,
-        Some(expr) => match expr.search(value) {
+        Some(expr) => match expr.search_within(value, limits) {
+            Ok(v) if is_nul_string(&v) => {
+                error.get_or_insert(format!("dedup_key_expr gave {}", type_name(&v)));
+                None
+            }
             Ok(v) => scalar_string(&v),
             Err(e) => {
                 error.get_or_insert(format!("dedup_key_expr: {e}"));
@@ -158,11 +163,29 @@ pub fn prepare(exprs: &SourceExprs, raw: Json, value: &Value) -> Prepared {
     }))
 }
 
-fn event_key(expr: Option<&CompiledExpr>, value: &Value) -> (Option<String>, Option<String>) {
+/// The payload `expr` builds, rendered within the limits; why not, as the event's error.
+fn payload(expr: &CompiledExpr, value: &Value, limits: Limits) -> Result<Option<Json>, String> {
+    let built = expr
+        .search_within(value, limits)
+        .map_err(|e| format!("payload_expr: {e}"))?;
+    if built.is_null() {
+        return Err("payload_expr gave null".to_owned());
+    }
+    let rendered = to_json_within(&built, limits.result_bytes, json::MAX_DEPTH)
+        .map_err(|exceeded| format!("payload_expr: {}", exceeded.message()))?;
+    json::check(&rendered).map_err(|refusal| format!("payload_expr gave {refusal}"))?;
+    Ok(Some(rendered))
+}
+
+fn event_key(
+    expr: Option<&CompiledExpr>,
+    value: &Value,
+    limits: Limits,
+) -> (Option<String>, Option<String>) {
     let Some(expr) = expr else {
         return (None, Some("no event_key_expr".to_owned()));
     };
-    match expr.search(value) {
+    match expr.search_within(value, limits) {
         Ok(v) => match scalar_string(&v) {
             Some(key) => (Some(key), None),
             None => (None, Some(format!("event_key_expr gave {}", type_name(&v)))),
@@ -171,22 +194,28 @@ fn event_key(expr: Option<&CompiledExpr>, value: &Value) -> (Option<String>, Opt
     }
 }
 
-/// A non-empty string as itself, a number or boolean as its string, anything else none.
+/// A non-empty string without U+0000 as itself, a number or boolean as its string, anything else
+/// none. Reads the value's top level only: a key never renders a whole document.
 pub fn scalar_string(v: &Value) -> Option<String> {
-    match to_json(v) {
-        Json::String(s) if !s.is_empty() => Some(s),
-        Json::Number(n) => Some(n.to_string()),
-        Json::Bool(b) => Some(b.to_string()),
+    match &**v {
+        Variable::String(s) if !s.is_empty() && !json::has_nul(s) => Some(s.clone()),
+        Variable::Number(n) => Some(integral(n).to_string()),
+        Variable::Bool(b) => Some(b.to_string()),
         _ => None,
     }
 }
 
+fn is_nul_string(v: &Value) -> bool {
+    matches!(&**v, Variable::String(s) if json::has_nul(s))
+}
+
 fn type_name(v: &Value) -> &'static str {
-    match to_json(v) {
-        Json::Null => "null",
-        Json::String(_) => "an empty string",
-        Json::Array(_) => "an array",
-        Json::Object(_) => "an object",
+    match &**v {
+        Variable::Null | Variable::Expref(_) => "null",
+        Variable::String(s) if json::has_nul(s) => "a string containing U+0000",
+        Variable::String(_) => "an empty string",
+        Variable::Array(_) => "an array",
+        Variable::Object(_) => "an object",
         _ => "a scalar",
     }
 }
@@ -201,7 +230,7 @@ mod tests {
 
     fn run(exprs: &SourceExprs, raw: Json) -> Prepared {
         let value = to_value(&raw);
-        prepare(exprs, raw, &value)
+        prepare(exprs, raw, &value, Limits::default())
     }
 
     fn event(p: Prepared) -> PreparedEvent {

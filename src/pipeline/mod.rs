@@ -6,6 +6,7 @@ pub mod expr;
 mod functions;
 pub mod glob;
 pub mod ingest;
+pub mod json;
 
 pub use expr::{CompiledExpr, ExprError, ExprErrorKind, Value, is_truthy, to_json, to_value};
 pub use glob::{GlobError, OnPatterns, glob_match};

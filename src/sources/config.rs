@@ -112,6 +112,11 @@ pub struct GenericSettings {
     /// How frames split into messages.
     #[serde(default)]
     pub framing: Framing,
+    /// Most messages one frame may split into (`ndjson`, `json_array`; 1..=100000, default 1000):
+    /// a frame holding more is rejected whole (counted, never stored), so one frame can never
+    /// queue an unbounded backlog.
+    #[serde(default = "default_max_messages_per_frame")]
+    pub max_messages_per_frame: u32,
     /// Builds the ACK frame from a message, sent after the event is committed.
     #[serde(default)]
     pub ack_expr: Option<String>,
@@ -133,6 +138,10 @@ pub struct GenericSettings {
     /// Pause instead of retrying after this many consecutive failures.
     #[serde(default)]
     pub pause_after_failures: Option<u32>,
+}
+
+fn default_max_messages_per_frame() -> u32 {
+    1000
 }
 
 fn default_connections() -> u8 {

@@ -7,7 +7,9 @@ use std::fmt;
 use std::time::Duration;
 
 use super::config::{BinaryMode, Framing, GenericSettings, SourceSecrets};
-use crate::pipeline::expr::{CompiledExpr, ExprError, Value, to_json};
+use crate::pipeline::expr::{
+    CompiledExpr, ExprError, Limits, RENDER_MAX_DEPTH, Value, to_json_within,
+};
 
 mod connect;
 mod session;
@@ -82,6 +84,7 @@ pub struct GenericAdapter {
     ack: Option<CompiledExpr>,
     ready_timeout: Duration,
     framing: Framing,
+    max_messages_per_frame: usize,
     binary: BinaryMode,
     max_connection_age: Option<Duration>,
 }
@@ -126,6 +129,8 @@ impl GenericAdapter {
             ack: compile("config.ack_expr", settings.ack_expr.as_deref())?,
             ready_timeout: Duration::from_secs(settings.ready_timeout_s.into()),
             framing: settings.framing,
+            max_messages_per_frame: usize::try_from(settings.max_messages_per_frame)
+                .unwrap_or(usize::MAX),
             binary: settings.binary,
             max_connection_age: settings
                 .max_connection_age_s
@@ -179,15 +184,19 @@ impl GenericAdapter {
         GenericSession::new(self.ready.is_none())
     }
 
-    /// The ACK frame for a committed `message`, built by `ack_expr`: none without `ack_expr` or
-    /// when it gives null; a string is sent as is, any other value as its JSON text. `Err` holds
-    /// the evaluation error's message.
-    pub fn ack_frame(&self, message: &Value) -> Result<Option<String>, String> {
+    /// The ACK frame for a committed `message`, built by `ack_expr` within `limits`: none without
+    /// `ack_expr` or when it gives null; a string is sent as is, any other value as its JSON text.
+    /// `Err` holds the evaluation error's message.
+    pub fn ack_frame(&self, message: &Value, limits: Limits) -> Result<Option<String>, String> {
         let Some(ack) = &self.ack else {
             return Ok(None);
         };
-        let result = ack.search(message).map_err(|err| err.to_string())?;
-        Ok(match to_json(&result) {
+        let result = ack
+            .search_within(message, limits)
+            .map_err(|err| err.to_string())?;
+        let rendered = to_json_within(&result, limits.result_bytes, RENDER_MAX_DEPTH)
+            .map_err(|exceeded| exceeded.message())?;
+        Ok(match rendered {
             serde_json::Value::Null => None,
             serde_json::Value::String(text) => Some(text),
             other => Some(other.to_string()),

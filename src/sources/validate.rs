@@ -172,6 +172,11 @@ fn check_generic(
     errors.expr("config.fail_expr", s.fail_expr.as_deref());
     errors.expr("config.ack_expr", s.ack_expr.as_deref());
     errors.range("config.ready_timeout_s", s.ready_timeout_s.into(), 1..=300);
+    errors.range(
+        "config.max_messages_per_frame",
+        s.max_messages_per_frame.into(),
+        1..=100_000,
+    );
     if let Some(UpgradeAuth::HmacBearer { key_id, secret }) = &s.upgrade_auth {
         if key_id.is_empty() || key_id.contains('.') {
             errors.add(

@@ -234,11 +234,16 @@ impl StreamSession {
             };
             let at = Utc::now();
             for data in statuses {
-                let accepted = act
-                    .subscriptions
-                    .get(&id)
-                    .is_some_and(|s| s.accepts(&to_value(&data)));
-                if accepted {
+                let accepted = match act.subscriptions.get(&id) {
+                    Some(s) => s.accepts(&to_value(&data)),
+                    None => Ok(false),
+                };
+                if let Err(detail) = &accepted {
+                    let _ = act.subscriptions.remove(&id);
+                    ctx.text(Refusal::new(detail.clone(), Some(&id)).frame());
+                    return;
+                }
+                if accepted == Ok(true) {
                     let frame = protocol::message_frame(Topic::SourceStatus, &id, &data, at);
                     act.send_data(frame, ctx);
                 }
@@ -254,13 +259,12 @@ impl StreamSession {
         }
         let data = protocol::data(message);
         let at = Utc::now();
-        let frames: Vec<String> = self
-            .subscriptions
-            .matching(topic, source, &data)
-            .into_iter()
-            .map(|id| protocol::message_frame(topic, id, &data, at))
-            .collect();
-        for frame in frames {
+        let matching = self.subscriptions.matching(topic, source, &data);
+        for refusal in matching.ended {
+            ctx.text(refusal.frame());
+        }
+        for id in matching.ids {
+            let frame = protocol::message_frame(topic, &id, &data, at);
             self.send_data(frame, ctx);
         }
     }

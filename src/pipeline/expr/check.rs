@@ -66,10 +66,50 @@ pub(super) fn check_source(source: &str) -> Result<(), Rejection> {
     Ok(())
 }
 
+/// Most a result may grow relative to its input, by the static estimate of [`growth`], before the
+/// expression is refused as hopeless: the evaluation limits would stop it on any real input.
+const MAX_GROWTH: f64 = 65_536.0;
+
 /// Walks the AST: every call must name a known function with an accepted number of arguments, a
-/// literal `regex()` pattern must compile, slice steps must be safe, depth must stay bounded.
+/// literal `regex()` pattern must compile, slice steps must be safe, depth must stay bounded, and
+/// the result must not grow hopelessly faster than the input.
 pub(super) fn check_ast(ast: &Ast) -> Result<(), Rejection> {
-    check_node(ast, 0)
+    check_node(ast, 0)?;
+    if growth(ast) > MAX_GROWTH {
+        let message = format!(
+            "expression builds results more than {MAX_GROWTH} times the size of its input \
+             (each `[@, @]`-style step multiplies it); no input could be evaluated within the \
+             evaluation limits"
+        );
+        return Err((ExprErrorKind::LimitExceeded, message, 0));
+    }
+    Ok(())
+}
+
+/// An upper estimate of how many times its input the result of `node` can hold: a multi-select
+/// adds up its parts, a pipe, sub-expression or projection multiplies its two sides, anything
+/// else keeps at most what its widest argument holds. Saturates instead of overflowing.
+fn growth(node: &Ast) -> f64 {
+    let sum = |nodes: &mut dyn Iterator<Item = &Ast>| nodes.map(growth).sum::<f64>().max(1.0);
+    match node {
+        Ast::Subexpr { lhs, rhs, .. } | Ast::Projection { lhs, rhs, .. } => {
+            growth(lhs) * growth(rhs)
+        }
+        Ast::MultiList { elements, .. } => sum(&mut elements.iter()),
+        Ast::MultiHash { elements, .. } => sum(&mut elements.iter().map(|pair| &pair.value)),
+        Ast::Function { args, .. } => sum(&mut args.iter()),
+        Ast::Or { lhs, rhs, .. } | Ast::And { lhs, rhs, .. } => growth(lhs).max(growth(rhs)),
+        Ast::Condition { then, .. } => growth(then),
+        Ast::Expref { ast, .. } | Ast::Flatten { node: ast, .. } => growth(ast),
+        Ast::ObjectValues { node, .. } => growth(node),
+        Ast::Comparison { .. }
+        | Ast::Not { .. }
+        | Ast::Identity { .. }
+        | Ast::Field { .. }
+        | Ast::Index { .. }
+        | Ast::Literal { .. }
+        | Ast::Slice { .. } => 1.0,
+    }
 }
 
 fn check_node(node: &Ast, depth: usize) -> Result<(), Rejection> {

@@ -9,7 +9,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value as Json;
 
 use super::GenericAdapter;
-use crate::pipeline::expr::{CompiledExpr, Value, is_truthy, to_value};
+use crate::pipeline::expr::{CompiledExpr, Limits, Value, is_truthy, to_value};
+use crate::pipeline::json;
 use crate::sources::config::{BinaryMode, Framing};
 
 /// Longest expression text quoted in a failure reason.
@@ -25,6 +26,16 @@ pub enum Action {
         raw: Json,
         /// `raw` as an expression value.
         value: Value,
+    },
+    /// A message (or a whole frame) refused: nested too deeply or holding U+0000 (see
+    /// [`json`]), or a frame splitting into more than `max_messages_per_frame` messages. Counted,
+    /// never stored; a refused message is still ACKed when `ack_expr` can build its ACK, so the
+    /// sender does not redeliver what can never be stored.
+    Rejected {
+        /// The refused message, for its ACK (none for a refused frame).
+        message: Option<Value>,
+        /// Why, without any of the message's content.
+        reason: String,
     },
     /// The ready condition matched; that message was a handshake frame, not an event.
     Ready,
@@ -71,27 +82,42 @@ impl GenericSession {
     /// framing. Stops at the first [`Action::Fail`].
     pub fn on_text(&mut self, adapter: &GenericAdapter, text: &str) -> Vec<Action> {
         let mut actions = Vec::new();
+        let max = adapter.max_messages_per_frame;
+        let limits = Limits::for_input(text.len());
         match adapter.framing {
             Framing::Message => {
-                let _ = self.on_document(adapter, text, &mut actions);
+                let _ = self.on_document(adapter, text, limits, &mut actions);
             }
             Framing::Ndjson => {
-                for line in text.split('\n').filter(|line| !line.trim().is_empty()) {
-                    if self.on_document(adapter, line, &mut actions).is_break() {
+                let lines = || text.split('\n').filter(|line| !line.trim().is_empty());
+                if lines().count() > max {
+                    return vec![too_many_messages(max)];
+                }
+                for line in lines() {
+                    if self
+                        .on_document(adapter, line, limits, &mut actions)
+                        .is_break()
+                    {
                         break;
                     }
                 }
             }
             Framing::JsonArray => match serde_json::from_str(text) {
+                Ok(Json::Array(items)) if items.len() > max => {
+                    return vec![too_many_messages(max)];
+                }
                 Ok(Json::Array(items)) => {
                     for item in items {
-                        if self.on_message(adapter, item, &mut actions).is_break() {
+                        if self
+                            .on_message(adapter, item, limits, &mut actions)
+                            .is_break()
+                        {
                             break;
                         }
                     }
                 }
                 Ok(single) => {
-                    let _ = self.on_message(adapter, single, &mut actions);
+                    let _ = self.on_message(adapter, single, limits, &mut actions);
                 }
                 Err(_) => actions.push(Action::Count(Counter::NonJson)),
             },
@@ -107,7 +133,8 @@ impl GenericSession {
             BinaryMode::Ignore => actions.push(Action::Count(Counter::Binary)),
             BinaryMode::Base64 => {
                 let raw = serde_json::json!({ "binary": STANDARD.encode(bytes) });
-                let _ = self.on_message(adapter, raw, &mut actions);
+                let limits = Limits::for_input(bytes.len() * 4 / 3);
+                let _ = self.on_message(adapter, raw, limits, &mut actions);
             }
         }
         actions
@@ -117,10 +144,11 @@ impl GenericSession {
         &mut self,
         adapter: &GenericAdapter,
         text: &str,
+        limits: Limits,
         actions: &mut Vec<Action>,
     ) -> ControlFlow<()> {
         match serde_json::from_str(text) {
-            Ok(raw) => self.on_message(adapter, raw, actions),
+            Ok(raw) => self.on_message(adapter, raw, limits, actions),
             Err(_) => {
                 actions.push(Action::Count(Counter::NonJson));
                 ControlFlow::Continue(())
@@ -128,16 +156,26 @@ impl GenericSession {
         }
     }
 
-    /// `fail_expr` first (before and after ready), then the ready gate, then ingestion.
+    /// The document limits first, then `fail_expr` (before and after ready), then the ready
+    /// gate, then ingestion.
     fn on_message(
         &mut self,
         adapter: &GenericAdapter,
         raw: Json,
+        limits: Limits,
         actions: &mut Vec<Action>,
     ) -> ControlFlow<()> {
+        let refused = json::check(&raw).err();
         let value = to_value(&raw);
+        if let Some(refusal) = refused {
+            actions.push(Action::Rejected {
+                message: Some(value),
+                reason: format!("a message was refused: {refusal}"),
+            });
+            return ControlFlow::Continue(());
+        }
         if let Some(fail) = &adapter.fail
-            && matches(fail, &value, actions)
+            && matches(fail, &value, limits, actions)
         {
             actions.push(Action::Fail {
                 reason: fail_reason(fail),
@@ -146,7 +184,7 @@ impl GenericSession {
         }
         if !self.ready {
             if let Some(ready) = &adapter.ready {
-                if matches(ready, &value, actions) {
+                if matches(ready, &value, limits, actions) {
                     self.ready = true;
                     actions.push(Action::Ready);
                 } else {
@@ -161,9 +199,18 @@ impl GenericSession {
     }
 }
 
+fn too_many_messages(max: usize) -> Action {
+    Action::Rejected {
+        message: None,
+        reason: format!(
+            "a frame was refused: it holds more than {max} messages (config.max_messages_per_frame)"
+        ),
+    }
+}
+
 /// Whether `expr` is truthy over `value`; an evaluation error is counted and does not match.
-fn matches(expr: &CompiledExpr, value: &Value, actions: &mut Vec<Action>) -> bool {
-    match expr.search(value) {
+fn matches(expr: &CompiledExpr, value: &Value, limits: Limits, actions: &mut Vec<Action>) -> bool {
+    match expr.search_within(value, limits) {
         Ok(result) => is_truthy(&result),
         Err(_) => {
             actions.push(Action::Count(Counter::ExpressionError));

@@ -9,7 +9,7 @@ use serde_json::{Value as Json, json};
 use sha2::Sha256;
 
 use super::*;
-use crate::pipeline::expr::to_value;
+use crate::pipeline::expr::{Limits, to_value};
 use crate::sources::validate::placeholders;
 
 const URL: &str = "wss://feed.example.com/ws";
@@ -207,7 +207,8 @@ fn binary_frames_are_counted_or_wrapped_in_base64() {
 #[test]
 fn ack_frames_follow_the_result_type() {
     let message = to_value(&json!({"id": 7, "kind": "ev", "text": "done"}));
-    let ack = |expr: &str| adapter(json!({ "ack_expr": expr })).ack_frame(&message);
+    let ack =
+        |expr: &str| adapter(json!({ "ack_expr": expr })).ack_frame(&message, Limits::default());
     let object: Json =
         serde_json::from_str(&ack("{type: 'ack', id: id}").unwrap().unwrap()).unwrap();
     assert_eq!(object, json!({"type": "ack", "id": 7}));
@@ -216,7 +217,12 @@ fn ack_frames_follow_the_result_type() {
     assert_eq!(ack("id").unwrap().as_deref(), Some("7"));
     assert_eq!(ack("missing").unwrap(), None);
     assert!(ack("abs(kind)").unwrap_err().contains("position"));
-    assert_eq!(adapter(json!({})).ack_frame(&message).unwrap(), None);
+    assert_eq!(
+        adapter(json!({}))
+            .ack_frame(&message, Limits::default())
+            .unwrap(),
+        None
+    );
 }
 
 #[test]
@@ -227,7 +233,7 @@ fn ack_frame_uses_the_value_from_the_message_action() {
         panic!("{actions:?}");
     };
     assert_eq!(
-        a.ack_frame(value).unwrap().as_deref(),
+        a.ack_frame(value, Limits::default()).unwrap().as_deref(),
         Some(r#"{"ack":"e-1"}"#)
     );
 }

@@ -7,6 +7,7 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::actors::policy::FailureClass;
 use crate::pipeline::expr::{Value, to_value};
+use crate::pipeline::json;
 
 /// How long after the upgrade Slack's `hello` may take before the attempt is abandoned.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +53,15 @@ pub enum SlackAction {
         meta: Json,
         /// The ACK frame, exactly `{"envelope_id":"…"}`.
         ack: String,
+    },
+    /// An envelope refused by the limits every stored document is held to (nesting, U+0000; see
+    /// [`json`]): counted, never stored, and ACKed (it can never be stored, so Slack should not
+    /// redeliver it).
+    Rejected {
+        /// The ACK frame, exactly `{"envelope_id":"…"}`.
+        ack: String,
+        /// Why, without any of the envelope's content.
+        reason: String,
     },
     /// `disconnect` with a routine reason (`warning`, `refresh_requested`, or one not known):
     /// open a replacement, wait for its `hello`, then close this connection, ACKing what still
@@ -166,16 +176,23 @@ impl SlackSession {
             Some(Json::String(id)) if !id.is_empty() => id.clone(),
             _ => return vec![SlackAction::Count(SlackCounter::InvalidEnvelopeId)],
         };
+        let raw = Json::Object(object);
+        if let Err(refusal) = json::check(&raw) {
+            return vec![SlackAction::Rejected {
+                ack: json!({ "envelope_id": envelope_id }).to_string(),
+                reason: format!("an envelope was refused: {refusal}"),
+            }];
+        }
         let mut actions = Vec::with_capacity(2);
         if !self.ready {
             actions.push(SlackAction::Count(SlackCounter::EarlyEnvelope));
         }
-        let envelope_type = object
+        let envelope_type = raw
             .get("type")
             .and_then(Json::as_str)
             .unwrap_or("unknown")
             .to_owned();
-        let field = |name: &str| object.get(name).cloned().unwrap_or(Json::Null);
+        let field = |name: &str| raw.get(name).cloned().unwrap_or(Json::Null);
         let meta = json!({
             "envelope_type": envelope_type,
             "retry_attempt": field("retry_attempt"),
@@ -183,7 +200,6 @@ impl SlackSession {
             "accepts_response_payload": field("accepts_response_payload"),
         });
         let ack = json!({ "envelope_id": envelope_id }).to_string();
-        let raw = Json::Object(object);
         actions.push(SlackAction::Envelope {
             envelope_id,
             envelope_type,

@@ -369,6 +369,7 @@ fn envelope(frame: &Json) -> (String, String, Json, Json, String) {
             value,
             meta,
             ack,
+            ..
         } => {
             assert_eq!(&raw, frame);
             assert_eq!(value, to_value(frame));
@@ -520,6 +521,7 @@ fn envelope_value_feeds_the_default_expressions() {
                 .search(&value)
                 .unwrap(),
         )
+        .unwrap()
     };
     assert_eq!(eval(slack_defaults::EVENT_KEY), json!("app_mention"));
     assert_eq!(eval(slack_defaults::DEDUP_KEY), json!("Ev9"));

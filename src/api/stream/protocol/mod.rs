@@ -14,8 +14,8 @@ pub use self::outbound::{
     data, lagged_frame, message_frame, pong_frame, route, subscribed_frame, unsubscribed_frame,
 };
 pub use self::reassembly::Reassembly;
-pub use self::subscriptions::Subscriptions;
-use crate::pipeline::expr::{CompiledExpr, is_truthy};
+pub use self::subscriptions::{Matching, Subscriptions};
+use crate::pipeline::expr::{CompiledExpr, ExprErrorKind, is_truthy};
 use crate::validation::is_valid_slug;
 
 /// Largest client message answered (bigger ones get an error frame).
@@ -96,11 +96,21 @@ impl Subscription {
         self.topics.contains(&topic) && self.source.as_deref().is_none_or(|s| s == source)
     }
 
-    /// Whether the filter accepts `data` (no filter accepts everything; an error accepts nothing).
-    pub fn accepts(&self, data: &crate::pipeline::expr::Value) -> bool {
-        self.filter
-            .as_ref()
-            .is_none_or(|f| f.search(data).is_ok_and(|v| is_truthy(&v)))
+    /// Whether the filter accepts `data` (no filter accepts everything; an evaluation error
+    /// accepts nothing). `Err` when the filter exceeded its evaluation limits: the subscription
+    /// cannot work and is ended with an error frame naming the limit.
+    pub fn accepts(&self, data: &crate::pipeline::expr::Value) -> Result<bool, String> {
+        let Some(filter) = &self.filter else {
+            return Ok(true);
+        };
+        match filter.search(data) {
+            Ok(value) => Ok(is_truthy(&value)),
+            Err(err) if err.kind == ExprErrorKind::LimitExceeded => Err(format!(
+                "filter: {}: {err}; the subscription is ended",
+                err.kind
+            )),
+            Err(_) => Ok(false),
+        }
     }
 }
 

@@ -58,17 +58,41 @@ impl Subscriptions {
         self.items.iter().any(|s| s.wants(topic, source))
     }
 
-    /// The ids of the subscriptions that `data` (of `topic`, from `source`) is sent to. The data
-    /// is converted for the filters once, and only when a candidate has a filter.
-    pub fn matching(&self, topic: Topic, source: &str, data: &Value) -> Vec<&str> {
+    /// The ids of the subscriptions that `data` (of `topic`, from `source`) is sent to, and the
+    /// refusals of those whose filter exceeded its limits (removed here: the caller sends the
+    /// refusal frames). The data is converted for the filters once, and only when a candidate has
+    /// a filter.
+    pub fn matching(&mut self, topic: Topic, source: &str, data: &Value) -> Matching {
         let mut converted = None;
-        self.items
-            .iter()
-            .filter(|s| s.wants(topic, source))
-            .filter(|s| {
-                s.filter.is_none() || s.accepts(converted.get_or_insert_with(|| to_value(data)))
-            })
-            .map(|s| s.id.as_str())
-            .collect()
+        let mut matching = Matching::default();
+        self.items.retain(|s| {
+            if !s.wants(topic, source) {
+                return true;
+            }
+            let accepted = match &s.filter {
+                None => Ok(true),
+                Some(_) => s.accepts(converted.get_or_insert_with(|| to_value(data))),
+            };
+            match accepted {
+                Ok(true) => matching.ids.push(s.id.clone()),
+                Ok(false) => {}
+                Err(detail) => {
+                    matching.ended.push(Refusal::new(detail, Some(&s.id)));
+                    return false;
+                }
+            }
+            true
+        });
+        matching
     }
+}
+
+/// Where one message goes: the subscriptions it is sent to, and the refusals of those whose
+/// filter could not be evaluated within its limits (already removed).
+#[derive(Debug, Default)]
+pub struct Matching {
+    /// The ids of the subscriptions to send it to.
+    pub ids: Vec<String>,
+    /// One refusal per subscription ended.
+    pub ended: Vec<Refusal>,
 }

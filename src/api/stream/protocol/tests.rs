@@ -150,18 +150,18 @@ fn matching_applies_topic_source_and_filter() {
     }
     let order = json!({"event_key": "order.created"});
     assert_eq!(
-        subs.matching(Topic::EventReceived, "orders", &order),
+        subs.matching(Topic::EventReceived, "orders", &order).ids,
         vec!["all", "orders", "big", "broken"]
     );
     let user = json!({"event_key": "user.created"});
     assert_eq!(
-        subs.matching(Topic::EventReceived, "users", &user),
+        subs.matching(Topic::EventReceived, "users", &user).ids,
         vec!["all", "broken"]
     );
     // A filter that fails at run time (length of null) matches nothing.
     let none = json!({"event_key": null});
     assert_eq!(
-        subs.matching(Topic::EventReceived, "users", &none),
+        subs.matching(Topic::EventReceived, "users", &none).ids,
         vec!["all"]
     );
     assert!(subs.wants(Topic::RunCreated, "x"));
