@@ -66,6 +66,7 @@ const ERROR_KINDS: &[(&str, &str)] = &[
     ("oversized", "oversized"),
     ("non_json", "non_json"),
     ("ignored", "ignored"),
+    ("rejected", "rejected"),
 ];
 
 /// Every state, so each has a series (zero included).
@@ -296,7 +297,7 @@ impl Collector for ScrapeValues {
         }
         let mut metric = encoder.encode_descriptor(
             "switchboard_source_errors",
-            "Source errors by kind (storage, expression, oversized, non_json, ignored).",
+            "Source errors by kind (storage, expression, oversized, non_json, ignored, rejected).",
             None,
             MetricType::Counter,
         )?;
@@ -318,6 +319,13 @@ impl Collector for ScrapeValues {
         for (result, count) in webhooks {
             ConstCounter::new(*count).encode(metric.encode_family(&[("result", *result)])?)?;
         }
+        let metric = encoder.encode_descriptor(
+            "switchboard_undecodable_rows",
+            "Stored JSON documents that could not be decoded when read (shown as error markers).",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(crate::db::event_rows::undecodable_rows()).encode(metric)?;
         Ok(())
     }
 }

@@ -17,6 +17,7 @@ use super::runtime::SourceRuntime;
 use super::spec::SourceSpec;
 use super::status::{Count, SourceCounters};
 use crate::db;
+use crate::db::inbox::RowOutcome;
 use crate::pipeline::ingest::PreparedEvent;
 
 /// Messages buffered per connection before reading stops.
@@ -78,8 +79,8 @@ pub fn start(
 /// One committed batch.
 struct Inserted {
     rows: Vec<entity::event::Model>,
-    /// Per row: stored (`false`: a duplicate).
-    stored: Vec<bool>,
+    /// Per row: stored, a duplicate, or refused by storage.
+    stored: Vec<RowOutcome>,
     frames: AckFrames,
     now: chrono::DateTime<chrono::Utc>,
 }
@@ -146,10 +147,19 @@ fn finish(
     }
     let mut pending = Vec::new();
     let (mut new, mut dup) = (0, 0);
-    for (row, stored) in rows.into_iter().zip(stored) {
-        if !stored {
-            dup += 1;
-            continue;
+    for (row, outcome) in rows.into_iter().zip(stored) {
+        match outcome {
+            RowOutcome::Stored => {}
+            RowOutcome::Duplicate => {
+                dup += 1;
+                continue;
+            }
+            RowOutcome::Refused(reason) => {
+                // Logged without the message; ACKed with the others (it can never be stored).
+                tracing::warn!(source_id = %spec.id, reason = %reason, "message rejected by storage");
+                counters.rejected(&reason);
+                continue;
+            }
         }
         new += 1;
         if row.dispatched_at.is_none() {
@@ -171,13 +181,13 @@ fn finish(
 
 /// Tells live observers about every committed event, and about every duplicate with the id of
 /// the event it repeats once that is looked up (after the ACKs, off the receive path).
-fn publish_received(rt: &Arc<SourceRuntime>, rows: &[entity::event::Model], stored: &[bool]) {
+fn publish_received(rt: &Arc<SourceRuntime>, rows: &[entity::event::Model], stored: &[RowOutcome]) {
     let mut duplicates = Vec::new();
-    for (row, stored) in rows.iter().zip(stored) {
-        if *stored {
-            rt.publisher.publish(received(row, Some(row.id), false));
-        } else {
-            duplicates.push(row.clone());
+    for (row, outcome) in rows.iter().zip(stored) {
+        match outcome {
+            RowOutcome::Stored => rt.publisher.publish(received(row, Some(row.id), false)),
+            RowOutcome::Duplicate => duplicates.push(row.clone()),
+            RowOutcome::Refused(_) => {}
         }
     }
     let (Some(first), rt) = (duplicates.first(), rt.clone()) else {
@@ -211,14 +221,16 @@ fn received(
     }
 }
 
+/// Inserts the batch, isolating rows storage refuses; retries while storage is unavailable
+/// (nothing is acknowledged until stored).
 async fn insert_with_retry(
     rt: &SourceRuntime,
     counters: &SourceCounters,
     rows: &[entity::event::Model],
-) -> Vec<bool> {
+) -> Vec<RowOutcome> {
     let mut delay = Duration::from_millis(50);
     loop {
-        match db::inbox::insert_events(&rt.db, rows).await {
+        match db::inbox::insert_events_isolating(&rt.db, rows).await {
             Ok(stored) => return stored,
             Err(err) => {
                 counters.add(Count::StorageErrors, 1);

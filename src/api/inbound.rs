@@ -17,6 +17,7 @@ use super::webhook_dto::open_secrets;
 use crate::actors::dispatch::PendingEvent;
 use crate::actors::publisher::Published;
 use crate::db;
+use crate::db::inbox::RowOutcome;
 use crate::error::ApiError;
 use crate::pipeline::expr::{Limits, to_value};
 use crate::pipeline::ingest::{Prepared, PreparedEvent, SourceExprs, prepare};
@@ -220,8 +221,14 @@ async fn ingest(
         Prepared::Event(event) => *event,
     };
     let row = event_row(hook, event, meta);
-    let stored = db::inbox::insert_events(&state.db, std::slice::from_ref(&row)).await?;
-    if stored.first().copied().unwrap_or(false) {
+    let outcome = db::inbox::insert_events_isolating(&state.db, std::slice::from_ref(&row))
+        .await?
+        .pop();
+    if let Some(RowOutcome::Refused(reason)) = outcome {
+        tracing::warn!(webhook_id = %hook.id, reason = %reason, "delivery rejected by storage");
+        return Err(ApiError::BadRequest(format!("delivery refused: {reason}")));
+    }
+    if outcome == Some(RowOutcome::Stored) {
         publish_received(state, &row, Some(row.id), false);
         if row.dispatched_at.is_none() {
             let pending = PendingEvent::from(row.clone());

@@ -65,10 +65,11 @@ pub async fn find_events_by_ids(
     db: &impl ConnectionTrait,
     ids: Vec<Uuid>,
 ) -> Result<Vec<event::Model>, DbErr> {
-    event::Entity::find()
-        .filter(event::Column::Id.is_in(ids))
-        .all(db)
-        .await
+    super::event_rows::all_models(
+        db,
+        event::Entity::find().filter(event::Column::Id.is_in(ids)),
+    )
+    .await
 }
 
 /// The ids of the org's events of `source` with these dedup keys, by dedup key.
@@ -105,10 +106,8 @@ pub async fn find_event(
     org_id: Uuid,
     id: Uuid,
 ) -> Result<Option<event::Model>, DbErr> {
-    event::Entity::find_by_id(id)
-        .filter(event::Column::OrgId.eq(org_id))
-        .one(db)
-        .await
+    let select = event::Entity::find_by_id(id).filter(event::Column::OrgId.eq(org_id));
+    super::event_rows::one_model(db, select).await
 }
 
 /// Up to `fetch` events of an org, newest first, strictly older than `before` when given.
@@ -132,9 +131,6 @@ pub async fn list_events(
     if let Some(before) = before {
         query = query.filter(event::Column::Id.lt(before));
     }
-    query
-        .order_by_desc(event::Column::Id)
-        .limit(fetch)
-        .all(db)
-        .await
+    let query = query.order_by_desc(event::Column::Id).limit(fetch);
+    super::event_rows::all_models(db, query).await
 }

@@ -3,7 +3,7 @@
 //! and records each event's outcome in one transaction.
 
 use entity::{automation_run, event};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
     QuerySelect, QueryTrait,
@@ -136,10 +136,54 @@ pub async fn insert_events(
     Ok(rows.iter().map(|r| inserted.contains(&r.id)).collect())
 }
 
+/// What became of one row of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowOutcome {
+    /// Stored.
+    Stored,
+    /// Its dedup key was stored already (also earlier in the batch).
+    Duplicate,
+    /// Storage refused this row for a reason other than being unavailable (a value it cannot
+    /// hold); the reason holds none of the row's data.
+    Refused(String),
+}
+
+/// [`insert_events`], isolating rows storage refuses: a batch that fails for a reason other than
+/// storage being unavailable is split in halves, recursively, until each refused row is alone;
+/// every other row is stored. `Err` only when storage is unavailable (retry the whole batch).
+pub async fn insert_events_isolating(
+    db: &sea_orm::DatabaseConnection,
+    rows: &[event::Model],
+) -> Result<Vec<RowOutcome>, DbErr> {
+    let outcome = |stored: bool| {
+        if stored {
+            RowOutcome::Stored
+        } else {
+            RowOutcome::Duplicate
+        }
+    };
+    match insert_events(db, rows).await {
+        Ok(stored) => Ok(stored.into_iter().map(outcome).collect()),
+        Err(err) if super::is_unavailable(&err) => Err(err),
+        Err(err) if rows.len() <= 1 => Ok(rows
+            .iter()
+            .map(|_| RowOutcome::Refused(super::refusal_reason(&err)))
+            .collect()),
+        Err(_) => {
+            let (left, right) = rows.split_at(rows.len() / 2);
+            let mut outcomes = Box::pin(insert_events_isolating(db, left)).await?;
+            outcomes.extend(Box::pin(insert_events_isolating(db, right)).await?);
+            Ok(outcomes)
+        }
+    }
+}
+
 /// Up to `limit` committed events not yet dispatched, oldest first, after `after` and received
-/// before `older_than` when given.
+/// before `older_than` when given. A row whose JSON cannot be decoded is not returned: it is
+/// marked dispatched with status `error` and the reason (best effort), so no start-up or sweep
+/// stumbles over it again.
 pub async fn undispatched_events(
-    db: &impl ConnectionTrait,
+    db: &sea_orm::DatabaseConnection,
     after: Option<Uuid>,
     older_than: Option<chrono::DateTime<chrono::Utc>>,
     limit: u64,
@@ -151,11 +195,33 @@ pub async fn undispatched_events(
     if let Some(after) = after {
         query = query.filter(event::Column::Id.gt(after));
     }
-    query
-        .order_by_asc(event::Column::Id)
-        .limit(limit)
-        .all(db)
-        .await
+    let query = query.order_by_asc(event::Column::Id).limit(limit);
+    let mut events = Vec::new();
+    for row in super::event_rows::all(db, query).await? {
+        if row.undecodable {
+            retire_undecodable(db, &row.model).await;
+        } else {
+            events.push(row.model);
+        }
+    }
+    Ok(events)
+}
+
+/// Marks an undecodable undispatched event as dispatched with status `error` (logged; a failure
+/// only means the next read meets it again).
+async fn retire_undecodable(db: &sea_orm::DatabaseConnection, row: &event::Model) {
+    tracing::warn!(event_id = %row.id, "an undispatched event cannot be decoded; marked as an error");
+    let _gate = super::write_gate(db).await;
+    let result = event::Entity::update_many()
+        .col_expr(event::Column::Status, Expr::value("error"))
+        .col_expr(event::Column::Error, Expr::value(row.error.clone()))
+        .col_expr(event::Column::DispatchedAt, Expr::value(super::now()))
+        .filter(event::Column::Id.eq(row.id))
+        .exec(db)
+        .await;
+    if let Err(err) = result {
+        tracing::warn!(event_id = %row.id, error = %err, "marking an undecodable event failed");
+    }
 }
 
 /// What dispatch decided for one event.

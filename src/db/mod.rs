@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod automations;
+pub mod event_rows;
 pub mod events;
 pub mod inbox;
 pub mod orgs;
@@ -106,16 +107,43 @@ pub fn is_unavailable(err: &DbErr) -> bool {
                 | Sqlx::PoolClosed
                 | Sqlx::WorkerCrashed
                 | Sqlx::Protocol(_) => true,
-                // PostgreSQL shutting down or starting (class 57), SQLite busy or locked.
                 Sqlx::Database(db) => {
-                    db.code()
-                        .is_some_and(|c| c.starts_with("57") || c == "5" || c == "6")
+                    db.code().is_some_and(|code| unavailable_code(&code))
                         || db.message().contains("database is locked")
                 }
                 _ => false,
             }
         }
         _ => err.to_string().contains("database is locked"),
+    }
+}
+
+/// Error codes that mean "try again later", not "this data is wrong". PostgreSQL: connection
+/// exceptions (class 08), insufficient resources such as a full disk (53), shutting down or
+/// starting (57), system errors (58). SQLite (primary code of an extended one): busy (5),
+/// locked (6), I/O error (10), disk full (13), cannot open (14).
+fn unavailable_code(code: &str) -> bool {
+    if let Ok(sqlite) = code.parse::<u32>() {
+        return matches!(sqlite & 0xff, 5 | 6 | 10 | 13 | 14);
+    }
+    ["08", "53", "57", "58"]
+        .iter()
+        .any(|class| code.starts_with(class))
+}
+
+/// A description of why storage refused data that holds none of the data (PostgreSQL quotes
+/// offending values in its messages): the SQLSTATE or SQLite code when there is one.
+pub fn refusal_reason(err: &DbErr) -> String {
+    use sea_orm::RuntimeErr;
+    let code = match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e
+            .as_database_error()
+            .and_then(|db| db.code().map(|c| c.into_owned())),
+        _ => None,
+    };
+    match code {
+        Some(code) => format!("storage refused the message (error code {code})"),
+        None => "storage refused the message".to_owned(),
     }
 }
 

@@ -131,7 +131,7 @@ pub fn prepare(exprs: &SourceExprs, raw: Json, value: &Value, limits: Limits) ->
                 error.get_or_insert(format!("dedup_key_expr gave {}", type_name(&v)));
                 None
             }
-            Ok(v) => scalar_string(&v),
+            Ok(v) => scalar_string(&v).map(bounded_dedup_key),
             Err(e) => {
                 error.get_or_insert(format!("dedup_key_expr: {e}"));
                 None
@@ -187,11 +187,31 @@ fn event_key(
     };
     match expr.search_within(value, limits) {
         Ok(v) => match scalar_string(&v) {
+            Some(key) if key.len() > MAX_EVENT_KEY_BYTES => (
+                None,
+                Some(format!(
+                    "event_key_expr gave a key longer than {MAX_EVENT_KEY_BYTES} bytes"
+                )),
+            ),
             Some(key) => (Some(key), None),
             None => (None, Some(format!("event_key_expr gave {}", type_name(&v)))),
         },
         Err(e) => (None, Some(format!("event_key_expr: {e}"))),
     }
+}
+
+/// Longest event key kept (longer: the event has no key, and says why).
+pub const MAX_EVENT_KEY_BYTES: usize = 1024;
+/// Longest dedup key stored as it is; a longer one is stored as `sha256:` and its hex digest, so
+/// it still deduplicates exactly and every storage engine can index it.
+pub const MAX_DEDUP_KEY_BYTES: usize = 512;
+
+fn bounded_dedup_key(key: String) -> String {
+    use sha2::{Digest as _, Sha256};
+    if key.len() <= MAX_DEDUP_KEY_BYTES {
+        return key;
+    }
+    format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
 }
 
 /// A non-empty string without U+0000 as itself, a number or boolean as its string, anything else
@@ -305,5 +325,47 @@ mod tests {
         assert_eq!(e.payload(), Some(&raw));
         assert_eq!(e.status, EventStatus::Error);
         assert!(e.error.unwrap().starts_with("filter_expr"));
+    }
+
+    #[test]
+    fn long_keys_are_bounded_and_nul_is_never_a_key() {
+        let exprs = SourceExprs::compile(Some("k"), Some("p"), None, Some("d")).unwrap();
+        let long = "k".repeat(MAX_EVENT_KEY_BYTES + 1);
+        let e = event(run(&exprs, json!({"k": long, "p": 1, "d": "x"})));
+        assert_eq!(e.status, EventStatus::NoKey);
+        assert!(e.error.unwrap().contains("longer than 1024 bytes"));
+        let e = event(run(&exprs, json!({"k": "a", "p": 1, "d": "d".repeat(600)})));
+        let dedup = e.dedup_key.unwrap();
+        assert!(dedup.starts_with("sha256:") && dedup.len() == 71, "{dedup}");
+        let e = event(run(&exprs, json!({"k": "a\u{0}b", "p": 1, "d": "x"})));
+        assert_eq!(e.status, EventStatus::NoKey);
+        let e = event(run(&exprs, json!({"k": "a", "p": 1, "d": "x\u{0}"})));
+        assert_eq!(e.status, EventStatus::Error);
+        assert!(e.error.unwrap().contains("U+0000"));
+    }
+
+    #[test]
+    fn payloads_are_held_to_the_document_limits() {
+        let exprs = SourceExprs::compile(Some("k"), Some("{data: @}"), None, None).unwrap();
+        let mut deep = json!(1);
+        for _ in 0..crate::pipeline::json::MAX_DEPTH {
+            deep = json!([deep]);
+        }
+        let e = event(run(&exprs, json!({"k": "a", "v": deep})));
+        assert_eq!(e.status, EventStatus::Error);
+        assert!(e.error.unwrap().contains("64 levels"));
+        let exprs = SourceExprs::compile(Some("k"), Some("`\"a\\u0000\"`"), None, None).unwrap();
+        let e = event(run(&exprs, json!({"k": "a"})));
+        assert_eq!(e.status, EventStatus::Error);
+        assert!(e.error.unwrap().contains("U+0000"));
+    }
+
+    #[test]
+    fn expressions_over_budget_make_error_events() {
+        let doubling = format!("{}@", "[@,@]|".repeat(16));
+        let exprs = SourceExprs::compile(Some("k"), Some(&doubling), None, None).unwrap();
+        let e = event(run(&exprs, json!({"k": "a", "s": "x".repeat(100)})));
+        assert_eq!(e.status, EventStatus::Error);
+        assert!(e.error.unwrap().contains("result size limit"));
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::both_backends;
 use crate::helpers::TestApp;
 
-fn row(org_id: Uuid, dedup_key: &str, n: usize) -> event::Model {
+pub fn row(org_id: Uuid, dedup_key: &str, n: usize) -> event::Model {
     let id = switchboard::db::new_id();
     let now = switchboard::db::now();
     let (even, keyless) = (n.is_multiple_of(2), n.is_multiple_of(3));

@@ -12,6 +12,7 @@ mod durability;
 mod events_runs;
 mod expressions;
 mod health;
+mod hostile;
 mod inbound;
 mod inbox;
 mod ingest;

@@ -1,0 +1,255 @@
+//! Hostile input (issue 11): expressions that blow up, JSON that could be written but not read,
+//! messages storage refuses, frames that expand into too many messages. Every one gets a bounded,
+//! clear answer, and nothing around it is lost or stuck.
+use std::time::Duration;
+
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+use switchboard::db;
+
+use crate::helpers::{ADMIN_KEY, Backend, TestApp, assert_problem, eventually, spawn_app};
+use crate::ingest::{
+    WAIT, create_automation, create_source, event_count, runs_of, source_body, status, undispatched,
+};
+use crate::peer::{ConnectionScript, Peer, Step};
+use crate::{both_backends, both_backends_private};
+
+fn doubling(times: usize) -> String {
+    format!("{}@", "[@,@]|".repeat(times))
+}
+
+fn nested(levels: usize) -> String {
+    format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
+}
+
+async fn open_hook(app: &TestApp, slug: &str) -> String {
+    let body = json!({"name": slug, "source": slug, "verifier": {"preset": "stripe"}, "insecure": true,
+        "event_key_expr": "body.type"});
+    let resp = app.post("/v1/webhooks", ADMIN_KEY, body).await;
+    assert_eq!(resp.status, 201, "{}", resp.text);
+    resp.body["webhook_url"]
+        .as_str()
+        .unwrap()
+        .replace("https://hooks.example.com", "")
+}
+
+async fn deliver(app: &TestApp, url: &str, body: &str) -> crate::helpers::Resp {
+    let headers = [("content-type", "application/json".to_owned())];
+    app.deliver(url, &headers, body.as_bytes()).await
+}
+
+#[actix_web::test]
+async fn evaluate_refuses_blow_ups_naming_the_limit() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let hopeless = app
+        .post(
+            "/v1/expressions/evaluate",
+            ADMIN_KEY,
+            json!({"expression": doubling(40), "data": 1}),
+        )
+        .await;
+    assert_problem(&hopeless, 422, Some("expression"));
+    assert!(
+        hopeless.text.contains("limit-exceeded"),
+        "{}",
+        hopeless.text
+    );
+    let big = app
+        .post(
+            "/v1/expressions/evaluate",
+            ADMIN_KEY,
+            json!({"expression": doubling(16), "data": "x".repeat(100)}),
+        )
+        .await;
+    assert_problem(&big, 422, Some("expression"));
+    assert!(big.text.contains("result size limit"), "{}", big.text);
+    let work = app
+        .post("/v1/expressions/evaluate", ADMIN_KEY,
+            json!({"expression": format!("{}@", "[@,@][]|".repeat(15)), "data": (0..1000).collect::<Vec<_>>()}))
+        .await;
+    assert_problem(&work, 422, Some("expression"));
+    assert!(work.text.contains("work limit"), "{}", work.text);
+    // Saving such an expression is refused as well.
+    let automation = app
+        .post(
+            "/v1/automations",
+            ADMIN_KEY,
+            json!({"name": "x", "trigger": {"type": "event",
+            "source": "s", "on": "*", "filter": doubling(40)}}),
+        )
+        .await;
+    assert_problem(&automation, 422, Some("trigger.filter"));
+    // The service is still fine.
+    let ok = app
+        .post(
+            "/v1/expressions/evaluate",
+            ADMIN_KEY,
+            json!({"expression": "a", "data": {"a": 1}}),
+        )
+        .await;
+    assert_eq!(ok.body["result"], 1);
+}
+
+both_backends! {
+    async fn an_automation_filter_over_budget_records_a_filter_error(app: TestApp) {
+        let url = open_hook(&app, "hook").await;
+        let costly = format!("length(to_string({})) > `0`", doubling(14));
+        let automation = create_automation(&app, "hook", json!("*"), Some(&costly)).await;
+        let plain = create_automation(&app, "hook", json!("*"), None).await;
+        let body = json!({"type": "big", "text": "x".repeat(1000)}).to_string();
+        let resp = deliver(&app, &url, &body).await;
+        assert_eq!(resp.status, 200, "{}", resp.text);
+        let id = resp.body["event_id"].as_str().unwrap().to_owned();
+        assert!(eventually(WAIT, || async { undispatched(&app).await == 0 }).await);
+        let event = app.get(&format!("/v1/events/{id}"), ADMIN_KEY).await;
+        assert_eq!(event.body["status"], "dispatched", "{}", event.text);
+        let outcome = event.body["outcome"].as_array().unwrap();
+        let costly_outcome = outcome.iter().find(|o| o["automation_id"] == automation.as_str()).unwrap();
+        assert_eq!(costly_outcome["result"], "filter_error", "{costly_outcome}");
+        assert!(costly_outcome["message"].as_str().unwrap().contains("work limit"), "{costly_outcome}");
+        assert_eq!(runs_of(&app, &automation).await, 0);
+        assert_eq!(runs_of(&app, &plain).await, 1);
+    }
+
+    async fn json_too_deep_for_storage_is_refused_at_the_door(app: TestApp) {
+        let url = open_hook(&app, "deep").await;
+        let deep = format!("{{\"type\": \"t\", \"v\": {}}}", nested(126));
+        let refused = deliver(&app, &url, &deep).await;
+        assert_problem(&refused, 400, None);
+        assert!(refused.text.contains("64 levels"), "{}", refused.text);
+        let nul = deliver(&app, &url, r#"{"type": "t", "v": "a\u0000b"}"#).await;
+        assert_problem(&nul, 400, None);
+        assert!(nul.text.contains("U+0000"), "{}", nul.text);
+        let fine = deliver(&app, &url, &format!("{{\"type\": \"t\", \"v\": {}}}", nested(60))).await;
+        assert_eq!(fine.status, 200, "{}", fine.text);
+        for path in ["/v1/events", "/v1/runs", "/v1/events?source=deep"] {
+            let page = app.get(path, ADMIN_KEY).await;
+            assert_eq!(page.status, 200, "{path}: {}", page.text);
+        }
+        assert_eq!(event_count(&app, "deep").await, 1);
+    }
+
+    async fn undecodable_rows_never_fail_a_page_or_a_start(app: TestApp) {
+        // A row written before the limits existed: nested deeper than serde_json reads (128).
+        let org = crate::events_runs::org_of(&app, ADMIN_KEY).await;
+        let id = db::new_id();
+        let raw = format!("{{\"v\": {}}}", nested(200));
+        let sql = match app.backend {
+            Backend::Postgres => "INSERT INTO events (id, org_id, origin, source, dedup_key, event_key, raw, meta, \
+                status, received_at) VALUES ($1, $2, 'webhook', 'legacy', 'k1', 't', $3::jsonb, '{}'::jsonb, \
+                'received', $4)",
+            Backend::Sqlite => "INSERT INTO events (id, org_id, origin, source, dedup_key, event_key, raw, meta, \
+                status, received_at) VALUES (?, ?, 'webhook', 'legacy', 'k1', 't', ?, '{}', 'received', ?)",
+        };
+        let values: Vec<sea_orm::Value> = vec![id.into(), org.into(), raw.into(), db::now().into()];
+        let backend = app.db.get_database_backend();
+        app.db.execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values)).await.unwrap();
+        let page = app.get("/v1/events", ADMIN_KEY).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        let item = &page.body["items"][0];
+        assert!(item["raw"]["undecodable"].as_str().is_some_and(|why| why.contains("could not be decoded")), "{item}");
+        let one = app.get(&format!("/v1/events/{id}"), ADMIN_KEY).await;
+        assert_eq!(one.status, 200, "{}", one.text);
+        // A restart (which dispatches what is left undispatched) steps over it: it is retired
+        // with status `error`.
+        let settings = app.settings.clone();
+        app.stop().await;
+        let (_, dir, _) = crate::helpers::test_settings(Backend::Sqlite).await;
+        let app = crate::helpers::spawn_with(app.backend, settings, dir, None).await;
+        assert!(eventually(WAIT, || async { undispatched(&app).await == 0 }).await);
+        let one = app.get(&format!("/v1/events/{id}"), ADMIN_KEY).await;
+        assert_eq!(one.body["status"], "error", "{}", one.text);
+        assert!(one.body["error"].as_str().unwrap().contains("could not be decoded"));
+        let metrics = app.get("/metrics", ADMIN_KEY).await.text;
+        assert!(metrics.lines().any(|l| l.starts_with("switchboard_undecodable_rows_total") && !l.ends_with(" 0")), "{metrics}");
+    }
+
+    async fn a_batch_storage_refuses_is_split_and_the_rest_stored(app: TestApp) {
+        let org = crate::events_runs::org_of(&app, ADMIN_KEY).await;
+        let row = |key: &str, raw: Value| {
+            let mut row = crate::inbox::row(org, key, 1);
+            row.raw = raw;
+            row
+        };
+        // PostgreSQL cannot hold U+0000 in jsonb; SQLite can. Rows reach storage directly here
+        // (the ingest limits refuse NUL long before).
+        let rows = vec![
+            row("a", json!({"n": 1})),
+            row("b", json!({"n": "x\u{0}y"})),
+            row("c", json!({"n": 3})),
+            row("a", json!({"n": 4})),
+        ];
+        let outcomes = db::inbox::insert_events_isolating(&app.db, &rows).await.unwrap();
+        use db::inbox::RowOutcome::{Duplicate, Refused, Stored};
+        match app.backend {
+            Backend::Postgres => {
+                assert_eq!(outcomes[0], Stored);
+                assert!(matches!(&outcomes[1], Refused(reason) if !reason.contains("x\u{0}y")), "{outcomes:?}");
+                assert_eq!(&outcomes[2..], &[Stored, Duplicate]);
+            }
+            Backend::Sqlite => assert_eq!(outcomes, vec![Stored, Stored, Stored, Duplicate]),
+        }
+    }
+}
+
+both_backends_private! {
+    async fn refused_messages_are_counted_acked_and_never_stop_a_source(app: TestApp) {
+        let deep = format!("{{\"type\": \"t\", \"id\": \"d\", \"v\": {}}}", nested(100));
+        let steps = vec![
+            Step::Send(json!({"type": "t", "id": "1"}).to_string()),
+            Step::Send(r#"{"type": "t", "id": "nul", "v": "a\u0000b"}"#.to_owned()),
+            Step::Send(deep),
+            Step::Send(json!({"type": "t", "id": "2"}).to_string()),
+        ];
+        let peer = Peer::start(vec![ConnectionScript::accept(steps)]);
+        let automation = create_automation(&app, "feed", json!("*"), None).await;
+        let id = create_source(&app, source_body("feed", &peer, json!({"ack_expr": "{ack: id}"}))).await;
+        assert!(eventually(WAIT, || async { event_count(&app, "feed").await == 2 }).await);
+        assert!(peer.wait_until(WAIT, |p| p.texts().len() == 4).await, "{:?}", peer.texts());
+        let acks = peer.texts();
+        for id in ["1", "nul", "d", "2"] {
+            assert!(acks.contains(&json!({"ack": id}).to_string()), "{acks:?}");
+        }
+        assert!(eventually(WAIT, || async { runs_of(&app, &automation).await == 2 }).await);
+        let status = status(&app, &id).await;
+        assert_eq!(status["counters"]["rejected"], 2, "{status}");
+        assert!(status["counters"]["last_rejection"].as_str().unwrap().contains("64 levels"), "{status}");
+        let logs = String::from_utf8_lossy(&crate::helpers::logs().lock().unwrap()).into_owned();
+        assert!(!logs.contains("a\u{0}b") && !logs.contains("a\\u0000b"));
+    }
+
+    async fn a_payload_expression_cannot_build_what_storage_cannot_read(app: TestApp) {
+        let steps = vec![Step::Send(format!("{{\"type\": \"t\", \"id\": \"x\", \"v\": {}}}", nested(63)))];
+        let peer = Peer::start(vec![ConnectionScript::accept(steps)]);
+        let mut body = source_body("wrap", &peer, json!({}));
+        body["payload_expr"] = json!("{data: {more: @}}");
+        create_source(&app, body).await;
+        assert!(eventually(WAIT, || async { event_count(&app, "wrap").await == 1 }).await);
+        let page = app.get("/v1/events?source=wrap", ADMIN_KEY).await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        assert_eq!(page.body["items"][0]["status"], "error", "{}", page.text);
+        assert!(page.body["items"][0]["error"].as_str().unwrap().contains("64 levels"));
+        assert_eq!(app.get("/v1/runs", ADMIN_KEY).await.status, 200);
+    }
+
+    async fn a_frame_holding_too_many_messages_is_refused_whole(app: TestApp) {
+        let line = |i: usize| json!({"type": "t", "id": i}).to_string();
+        let too_many: Vec<String> = (0..1001).map(line).collect();
+        let just_right: Vec<String> = (2000..3000).map(line).collect();
+        let steps = vec![
+            Step::Send(too_many.join("\n")),
+            Step::Send(just_right.join("\n")),
+        ];
+        let peer = Peer::start(vec![ConnectionScript::accept(steps)]);
+        let id = create_source(&app, source_body("nd", &peer, json!({"framing": "ndjson"}))).await;
+        assert!(eventually(WAIT, || async { event_count(&app, "nd").await == 1000 }).await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(event_count(&app, "nd").await, 1000);
+        let status = status(&app, &id).await;
+        assert_eq!(status["counters"]["rejected"], 1, "{status}");
+        assert!(status["counters"]["last_rejection"].as_str().unwrap().contains("max_messages_per_frame"));
+        let bad = app.post("/v1/websocket-sources", ADMIN_KEY,
+            source_body("nd2", &peer, json!({"framing": "ndjson", "max_messages_per_frame": 0}))).await;
+        assert_problem(&bad, 422, Some("config.max_messages_per_frame"));
+    }
+}
