@@ -63,6 +63,14 @@ pub struct Settings {
     /// Seconds between the live stream's pings; a client that has not answered by the next one is
     /// disconnected.
     pub stream_ping_interval_s: u64,
+    /// Live-stream sessions open at once in this process (more are refused with 429).
+    pub stream_max_sessions: usize,
+    /// Live-stream sessions one API key may hold open at once (more are refused with 429).
+    pub stream_max_sessions_per_key: usize,
+    /// When set, `GET /metrics` requires `Authorization: Bearer <token>` (the metric labels name
+    /// every org's source slugs).
+    #[serde(serialize_with = "serialize_redacted")]
+    pub metrics_token: Option<SecretString>,
 }
 
 fn serialize_redacted<S: serde::Serializer>(
@@ -96,6 +104,9 @@ impl Default for Settings {
             connects_per_second: 50.0,
             dispatch_queue_limit: 20_000,
             stream_ping_interval_s: 20,
+            stream_max_sessions: 1000,
+            stream_max_sessions_per_key: 20,
+            metrics_token: None,
         }
     }
 }
@@ -176,6 +187,28 @@ impl Settings {
             return invalid(
                 "SWITCHBOARD_STREAM_PING_INTERVAL_S",
                 "must be between 1 and 3600",
+            );
+        }
+        if !(1..=100_000).contains(&self.stream_max_sessions) {
+            return invalid(
+                "SWITCHBOARD_STREAM_MAX_SESSIONS",
+                "must be between 1 and 100000",
+            );
+        }
+        if !(1..=self.stream_max_sessions).contains(&self.stream_max_sessions_per_key) {
+            return invalid(
+                "SWITCHBOARD_STREAM_MAX_SESSIONS_PER_KEY",
+                "must be between 1 and SWITCHBOARD_STREAM_MAX_SESSIONS",
+            );
+        }
+        if self
+            .metrics_token
+            .as_ref()
+            .is_some_and(|token| secrecy::ExposeSecret::expose_secret(token).len() < 16)
+        {
+            return invalid(
+                "SWITCHBOARD_METRICS_TOKEN",
+                "must be at least 16 characters",
             );
         }
         if !(self.connects_per_second.is_finite() && self.connects_per_second > 0.0) {

@@ -54,6 +54,9 @@ pub enum ApiError {
     /// Too many requests; retry after the given time (429).
     #[error("rate limit exceeded, retry later")]
     RateLimited(std::time::Duration),
+    /// A capacity limit is reached (429, `Retry-After: 5`); the message names the limit.
+    #[error("{0}")]
+    AtCapacity(String),
     /// The key's role may not do this (403).
     #[error("this API key's role ({0}) may not do this")]
     Forbidden(String),
@@ -99,7 +102,7 @@ impl ApiError {
             Self::Validation(_) => "Invalid input",
             Self::Unauthorized | Self::SignatureRejected { .. } => "Unauthorized",
             Self::UnsupportedMediaType(_) => "Unsupported media type",
-            Self::RateLimited(_) => "Too many requests",
+            Self::RateLimited(_) | Self::AtCapacity(_) => "Too many requests",
             Self::Forbidden(_) => "Forbidden",
             Self::NotFound(_) => "Not found",
             Self::Conflict { .. } => "Conflict",
@@ -149,7 +152,7 @@ impl ResponseError for ApiError {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized | Self::SignatureRejected { .. } => StatusCode::UNAUTHORIZED,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited(_) | Self::AtCapacity(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -181,7 +184,7 @@ impl ResponseError for ApiError {
         };
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");
-        if matches!(self, Self::Unavailable) {
+        if matches!(self, Self::Unavailable | Self::AtCapacity(_)) {
             response.insert_header((header::RETRY_AFTER, "5"));
         }
         if let Self::RateLimited(wait) = self {

@@ -79,6 +79,10 @@ impl Application {
             .local_addr()
             .context("reading the bound address")?
             .port();
+        let stream_sessions = crate::api::stream::registry::StreamSessions::new(
+            settings.stream_max_sessions,
+            settings.stream_max_sessions_per_key,
+        );
         let state = web::Data::new(AppState {
             db,
             keyring,
@@ -91,6 +95,8 @@ impl Application {
             webhook_counters: Default::default(),
             webhook_exprs: Default::default(),
             metrics,
+            key_uses: Default::default(),
+            stream_sessions,
         });
         let app_metrics = state.metrics.clone();
         let metrics_server = match state.settings.metrics_bind {

@@ -42,4 +42,8 @@ pub struct AppState {
     pub webhook_counters: DeliveryCounters,
     /// The application's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// When API keys were last used (coalesced `last_used_at` writes).
+    pub key_uses: crate::auth::KeyUses,
+    /// The live-stream sessions of this process (caps, revocation).
+    pub stream_sessions: Arc<crate::api::stream::registry::StreamSessions>,
 }

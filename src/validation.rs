@@ -68,12 +68,19 @@ impl Errors {
         }
     }
 
-    /// Checks a source slug (DESIGN §2).
+    /// Checks a source slug (DESIGN §2) for a new source or webhook: valid, and not reserved.
     pub fn slug(&mut self, field: &str, slug: &str) {
         if !is_valid_slug(slug) {
             self.add(
                 field,
                 "must be 1-50 lowercase letters, digits or '-', starting and ending with a letter or digit",
+            );
+        } else if RESERVED_SLUGS.contains(&slug) {
+            self.add(
+                field,
+                format!(
+                    "`{slug}` is reserved (`POST /v1/events/{{id}}/{slug}` is another endpoint)"
+                ),
             );
         }
     }
@@ -107,6 +114,10 @@ static SLUG: LazyLock<Regex> = LazyLock::new(|| {
     #[allow(clippy::expect_used)] // a literal pattern, checked by tests
     Regex::new(r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$").expect("slug pattern compiles")
 });
+
+/// Slugs no source or webhook may take: an inbound URL `/v1/events/{org_id}/{slug}` with one of
+/// them would be another endpoint's path.
+pub const RESERVED_SLUGS: [&str; 1] = ["replay"];
 
 /// Whether `slug` is a valid source slug.
 pub fn is_valid_slug(slug: &str) -> bool {

@@ -32,6 +32,9 @@ pub struct Model {
     pub received_at: DateTimeUtc,
     /// Set in the dispatch transaction; `NULL` means still to dispatch (also after a restart).
     pub dispatched_at: Option<DateTimeUtc>,
+    /// Webhook replay guard: `sha256:<hex>` of the body for presets whose signature covers no
+    /// timestamp; unique per org and source where set.
+    pub replay_key: Option<String>,
 }
 
 /// No navigable relations: queries join explicitly.

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_tables;
 mod m20261202_000001_add_run_source;
+mod m20261202_000002_add_event_replay_key;
 
 /// The ordered list of Switchboard's migrations.
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_create_tables::Migration),
             Box::new(m20261202_000001_add_run_source::Migration),
+            Box::new(m20261202_000002_add_event_replay_key::Migration),
         ]
     }
 }

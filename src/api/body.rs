@@ -1,6 +1,8 @@
 //! `Body<T>`: the JSON extractor of every endpoint. Malformed JSON answers 400 with the parser's
 //! message; a well-formed body that does not fit (unknown field, wrong type, missing field) answers
-//! 422 naming the field; a body over the limit answers 413.
+//! 422 naming the field; a body over the limit answers 413. `OptionalBody<T>` is the same for
+//! endpoints whose body may be absent: an empty body is `None`, any other body must be valid (a
+//! malformed optional body is never silently replaced by defaults).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -44,33 +46,63 @@ fn strip_position(message: &str) -> String {
     }
 }
 
+/// Reads the request body, refusing one over `max_body_bytes` (declared or actual) with 413.
+fn read_limited(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> impl Future<Output = Result<web::BytesMut, ApiError>> + 'static {
+    let limit = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(1024 * 1024, |state| state.settings.max_body_bytes);
+    let mut payload = payload.take();
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    async move {
+        if declared.is_some_and(|len| len > limit) {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        let mut bytes = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+            if bytes.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge(limit));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+}
+
 impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req
-            .app_data::<web::Data<AppState>>()
-            .map_or(1024 * 1024, |state| state.settings.max_body_bytes);
-        let mut payload = payload.take();
-        let declared = req
-            .headers()
-            .get(actix_web::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
+        let read = read_limited(req, payload);
+        Box::pin(async move { parse_json(&read.await?).map(Body) })
+    }
+}
+
+/// A JSON request body that may be absent (no bytes, or only whitespace); when present it is
+/// parsed as strictly as [`Body`].
+#[derive(Debug)]
+pub struct OptionalBody<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + 'static> FromRequest for OptionalBody<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let read = read_limited(req, payload);
         Box::pin(async move {
-            if declared.is_some_and(|len| len > limit) {
-                return Err(ApiError::PayloadTooLarge(limit));
+            let bytes = read.await?;
+            if bytes.iter().all(u8::is_ascii_whitespace) {
+                return Ok(OptionalBody(None));
             }
-            let mut bytes = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-                if bytes.len() + chunk.len() > limit {
-                    return Err(ApiError::PayloadTooLarge(limit));
-                }
-                bytes.extend_from_slice(&chunk);
-            }
-            parse_json(&bytes).map(Body)
+            parse_json(&bytes).map(|value| OptionalBody(Some(value)))
         })
     }
 }

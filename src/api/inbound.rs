@@ -94,6 +94,7 @@ async fn handle(
         .collect();
     let verifier: Verifier =
         serde_json::from_value(hook.verifier.clone()).map_err(|e| ApiError::Internal(e.into()))?;
+    refuse_repeated_headers(&verifier, &headers)?;
     let verified_with = authenticate(state, hook, &verifier, &headers, &body)?;
     take_token(state, hook)?;
     let content_type = req
@@ -111,14 +112,37 @@ async fn handle(
     }
     let meta = inbound::meta(&verifier, &headers, verified_with);
     let limits = Limits::for_input(body.len());
+    let replay_key = (!verifier.signs_timestamp() && !hook.insecure).then(|| replay_key(&body));
     ingest(
         state,
         hook,
         &verifier,
         (inbound::message(&headers, parsed), limits),
-        meta,
+        (meta, replay_key),
     )
     .await
+}
+
+/// A delivery repeating a header its verification or keys read is refused: one copy could be
+/// verified while another is read for the dedup key.
+fn refuse_repeated_headers(
+    verifier: &Verifier,
+    headers: &[(String, String)],
+) -> Result<(), ApiError> {
+    for name in verifier.relevant_headers() {
+        if headers.iter().filter(|(n, _)| *n == name).count() > 1 {
+            return Err(ApiError::BadRequest(format!(
+                "header `{name}` appears more than once"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The replay guard of a delivery whose signature covers no timestamp: its body's hash.
+fn replay_key(body: &[u8]) -> String {
+    use sha2::{Digest as _, Sha256};
+    format!("sha256:{}", hex::encode(Sha256::digest(body)))
 }
 
 async fn read_body(
@@ -209,7 +233,7 @@ async fn ingest(
     hook: &entity::webhook::Model,
     verifier: &Verifier,
     (raw, limits): (Value, Limits),
-    meta: Value,
+    (meta, replay_key): (Value, Option<String>),
 ) -> Result<(HttpResponse, &'static str), ApiError> {
     let exprs = compiled_exprs(state, hook, verifier)?;
     let value = to_value(&raw);
@@ -220,7 +244,8 @@ async fn ingest(
         }
         Prepared::Event(event) => *event,
     };
-    let row = event_row(hook, event, meta);
+    let mut row = event_row(hook, event, meta);
+    row.replay_key = replay_key;
     let outcome = db::inbox::insert_events_isolating(&state.db, std::slice::from_ref(&row))
         .await?
         .pop();
@@ -239,14 +264,25 @@ async fn ingest(
             "accepted",
         ));
     }
-    let existing = db::events::find_event_ids_by_dedup_keys(
+    let existing = match db::events::find_event_ids_by_dedup_keys(
         &state.db,
         hook.org_id,
         &hook.source,
         vec![row.dedup_key.clone()],
     )
     .await?
-    .remove(&row.dedup_key);
+    .remove(&row.dedup_key)
+    {
+        Some(id) => Some(id),
+        // Not the dedup key: the replay guard (the same signed body under a fresh delivery id).
+        None => match &row.replay_key {
+            Some(key) => {
+                db::events::find_event_id_by_replay_key(&state.db, hook.org_id, &hook.source, key)
+                    .await?
+            }
+            None => None,
+        },
+    };
     publish_received(state, &row, existing, true);
     let body = json!({"event_id": existing, "duplicate": true});
     Ok((HttpResponse::Ok().json(body), "duplicate"))

@@ -147,6 +147,8 @@ pub async fn delete_api_key(
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
     if db::api_keys::revoke_api_key(&state.db, caller.org_id, *id).await? {
+        // Its live-stream sessions end with it.
+        state.stream_sessions.revoke(*id);
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound("API key"))

@@ -1,10 +1,14 @@
-//! `GET /metrics`: Prometheus metrics in the OpenMetrics text format, no authentication (bind it to a private address
-//! with `SWITCHBOARD_METRICS_BIND` to serve it apart from the API). Every metric is listed in
-//! `docs/operations.md`.
+//! `GET /metrics`: Prometheus metrics in the OpenMetrics text format. Open by default (Prometheus
+//! scrapes it as is; bind it apart from the API with `SWITCHBOARD_METRICS_BIND`); with
+//! `SWITCHBOARD_METRICS_TOKEN` set it answers only `Authorization: Bearer <token>`, since its labels
+//! name every org's source slugs. Every metric is listed in `docs/operations.md`.
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use secrecy::ExposeSecret as _;
+use subtle::ConstantTimeEq as _;
 
 use crate::actors::messages::CollectMetrics;
+use crate::auth::bearer_token;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -13,7 +17,17 @@ const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset
 
 /// The metrics, with the per-source values read from the supervisor at scrape time.
 #[get("/metrics")]
-pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(token) = &state.settings.metrics_token {
+        let presented = bearer_token(&req).unwrap_or_default();
+        let expected = token.expose_secret();
+        if !bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
     let sources = state
         .supervisor
         .send(CollectMetrics)

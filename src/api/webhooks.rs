@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::body::Body;
+use super::body::{Body, OptionalBody};
 use super::webhook_dto::{
     RotateIn, WebhookIn, WebhookOut, apply_patch, build_row, open_secrets, seal_secrets,
 };
@@ -139,10 +139,10 @@ pub async fn rotate_secret(
     state: web::Data<AppState>,
     caller: Caller,
     id: Path<Uuid>,
-    body: Option<Body<RotateIn>>,
+    OptionalBody(body): OptionalBody<RotateIn>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
-    let input = body.map(|b| b.0).unwrap_or_default();
+    let input = body.unwrap_or_default();
     let grace = input.grace_period_s.unwrap_or(86_400);
     if grace > 30 * 86_400 {
         return Err(ApiError::field(

@@ -37,6 +37,7 @@ struct EventText {
     outcome: Option<String>,
     received_at: DateTime<Utc>,
     dispatched_at: Option<DateTime<Utc>>,
+    replay_key: Option<String>,
 }
 
 /// One decoded row, and whether any of its documents had to be replaced by a marker.
@@ -82,6 +83,7 @@ impl EventText {
                 outcome,
                 received_at: self.received_at,
                 dispatched_at: self.dispatched_at,
+                replay_key: self.replay_key,
             },
             undecodable,
         }
@@ -106,6 +108,7 @@ fn as_text(select: Select<event::Entity>) -> sea_orm::Selector<sea_orm::SelectMo
             C::Error,
             C::ReceivedAt,
             C::DispatchedAt,
+            C::ReplayKey,
         ])
         .expr_as(text(C::Raw), "raw")
         .expr_as(text(C::Payload), "payload")

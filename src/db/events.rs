@@ -92,6 +92,24 @@ pub async fn find_event_ids_by_dedup_keys(
     Ok(rows.into_iter().map(|(id, key)| (key, id)).collect())
 }
 
+/// The id of the org's event of `source` with this replay key (webhook replay guard).
+pub async fn find_event_id_by_replay_key(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    source: &str,
+    replay_key: &str,
+) -> Result<Option<Uuid>, DbErr> {
+    event::Entity::find()
+        .select_only()
+        .column(event::Column::Id)
+        .filter(event::Column::OrgId.eq(org_id))
+        .filter(event::Column::Source.eq(source))
+        .filter(event::Column::ReplayKey.eq(replay_key))
+        .into_tuple()
+        .one(db)
+        .await
+}
+
 /// Inserts one event row as given.
 pub async fn insert_event(db: &impl ConnectionTrait, row: event::Model) -> Result<(), DbErr> {
     event::Entity::insert(row.into_active_model())

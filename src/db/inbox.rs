@@ -50,6 +50,7 @@ pub fn event_row(
         outcome: None,
         received_at: now,
         dispatched_at: undispatchable.then_some(now),
+        replay_key: None,
     }
 }
 
@@ -120,13 +121,8 @@ pub async fn insert_events(
     }
     let _gate = super::write_gate(db).await;
     let txn = super::begin_write(db).await?;
-    let conflict = OnConflict::columns([
-        event::Column::OrgId,
-        event::Column::Source,
-        event::Column::DedupKey,
-    ])
-    .do_nothing()
-    .to_owned();
+    // No target: a row is skipped when its dedup key or its replay key is already stored.
+    let conflict = OnConflict::new().do_nothing().to_owned();
     let inserted: std::collections::HashSet<Uuid> =
         insert_skipping::<event::Entity>(&txn, rows, &conflict, event::Column::Id)
             .await?

@@ -13,6 +13,8 @@ use crate::error::ApiError;
 pub const MAX_LIMIT: u64 = 200;
 /// Page size when none is given.
 pub const DEFAULT_LIMIT: u64 = 50;
+/// Largest `offset` (configuration lists are far shorter; beyond it, narrow the list instead).
+pub const MAX_OFFSET: u64 = 1_000_000;
 
 /// Query parameters of offset-paginated lists.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -20,8 +22,10 @@ pub const DEFAULT_LIMIT: u64 = 50;
 #[into_params(parameter_in = Query)]
 pub struct OffsetQuery {
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
-    /// Items to skip (default 0).
+    /// Items to skip, 0..=1000000 (default 0).
+    #[param(minimum = 0, maximum = 1_000_000)]
     pub offset: Option<u64>,
 }
 
@@ -35,11 +39,18 @@ pub struct OffsetPage {
 }
 
 impl OffsetQuery {
-    /// Validates the parameters (422 naming `limit`).
+    /// Validates the parameters (422 naming `limit` or `offset`).
     pub fn page(&self) -> Result<OffsetPage, ApiError> {
+        let offset = self.offset.unwrap_or(0);
+        if offset > MAX_OFFSET {
+            return Err(ApiError::field(
+                "offset",
+                format!("must be between 0 and {MAX_OFFSET}"),
+            ));
+        }
         Ok(OffsetPage {
             limit: check_limit(self.limit)?,
-            offset: self.offset.unwrap_or(0),
+            offset,
         })
     }
 }

@@ -18,18 +18,21 @@ pub async fn insert_events(
     db: &impl ConnectionTrait,
     rows: &[event::Model],
 ) -> Result<Vec<Uuid>, DbErr> {
+    // `ON CONFLICT DO NOTHING` without a target: a row is skipped when its dedup key or its replay
+    // key (webhooks) is already stored.
     const SQL: &str = "INSERT INTO events (id, org_id, origin, source, source_id, dedup_key, \
-        event_key, raw, payload, meta, status, error, outcome, received_at, dispatched_at) \
+        event_key, raw, payload, meta, status, error, outcome, received_at, dispatched_at, \
+        replay_key) \
         SELECT r.id, r.org_id, r.origin, r.source, NULLIF(r.source_id, $16::uuid), r.dedup_key, \
         r.event_key::jsonb #>> '{}', r.raw::jsonb, NULLIF(r.payload, '')::jsonb, r.meta::jsonb, \
         r.status, r.error::jsonb #>> '{}', NULLIF(r.outcome, '')::jsonb, r.received_at, \
-        (r.dispatched_at::jsonb #>> '{}')::timestamptz \
+        (r.dispatched_at::jsonb #>> '{}')::timestamptz, r.replay_key::jsonb #>> '{}' \
         FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[], \
         $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
-        $14::timestamptz[], $15::text[]) \
+        $14::timestamptz[], $15::text[], $17::text[]) \
         AS r(id, org_id, origin, source, source_id, dedup_key, event_key, raw, payload, meta, \
-        status, error, outcome, received_at, dispatched_at) \
-        ON CONFLICT (org_id, source, dedup_key) DO NOTHING RETURNING id";
+        status, error, outcome, received_at, dispatched_at, replay_key) \
+        ON CONFLICT DO NOTHING RETURNING id";
     let n = rows.len();
     let mut ids = Vec::with_capacity(n);
     let mut org_ids = Vec::with_capacity(n);
@@ -46,6 +49,7 @@ pub async fn insert_events(
     let mut outcomes = Vec::with_capacity(n);
     let mut received = Vec::with_capacity(n);
     let mut dispatched = Vec::with_capacity(n);
+    let mut replay_keys = Vec::with_capacity(n);
     for row in rows {
         ids.push(row.id);
         org_ids.push(row.org_id);
@@ -62,6 +66,7 @@ pub async fn insert_events(
         outcomes.push(json_or_empty(row.outcome.as_ref()));
         received.push(row.received_at);
         dispatched.push(json_literal(row.dispatched_at.as_ref()));
+        replay_keys.push(json_literal(row.replay_key.as_ref()));
     }
     let values: Vec<Value> = vec![
         ids.into(),
@@ -80,6 +85,7 @@ pub async fn insert_events(
         received.into(),
         dispatched.into(),
         Uuid::nil().into(),
+        replay_keys.into(),
     ];
     returned_ids(db, SQL, values).await
 }

@@ -104,6 +104,48 @@ impl Verifier {
         }
     }
 
+    /// The headers this preset's verification or default expressions read (lower case): a
+    /// delivery repeating one of them is refused, since the copies could be read differently.
+    pub fn relevant_headers(&self) -> Vec<String> {
+        let names: &[&str] = match self {
+            Self::Github => &["x-hub-signature-256", "x-github-delivery", "x-github-event"],
+            Self::Slack { .. } => &["x-slack-signature", "x-slack-request-timestamp"],
+            Self::Stripe { .. } => &["stripe-signature"],
+            Self::Standard { .. } => &[
+                "webhook-id",
+                "webhook-timestamp",
+                "webhook-signature",
+                "svix-id",
+                "svix-timestamp",
+                "svix-signature",
+            ],
+            Self::Hmac {
+                header,
+                timestamp_header,
+                ..
+            } => {
+                return std::iter::once(header)
+                    .chain(timestamp_header)
+                    .map(|name| name.to_ascii_lowercase())
+                    .collect();
+            }
+        };
+        names.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    /// Whether the signature covers a timestamp checked against a tolerance (what bounds a
+    /// replay). Without one (GitHub, HMAC without `timestamp_header`), deliveries are guarded
+    /// against replay by the hash of their body instead.
+    pub fn signs_timestamp(&self) -> bool {
+        match self {
+            Self::Github => false,
+            Self::Hmac {
+                timestamp_header, ..
+            } => timestamp_header.is_some(),
+            Self::Slack { .. } | Self::Stripe { .. } | Self::Standard { .. } => true,
+        }
+    }
+
     /// Checks settings and a given secret against the preset's rules.
     pub fn check(&self, secret: Option<&str>, errors: &mut Errors) {
         match self {

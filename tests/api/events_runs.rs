@@ -35,6 +35,7 @@ pub async fn insert_event(app: &TestApp, org_id: Uuid, source: &str, key: &str) 
             outcome: Some(json!([])),
             received_at: db::now(),
             dispatched_at: Some(db::now()),
+            replay_key: None,
         },
     )
     .await

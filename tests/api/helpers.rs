@@ -256,7 +256,7 @@ impl TestApp {
     pub async fn deliver(&self, path: &str, headers: &[(&str, String)], body: &[u8]) -> Resp {
         let mut req = self.client.post(format!("{}{}", self.address, path));
         for (name, value) in headers {
-            req = req.insert_header((*name, value.as_str()));
+            req = req.append_header((*name, value.as_str()));
         }
         read(req.send_body(body.to_vec()).await.expect("request sent")).await
     }

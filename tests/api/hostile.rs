@@ -253,3 +253,140 @@ both_backends_private! {
         assert_problem(&bad, 422, Some("config.max_messages_per_frame"));
     }
 }
+
+fn github_headers(secret: &str, delivery: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+    vec![
+        ("content-type", "application/json".to_owned()),
+        ("x-github-event", "push".to_owned()),
+        ("x-github-delivery", delivery.to_owned()),
+        (
+            "x-hub-signature-256",
+            switchboard::webhooks::verify::sign_github(secret, body),
+        ),
+    ]
+}
+
+both_backends! {
+    async fn captured_deliveries_cannot_be_replayed(app: TestApp) {
+        let created = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "gh", "source": "gh",
+            "verifier": {"preset": "github"}})).await;
+        let url = created.body["webhook_url"].as_str().unwrap().replace("https://hooks.example.com", "");
+        let secret = created.body["secret"].as_str().unwrap().to_owned();
+        let body = br#"{"ref":"refs/heads/main","after":"abc"}"#;
+        let first = app.deliver(&url, &github_headers(&secret, "d-1", body), body).await;
+        assert_eq!(first.status, 200, "{}", first.text);
+        // The same signed body under a fresh delivery id (the id is not signed): not a new event.
+        let replay = app.deliver(&url, &github_headers(&secret, "d-2", body), body).await;
+        assert_eq!(replay.status, 200, "{}", replay.text);
+        assert_eq!(replay.body["duplicate"], true, "{}", replay.text);
+        assert_eq!(replay.body["event_id"], first.body["event_id"]);
+        assert_eq!(event_count(&app, "gh").await, 1);
+        // A repeated delivery-id header (one copy verified, another read as the key): refused.
+        let mut doubled = github_headers(&secret, "d-3", b"{}");
+        doubled.push(("x-github-delivery", "d-4".to_owned()));
+        assert_problem(&app.deliver(&url, &doubled, b"{}").await, 400, None);
+        let other = br#"{"ref":"refs/heads/dev"}"#;
+        assert_eq!(app.deliver(&url, &github_headers(&secret, "d-5", other), other).await.status, 200);
+        assert_eq!(event_count(&app, "gh").await, 2);
+        // Standard Webhooks: a second webhook-id header is refused, the signed one counts.
+        let created = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "std", "source": "std",
+            "verifier": {"preset": "standard"}})).await;
+        let url = created.body["webhook_url"].as_str().unwrap().replace("https://hooks.example.com", "");
+        let secret = created.body["secret"].as_str().unwrap().to_owned();
+        let ts = chrono::Utc::now().timestamp();
+        let body = br#"{"type":"x"}"#;
+        let mut headers = vec![
+            ("content-type", "application/json".to_owned()),
+            ("webhook-id", "msg_1".to_owned()),
+            ("webhook-timestamp", ts.to_string()),
+            ("webhook-signature", switchboard::webhooks::verify::sign_standard(&secret, "msg_1", ts, body)),
+        ];
+        assert_eq!(app.deliver(&url, &headers, body).await.status, 200);
+        headers.push(("webhook-id", "msg_2".to_owned()));
+        assert_problem(&app.deliver(&url, &headers, body).await, 400, None);
+        assert_eq!(event_count(&app, "std").await, 1);
+    }
+
+    async fn optional_bodies_and_query_bounds_are_strict(app: TestApp) {
+        let created = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "r", "source": "r",
+            "verifier": {"preset": "github"}})).await;
+        let id = created.body["id"].as_str().unwrap().to_owned();
+        let path = format!("/v1/webhooks/{id}/rotate-secret");
+        for bad in [json!({"grace_period_s": "0"}), json!({"bogus": 1}), json!({"grace_period_s": -1})] {
+            let resp = app.post(&path, ADMIN_KEY, bad.clone()).await;
+            assert_eq!(resp.status, 422, "{bad}: {}", resp.text);
+        }
+        assert_problem(&app.send_raw("POST", &path, ADMIN_KEY, b"{".to_vec()).await, 400, None);
+        let rotated = app.post(&path, ADMIN_KEY, json!({"grace_period_s": 0})).await;
+        assert_eq!(rotated.status, 200, "{}", rotated.text);
+        assert_eq!(app.send_raw("POST", &path, ADMIN_KEY, Vec::new()).await.status, 200);
+        for list in ["/v1/webhooks", "/v1/websocket-sources", "/v1/automations", "/v1/api-keys"] {
+            for query in ["offset=9223372036854775808", "offset=1000001", "limit=0", "limit=201", "offset=-1"] {
+                let resp = app.get(&format!("{list}?{query}"), ADMIN_KEY).await;
+                assert!(resp.status == 422 || resp.status == 400, "{list}?{query}: {}", resp.text);
+                assert!(resp.content_type.starts_with("application/problem+json"));
+            }
+            assert_eq!(app.get(&format!("{list}?offset=1000000"), ADMIN_KEY).await.status, 200);
+        }
+        for (path, body) in [
+            ("/v1/webhooks", json!({"name": "r", "source": "replay", "verifier": {"preset": "github"}})),
+            ("/v1/websocket-sources", json!({"name": "r", "source": "replay", "kind": "generic",
+                "config": {"url": "wss://feed.example.com/"}})),
+        ] {
+            let resp = app.post(path, ADMIN_KEY, body).await;
+            assert_problem(&resp, 422, Some("source"));
+            assert!(resp.text.contains("reserved"), "{}", resp.text);
+        }
+    }
+}
+
+#[actix_web::test]
+async fn key_use_is_recorded_off_the_request_path() {
+    use sea_orm::TransactionTrait as _;
+    let app = spawn_app(Backend::Sqlite).await;
+    assert_eq!(app.get("/v1/me", ADMIN_KEY).await.status, 200);
+    // Another writer holds SQLite's write lock: reads must not wait for it.
+    let txn = app
+        .db
+        .begin_with_options(sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        assert_eq!(app.get("/v1/me", ADMIN_KEY).await.status, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "reads waited {:?}",
+        started.elapsed()
+    );
+    txn.rollback().await.unwrap();
+    let keys = app.get("/v1/api-keys", ADMIN_KEY).await;
+    assert!(
+        keys.body["items"][0]["last_used_at"].is_string(),
+        "{}",
+        keys.text
+    );
+}
+
+#[actix_web::test]
+async fn metrics_can_require_a_token() {
+    let (mut settings, dir, pg) = crate::helpers::test_settings(Backend::Sqlite).await;
+    settings.metrics_token = Some(secrecy::SecretString::from(
+        "metrics-token-0123456789".to_owned(),
+    ));
+    let app = crate::helpers::spawn_with(Backend::Sqlite, settings, dir, pg).await;
+    assert_problem(&app.request("GET", "/metrics", None, None).await, 401, None);
+    assert_problem(&app.get("/metrics", ADMIN_KEY).await, 401, None);
+    let ok = app.get("/metrics", "metrics-token-0123456789").await;
+    assert_eq!(ok.status, 200);
+    assert!(ok.text.contains("switchboard_sources"));
+    let open = spawn_app(Backend::Sqlite).await;
+    assert_eq!(
+        open.request("GET", "/metrics", None, None).await.status,
+        200
+    );
+}

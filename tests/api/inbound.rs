@@ -70,7 +70,9 @@ both_backends! {
         // An expression change applies to the next delivery (compiled expressions are cached per revision).
         let id = app.get("/v1/webhooks", ADMIN_KEY).await.body["items"][0]["id"].as_str().unwrap().to_owned();
         app.patch(&format!("/v1/webhooks/{id}"), ADMIN_KEY, json!({"event_key_expr": "headers.\"x-github-delivery\""})).await;
-        let keyed = app.deliver(&url, &github_headers(&secret, "push", "d-9", push), push).await;
+        // A different body: the same one under a new delivery id would be a replay.
+        let push9 = br#"{"ref":"refs/heads/nine"}"#;
+        let keyed = app.deliver(&url, &github_headers(&secret, "push", "d-9", push9), push9).await;
         let got = app.get(&format!("/v1/events/{}", keyed.body["event_id"].as_str().unwrap()), ADMIN_KEY).await;
         assert_eq!(got.body["event_key"], "d-9");
         let tampered = app.deliver(&url, &github_headers(&secret, "push", "d-3", push), br#"{"ref":"refs/heads/evil"}"#).await;
@@ -179,7 +181,9 @@ both_backends! {
         let got = app.get(&format!("/v1/events/{}", by_old.body["event_id"].as_str().unwrap()), ADMIN_KEY).await;
         assert_eq!(got.body["meta"]["verified_with"], "previous");
         assert_eq!(got.body["event_key"], "ping", "GitHub ping is stored like any event");
-        let by_new = app.deliver(&url, &github_headers(&new, "ping", "p-2", body), body).await;
+        // Another body: the same one under a new delivery id is a replay (see hostile.rs).
+        let body2 = br#"{"zen":"Anything added dilutes everything else."}"#;
+        let by_new = app.deliver(&url, &github_headers(&new, "ping", "p-2", body2), body2).await;
         assert_eq!(by_new.status, 200);
         // The bucket (burst 3) is now down to one token.
         let huge = vec![b'x'; 2048];

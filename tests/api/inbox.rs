@@ -31,6 +31,7 @@ pub fn row(org_id: Uuid, dedup_key: &str, n: usize) -> event::Model {
         outcome: None,
         received_at: now,
         dispatched_at: keyless.then_some(now),
+        replay_key: None,
     }
 }
 

@@ -635,3 +635,161 @@ async fn a_client_that_never_answers_pings_is_disconnected() {
             .is_none_or(|f| f.is_err() || matches!(f, Ok(Message::Close(_))))
     );
 }
+
+/// Reads until the server closes the connection (or `timeout` passes): the close reason, if any.
+async fn closed_within(client: &mut Client, timeout: Duration) -> Option<Option<String>> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, client.ws.next()).await {
+            Err(_) => return None,
+            Ok(None) | Ok(Some(Err(_))) => return Some(None),
+            Ok(Some(Ok(Message::Close(reason)))) => {
+                return Some(reason.map(|r| r.reason.as_str().to_owned()));
+            }
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_client_that_sends_but_never_reads_is_disconnected() {
+    let (mut settings, dir, pg) = test_settings(Backend::Sqlite).await;
+    settings.stream_ping_interval_s = 1;
+    let app = spawn_with(Backend::Sqlite, settings, dir, pg).await;
+    let mut chatty = open(&app, Auth::Key(ADMIN_KEY), true)
+        .await
+        .expect("upgraded");
+    // Pings and messages for four ping intervals, never reading a byte: every frame it sends used
+    // to count as "alive", and every ping got a pong queued for a client that never takes it.
+    let started = Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        let ping = chatty.ws.send(Message::Ping(vec![1, 2, 3].into())).await;
+        let text = chatty
+            .ws
+            .send(Message::text(json!({"type": "ping"}).to_string()))
+            .await;
+        if ping.is_err() || text.is_err() {
+            break;
+        }
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(sent > 10, "the client could not even start sending");
+    let closed = closed_within(&mut chatty, Duration::from_secs(5)).await;
+    assert!(
+        closed.is_some(),
+        "the server kept a client that never reads"
+    );
+    assert_eq!(app.get("/v1/me", ADMIN_KEY).await.status, 200);
+}
+
+#[actix_web::test]
+async fn sessions_are_capped_per_key_and_in_total() {
+    let (mut settings, dir, pg) = test_settings(Backend::Sqlite).await;
+    settings.stream_max_sessions = 3;
+    settings.stream_max_sessions_per_key = 2;
+    let app = spawn_with(Backend::Sqlite, settings, dir, pg).await;
+    let member = app
+        .post(
+            "/v1/api-keys",
+            ADMIN_KEY,
+            json!({"name": "m", "role": "member"}),
+        )
+        .await;
+    let member_key = member.body["key"].as_str().unwrap().to_owned();
+    let first = connect(&app, ADMIN_KEY).await;
+    let _second = connect(&app, ADMIN_KEY).await;
+    let refused = open(&app, Auth::Key(ADMIN_KEY), false)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused.status, 429, "{refused:?}");
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("at most 2"),
+        "{refused:?}"
+    );
+    let _third = connect(&app, &member_key).await;
+    let refused = open(&app, Auth::Key(&member_key), false)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused.status, 429);
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("at most 3"),
+        "{refused:?}"
+    );
+    drop(first);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            open(&app, Auth::Key(ADMIN_KEY), false).await.is_ok()
+        })
+        .await,
+        "a closed session frees its place"
+    );
+}
+
+#[actix_web::test]
+async fn the_sessions_of_a_revoked_key_are_closed() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let created = app
+        .post(
+            "/v1/api-keys",
+            ADMIN_KEY,
+            json!({"name": "m", "role": "member"}),
+        )
+        .await;
+    let (key, id) = (
+        created.body["key"].as_str().unwrap().to_owned(),
+        created.body["id"].as_str().unwrap().to_owned(),
+    );
+    let mut revoked = connect(&app, &key).await;
+    let mut other = connect(&app, ADMIN_KEY).await;
+    revoked
+        .subscribe(json!({"id": "s", "topics": ["source.status"]}))
+        .await;
+    assert_eq!(
+        app.delete(&format!("/v1/api-keys/{id}"), ADMIN_KEY)
+            .await
+            .status,
+        204
+    );
+    let closed = closed_within(&mut revoked, Duration::from_secs(5)).await;
+    assert_eq!(closed, Some(Some("API key revoked".to_owned())));
+    other.send(json!({"type": "ping"})).await;
+    assert_eq!(other.next().await, json!({"type": "pong"}));
+}
+
+both_backends! {
+    async fn a_filter_that_exceeds_its_limits_ends_its_subscription(app: TestApp) {
+        let hook = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "o", "source": "open",
+            "verifier": {"preset": "stripe"}, "insecure": true})).await;
+        let url = hook.body["webhook_url"].as_str().unwrap().replace("https://hooks.example.com", "");
+        let mut client = connect(&app, ADMIN_KEY).await;
+        let costly = format!("length(to_string({}@)) > `0`", "[@,@]|".repeat(16));
+        client.subscribe(json!({"id": "costly", "topics": ["event.received"], "filter": costly})).await;
+        client.subscribe(json!({"id": "plain", "topics": ["event.received"]})).await;
+        let headers = [("content-type", "application/json".to_owned())];
+        assert_eq!(app.deliver(&url, &headers, br#"{"id": "1", "type": "a"}"#).await.status, 200);
+        let (ended, _) = client.until(|m| m["type"] == "error").await;
+        assert_eq!(ended["id"], "costly", "{ended}");
+        assert!(ended["detail"].as_str().unwrap().contains("limit-exceeded"), "{ended}");
+        assert_eq!(app.deliver(&url, &headers, br#"{"id": "2", "type": "b"}"#).await.status, 200);
+        let (_, before) = client.until(|m| m["data"]["event_key"] == "b").await;
+        assert!(before.iter().all(|m| m["subscription"] == "plain"), "{before:?}");
+        let rest = client.drain().await;
+        assert!(rest.iter().all(|m| m["subscription"] == "plain"), "{rest:?}");
+        // Hopeless filters are refused when subscribing.
+        client.send(json!({"type": "subscribe", "id": "hopeless", "topics": ["event.received"],
+            "filter": format!("{}@", "[@,@]|".repeat(40))})).await;
+        let refusal = client.next().await;
+        assert_eq!(refusal["type"], "error");
+        assert!(refusal["detail"].as_str().unwrap().contains("limit-exceeded"), "{refusal}");
+    }
+}

@@ -6,6 +6,7 @@
 
 pub mod outbox;
 pub mod protocol;
+pub mod registry;
 pub mod session;
 
 use actix_web::body::MessageBody;
@@ -15,7 +16,6 @@ use actix_web::middleware::Next;
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, get, post, web};
 use actix_web_actors::ws;
 use chrono::{DateTime, Utc};
-use futures_util::StreamExt as _;
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use self::outbox::Outbox;
 use self::session::StreamSession;
-use super::body::parse_json;
+use super::body::OptionalBody;
 use super::source_dto::SourceOut;
 use crate::auth::{self, Caller, Role};
 use crate::db;
@@ -42,8 +42,6 @@ pub const MAX_TTL_S: u64 = 3600;
 /// Frames larger than this close the connection (1009); messages over
 /// [`protocol::MAX_MESSAGE_BYTES`] but under it only get an error frame.
 const MAX_FRAME_BYTES: usize = 4 * protocol::MAX_MESSAGE_BYTES;
-/// Largest body of a token request.
-const MAX_TOKEN_BODY: usize = 4096;
 const STREAM_PATH: &str = "/v1/stream";
 
 /// A stream token taken out of the URL by [`hide_token`].
@@ -79,9 +77,9 @@ pub struct StreamTokenOut {
 pub async fn create_stream_token(
     state: web::Data<AppState>,
     caller: Caller,
-    payload: web::Payload,
+    OptionalBody(input): OptionalBody<StreamTokenIn>,
 ) -> Result<HttpResponse, ApiError> {
-    let input = read_optional_body(payload).await?;
+    let input = input.unwrap_or_default();
     let ttl_s = input.ttl_s.unwrap_or(DEFAULT_TTL_S);
     if !(1..=MAX_TTL_S).contains(&ttl_s) {
         return Err(ApiError::field(
@@ -115,7 +113,8 @@ pub async fn create_stream_token(
     params(("token" = Option<String>, Query, description = "A stream token, instead of the Authorization header")),
     responses((status = 101, description = "Switched to the WebSocket protocol"),
         (status = 400, body = crate::error::Problem, description = "Not a WebSocket upgrade"),
-        (status = 401, body = crate::error::Problem)))]
+        (status = 401, body = crate::error::Problem),
+        (status = 429, body = crate::error::Problem, description = "Too many sessions open (in all, or for this key)")))]
 #[get("/stream")]
 pub async fn stream(
     state: web::Data<AppState>,
@@ -125,8 +124,12 @@ pub async fn stream(
     let handshake = ws::handshake(&req);
     let caller = authenticate(&state, &req, handshake.is_ok()).await?;
     let mut response = handshake.map_err(not_an_upgrade)?;
+    let ticket = state
+        .stream_sessions
+        .admit(caller.key_id)
+        .map_err(|refused| ApiError::AtCapacity(refused.to_string()))?;
     let outbox = Outbox::new();
-    let session = StreamSession::new(caller.org_id, state.clone(), outbox.clone());
+    let session = StreamSession::new(caller.org_id, state.clone(), outbox.clone(), ticket);
     let codec = actix_http::ws::Codec::new().max_size(MAX_FRAME_BYTES);
     let frames = ws::WebsocketContext::with_codec(session, payload, codec);
     tracing::info!(org_id = %caller.org_id, key_id = %caller.key_id, "live stream opened");
@@ -201,21 +204,6 @@ fn generate_token() -> String {
         .map(char::from)
         .collect();
     format!("{TOKEN_PREFIX}{random}")
-}
-
-async fn read_optional_body(mut payload: web::Payload) -> Result<StreamTokenIn, ApiError> {
-    let mut bytes = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-        if bytes.len() + chunk.len() > MAX_TOKEN_BODY {
-            return Err(ApiError::PayloadTooLarge(MAX_TOKEN_BODY));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(StreamTokenIn::default());
-    }
-    parse_json(&bytes)
 }
 
 /// Middleware (outermost): moves `token` out of the query of `GET /v1/stream` into the request,

@@ -1,8 +1,11 @@
 //! `StreamSession`: the actor behind one live-stream connection. It reads the client's messages
-//! (size and rate limited; bad ones answered with an error frame, the connection stays open), holds
-//! the connection's subscriptions, forwards matching messages of its org from the publisher, pings
-//! the client and drops it when a ping goes unanswered. It never waits for the client: when the
-//! send queue is full it drops messages and later says how many (`lagged`).
+//! (size and rate limited, control frames included; bad ones answered with an error frame, the
+//! connection stays open), holds the connection's subscriptions, forwards matching messages of its
+//! org from the publisher, pings the client with an unpredictable payload and drops it when that
+//! ping is not answered in time (only the matching pong counts, so a client that sends but never
+//! reads is dropped too). It never waits for the client: when the send queue is full it drops data
+//! messages and later says how many (`lagged`), drops its answers to control frames, and closes
+//! the connection when even those would pile up. It closes when its API key is revoked.
 
 use std::time::{Duration, Instant};
 
@@ -15,8 +18,9 @@ use futures_util::Stream;
 use tokio::sync::broadcast::{self, error::RecvError};
 use uuid::Uuid;
 
-use super::outbox::Outbox;
+use super::outbox::{Outbox, SEND_QUEUE_BYTES};
 use super::protocol::{self, ClientMessage, Refusal, Subscription, Topic};
+use super::registry::{KeyRevoked, Ticket};
 use crate::actors::publisher::Published;
 use crate::pipeline::expr::to_value;
 use crate::state::AppState;
@@ -28,6 +32,9 @@ pub const MESSAGES_PER_SECOND: f64 = 20.0;
 pub const MESSAGE_BURST: u32 = 40;
 /// How often a session that dropped messages checks whether it can say so.
 const LAG_CHECK: Duration = Duration::from_millis(200);
+/// Bytes waiting for a client beyond which the session gives up on it (data messages stop at
+/// [`SEND_QUEUE_BYTES`]; this bounds what answers to control frames and errors may add).
+const HARD_QUEUE_BYTES: usize = 2 * SEND_QUEUE_BYTES;
 
 /// Publisher → session, as a stream item (the broadcast channel never waits for a session);
 /// answers nothing.
@@ -49,15 +56,23 @@ pub struct StreamSession {
     bucket: TokenBucket,
     throttled: bool,
     ping_interval: Duration,
-    ping_outstanding: bool,
+    /// The payload of the ping not answered yet.
+    ping_outstanding: Option<[u8; 8]>,
     missed: u64,
     lag_watch: bool,
     reassembly: protocol::Reassembly,
+    /// Its place among the open sessions (freed when the session is dropped).
+    ticket: Ticket,
 }
 
 impl StreamSession {
-    /// A session showing `org_id`'s messages, writing through `outbox`.
-    pub fn new(org_id: Uuid, state: web::Data<AppState>, outbox: Outbox) -> StreamSession {
+    /// A session showing `org_id`'s messages, writing through `outbox`, holding `ticket`.
+    pub fn new(
+        org_id: Uuid,
+        state: web::Data<AppState>,
+        outbox: Outbox,
+        ticket: Ticket,
+    ) -> StreamSession {
         let ping_interval = Duration::from_secs(state.settings.stream_ping_interval_s);
         StreamSession {
             org_id,
@@ -67,10 +82,11 @@ impl StreamSession {
             bucket: TokenBucket::new(MESSAGES_PER_SECOND, MESSAGE_BURST, Instant::now()),
             throttled: false,
             ping_interval,
-            ping_outstanding: false,
+            ping_outstanding: None,
             missed: 0,
             lag_watch: false,
             reassembly: protocol::Reassembly::default(),
+            ticket,
         }
     }
 }
@@ -90,6 +106,7 @@ impl Actor for StreamSession {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.ticket.attach(ctx.address().recipient());
         ctx.add_stream(feed(self.state.publisher.subscribe()));
         ctx.run_interval(self.ping_interval, |act, ctx| act.heartbeat(ctx));
         tracing::debug!(org_id = %self.org_id, "live stream session started");
@@ -114,11 +131,23 @@ impl StreamHandler<Feed> for StreamSession {
 
 impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for StreamSession {
     fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
-        // Any frame shows the client is alive.
-        self.ping_outstanding = false;
         match msg {
-            Ok(ws::Message::Ping(payload)) => ctx.pong(&payload),
-            Ok(ws::Message::Pong(_) | ws::Message::Nop) => {}
+            // Answered within the message rate, and only while the client reads what it gets.
+            Ok(ws::Message::Ping(payload)) => {
+                if self.bucket.try_take(Instant::now()).is_ok() && !self.outbox.is_full() {
+                    ctx.pong(&payload);
+                }
+            }
+            // Only the answer to our own ping shows the client reads.
+            Ok(ws::Message::Pong(payload)) => {
+                if self
+                    .ping_outstanding
+                    .is_some_and(|sent| payload[..] == sent[..])
+                {
+                    self.ping_outstanding = None;
+                }
+            }
+            Ok(ws::Message::Nop) => {}
             Ok(ws::Message::Text(text)) => {
                 if self.admit(ctx) {
                     self.on_text(&text, ctx);
@@ -126,10 +155,8 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for StreamSession {
             }
             Ok(ws::Message::Binary(_)) => {
                 if self.admit(ctx) {
-                    ctx.text(
-                        Refusal::new("binary frames are not supported; send JSON text", None)
-                            .frame(),
-                    );
+                    let detail = "binary frames are not supported; send JSON text";
+                    self.reply(Refusal::new(detail, None).frame(), ctx);
                 }
             }
             Ok(ws::Message::Continuation(item)) => self.on_fragment(item, ctx),
@@ -164,7 +191,7 @@ impl StreamSession {
                 "rate limit exceeded: at most {MESSAGES_PER_SECOND} messages per second \
                  (bursts of {MESSAGE_BURST}); messages are ignored until the rate drops"
             );
-            ctx.text(Refusal::new(detail, None).frame());
+            self.reply(Refusal::new(detail, None).frame(), ctx);
         }
         false
     }
@@ -181,20 +208,20 @@ impl StreamSession {
         {
             match whole {
                 Ok(text) => self.on_text(&text, ctx),
-                Err(refusal) => ctx.text(refusal.frame()),
+                Err(refusal) => self.reply(refusal.frame(), ctx),
             }
         }
     }
 
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         match protocol::parse(text) {
-            Ok(ClientMessage::Ping) => ctx.text(protocol::pong_frame()),
+            Ok(ClientMessage::Ping) => self.reply(protocol::pong_frame(), ctx),
             Ok(ClientMessage::Unsubscribe { id }) => match self.subscriptions.remove(&id) {
-                Ok(_) => ctx.text(protocol::unsubscribed_frame(&id)),
-                Err(refusal) => ctx.text(refusal.frame()),
+                Ok(_) => self.reply(protocol::unsubscribed_frame(&id), ctx),
+                Err(refusal) => self.reply(refusal.frame(), ctx),
             },
             Ok(ClientMessage::Subscribe(subscription)) => self.subscribe(subscription, ctx),
-            Err(refusal) => ctx.text(refusal.frame()),
+            Err(refusal) => self.reply(refusal.frame(), ctx),
         }
     }
 
@@ -203,10 +230,10 @@ impl StreamSession {
         let source = subscription.source.clone();
         let snapshot = subscription.topics.contains(&Topic::SourceStatus);
         if let Err(refusal) = self.subscriptions.add(subscription) {
-            ctx.text(refusal.frame());
+            self.reply(refusal.frame(), ctx);
             return;
         }
-        ctx.text(protocol::subscribed_frame(&id));
+        self.reply(protocol::subscribed_frame(&id), ctx);
         if snapshot {
             self.send_snapshot(id, source, ctx);
         }
@@ -228,7 +255,7 @@ impl StreamSession {
                 Err(err) => {
                     tracing::warn!(org_id = %act.org_id, error = %err, "live stream snapshot failed");
                     let detail = "the source.status snapshot could not be loaded; changes follow";
-                    ctx.text(Refusal::new(detail, Some(&id)).frame());
+                    act.reply(Refusal::new(detail, Some(&id)).frame(), ctx);
                     return;
                 }
             };
@@ -240,7 +267,7 @@ impl StreamSession {
                 };
                 if let Err(detail) = &accepted {
                     let _ = act.subscriptions.remove(&id);
-                    ctx.text(Refusal::new(detail.clone(), Some(&id)).frame());
+                    act.reply(Refusal::new(detail.clone(), Some(&id)).frame(), ctx);
                     return;
                 }
                 if accepted == Ok(true) {
@@ -261,7 +288,7 @@ impl StreamSession {
         let at = Utc::now();
         let matching = self.subscriptions.matching(topic, source, &data);
         for refusal in matching.ended {
-            ctx.text(refusal.frame());
+            self.reply(refusal.frame(), ctx);
         }
         for id in matching.ids {
             let frame = protocol::message_frame(topic, &id, &data, at);
@@ -304,18 +331,57 @@ impl StreamSession {
         });
     }
 
-    /// Pings the client, or drops it when the previous ping is still unanswered.
+    /// Pings the client, or drops it when the previous ping is still unanswered (whatever else
+    /// it sent) or its send queue is past the hard limit.
     fn heartbeat(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
-        if self.ping_outstanding {
+        if self.ping_outstanding.is_some() {
             tracing::info!(org_id = %self.org_id, "live stream client missed a ping; disconnecting");
-            ctx.close(Some(ws::CloseReason {
-                code: ws::CloseCode::Away,
-                description: Some("ping timeout".to_owned()),
-            }));
-            ctx.stop();
+            self.close(ws::CloseCode::Away, "ping timeout", ctx);
             return;
         }
-        self.ping_outstanding = true;
-        ctx.ping(b"");
+        if self.overflowing(ctx) {
+            return;
+        }
+        let payload: [u8; 8] = rand::random();
+        self.ping_outstanding = Some(payload);
+        ctx.ping(&payload);
+    }
+
+    /// Closes with `code` and `reason` and stops.
+    fn close(&mut self, code: ws::CloseCode, reason: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        ctx.close(Some(ws::CloseReason {
+            code,
+            description: Some(reason.to_owned()),
+        }));
+        ctx.stop();
+    }
+
+    /// Closes the connection when the client has let its send queue grow past the hard limit
+    /// (it does not read); says whether it did.
+    fn overflowing(&mut self, ctx: &mut ws::WebsocketContext<Self>) -> bool {
+        if self.outbox.queued() < HARD_QUEUE_BYTES {
+            return false;
+        }
+        tracing::info!(org_id = %self.org_id, "live stream client does not read; disconnecting");
+        self.close(ws::CloseCode::Policy, "the client does not read", ctx);
+        true
+    }
+
+    /// Sends an answer or error frame unless the client is not reading (then it is dropped, and
+    /// past the hard limit the connection closes).
+    fn reply(&mut self, frame: String, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.overflowing(ctx) || self.outbox.is_full() {
+            return;
+        }
+        ctx.text(frame);
+    }
+}
+
+impl Handler<KeyRevoked> for StreamSession {
+    type Result = ();
+
+    fn handle(&mut self, _: KeyRevoked, ctx: &mut Self::Context) {
+        tracing::info!(org_id = %self.org_id, "live stream closed: its API key was revoked");
+        self.close(ws::CloseCode::Policy, "API key revoked", ctx);
     }
 }
