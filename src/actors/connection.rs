@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use actix_http::ws::Item;
 use awc::ws::{Frame, Message};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
@@ -24,6 +24,7 @@ use super::slack_open;
 use super::spec::SourceSpec;
 use super::status::{Count, SourceCounters};
 use crate::pipeline::ingest::{Prepared, prepare};
+use crate::sources::reassembly::{Piece, Reassembler, ReassemblyError};
 use crate::sources::slack::OpenBudget;
 
 /// Commands from the `SourceActor` to its connection.
@@ -118,7 +119,7 @@ struct Conn {
     inbox: Option<mpsc::Sender<Inbound>>,
     acks: mpsc::UnboundedReceiver<AckFrames>,
     backlog: VecDeque<Inbound>,
-    partial: Option<(bool, BytesMut)>,
+    partial: Reassembler,
     on_ready: Option<Box<dyn FnOnce(Option<u32>)>>,
     on_rotate: Option<Box<dyn FnOnce()>>,
     rotate_due: Option<Instant>,
@@ -142,6 +143,7 @@ impl Conn {
         let on_rotate = std::mem::replace(&mut ctx.on_rotate, Box::new(|| {}));
         let now = Instant::now();
         let ready_due = (!protocol.is_ready()).then(|| now + protocol.ready_timeout());
+        let max_message_bytes = ctx.spec.settings.liveness().max_message_bytes as usize;
         Conn {
             ctx,
             protocol,
@@ -150,7 +152,7 @@ impl Conn {
             inbox: Some(inbox),
             acks,
             backlog: VecDeque::new(),
-            partial: None,
+            partial: Reassembler::new(max_message_bytes),
             on_ready: Some(on_ready),
             on_rotate: Some(on_rotate),
             rotate_due: None,
@@ -439,33 +441,22 @@ impl Conn {
     }
 
     fn on_continuation(&mut self, item: Item) -> Result<(), DownReason> {
-        let max = self.ctx.spec.settings.liveness().max_message_bytes as usize;
-        let (first, chunk, last) = match item {
-            Item::FirstText(b) => (Some(true), b, false),
-            Item::FirstBinary(b) => (Some(false), b, false),
-            Item::Continue(b) => (None, b, false),
-            Item::Last(b) => (None, b, true),
+        let piece = match item {
+            Item::FirstText(b) => Piece::First(true, b),
+            Item::FirstBinary(b) => Piece::First(false, b),
+            Item::Continue(b) => Piece::Continue(b),
+            Item::Last(b) => Piece::Last(b),
         };
-        if let Some(text) = first {
-            self.partial = Some((text, BytesMut::new()));
+        match self.partial.push(piece) {
+            Ok(Some((text, bytes))) => self.on_data(text, bytes),
+            Ok(None) => Ok(()),
+            Err(err) => {
+                if err == ReassemblyError::TooLarge {
+                    self.ctx.counters.add(Count::Oversized, 1);
+                }
+                Err(DownReason::Transient(err.to_string()))
+            }
         }
-        let Some((text, buf)) = self.partial.as_mut() else {
-            return Err(DownReason::Transient(
-                "continuation frame without a first frame".into(),
-            ));
-        };
-        if buf.len() + chunk.len() > max {
-            self.ctx.counters.add(Count::Oversized, 1);
-            return Err(DownReason::Transient(
-                "a message exceeded max_message_bytes".into(),
-            ));
-        }
-        buf.extend_from_slice(&chunk);
-        let text = *text;
-        if last && let Some((_, buf)) = self.partial.take() {
-            return self.on_data(text, buf.freeze());
-        }
-        Ok(())
     }
 
     fn on_data(&mut self, text: bool, bytes: Bytes) -> Result<(), DownReason> {

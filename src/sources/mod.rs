@@ -1,8 +1,9 @@
-//! Source configuration and (later) the sans-IO protocol adapters. Nothing here imports actix,
-//! awc or sea-orm.
+//! Source configuration and the sans-IO protocol adapters (generic feeds, Slack Socket Mode, the
+//! reassembly of fragmented messages). Nothing here imports actix, awc or sea-orm.
 
 pub mod config;
 pub mod generic;
+pub mod reassembly;
 pub mod redact;
 pub mod slack;
 pub mod validate;
