@@ -63,6 +63,9 @@ pub struct Settings {
     /// Seconds between the live stream's pings; a client that has not answered by the next one is
     /// disconnected.
     pub stream_ping_interval_s: u64,
+    /// Seconds a connection the peer asked to refresh (Slack `disconnect`) keeps reading, storing
+    /// and ACKing after its replacement is ready, waiting for the peer to close it (at least 10).
+    pub refresh_grace_s: u64,
     /// Live-stream sessions open at once in this process (more are refused with 429).
     pub stream_max_sessions: usize,
     /// Live-stream sessions one API key may hold open at once (more are refused with 429).
@@ -104,6 +107,7 @@ impl Default for Settings {
             connects_per_second: 50.0,
             dispatch_queue_limit: 20_000,
             stream_ping_interval_s: 20,
+            refresh_grace_s: 30,
             stream_max_sessions: 1000,
             stream_max_sessions_per_key: 20,
             metrics_token: None,
@@ -188,6 +192,9 @@ impl Settings {
                 "SWITCHBOARD_STREAM_PING_INTERVAL_S",
                 "must be between 1 and 3600",
             );
+        }
+        if !(10..=3600).contains(&self.refresh_grace_s) {
+            return invalid("SWITCHBOARD_REFRESH_GRACE_S", "must be between 10 and 3600");
         }
         if !(1..=100_000).contains(&self.stream_max_sessions) {
             return invalid(

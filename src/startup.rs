@@ -254,6 +254,7 @@ async fn start_sources(
         publisher,
         slack_open_interval: Duration::from_secs_f64(1.0 / settings.slack_opens_per_second),
         metrics,
+        refresh_grace: Duration::from_secs(settings.refresh_grace_s),
     });
     let supervisor = SourceSupervisor::new(rt, initial, settings.connects_per_second).start();
     let recovered = dispatch

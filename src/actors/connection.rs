@@ -36,6 +36,10 @@ pub enum Command {
     Swap(Arc<SourceSpec>),
     /// Close gracefully: stop reading, finish in-flight persists and ACKs, close, return.
     Stop,
+    /// A ready replacement has taken over. A connection the peer asked to refresh (Slack
+    /// `disconnect`) keeps reading, storing and ACKing until the peer closes it, at most the
+    /// refresh grace; any other stops as [`Command::Stop`] does (the peer will not close it).
+    Retire,
 }
 
 /// Everything the loop needs.
@@ -101,7 +105,7 @@ pub async fn run(mut ctx: ConnectionCtx) -> DownReason {
 async fn wait_stop(commands: &mut mpsc::Receiver<Command>) {
     while let Some(cmd) = commands.recv().await {
         match cmd {
-            Command::Stop => return,
+            Command::Stop | Command::Retire => return,
             Command::Send(_, reply) => {
                 let _ = reply.send(Err(SendError::NotConnected));
             }
@@ -126,6 +130,10 @@ struct Conn {
     last_frame: Instant,
     /// Set by a stop: when the loop ends at the latest, and when the last data frame came.
     stopping: Option<Stopping>,
+    /// The peer asked for this connection to be replaced (Slack `disconnect`).
+    peer_refresh: bool,
+    /// The peer's close frame, once it came (the close is echoed after the last ACKs).
+    peer_close: Option<Option<awc::ws::CloseReason>>,
     pong_due: Option<Instant>,
     ready_due: Option<Instant>,
 }
@@ -158,6 +166,8 @@ impl Conn {
             rotate_due: None,
             last_frame: now,
             stopping: None,
+            peer_refresh: false,
+            peer_close: None,
             pong_due: None,
             ready_due,
         }
@@ -173,7 +183,8 @@ impl Conn {
             self.mark_ready(None, None);
         }
         let reason = self.event_loop().await;
-        self.finish(reason == DownReason::Stopped).await;
+        self.finish(reason == DownReason::Stopped || self.peer_close.is_some())
+            .await;
         reason
     }
 
@@ -212,10 +223,6 @@ impl Conn {
                 Some(frames) = self.acks.recv() => self.send_acks(frames).await,
                 cmd = self.ctx.commands.recv() => match cmd {
                     None => Err(DownReason::Stopped),
-                    Some(Command::Stop) => {
-                        self.begin_stop();
-                        Ok(())
-                    }
                     Some(cmd) => self.on_command(cmd).await,
                 },
                 _ = ping.tick() => self.send_ping(pong_timeout).await,
@@ -262,25 +269,41 @@ impl Conn {
                 Ok(())
             }
             Command::Stop => {
-                self.begin_stop();
+                self.begin_stop(false);
+                Ok(())
+            }
+            Command::Retire => {
+                self.begin_stop(self.peer_refresh);
                 Ok(())
             }
         }
     }
 
-    /// A graceful stop first keeps reading (and storing, and ACKing) until the peer has been
-    /// quiet for [`QUIET`] or the close timeout passed, so a message already on the wire when a
-    /// replacement took over (make-before-break) is not left unread; then [`Conn::finish`] runs.
-    fn begin_stop(&mut self) {
-        if self.stopping.is_none() {
-            let close_timeout =
-                Duration::from_millis(self.ctx.spec.settings.liveness().close_timeout_ms.into());
-            let now = Instant::now();
-            self.stopping = Some(Stopping {
-                deadline: now + close_timeout.min(MAX_QUIET_WAIT),
+    /// A graceful stop first keeps reading (and storing, and ACKing), then [`Conn::finish`]
+    /// runs. Normally until the peer has been quiet for [`QUIET`] or the close timeout passed, so
+    /// a message already on the wire when a replacement took over (make-before-break) is not left
+    /// unread. `until_peer_closes` (a retired connection the peer asked to refresh): until the
+    /// peer closes it, or the refresh grace passed, however busy it still is: an envelope that
+    /// arrived after our close frame could never be ACKed. A plain stop cuts a drain short.
+    fn begin_stop(&mut self, until_peer_closes: bool) {
+        let now = Instant::now();
+        let close_timeout =
+            Duration::from_millis(self.ctx.spec.settings.liveness().close_timeout_ms.into());
+        let quiet = Stopping {
+            deadline: now + close_timeout.min(MAX_QUIET_WAIT),
+            last_data: now,
+            until_peer_closes: false,
+        };
+        self.stopping = match (&self.stopping, until_peer_closes) {
+            (None, true) => Some(Stopping {
+                deadline: now + self.ctx.rt.refresh_grace,
                 last_data: now,
-            });
-        }
+                until_peer_closes: true,
+            }),
+            (Some(draining), false) if draining.until_peer_closes => Some(quiet),
+            (None, false) => Some(quiet),
+            (Some(_), _) => return,
+        };
     }
 
     async fn send(&mut self, message: Message) -> Result<(), DownReason> {
@@ -362,10 +385,15 @@ const MAX_QUIET_WAIT: Duration = Duration::from_secs(1);
 struct Stopping {
     deadline: Instant,
     last_data: Instant,
+    until_peer_closes: bool,
 }
 
 impl Stopping {
+    /// When the loop ends, unless the peer closes first.
     fn quiet_at(&self) -> Instant {
+        if self.until_peer_closes {
+            return self.deadline;
+        }
         (self.last_data + QUIET).min(self.deadline)
     }
 }
@@ -432,10 +460,16 @@ impl Conn {
             }
             Frame::Close(reason) => {
                 let code = reason.as_ref().map_or(1005, |r| u16::from(r.code));
-                let _ = self.sink.send(Message::Close(reason)).await;
-                Err(DownReason::Transient(format!(
-                    "closed by the peer with code {code}"
-                )))
+                let text = reason
+                    .as_ref()
+                    .and_then(|r| r.description.clone())
+                    .unwrap_or_default();
+                self.peer_close = Some(reason);
+                if self.stopping.is_some() {
+                    return Err(DownReason::Stopped);
+                }
+                let terminal = &self.ctx.spec.settings.liveness().terminal_close_codes;
+                Err(self.protocol.on_close(code, &text, terminal))
             }
         }
     }
@@ -497,6 +531,7 @@ impl Conn {
             } => self.mark_ready(num_connections, refresh_after),
             Step::Refresh { reason } => {
                 tracing::info!(source_id = %self.ctx.spec.id, reason = %reason, "the peer asked for a refresh (make-before-break)");
+                self.peer_refresh = true;
                 self.rotate();
             }
             Step::Down(reason) => return Err(reason),
@@ -547,8 +582,9 @@ impl Conn {
         }
     }
 
-    /// The end. Graceful (a stop): hand over the backlog, let the writer commit everything and
-    /// send its ACKs, then close, all bounded. Otherwise the writer finishes on its own (what it
+    /// The end. Graceful (a stop, or the peer closed): hand over the backlog, let the writer
+    /// commit everything and send its ACKs, then close (echoing the peer's close frame, RFC 6455
+    /// §5.5.1, when it sent one), all bounded. Otherwise the writer finishes on its own (what it
     /// commits is safe; its ACKs are lost with the socket and the sender redelivers) and the
     /// close is attempted briefly.
     async fn finish(&mut self, graceful: bool) {
@@ -584,6 +620,15 @@ impl Conn {
                 break;
             }
         }
-        connect::close(&mut self.sink, &mut self.stream, close_timeout).await;
+        match self.peer_close.take() {
+            Some(reason) => {
+                let echo = async {
+                    let _ = self.sink.send(Message::Close(reason)).await;
+                    let _ = self.sink.close().await;
+                };
+                let _ = tokio::time::timeout(close_timeout, echo).await;
+            }
+            None => connect::close(&mut self.sink, &mut self.stream, close_timeout).await,
+        }
     }
 }

@@ -208,6 +208,13 @@ pub struct RotateDue {
 #[rtype(result = "()")]
 pub struct StopSource;
 
+/// Supervisor → source actor: a ready replacement took over from this connection
+/// (make-before-break). It drains as [`connection::Command::Retire`](super::connection::Command)
+/// says: until the peer closes it when the peer asked for the refresh, else at once.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RetireSource;
+
 /// Supervisor → source actor: a new spec whose connection settings are unchanged (expressions
 /// only): apply it to the next message, without reconnecting.
 #[derive(Message, Debug)]

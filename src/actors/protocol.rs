@@ -16,6 +16,10 @@ use crate::sources::slack::{
     HELLO_TIMEOUT, SlackAction, SlackAdapter, SlackCounter, SlackSession, no_hello_detail,
 };
 
+/// Longest close reason shown (RFC 6455 allows 123 bytes; shown as sent, cut at this many
+/// characters).
+const MAX_CLOSE_REASON_CHARS: usize = 123;
+
 /// What the loop does with an inbound message.
 #[derive(Debug)]
 pub enum Step {
@@ -140,6 +144,27 @@ impl Protocol {
             Protocol::Generic { adapter, .. } => adapter.max_connection_age(),
             Protocol::Slack { .. } => None,
         }
+    }
+
+    /// How the peer's close with `code` and `reason` ends the connection: terminal when the code
+    /// is one of `terminal_close_codes` or (generic) `fail_expr` matches the close; transient
+    /// otherwise. The detail names the code and the reason.
+    pub fn on_close(&self, code: u16, reason: &str, terminal_codes: &[u16]) -> DownReason {
+        let shown = if reason.is_empty() {
+            format!("closed by the peer with code {code}")
+        } else {
+            let reason: String = reason.chars().take(MAX_CLOSE_REASON_CHARS).collect();
+            format!("closed by the peer with code {code}: {reason}")
+        };
+        if terminal_codes.contains(&code) {
+            return DownReason::Terminal(shown);
+        }
+        if let Protocol::Generic { adapter, .. } = self
+            && let Some(fail) = adapter.close_fails(code, reason)
+        {
+            return DownReason::Terminal(format!("{shown} ({fail})"));
+        }
+        DownReason::Transient(shown)
     }
 
     /// One complete inbound data message (continuations already reassembled). Every message of

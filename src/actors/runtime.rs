@@ -30,6 +30,9 @@ pub struct SourceRuntime {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Live observers (state changes, received events).
     pub publisher: Publisher,
+    /// How long a connection the peer asked to refresh keeps serving, once its replacement is
+    /// ready, while waiting for the peer to close it.
+    pub refresh_grace: std::time::Duration,
 }
 
 /// A TLS client configuration with the webpki roots, HTTP/1.1 only (WebSocket upgrades).

@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::connection::{self, Command, ConnectionCtx};
 use super::messages::{
-    DownReason, RotateDue, SendError, SendFrame, SourceDown, SourceReady, StopSource, SwapSpec,
+    DownReason, RetireSource, RotateDue, SendError, SendFrame, SourceDown, SourceReady, StopSource,
+    SwapSpec,
 };
 use super::runtime::SourceRuntime;
 use super::spec::SourceSpec;
@@ -124,6 +125,17 @@ impl Handler<StopSource> for SourceActor {
     fn handle(&mut self, _: StopSource, ctx: &mut Context<Self>) {
         match &self.commands {
             Some(tx) if tx.try_send(Command::Stop).is_ok() => {}
+            _ => ctx.stop(),
+        }
+    }
+}
+
+impl Handler<RetireSource> for SourceActor {
+    type Result = ();
+
+    fn handle(&mut self, _: RetireSource, ctx: &mut Context<Self>) {
+        match &self.commands {
+            Some(tx) if tx.try_send(Command::Retire).is_ok() => {}
             _ => ctx.stop(),
         }
     }

@@ -18,8 +18,9 @@ use rand::rngs::StdRng;
 use uuid::Uuid;
 
 use super::messages::{
-    CollectMetrics, DownReason, GetStatus, Pause, Reconnect, Remove, Resume, RotateDue, Send,
-    SendError, SendFrame, Shutdown, SourceDown, SourceReady, StopSource, SwapSpec, Update,
+    CollectMetrics, DownReason, GetStatus, Pause, Reconnect, Remove, Resume, RetireSource,
+    RotateDue, Send, SendError, SendFrame, Shutdown, SourceDown, SourceReady, StopSource, SwapSpec,
+    Update,
 };
 use super::policy::{Decision, RestartPolicy, RetryState};
 use super::publisher::Published;
@@ -93,6 +94,9 @@ struct Child {
     /// The latest connection count the peer reported (Slack `hello`).
     num_connections: Option<u32>,
     shown: Option<Shown>,
+    /// Connections a ready replacement took over from, still draining (until the peer closes
+    /// them, when the peer asked for the refresh), with their generations.
+    retiring: Vec<(Addr<SourceActor>, u64)>,
 }
 
 impl Child {
@@ -164,12 +168,14 @@ impl Child {
             .position(|slot| slot.generation == generation)
     }
 
-    /// Sockets this source holds right now (aging ones included).
+    /// Sockets this source holds right now (aging and retiring ones included).
     fn sockets(&self) -> usize {
-        self.slots
+        let slots: usize = self
+            .slots
             .iter()
             .map(|slot| usize::from(slot.addr.is_some()) + usize::from(slot.draining.is_some()))
-            .sum()
+            .sum();
+        slots + self.retiring.len()
     }
 }
 
@@ -273,8 +279,13 @@ impl SourceSupervisor {
         }
     }
 
-    /// Stops every attempt of the source, aging ones included.
+    /// Stops every attempt of the source, aging and retiring ones included.
     fn stop_all(&mut self, id: Uuid, ctx: &mut Context<Self>) {
+        if let Some(child) = self.children.get_mut(&id) {
+            for (addr, _) in child.retiring.drain(..) {
+                addr.do_send(StopSource);
+            }
+        }
         let slots = self.children.get(&id).map_or(0, |child| child.slots.len());
         for i in 0..slots {
             self.stop_slot(id, i, true, ctx);
@@ -393,6 +404,7 @@ impl SourceSupervisor {
             warning: None,
             num_connections: None,
             shown: None,
+            retiring: Vec::new(),
         };
         let slots = child.slots.len();
         self.children.insert(id, child);
@@ -638,9 +650,11 @@ impl Handler<SourceReady> for SourceSupervisor {
         slot.detail = None;
         slot.next_retry_at = None;
         slot.connected_at = Some(crate::db::now());
-        if let Some((old, _)) = slot.draining.take() {
-            // Make-before-break: the replacement is ready, so the old connection may go.
-            old.do_send(StopSource);
+        if let Some((old, generation)) = slot.draining.take() {
+            // Make-before-break: the replacement is ready, so the old connection may go (once
+            // the peer closed it, when the peer asked for the refresh).
+            old.do_send(RetireSource);
+            child.retiring.push((old, generation));
         }
         if let Some(count) = msg.num_connections {
             child.num_connections = Some(count);
@@ -664,6 +678,15 @@ impl Handler<SourceDown> for SourceSupervisor {
         let Some(child) = self.children.get_mut(&id) else {
             return;
         };
+        if let Some(i) = child
+            .retiring
+            .iter()
+            .position(|(_, g)| *g == msg.generation)
+        {
+            // A retired connection ended (the peer closed it, or its grace ran out): routine.
+            child.retiring.swap_remove(i);
+            return;
+        }
         if let Some(slot) = child.slots.iter_mut().find(|slot| {
             slot.draining
                 .as_ref()
@@ -747,12 +770,18 @@ impl Handler<Shutdown> for SourceSupervisor {
         let addrs: Vec<Addr<SourceActor>> = self
             .children
             .values()
-            .flat_map(|c| &c.slots)
-            .flat_map(|slot| {
-                slot.addr
+            .flat_map(|c| {
+                let retiring = c.retiring.iter().map(|(a, _)| a.clone());
+                c.slots
                     .iter()
-                    .cloned()
-                    .chain(slot.draining.iter().map(|(a, _)| a.clone()))
+                    .flat_map(|slot| {
+                        slot.addr
+                            .iter()
+                            .cloned()
+                            .chain(slot.draining.iter().map(|(a, _)| a.clone()))
+                    })
+                    .chain(retiring)
+                    .collect::<Vec<_>>()
             })
             .collect();
         let ids: Vec<Uuid> = self.children.keys().copied().collect();

@@ -69,6 +69,9 @@ pub struct Liveness {
     pub close_timeout_ms: u32,
     /// Largest message after continuation reassembly (default 1 MiB).
     pub max_message_bytes: u32,
+    /// Close codes from the peer that end the source as `failed` (no retries) instead of a
+    /// transient failure: authentication and policy refusals (default 1008, 4401, 4403).
+    pub terminal_close_codes: Vec<u16>,
 }
 
 impl Default for Liveness {
@@ -79,6 +82,7 @@ impl Default for Liveness {
             idle_timeout_s: 90,
             close_timeout_ms: 1000,
             max_message_bytes: 1024 * 1024,
+            terminal_close_codes: vec![1008, 4401, 4403],
         }
     }
 }

@@ -204,6 +204,19 @@ impl GenericAdapter {
     }
 }
 
+impl GenericAdapter {
+    /// Whether `fail_expr` matches the peer's close, which it sees as the message
+    /// `{"close": {"code": <code>, "reason": "<reason>"}}`: the terminal reason when it does.
+    pub fn close_fails(&self, code: u16, reason: &str) -> Option<String> {
+        let fail = self.fail.as_ref()?;
+        let message = serde_json::json!({"close": {"code": code, "reason": reason}});
+        let matched = fail
+            .search(&crate::pipeline::expr::to_value(&message))
+            .is_ok_and(|v| crate::pipeline::expr::is_truthy(&v));
+        matched.then(|| format!("fail_expr `{}` matched the close {code}", fail.as_str()))
+    }
+}
+
 impl fmt::Debug for GenericAdapter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GenericAdapter")

@@ -279,6 +279,16 @@ fn check_liveness(l: &Liveness, errors: &mut Errors) {
         l.max_message_bytes.into(),
         1024..=64 * 1024 * 1024,
     );
+    if l.terminal_close_codes.len() > 32 {
+        errors.add("config.liveness.terminal_close_codes", "at most 32 codes");
+    }
+    for (i, code) in l.terminal_close_codes.iter().enumerate() {
+        errors.range(
+            &format!("config.liveness.terminal_close_codes[{i}]"),
+            (*code).into(),
+            1000..=4999,
+        );
+    }
 }
 
 /// The names used in `{{secret:NAME}}` placeholders of `text`.

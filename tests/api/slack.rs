@@ -182,6 +182,47 @@ slack_tests! {
         }
     }
 
+    async fn a_refreshed_socket_is_read_until_slack_closes_it(backend: Backend) {
+        let peer = SlackPeer::with_token(TOKEN);
+        let app = app_for(backend, &peer).await;
+        let automation = create_automation(&app, "slack", json!("message"), None).await;
+        let id = create_source(&app, slack_body("slack", json!({"connections": 1}))).await;
+        wait_state(&app, &id, "connected").await;
+        wait_ready_sockets(&peer, 1).await;
+        let old = peer.ready_connections()[0];
+        let started = Instant::now();
+        // Slack asks for a refresh, keeps sending on the old socket for ~10 s (20/s), then closes
+        // it; meanwhile new traffic goes to the replacement.
+        assert!(peer.disconnect(old, "refresh_requested", Some(Duration::from_secs(10))));
+        let on_old = peer.send_envelopes_paced_to(old, messages(190, "old"), 20.0);
+        let on_new = peer.send_envelopes_paced(messages(190, "new"), 20.0);
+        assert!(
+            peer.wait_until(Duration::from_secs(30), |p| p.sent_envelopes().len() >= 380 && p.queued_envelopes() == 0).await,
+            "the traffic was sent"
+        );
+        settled(&peer, Duration::from_secs(30)).await;
+        dispatched(&app).await;
+
+        assert!(peer.redeliveries().is_empty(), "redelivered: {:?}", peer.redeliveries());
+        let acked_on_old: HashSet<String> = peer.acks().into_iter().filter(|a| a.conn == old).map(|a| a.envelope_id).collect();
+        let sent_on_old: HashSet<String> = peer.sent_envelopes().into_iter().filter(|e| e.conn == old).map(|e| e.envelope_id).collect();
+        assert!(sent_on_old.len() >= on_old.len(), "{} sent on the old socket", sent_on_old.len());
+        assert_eq!(acked_on_old, sent_on_old, "every envelope sent on the old socket was ACKed there");
+        assert!(on_new.iter().chain(&on_old).all(|id| peer.is_settled(id)));
+        // Switchboard let Slack close the old socket: no close frame of ours came first.
+        let closed_by_us: Vec<_> = peer.client_closes().into_iter().filter(|c| c.conn == old).collect();
+        assert!(
+            closed_by_us.iter().all(|c| c.at >= started + Duration::from_millis(9_900)),
+            "closed by Switchboard before Slack did: {closed_by_us:?}"
+        );
+        let gaps = peer.gaps_without_ready(started);
+        assert!(gaps.is_empty(), "moments with no ready connection: {gaps:?}");
+        assert_eq!(event_count(&app, "slack").await, 380);
+        assert_eq!(runs_of(&app, &automation).await, 380, "no duplicate runs");
+        let s = status(&app, &id).await;
+        assert_eq!(s["consecutive_failures"], 0, "{s}");
+    }
+
     async fn link_disabled_and_token_errors_are_terminal_until_reconnect(backend: Backend) {
         let peer = SlackPeer::start(SlackPeerConfig::new(TOKEN).scripts(vec![
             SlackScript::hello_then(vec![SlackStep::Disconnect("link_disabled".into())]),

@@ -974,6 +974,36 @@ impl SlackPeer {
         ids
     }
 
+    /// Like [`SlackPeer::send_envelopes_paced`], but every envelope goes to connection `conn`,
+    /// draining or not (what Slack does with the envelopes already routed to a socket it asked
+    /// to refresh); envelopes for a connection that is gone are dropped, never redelivered here.
+    pub fn send_envelopes_paced_to(
+        &self,
+        conn: usize,
+        envelopes: Vec<Value>,
+        per_second: f64,
+    ) -> Vec<String> {
+        let envelopes: Vec<Value> = envelopes.into_iter().map(with_envelope_id).collect();
+        let ids = envelopes
+            .iter()
+            .filter_map(|e| e["envelope_id"].as_str().map(str::to_owned))
+            .collect();
+        let period = Duration::from_secs_f64(1.0 / per_second.max(1e-3));
+        let shared = Arc::clone(&self.shared);
+        self.spawn_background(async move {
+            let start = tokio::time::Instant::now();
+            for (i, envelope) in envelopes.into_iter().enumerate() {
+                tokio::time::sleep_until(start + period.mul_f64(i as f64)).await;
+                let mut state = shared.state();
+                let out = state.register_delivery(envelope);
+                if let Some(info) = state.conns.get(&conn) {
+                    let _ = info.tx.send(Cmd::Envelope(out));
+                }
+            }
+        });
+        ids
+    }
+
     /// Every envelope written to a socket (redeliveries included), in order.
     pub fn sent_envelopes(&self) -> Vec<SentEnvelope> {
         self.shared.state().sent.clone()
