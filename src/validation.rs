@@ -68,20 +68,27 @@ impl Errors {
         }
     }
 
-    /// Checks a source slug (DESIGN §2) for a new source or webhook: valid, and not reserved.
+    /// Checks a source slug (DESIGN §2).
     pub fn slug(&mut self, field: &str, slug: &str) {
         if !is_valid_slug(slug) {
             self.add(
                 field,
                 "must be 1-50 lowercase letters, digits or '-', starting and ending with a letter or digit",
             );
-        } else if RESERVED_SLUGS.contains(&slug) {
+        }
+    }
+
+    /// Checks the slug a new source or webhook takes: valid, and not reserved.
+    pub fn new_slug(&mut self, field: &str, slug: &str) {
+        if is_valid_slug(slug) && RESERVED_SLUGS.contains(&slug) {
             self.add(
                 field,
                 format!(
                     "`{slug}` is reserved (`POST /v1/events/{{id}}/{slug}` is another endpoint)"
                 ),
             );
+        } else {
+            self.slug(field, slug);
         }
     }
 

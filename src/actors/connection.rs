@@ -239,7 +239,7 @@ impl Conn {
                     self.rotate();
                     Ok(())
                 }
-                _ = sleep_until(self.last_frame + idle_timeout), if reading => Err(DownReason::Transient("no frame within the idle timeout".into())),
+                _ = sleep_until(self.last_frame + idle_timeout), if reading => Err(DownReason::Transient("no data from the peer within the idle timeout".into())),
                 _ = sleep_until(self.stopping.as_ref().map_or(far, Stopping::quiet_at)) => Err(DownReason::Stopped),
             };
             if let Err(reason) = step {
@@ -433,7 +433,6 @@ impl Conn {
         &mut self,
         frame: Option<Result<Frame, awc::error::WsProtocolError>>,
     ) -> Result<(), DownReason> {
-        self.last_frame = Instant::now();
         let frame = match frame {
             None => {
                 return Err(DownReason::Transient(
@@ -449,6 +448,12 @@ impl Conn {
             Some(Err(err)) => return Err(DownReason::Transient(format!("protocol error: {err}"))),
             Some(Ok(frame)) => frame,
         };
+        // The idle watchdog watches the feed, not the socket: data and the peer's own pings count,
+        // the pongs to our pings do not (a server whose WebSocket layer still answers pings while
+        // its feed has stopped is replaced).
+        if !matches!(frame, Frame::Pong(_)) {
+            self.last_frame = Instant::now();
+        }
         match frame {
             Frame::Text(text) => self.on_data(true, text),
             Frame::Binary(bytes) => self.on_data(false, bytes),

@@ -297,7 +297,7 @@ pub fn build_row(
 ) -> Result<websocket_source::Model, ApiError> {
     let mut errors = Errors::default();
     errors.name("name", &input.name);
-    errors.slug("source", &input.source);
+    errors.new_slug("source", &input.source);
     if let Some(prev) = previous
         && prev.kind != input.kind
     {

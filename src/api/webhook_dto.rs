@@ -224,7 +224,7 @@ pub fn apply_patch(m: &webhook::Model, patch: Map<String, Value>) -> Result<Webh
 
 fn check(input: &WebhookIn, errors: &mut Errors) {
     errors.name("name", &input.name);
-    errors.slug("source", &input.source);
+    errors.new_slug("source", &input.source);
     input.verifier.check(input.secret.as_deref(), errors);
     if input.insecure && input.secret.is_some() {
         errors.add(

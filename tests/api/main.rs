@@ -20,6 +20,7 @@ mod isolation;
 mod keys;
 mod metrics;
 mod page;
+mod protocol;
 mod rotation;
 mod secrets;
 mod slack;

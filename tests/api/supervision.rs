@@ -264,11 +264,11 @@ both_backends_private! {
 
     async fn replay_and_dry_run(app: TestApp) {
         let peer = Peer::start(vec![ConnectionScript::accept(vec![Step::Send(json!({"type": "order.created", "id": "r1", "data": {"amount": 500}}).to_string()), Step::Echo])]);
-        let first = create_automation(&app, "replay", json!("order.*"), None).await;
-        create_source(&app, source_body("replay", &peer, json!({}))).await;
+        let first = create_automation(&app, "replays", json!("order.*"), None).await;
+        create_source(&app, source_body("replays", &peer, json!({}))).await;
         assert!(eventually(WAIT, || async { runs_of(&app, &first).await == 1 && undispatched(&app).await == 0 }).await);
-        let event_id = app.get("/v1/events?source=replay", ADMIN_KEY).await.body["items"][0]["id"].as_str().unwrap().to_owned();
-        let second = create_automation(&app, "replay", json!("order.created"), Some("data.amount > `100`")).await;
+        let event_id = app.get("/v1/events?source=replays", ADMIN_KEY).await.body["items"][0]["id"].as_str().unwrap().to_owned();
+        let second = create_automation(&app, "replays", json!("order.created"), Some("data.amount > `100`")).await;
         let replayed = app.post(&format!("/v1/events/{event_id}/replay"), ADMIN_KEY, json!({})).await;
         assert_eq!(replayed.status, 200, "{}", replayed.text);
         assert_eq!(replayed.body["runs_created"], 1);
@@ -278,7 +278,7 @@ both_backends_private! {
         assert_eq!(runs_of(&app, &second).await, 1);
 
         let dry = app.post("/v1/automations/test", ADMIN_KEY, json!({
-            "trigger": {"type": "event", "source": "replay", "on": "order.*", "filter": "data.amount > `100`"},
+            "trigger": {"type": "event", "source": "replays", "on": "order.*", "filter": "data.amount > `100`"},
             "message": {"type": "order.created", "id": "x", "data": {"amount": 50}}
         })).await;
         assert_eq!(dry.status, 200, "{}", dry.text);
@@ -288,7 +288,7 @@ both_backends_private! {
         let by_id = app.post("/v1/automations/test", ADMIN_KEY, json!({"automation_id": first, "message": {"type": "order.paid", "id": "y"}})).await;
         assert_eq!(by_id.body["match"]["result"], "matched");
         assert_problem(&app.post("/v1/automations/test", ADMIN_KEY, json!({"message": {}})).await, 422, Some("trigger"));
-        let before = event_count(&app, "replay").await;
+        let before = event_count(&app, "replays").await;
         assert_eq!(before, 1, "a dry run stores nothing");
     }
 }
