@@ -1,6 +1,7 @@
 //! First start: with no API key at all, create org `default` and an admin key
-//! (`SWITCHBOARD_BOOTSTRAP_API_KEY`, else random, printed once and written to the data dir, 0600).
-//! Also `switchboard orgs create`.
+//! (`SWITCHBOARD_BOOTSTRAP_API_KEY`, else random: announced before anything that depends on it
+//! is stored, then saved to the data dir, 0600, when it can be). Also `switchboard orgs create`.
+//! Nothing here prints: the caller decides how a new key is shown (the binary prints it once).
 
 use anyhow::Context as _;
 use sea_orm::DatabaseConnection;
@@ -43,10 +44,23 @@ pub async fn create_org_with_admin(
     Ok(key)
 }
 
-/// On first start creates org `default` and its admin key. Returns the key when one was made.
+/// A random admin key made on first start, handed to the announcer before it is stored.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAdminKey<'a> {
+    /// The key itself (shown once).
+    pub key: &'a str,
+    /// Where it will also be saved (when the data dir can be written).
+    pub file: &'a std::path::Path,
+}
+
+/// On first start creates org `default` and its admin key; returns the key when one was made.
+/// A random key goes to `announce` *before* it is committed, so that it is shown even when the
+/// key file cannot be written afterwards (that is only a warning: the key was shown). The next
+/// start finds a key and skips all of this.
 pub async fn bootstrap(
     db: &DatabaseConnection,
     settings: &Settings,
+    announce: impl FnOnce(NewAdminKey<'_>),
 ) -> anyhow::Result<Option<String>> {
     if db::api_keys::count_all_api_keys(db)
         .await
@@ -67,16 +81,17 @@ pub async fn bootstrap(
         }
         None => (auth::generate_key(), false),
     };
-    let key = create_org_with_admin(db, "default", key).await?;
+    let path = settings.data_dir.join(BOOTSTRAP_KEY_FILE);
     if !given {
-        let path = settings.data_dir.join(BOOTSTRAP_KEY_FILE);
-        write_private(&path, &key.key)?;
-        // Printed once, on stdout only (never to the log), so the operator can copy it.
-        crate::cli::say(format_args!(
-            "Created org `default` with an admin API key (shown once, also saved to {}):\n\n    {}\n",
-            path.display(),
-            key.key
-        ));
+        announce(NewAdminKey {
+            key: &key.key,
+            file: &path,
+        });
+    }
+    let key = create_org_with_admin(db, "default", key).await?;
+    if !given && let Err(err) = write_private(&path, &key.key) {
+        tracing::warn!(path = %path.display(), error = format!("{err:#}"),
+            "could not save the bootstrap admin key (it was shown on standard output)");
     }
     tracing::info!(prefix = %key.prefix, "first start: created org `default` and its admin key");
     Ok(Some(key.key))

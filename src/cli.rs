@@ -1,5 +1,5 @@
 //! The `switchboard` command line: `serve` (default), `migrate`, `check`, `keys generate|rotate`,
-//! `orgs create NAME`.
+//! `orgs create NAME`, `health`.
 
 use std::path::PathBuf;
 
@@ -44,6 +44,14 @@ pub enum Command {
         #[command(subcommand)]
         action: OrgsAction,
     },
+    /// Ask a running service whether it is ready (`GET /readyz`): exit status 0 when it is, 1
+    /// otherwise (a container health check).
+    Health {
+        /// Base URL of the service (default: the configured bind address, on loopback when it
+        /// binds every address).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 /// `keys` actions.
@@ -75,6 +83,35 @@ pub fn say(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stdout(), "{line}");
 }
 
+/// `GET /readyz` of the service at `url` (default: the bind address): Ok when it answers 200.
+async fn health(settings: &Settings, url: Option<&str>) -> anyhow::Result<()> {
+    let base = match url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => {
+            let mut bind = settings.bind;
+            if bind.ip().is_unspecified() {
+                bind.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{bind}")
+        }
+    };
+    let client = awc::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .finish();
+    let response = client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{base} did not answer: {e}"))?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "{base} is not ready (HTTP {})",
+        response.status()
+    );
+    say(format_args!("ready"));
+    Ok(())
+}
+
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Keys {
@@ -92,9 +129,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init(&settings);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
-            let app = Application::build(settings).await?;
+            let app = Application::build_announcing(settings, |new| {
+                // Printed once, on stdout only (never to the log), before it is stored.
+                say(format_args!(
+                    "Created org `default` with an admin API key (shown once; saved to {} when \
+                     the data dir is writable):\n\n    {}\n",
+                    new.file.display(),
+                    new.key
+                ));
+            })
+            .await?;
             app.run_until_stopped().await.context("serving")
         }
+        Command::Health { url } => health(&settings, url.as_deref()).await,
         Command::Migrate => {
             let conn = db::connect(&settings).await?;
             db::migrate(&conn).await?;

@@ -43,13 +43,23 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects, migrates, loads the keyring, bootstraps, starts the actors and binds.
+    /// Connects, migrates, loads the keyring, bootstraps, starts the actors and binds. A
+    /// first-start admin key is not announced (see [`Application::build_announcing`]).
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        Self::build_announcing(settings, |_| {}).await
+    }
+
+    /// [`Application::build`], handing a random first-start admin key to `announce` before it is
+    /// stored.
+    pub async fn build_announcing(
+        settings: Settings,
+        announce: impl FnOnce(bootstrap::NewAdminKey<'_>),
+    ) -> anyhow::Result<Application> {
         let db = db::connect(&settings).await?;
         db::migrate(&db).await?;
         let keyring = Arc::new(keyring_setup::load_keyring(&settings)?);
         rotate::verify_all(&db, &keyring).await?;
-        let bootstrap_key = bootstrap::bootstrap(&db, &settings).await?;
+        let bootstrap_key = bootstrap::bootstrap(&db, &settings, announce).await?;
         let registry = AutomationRegistry::load(db.clone())
             .await
             .context("loading automations")?;

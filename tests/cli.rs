@@ -1,0 +1,397 @@
+//! The `switchboard` binary as a user runs it: every subcommand as a subprocess, with its exit
+//! status and output asserted, and a start exactly as the container image does it (unprivileged
+//! user, a data dir it cannot write, PostgreSQL).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait as _, Database};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+const KEYS: &str = "k1:MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI=";
+
+fn postgres_base() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}
+
+/// A fresh PostgreSQL database for one test, dropped when the guard is.
+struct PgDatabase {
+    name: String,
+    url: String,
+}
+
+async fn pg_database() -> PgDatabase {
+    let name = format!("sb_cli_{}", uuid::Uuid::new_v4().simple());
+    let admin = Database::connect(format!("{}/postgres", postgres_base()))
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", postgres_base());
+    PgDatabase { name, url }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(admin) = Database::connect(format!("{}/postgres", postgres_base())).await
+                {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+                    let _ = admin.execute_unprepared(&sql).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The binary with a clean environment: only what the test sets.
+fn switchboard(dir: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SWITCHBOARD_DATA_DIR", dir.join("data"))
+        .env("SWITCHBOARD_LOG_LEVEL", "warn")
+        .current_dir(dir);
+    command
+}
+
+fn run(command: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = command.output().unwrap();
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `serve`, with its stdout lines collected; killed when dropped.
+struct Served {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Served {
+    fn start(mut command: Command) -> Served {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        for pipe in [
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Served {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle`; returns it.
+    fn wait_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("no line with {needle:?}; saw:\n{}", self.seen.join("\n"));
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `switchboard health` against `port` until it reports ready (or `timeout`).
+fn wait_healthy(dir: &Path, port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let (code, _, _) = run(switchboard(dir)
+            .arg("health")
+            .arg("--url")
+            .arg(format!("http://127.0.0.1:{port}")));
+        if code == 0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+#[test]
+fn keys_generate_prints_a_usable_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) =
+        run(switchboard(dir.path()).args(["keys", "generate", "--kid", "prod1"]));
+    assert_eq!(code, 0, "{err}");
+    let entry = out.trim();
+    let (kid, key) = entry.split_once(':').unwrap();
+    assert_eq!(kid, "prod1");
+    assert!(key.len() >= 40, "{entry}");
+    let (code, _, err) = run(switchboard(dir.path()).args(["keys", "generate", "--kid", "a:b"]));
+    assert_eq!(code, 1);
+    assert!(err.starts_with("error:"), "{err}");
+    // The printed entry is accepted as the keyring.
+    let (code, out, err) = run(switchboard(dir.path())
+        .arg("check")
+        .env("SWITCHBOARD_SECRET_KEYS", entry));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("configuration is valid"), "{out}");
+}
+
+#[test]
+fn check_and_migrate_report_and_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = run(switchboard(dir.path()).arg("migrate"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "migrations applied");
+    let (code, out, _) = run(switchboard(dir.path()).arg("check"));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("configuration is valid (database sqlite://"),
+        "{out}"
+    );
+    let (code, _, err) = run(switchboard(dir.path())
+        .arg("check")
+        .env("DATABASE_URL", "mysql://x"));
+    assert_eq!(code, 1);
+    assert!(err.contains("DATABASE_URL"), "{err}");
+    let (code, _, err) = run(switchboard(dir.path())
+        .arg("check")
+        .env("SWITCHBOARD_REFRESH_GRACE_S", "5"));
+    assert_eq!(code, 1);
+    assert!(err.contains("SWITCHBOARD_REFRESH_GRACE_S"), "{err}");
+    let (code, _, err) = run(switchboard(dir.path()).arg("frobnicate"));
+    assert_eq!(code, 2, "clap's usage error");
+    assert!(err.contains("frobnicate"), "{err}");
+}
+
+#[actix_web::test]
+async fn migrate_orgs_create_and_keys_rotate_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = pg_database().await;
+    let url = db.url.clone();
+    let old = "k0:YWJjZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXoxMjM0NTY=";
+    let pg = |args: &[&str], keys: &str| {
+        let mut command = switchboard(dir.path());
+        command
+            .args(args)
+            .env("DATABASE_URL", &url)
+            .env("SWITCHBOARD_SECRET_KEYS", keys);
+        run(&mut command)
+    };
+    let (code, out, err) = pg(&["migrate"], old);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "migrations applied");
+    let (code, out, err) = pg(&["orgs", "create", "Acme"], old);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("Created org `Acme`") && out.contains("sbk_"),
+        "{out}"
+    );
+    let (code, _, err) = pg(&["orgs", "create", "  "], old);
+    assert_eq!(code, 1);
+    assert!(err.contains("must not be blank"), "{err}");
+    // A new primary key first, the old one kept: every secret is re-sealed under the new one.
+    let (code, out, err) = pg(&["keys", "rotate"], &format!("{KEYS},{old}"));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("re-encrypted") && out.contains("under key `k1`"),
+        "{out}"
+    );
+    let (code, _, err) = pg(&["keys", "rotate"], "k1:short");
+    assert_eq!(code, 1);
+    assert!(err.contains("SWITCHBOARD_SECRET_KEYS"), "{err}");
+}
+
+#[test]
+fn serve_prints_the_first_key_becomes_ready_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut command = switchboard(dir.path());
+    command
+        .arg("serve")
+        .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"));
+    let mut served = Served::start(command);
+    let key_line = served.wait_line("sbk_", Duration::from_secs(60));
+    assert!(key_line.trim().starts_with("sbk_"), "{key_line}");
+    assert!(
+        wait_healthy(dir.path(), port, Duration::from_secs(30)),
+        "never ready"
+    );
+    let saved = std::fs::read_to_string(dir.path().join("data/bootstrap-admin-key")).unwrap();
+    assert_eq!(saved.trim(), key_line.trim());
+    served.signal("TERM");
+    assert_eq!(served.wait_exit(Duration::from_secs(20)), Some(0));
+    // Not running any more: health fails with status 1.
+    let (code, _, err) =
+        run(switchboard(dir.path()).args(["health", "--url", &format!("http://127.0.0.1:{port}")]));
+    assert_eq!(code, 1);
+    assert!(err.contains("did not answer"), "{err}");
+    // A second start finds the key and prints none.
+    let mut command = switchboard(dir.path());
+    command
+        .arg("serve")
+        .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"));
+    let again = Served::start(command);
+    assert!(wait_healthy(dir.path(), port, Duration::from_secs(30)));
+    std::thread::sleep(Duration::from_millis(300));
+    let printed: Vec<String> = again.lines.try_iter().collect();
+    assert!(!printed.iter().any(|l| l.contains("sbk_")), "{printed:?}");
+}
+
+/// A copy of the binary anyone may run (the build directory is usually private to its owner).
+fn public_binary(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join("switchboard");
+    std::fs::copy(BIN, &path).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[actix_web::test]
+async fn starts_as_the_image_does_without_a_writable_data_dir() {
+    let root = running_as_root();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = public_binary(dir.path());
+    let db = pg_database().await;
+    let url = db.url.clone();
+    let port = free_port();
+    // The image's data dir, but missing and under a directory the service may not write.
+    let data = dir.path().join("readonly/data");
+    std::fs::create_dir(dir.path().join("readonly")).unwrap();
+    let mut command = if root {
+        // setpriv execs the service itself (no parent left behind when the test kills it).
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg(&binary);
+        c
+    } else {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            dir.path().join("readonly"),
+            std::fs::Permissions::from_mode(0o555),
+        )
+        .unwrap();
+        Command::new(&binary)
+    };
+    command
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SWITCHBOARD_BIND", format!("0.0.0.0:{port}"))
+        .env("SWITCHBOARD_DATA_DIR", &data)
+        .env("SWITCHBOARD_LOG_FORMAT", "json")
+        .env("DATABASE_URL", &url)
+        .env("SWITCHBOARD_SECRET_KEYS", KEYS)
+        .current_dir(dir.path());
+    let mut served = Served::start(command);
+    let key_line = served.wait_line("sbk_", Duration::from_secs(60));
+    assert!(
+        wait_healthy(dir.path(), port, Duration::from_secs(30)),
+        "never ready:\n{}",
+        served.seen.join("\n")
+    );
+    served.wait_line(
+        "could not save the bootstrap admin key",
+        Duration::from_secs(5),
+    );
+    let key = key_line.trim();
+    // The printed key works.
+    let client = awc::Client::default();
+    let mut me = client
+        .get(format!("http://127.0.0.1:{port}/v1/me"))
+        .insert_header(("Authorization", format!("Bearer {key}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status().as_u16(), 200, "{:?}", me.body().await);
+}
+
+/// Whether the tests run as root (they then start the service as `nobody`, as the image does).
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
