@@ -26,6 +26,8 @@ pub const BUFFER: usize = 4096;
 const MAX_BATCH: usize = 500;
 /// Batches inserted concurrently per connection.
 const IN_FLIGHT: usize = 2;
+/// Longest wait between two attempts to store a batch while storage is unavailable.
+const RETRY_CAP: Duration = Duration::from_millis(250);
 
 /// One prepared message and the ACK frame to send once it is durable.
 #[derive(Debug)]
@@ -237,7 +239,8 @@ async fn insert_with_retry(
                 tracing::warn!(error = %err, batch = rows.len(), retry_in_ms = delay.as_millis() as u64,
                     "storing events failed; retrying (nothing is acknowledged until stored)");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
+                // Capped low: once storage is back, ACKs resume within this long.
+                delay = (delay * 2).min(RETRY_CAP);
             }
         }
     }

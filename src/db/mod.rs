@@ -56,6 +56,20 @@ pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<Data
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
                 .pragma("wal_autocheckpoint", "0")
+        })
+        // A connection returned still inside a transaction is closed, not reused. That happens
+        // when a write fails with a full disk or an I/O error: SQLite rolls the transaction back
+        // itself, sqlx's own rollback then fails and leaves it counting an open transaction, and
+        // reused, the connection would hold (or believe it holds) the write lock forever.
+        .map_sqlx_sqlite_pool_opts(|pool| {
+            pool.after_release(|conn, _| {
+                Box::pin(async move {
+                    use sea_orm::sqlx::Connection as _;
+                    // After the rollback queued on drop has run.
+                    let _ = conn.ping().await;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
         });
     let db = Database::connect(options).await.with_context(|| {
         format!(

@@ -2,15 +2,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+mod ledger_peer;
 mod peer;
 mod peer_support;
 mod pgtemp;
+#[path = "../support/process.rs"]
+#[allow(dead_code)]
+mod process;
 mod slack_peer;
 
 mod automations;
 mod durability;
 mod events_runs;
 mod expressions;
+mod faults;
 mod health;
 mod hostile;
 mod inbound;
