@@ -19,6 +19,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which certificate authorities outbound TLS trusts before `SWITCHBOARD_TLS_CA_FILE` adds to
+/// them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsRoots {
+    /// The Mozilla roots bundled in the binary (`webpki-roots`).
+    #[default]
+    Webpki,
+    /// The operating system's store (`/etc/ssl/certs` and the like, `SSL_CERT_FILE`).
+    Native,
+}
+
 /// Every setting of the service. Field names are the TOML keys; the environment variable is
 /// `SWITCHBOARD_` + the upper-cased name (`database_url` also reads plain `DATABASE_URL`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,6 +75,10 @@ pub struct Settings {
     /// Seconds between the live stream's pings; a client that has not answered by the next one is
     /// disconnected.
     pub stream_ping_interval_s: u64,
+    /// Roots trusted by outbound TLS: the bundled ones or the operating system's.
+    pub tls_roots: TlsRoots,
+    /// A PEM bundle of extra trusted roots (a company CA), added to `tls_roots`.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 fn serialize_redacted<S: serde::Serializer>(
@@ -96,6 +112,8 @@ impl Default for Settings {
             connects_per_second: 50.0,
             dispatch_queue_limit: 20_000,
             stream_ping_interval_s: 20,
+            tls_roots: TlsRoots::Webpki,
+            tls_ca_file: None,
         }
     }
 }
@@ -202,6 +220,7 @@ impl Settings {
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return invalid("SWITCHBOARD_LOG_LEVEL", &err.to_string());
         }
+        crate::tls::load_roots(self)?;
         Ok(())
     }
 

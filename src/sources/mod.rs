@@ -6,3 +6,4 @@ pub mod generic;
 pub mod redact;
 pub mod slack;
 pub mod validate;
+pub mod validate_tls;
