@@ -5,7 +5,9 @@ mod helpers;
 mod peer;
 mod peer_support;
 mod pgtemp;
+mod pki;
 mod slack_peer;
+mod tls_front;
 
 mod automations;
 mod durability;
@@ -25,4 +27,5 @@ mod slack;
 mod sources;
 mod stream;
 mod supervision;
+mod tls;
 mod webhooks;
