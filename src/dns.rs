@@ -32,7 +32,10 @@ pub enum ResolveError {
 /// The host of `url` without IPv6 brackets, and its port (the scheme's default when absent).
 pub fn host_and_port(url: &Url) -> Result<(String, u16), PolicyError> {
     let host = url.host_str().ok_or(PolicyError::MissingHost)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = url.port_or_known_default().unwrap_or(443);
     Ok((host, port))
 }
@@ -116,7 +119,10 @@ mod tests {
         let err = check_unencrypted_host(&OPEN, "ws://no-such-host.invalid/ws")
             .await
             .unwrap_err();
-        assert!(err.starts_with("cannot resolve no-such-host.invalid"), "{err}");
+        assert!(
+            err.starts_with("cannot resolve no-such-host.invalid"),
+            "{err}"
+        );
         assert!(err.contains("private or loopback"), "{err}");
         assert_eq!(
             check_unencrypted_host(&OPEN, "ws://localhost:9/ws").await,

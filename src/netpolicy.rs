@@ -481,7 +481,10 @@ mod tests {
             needs("ws://feed.example.com/"),
             Some(("feed.example.com".to_owned(), 80))
         );
-        assert_eq!(needs("http://api.internal/"), Some(("api.internal".to_owned(), 80)));
+        assert_eq!(
+            needs("http://api.internal/"),
+            Some(("api.internal".to_owned(), 80))
+        );
         for settled in [
             "wss://feed.example.com/",
             "ws://localhost:9000/",

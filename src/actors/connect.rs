@@ -62,14 +62,12 @@ pub async fn open(
     }
     match ws.connect().await {
         Ok((_response, framed)) => Ok(lean(framed).split()),
-        Err(err) => Err(dial::Dialed::tls_failure(slot.as_ref(), &name).unwrap_or_else(|| {
-            match err {
-                awc::error::WsClientError::InvalidResponseStatus(status) => {
-                    classify_status(status)
-                }
+        Err(err) => Err(
+            dial::Dialed::tls_failure(slot.as_ref(), &name).unwrap_or_else(|| match err {
+                awc::error::WsClientError::InvalidResponseStatus(status) => classify_status(status),
                 err => DownReason::Transient(format!("connect failed: {err}")),
-            }
-        })),
+            }),
+        ),
     }
 }
 

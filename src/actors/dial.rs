@@ -52,10 +52,12 @@ pub async fn dial(
     url: &Url,
     tls: Option<TlsTarget>,
 ) -> Result<Dialed, DownReason> {
-    let addrs = resolve_checked(policy, url).await.map_err(|err| match err {
-        ResolveError::Refused(_) => DownReason::Terminal(err.to_string()),
-        ResolveError::Lookup { .. } => DownReason::Transient(err.to_string()),
-    })?;
+    let addrs = resolve_checked(policy, url)
+        .await
+        .map_err(|err| match err {
+            ResolveError::Refused(_) => DownReason::Terminal(err.to_string()),
+            ResolveError::Lookup { .. } => DownReason::Transient(err.to_string()),
+        })?;
     let (host, _) = host_and_port(url).map_err(|e| DownReason::Terminal(e.to_string()))?;
     let (tcp, addr) = connect_any(&host, &addrs).await?;
     if !matches!(url.scheme(), "wss" | "https") {
@@ -176,11 +178,17 @@ mod tests {
         let target = |text: &str| awc_target(&Url::parse(text).unwrap());
         assert_eq!(
             target("wss://u:p@feed.test/ws?a=1#frag"),
-            ("ws://feed.test:443/ws?a=1".to_owned(), "feed.test".to_owned())
+            (
+                "ws://feed.test:443/ws?a=1".to_owned(),
+                "feed.test".to_owned()
+            )
         );
         assert_eq!(
             target("wss://feed.test:8443/ws"),
-            ("ws://feed.test:8443/ws".to_owned(), "feed.test:8443".to_owned())
+            (
+                "ws://feed.test:8443/ws".to_owned(),
+                "feed.test:8443".to_owned()
+            )
         );
         assert_eq!(
             target("https://[::1]:9/api/x"),

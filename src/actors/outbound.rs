@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use actix_rt::net::ActixStream;
 use actix_tls::connect::{ConnectError, ConnectInfo, Connection};
 use awc::http::Uri;
-use tokio::io::{AsyncRead, AsyncWrite, Ready as IoReady, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, Ready as IoReady};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 

@@ -65,9 +65,8 @@ struct Answer {
 /// Makes the call over a socket [`dial::dial`] connected to a checked address.
 async fn call(rt: &SourceRuntime, adapter: &SlackAdapter) -> Result<Answer, DownReason> {
     let call = adapter.open_request();
-    let url = url::Url::parse(&call.url).map_err(|err| {
-        DownReason::Terminal(format!("the Slack API base is not a URL: {err}"))
-    })?;
+    let url = url::Url::parse(&call.url)
+        .map_err(|err| DownReason::Terminal(format!("the Slack API base is not a URL: {err}")))?;
     let target = TlsTarget {
         config: rt.tls.shared(),
         server_name: None,

@@ -83,9 +83,9 @@ impl Default for Liveness {
     }
 }
 
-/// TLS settings of a `generic` source beyond the process's trust settings (`config.tls`). The
-/// client certificate's key is a secret: it is split off and sealed (`client_key`), shown only as
-/// `has_client_key`.
+/// `config.tls` of a `generic` (`wss://`) source, on top of the process's trust settings. The
+/// client certificate's key is given as `client_key` (PEM) next to these fields: it is a secret,
+/// sealed and never returned; responses show `has_client_key` instead.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSettings {

@@ -79,7 +79,9 @@ mod tests {
             "wss://***@feed.example.com/ws"
         );
         assert!(has_credentials("wss://sk_live_1@feed.example.com/ws"));
-        assert!(has_credentials("wss://:only-a-password@feed.example.com/ws"));
+        assert!(has_credentials(
+            "wss://:only-a-password@feed.example.com/ws"
+        ));
         assert_eq!(
             redact_url("wss://feed.example.com/ws"),
             "wss://feed.example.com/ws"

@@ -120,7 +120,10 @@ fn certificate(err: &CertificateError, name: &str) -> String {
             rfc3339(time.as_secs())
         ),
         NotValidYet => format!("TLS: certificate not yet valid: the certificate of {name}"),
-        NotValidForNameContext { expected, presented } => format!(
+        NotValidForNameContext {
+            expected,
+            presented,
+        } => format!(
             "TLS: name mismatch: the certificate presented for {} is for {} (set \
              config.tls.server_name when the feed is reached by another name)",
             expected.to_str(),
@@ -176,7 +179,11 @@ mod tests {
             "feed.test",
         );
         assert!(unknown.terminal);
-        assert!(unknown.detail.contains("unknown issuer"), "{}", unknown.detail);
+        assert!(
+            unknown.detail.contains("unknown issuer"),
+            "{}",
+            unknown.detail
+        );
         assert!(unknown.detail.contains("feed.test"));
 
         let expired = classify(
@@ -205,7 +212,11 @@ mod tests {
             "feed.test",
         );
         assert!(mismatch.terminal);
-        assert!(mismatch.detail.contains("name mismatch"), "{}", mismatch.detail);
+        assert!(
+            mismatch.detail.contains("name mismatch"),
+            "{}",
+            mismatch.detail
+        );
         assert!(
             mismatch
                 .detail
@@ -222,7 +233,10 @@ mod tests {
             "feed.test",
         );
         assert!(refused.terminal, "{}", refused.detail);
-        let reset = classify_io(&io::Error::from(io::ErrorKind::ConnectionReset), "feed.test");
+        let reset = classify_io(
+            &io::Error::from(io::ErrorKind::ConnectionReset),
+            "feed.test",
+        );
         assert!(!reset.terminal);
         assert!(reset.detail.contains("reset"), "{}", reset.detail);
         let eof = classify_io(&io::Error::from(io::ErrorKind::UnexpectedEof), "feed.test");

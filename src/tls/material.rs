@@ -199,7 +199,11 @@ mod tests {
     }
 
     fn fields(result: Result<SourceTls, Vec<MaterialError>>) -> Vec<&'static str> {
-        result.unwrap_err().into_iter().map(|(field, _)| field).collect()
+        result
+            .unwrap_err()
+            .into_iter()
+            .map(|(field, _)| field)
+            .collect()
     }
 
     #[test]
@@ -252,7 +256,11 @@ mod tests {
         .unwrap_err();
         assert_eq!(mismatch.len(), 1);
         assert_eq!(mismatch[0].0, "client_key");
-        assert!(mismatch[0].1.contains("does not match"), "{}", mismatch[0].1);
+        assert!(
+            mismatch[0].1.contains("does not match"),
+            "{}",
+            mismatch[0].1
+        );
         assert!(!mismatch[0].1.contains("PRIVATE"));
         let garbage = SourceTls::parse(TlsInput {
             client_cert: Some("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),

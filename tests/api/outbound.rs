@@ -39,7 +39,10 @@ fn own_host_name() -> String {
             .map(Iterator::collect)
             .unwrap_or_default();
     assert!(
-        !addrs.is_empty() && addrs.iter().all(|a| switchboard::netpolicy::is_forbidden_ip(a.ip())),
+        !addrs.is_empty()
+            && addrs
+                .iter()
+                .all(|a| switchboard::netpolicy::is_forbidden_ip(a.ip())),
         "the test needs the host name {name} to resolve to non-public addresses: {addrs:?}"
     );
     name

@@ -78,7 +78,9 @@ fn issue(
     let key = KeyPair::generate().expect("key");
     let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
     let mut params = CertificateParams::new(names.clone()).expect("params");
-    params.distinguished_name.push(DnType::CommonName, &names[0]);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, &names[0]);
     if let Validity::Expired = validity {
         params.not_before = date_time_ymd(2020, 1, 1);
         params.not_after = date_time_ymd(2021, 1, 1);

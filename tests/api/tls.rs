@@ -8,7 +8,9 @@ use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use switchboard::config::Settings;
 
-use crate::helpers::{ADMIN_KEY, Backend, TestApp, assert_problem, eventually, spawn_with, test_settings};
+use crate::helpers::{
+    ADMIN_KEY, Backend, TestApp, assert_problem, eventually, spawn_with, test_settings,
+};
 use crate::ingest::{WAIT, create_source, event_count, status, wait_state};
 use crate::peer::{ConnectionScript, Peer, Step};
 use crate::pki::{self, Identity, TestPki};
@@ -289,4 +291,24 @@ tls_tests! {
 fn keyring(app: &TestApp) -> switchboard::crypto::Keyring {
     let keys = app.settings.secret_keys.as_ref().unwrap();
     switchboard::crypto::Keyring::parse(secrecy::ExposeSecret::expose_secret(keys)).unwrap()
+}
+
+#[actix_web::test]
+async fn the_openapi_document_describes_config_tls() {
+    let app = crate::helpers::spawn_app(Backend::Sqlite).await;
+    let doc = app.request("GET", "/openapi.json", None, None).await;
+    let tls = &doc.body["components"]["schemas"]["TlsSettings"];
+    for field in ["ca_pem", "client_cert", "server_name"] {
+        assert!(
+            tls["properties"].get(field).is_some(),
+            "{field} missing: {tls}"
+        );
+    }
+    assert!(
+        tls["description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("client_key"),
+        "{tls}"
+    );
 }

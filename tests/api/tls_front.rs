@@ -55,7 +55,9 @@ struct Shared {
 
 impl Shared {
     fn handshakes(&self) -> MutexGuard<'_, Vec<Handshake>> {
-        self.handshakes.lock().unwrap_or_else(PoisonError::into_inner)
+        self.handshakes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -85,20 +87,21 @@ impl TlsFront {
         let (listener, port) = peer_support::bind_local(WHO);
         let shared = Arc::new(Shared::default());
         let thread_shared = Arc::clone(&shared);
-        let (control, _) =
-            peer_support::spawn_runtime_thread(WHO, format!("tls-front-{port}"), move || {
-                async move {
-                    let listener = match TcpListener::from_std(listener) {
-                        Ok(listener) => listener,
-                        Err(e) => panic!("{WHO}: listener: {e}"),
-                    };
-                    peer_support::accept_loop(listener, move |tcp| {
-                        let shared = Arc::clone(&thread_shared);
-                        serve(tcp, acceptor.clone(), shared, upstream, mode)
-                    })
-                    .await;
-                }
-            });
+        let (control, _) = peer_support::spawn_runtime_thread(
+            WHO,
+            format!("tls-front-{port}"),
+            move || async move {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(e) => panic!("{WHO}: listener: {e}"),
+                };
+                peer_support::accept_loop(listener, move |tcp| {
+                    let shared = Arc::clone(&thread_shared);
+                    serve(tcp, acceptor.clone(), shared, upstream, mode)
+                })
+                .await;
+            },
+        );
         TlsFront {
             port,
             shared,
@@ -164,9 +167,7 @@ fn server_config(identity: &Identity, client_ca: Option<&str>) -> ServerConfig {
     config
 }
 
-fn rustls_pem_certs(
-    pem: &str,
-) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
+fn rustls_pem_certs(pem: &str) -> Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>> {
     use tokio_rustls::rustls::pki_types::CertificateDer;
     use tokio_rustls::rustls::pki_types::pem::PemObject as _;
     CertificateDer::pem_slice_iter(pem.as_bytes())

@@ -407,15 +407,24 @@ fn user_info_is_sent_as_basic_auth_unless_authorization_is_configured() {
             .unwrap()
             .connect_request(0)
     };
-    let token_only = with_url("wss://sk_live_1@feed.example.com/ws", SourceSecrets::default());
+    let token_only = with_url(
+        "wss://sk_live_1@feed.example.com/ws",
+        SourceSecrets::default(),
+    );
     assert_eq!(token_only.url, URL);
     // "sk_live_1:" in base64.
     assert_eq!(
         token_only.headers,
-        vec![("Authorization".to_owned(), "Basic c2tfbGl2ZV8xOg==".to_owned())]
+        vec![(
+            "Authorization".to_owned(),
+            "Basic c2tfbGl2ZV8xOg==".to_owned()
+        )]
     );
     // Percent-encoded user info is decoded first: "a b:p@ss".
-    let encoded = with_url("wss://a%20b:p%40ss@feed.example.com/ws", SourceSecrets::default());
+    let encoded = with_url(
+        "wss://a%20b:p%40ss@feed.example.com/ws",
+        SourceSecrets::default(),
+    );
     assert_eq!(encoded.headers[0].1, "Basic YSBiOnBAc3M=");
     let mut configured = SourceSecrets::default();
     configured
