@@ -6,14 +6,16 @@
 //!   automations (`data.amount > \`100\``, half the messages match) and with 1 automation, on
 //!   PostgreSQL and SQLite: events/s and runs/s until every run is committed;
 //! - paced latency: 1,000 events/s, message sent → run committed, p50/p99/max;
-//! - idle: 1,000 connected generic sources, resident memory per connection and CPU;
+//! - idle: 1,000 connected generic sources, resident memory per connection and CPU; `idle-wss`
+//!   the same over `wss://` (a TLS peer with a certificate from a CA made at run time and
+//!   trusted through `SWITCHBOARD_TLS_CA_FILE`), so the TLS state per connection shows;
 //! - slack: a Slack Socket Mode source (2 connections) against a local Slack peer, a 20,000-
 //!   envelope burst and a paced 1,000 envelopes/s, 10 automations: ACK latency (envelope sent →
 //!   ACK received, measured by the peer) and events/s until every run is committed;
 //! - the process's peak resident memory.
 //!
 //! Options (after `--`): `--events N` (firehose size, default 100000), `--quick` (smaller runs),
-//! `--only NAME` (ceiling | firehose | latency | idle | slack), `--backend postgres|sqlite`,
+//! `--only NAME` (ceiling | firehose | latency | idle | idle-wss | slack), `--backend postgres|sqlite`,
 //! `--automations N` (firehose with N automations only). The WebSocket peers run in a child
 //! process (this binary with `peer …`) so their memory and CPU are not counted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -72,7 +74,11 @@ fn main() {
         // First, while the heap is fresh: later scenarios leave freed memory behind that new
         // connections would reuse, hiding their real cost.
         if want("idle") {
-            idle(Backend::Postgres, 1_000).await;
+            idle(Backend::Postgres, 1_000, false).await;
+            println!();
+        }
+        if want("idle-wss") {
+            idle(Backend::Postgres, 1_000, true).await;
             println!();
         }
         if want("ceiling") {
@@ -538,10 +544,18 @@ async fn latency(backend: Backend, rate: usize, seconds: usize) {
     app.stop().await;
 }
 
-async fn idle(backend: Backend, sources: usize) {
-    let env = Env::new(backend).await;
+async fn idle(backend: Backend, sources: usize, tls: bool) {
+    let mut env = Env::new(backend).await;
+    let (mut peer, url) = if tls {
+        let dir = env.settings.data_dir.clone();
+        let (ca, cert, key) = write_test_pki(&dir);
+        env.settings.tls_ca_file = Some(ca);
+        let (peer, plain) = spawn_peer(&["idle-tls", cert.as_str(), key.as_str()]);
+        (peer, plain.replace("ws://127.0.0.1:", "wss://localhost:"))
+    } else {
+        spawn_peer(&["idle"])
+    };
     let app = start_app(&env).await;
-    let (mut peer, url) = spawn_peer(&["idle"]);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = proc_kib("VmRSS");
     let heap_before = heap_bytes();
@@ -574,7 +588,8 @@ async fn idle(backend: Backend, sources: usize) {
     tokio::time::sleep(window).await;
     let cpu = (cpu_seconds() - cpu_before) / window.as_secs_f64() * 100.0;
     println!(
-        "idle      {:<9} {connected} connected sources: RSS +{:.1} MiB = {:.1} KiB per connection (heap in use {:.1} KiB per connection); CPU {cpu:.2} % of a core while idle",
+        "idle{}  {:<9} {connected} connected sources: RSS +{:.1} MiB = {:.1} KiB per connection (heap in use {:.1} KiB per connection); CPU {cpu:.2} % of a core while idle",
+        if tls { "-wss" } else { "    " },
         backend.name(),
         (after.saturating_sub(before)) as f64 / 1024.0,
         after.saturating_sub(before) as f64 / sources as f64,
@@ -582,6 +597,49 @@ async fn idle(backend: Backend, sources: usize) {
     );
     let _ = peer.kill();
     app.stop().await;
+}
+
+/// Writes a CA (PEM), and a server certificate for `localhost` it issued with its key, into
+/// `dir`; answers the three paths.
+fn write_test_pki(dir: &std::path::Path) -> (std::path::PathBuf, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    let text = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    (paths.0.clone(), text(&paths.1), text(&paths.2))
+}
+
+/// A TLS acceptor serving the certificate and key at these paths.
+fn tls_acceptor(cert: &str, key: &str) -> tokio_rustls::TlsAcceptor {
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = vec![CertificateDer::from_pem_file(cert).unwrap()];
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let mut config = tokio_rustls::rustls::ServerConfig::builder_with_provider(
+        std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider()),
+    )
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
 }
 
 /// Bytes the allocator has handed out and not taken back (jemalloc's `stats.allocated`).
@@ -619,7 +677,8 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
-/// The child-process peer: `peer firehose N`, `peer paced RATE COUNT`, `peer idle` or
+/// The child-process peer: `peer firehose N`, `peer paced RATE COUNT`, `peer idle`,
+/// `peer idle-tls CERT KEY` (`wss://`, certificate and key PEM files) or
 /// `peer slack RATE COUNT` (RATE 0: a burst). Prints its port on the first line of stdout.
 fn peer_main(args: &[String]) {
     if args.first().map(String::as_str) == Some("slack") {
@@ -636,8 +695,20 @@ fn peer_main(args: &[String]) {
         let mode = args.first().cloned().unwrap_or_default();
         let n: usize = args.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
         let m: usize = args.get(2).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let tls = (mode == "idle-tls").then(|| tls_acceptor(&args[1], &args[2]));
         loop {
             let (tcp, _) = listener.accept().await.unwrap();
+            if let Some(acceptor) = tls.clone() {
+                tokio::spawn(async move {
+                    if let Ok(stream) = acceptor.accept(tcp).await
+                        && let Ok(ws) = tokio_tungstenite::accept_async(stream).await
+                    {
+                        let (_sink, mut stream) = ws.split();
+                        while let Some(Ok(_)) = stream.next().await {}
+                    }
+                });
+                continue;
+            }
             let mode = mode.clone();
             tokio::spawn(async move {
                 let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {

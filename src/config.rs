@@ -19,6 +19,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which certificate authorities outbound TLS trusts before `SWITCHBOARD_TLS_CA_FILE` adds to
+/// them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsRoots {
+    /// The Mozilla roots bundled in the binary (`webpki-roots`).
+    #[default]
+    Webpki,
+    /// The operating system's store (`/etc/ssl/certs` and the like, `SSL_CERT_FILE`).
+    Native,
+}
+
 /// Every setting of the service. Field names are the TOML keys; the environment variable is
 /// `SWITCHBOARD_` + the upper-cased name (`database_url` also reads plain `DATABASE_URL`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,6 +86,10 @@ pub struct Settings {
     /// every org's source slugs).
     #[serde(serialize_with = "serialize_redacted")]
     pub metrics_token: Option<SecretString>,
+    /// Roots trusted by outbound TLS: the bundled ones or the operating system's.
+    pub tls_roots: TlsRoots,
+    /// A PEM bundle of extra trusted roots (a company CA), added to `tls_roots`.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 fn serialize_redacted<S: serde::Serializer>(
@@ -111,6 +127,8 @@ impl Default for Settings {
             stream_max_sessions: 1000,
             stream_max_sessions_per_key: 20,
             metrics_token: None,
+            tls_roots: TlsRoots::Webpki,
+            tls_ca_file: None,
         }
     }
 }
@@ -242,6 +260,7 @@ impl Settings {
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return invalid("SWITCHBOARD_LOG_LEVEL", &err.to_string());
         }
+        crate::tls::load_roots(self)?;
         Ok(())
     }
 

@@ -38,20 +38,26 @@ pub enum PolicyError {
         /// The refused host name.
         host: String,
     },
-    /// A scheme other than `wss` or `ws`.
+    /// A scheme other than `wss` or `ws` (`https` or `http` for HTTP calls).
     #[error("URL scheme `{scheme}` is not supported; use wss://")]
     UnsupportedScheme {
         /// The refused scheme.
         scheme: String,
     },
-    /// `ws://` while private networks are not allowed.
+    /// `ws://` (or `http://`) while private networks are not allowed.
     #[error(
-        "unencrypted ws:// URLs are refused; use wss://, or set SWITCHBOARD_ALLOW_PRIVATE_NETWORKS=true to use ws:// to private or loopback hosts"
+        "unencrypted {scheme}:// URLs are refused; use {scheme}s://, or set SWITCHBOARD_ALLOW_PRIVATE_NETWORKS=true to use {scheme}:// to private or loopback hosts"
     )]
-    InsecureScheme,
-    /// `ws://` to a public address: never, traffic on the internet must be encrypted.
-    #[error("unencrypted ws:// to the public address {host} is refused; use wss://")]
+    InsecureScheme {
+        /// `ws` or `http`.
+        scheme: String,
+    },
+    /// `ws://` (or `http://`) to a public address: never, traffic on the internet must be
+    /// encrypted.
+    #[error("unencrypted {scheme}:// to the public address {host} is refused; use {scheme}s://")]
     InsecureSchemePublic {
+        /// `ws` or `http`.
+        scheme: String,
         /// The public host or address.
         host: String,
     },
@@ -207,14 +213,29 @@ impl NetworkPolicy {
         addrs.iter().try_for_each(|addr| self.check_ip(addr.ip()))
     }
 
-    /// The scheme and host rules that need no DNS: `wss://` anywhere allowed, `ws://` only to
-    /// private hosts with `allow_private`, literal addresses checked at once. For a `ws://` URL
-    /// with a host name, [`NetworkPolicy::check_resolved`] completes the rule after resolution.
+    /// The scheme and host rules that need no DNS, for a source URL: `wss://` anywhere allowed,
+    /// `ws://` only to private hosts with `allow_private`, literal addresses checked at once. For
+    /// a `ws://` URL with a host name, [`NetworkPolicy::check_resolved`] completes the rule after
+    /// resolution.
     pub fn check_url(&self, url: &Url) -> Result<(), PolicyError> {
+        match url.scheme() {
+            "wss" | "ws" => self.check_endpoint(url),
+            other => Err(PolicyError::UnsupportedScheme {
+                scheme: other.to_owned(),
+            }),
+        }
+    }
+
+    /// [`NetworkPolicy::check_url`] for any outbound URL: `https://` is held to the rules of
+    /// `wss://` and `http://` to those of `ws://` (the Slack Web API call).
+    pub fn check_endpoint(&self, url: &Url) -> Result<(), PolicyError> {
         let insecure = match url.scheme() {
-            "wss" => false,
-            "ws" if self.allow_private => true,
-            "ws" => return Err(PolicyError::InsecureScheme),
+            "wss" | "https" => false,
+            "ws" | "http" if self.allow_private => true,
+            scheme @ ("ws" | "http") => {
+                let scheme = scheme.to_owned();
+                return Err(PolicyError::InsecureScheme { scheme });
+            }
             other => {
                 let scheme = other.to_owned();
                 return Err(PolicyError::UnsupportedScheme { scheme });
@@ -232,22 +253,38 @@ impl NetworkPolicy {
         };
         self.check_ip(ip)?;
         if insecure && !is_forbidden_ip(ip) {
+            let scheme = url.scheme().to_owned();
             let host = ip.to_string();
-            return Err(PolicyError::InsecureSchemePublic { host });
+            return Err(PolicyError::InsecureSchemePublic { scheme, host });
         }
         Ok(())
     }
 
-    /// The full check at connect time: the URL rules, every resolved address, and for `ws://`
-    /// that no resolved address is public.
+    /// Whether the rule for `url` can only be completed after DNS: an unencrypted URL whose host
+    /// is a name (other than `localhost`), which must resolve to private or loopback addresses
+    /// only. The name and port to resolve, when so.
+    pub fn needs_resolution(&self, url: &Url) -> Option<(String, u16)> {
+        let insecure = matches!(url.scheme(), "ws" | "http");
+        match url.host() {
+            Some(Host::Domain(name)) if insecure && !is_localhost_name(name) => {
+                let port = url.port_or_known_default().unwrap_or(80);
+                Some((name.to_owned(), port))
+            }
+            _ => None,
+        }
+    }
+
+    /// The full check at connect time: the URL rules ([`NetworkPolicy::check_endpoint`]), every
+    /// resolved address, and for `ws://` and `http://` that no resolved address is public.
     pub fn check_resolved(&self, url: &Url, addrs: &[SocketAddr]) -> Result<(), PolicyError> {
-        self.check_url(url)?;
+        self.check_endpoint(url)?;
         self.check_addrs(addrs)?;
         let public = addrs.iter().find(|addr| !is_forbidden_ip(addr.ip()));
         match public {
-            Some(addr) if url.scheme() == "ws" => {
+            Some(addr) if matches!(url.scheme(), "ws" | "http") => {
+                let scheme = url.scheme().to_owned();
                 let host = addr.ip().to_string();
-                Err(PolicyError::InsecureSchemePublic { host })
+                Err(PolicyError::InsecureSchemePublic { scheme, host })
             }
             _ => Ok(()),
         }
@@ -390,5 +427,72 @@ mod tests {
                 .check_resolved(&secure, &[private])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn http_endpoints_follow_the_websocket_rules() {
+        let url = |text: &str| Url::parse(text).unwrap();
+        assert_eq!(STRICT.check_endpoint(&url("https://slack.com/api")), Ok(()));
+        let err = STRICT
+            .check_endpoint(&url("http://127.0.0.1:9/api"))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unencrypted http:// URLs are refused; use https://, or set \
+             SWITCHBOARD_ALLOW_PRIVATE_NETWORKS=true to use http:// to private or loopback hosts"
+        );
+        assert_eq!(OPEN.check_endpoint(&url("http://127.0.0.1:9/api")), Ok(()));
+        let err = OPEN.check_endpoint(&url("http://8.8.8.8/api")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unencrypted http:// to the public address 8.8.8.8 is refused; use https://"
+        );
+        assert!(matches!(
+            STRICT.check_endpoint(&url("https://localhost:8443/api")),
+            Err(PolicyError::LoopbackHost { .. })
+        ));
+        // A source URL never takes an HTTP scheme, whatever the endpoint rules allow.
+        assert!(matches!(
+            OPEN.check_url(&url("https://example.com/")),
+            Err(PolicyError::UnsupportedScheme { .. })
+        ));
+        let public: SocketAddr = "93.184.216.34:80".parse().unwrap();
+        let private: SocketAddr = "10.0.0.9:80".parse().unwrap();
+        let api = url("http://relay.internal/api");
+        assert_eq!(OPEN.check_resolved(&api, &[private]), Ok(()));
+        assert!(matches!(
+            OPEN.check_resolved(&api, &[public]),
+            Err(PolicyError::InsecureSchemePublic { .. })
+        ));
+        assert!(matches!(
+            STRICT.check_resolved(&url("https://api.example.com/"), &[private]),
+            Err(PolicyError::Forbidden { .. })
+        ));
+    }
+
+    #[test]
+    fn only_unencrypted_host_names_wait_for_dns() {
+        let needs = |text: &str| OPEN.needs_resolution(&Url::parse(text).unwrap());
+        assert_eq!(
+            needs("ws://relay.internal:8080/"),
+            Some(("relay.internal".to_owned(), 8080))
+        );
+        assert_eq!(
+            needs("ws://feed.example.com/"),
+            Some(("feed.example.com".to_owned(), 80))
+        );
+        assert_eq!(
+            needs("http://api.internal/"),
+            Some(("api.internal".to_owned(), 80))
+        );
+        for settled in [
+            "wss://feed.example.com/",
+            "ws://localhost:9000/",
+            "ws://127.0.0.1:9000/",
+            "ws://[::1]:9000/",
+            "https://slack.com/api",
+        ] {
+            assert_eq!(needs(settled), None, "{settled}");
+        }
     }
 }

@@ -18,7 +18,7 @@ use crate::actors::dispatch::DispatchPool;
 use crate::actors::messages::Shutdown;
 use crate::actors::publisher::Publisher;
 use crate::actors::registry::AutomationRegistry;
-use crate::actors::runtime::{SourceRuntime, StatusWriter, tls_config};
+use crate::actors::runtime::{SourceRuntime, StatusWriter};
 use crate::actors::spec::SourceSpec;
 use crate::actors::supervisor::SourceSupervisor;
 use crate::config::Settings;
@@ -259,7 +259,8 @@ async fn start_sources(
         policy: NetworkPolicy {
             allow_private: settings.allow_private_networks,
         },
-        tls: tls_config()?,
+        tls: crate::tls::TlsContext::new(crate::tls::load_roots(settings)?)
+            .context("building the TLS client configuration")?,
         status: StatusWriter::start(db.clone()),
         publisher,
         slack_open_interval: Duration::from_secs_f64(1.0 / settings.slack_opens_per_second),

@@ -1,17 +1,19 @@
-//! Opening an outbound WebSocket: resolve the host, apply the network policy to every resolved
-//! address (at every connect, after DNS), then upgrade over awc to the checked address.
+//! Opening an outbound WebSocket: [`super::dial`] resolves the host, applies the network policy
+//! to every resolved address (at every connect, after DNS), connects to a checked address and
+//! makes the TLS handshake; awc then upgrades over that socket.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
+use awc::BoxedSocket;
 use awc::ws::Codec;
-use awc::{BoxedSocket, Client, Connector};
 use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink, stream::SplitStream};
 
+use super::dial::{self, TlsTarget};
 use super::messages::DownReason;
 use super::runtime::SourceRuntime;
 use crate::sources::generic::ConnectRequest;
+use crate::tls::SourceTls;
 
 /// An open connection: awc's socket and WebSocket codec under a framing layer with small buffers.
 pub type WsFramed = tokio_util::codec::Framed<BoxedSocket, Codec>;
@@ -26,22 +28,28 @@ pub type WsStream = SplitStream<WsFramed>;
 /// to 8 KiB of free room unless at least 4 KiB are free, so exactly 4 KiB are kept as they are.
 const BUFFER: usize = 4 * 1024;
 
-/// How long an upgrade may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an upgrade may take (after the connect and the TLS handshake).
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Resolves, checks and connects; failures are classified for the restart policy.
+/// Resolves, checks, connects and upgrades; failures are classified for the restart policy.
+/// `tls` is the source's own TLS material (`config.tls`), if any.
 pub async fn open(
     rt: &SourceRuntime,
     request: &ConnectRequest,
     max_frame: usize,
+    tls: Option<&SourceTls>,
 ) -> Result<(WsSink, WsStream), DownReason> {
     let url = url::Url::parse(&request.url)
         .map_err(|e| DownReason::Terminal(format!("invalid URL: {e}")))?;
-    let addr = resolve(rt, &url).await?;
-    let mut ws = client(rt)
-        .ws(request.url.as_str())
-        .address(addr)
+    let target = tls_target(rt, tls)?;
+    let dialed = dial::dial(&rt.policy, &url, Some(target)).await?;
+    let (uri, host) = dial::awc_target(&url);
+    let (name, slot) = (dialed.name.clone(), dialed.tls_errors.clone());
+    let mut ws = dial::awc_client(dialed.socket, UPGRADE_TIMEOUT)
+        .ws(uri.as_str())
+        .address(dialed.addr)
         .max_frame_size(max_frame)
+        .set_header("Host", host.as_str())
         .protocols(
             request
                 .subprotocols
@@ -54,11 +62,31 @@ pub async fn open(
     }
     match ws.connect().await {
         Ok((_response, framed)) => Ok(lean(framed).split()),
-        Err(awc::error::WsClientError::InvalidResponseStatus(status)) => {
-            Err(classify_status(status))
-        }
-        Err(err) => Err(DownReason::Transient(format!("connect failed: {err}"))),
+        Err(err) => Err(
+            dial::Dialed::tls_failure(slot.as_ref(), &name).unwrap_or_else(|| match err {
+                awc::error::WsClientError::InvalidResponseStatus(status) => classify_status(status),
+                err => DownReason::Transient(format!("connect failed: {err}")),
+            }),
+        ),
     }
+}
+
+/// The TLS configuration of a connection: the source's own when it has `config.tls`, else the
+/// shared one.
+fn tls_target(rt: &SourceRuntime, tls: Option<&SourceTls>) -> Result<TlsTarget, DownReason> {
+    let Some(tls) = tls else {
+        return Ok(TlsTarget {
+            config: rt.tls.shared(),
+            server_name: None,
+        });
+    };
+    let config = tls
+        .client_config(&rt.tls)
+        .map_err(|e| DownReason::Terminal(format!("config.tls cannot be used: {e}")))?;
+    Ok(TlsTarget {
+        config,
+        server_name: tls.server_name().cloned(),
+    })
 }
 
 /// Moves an upgraded connection from awc's framing to one with [`BUFFER`]-sized read and write
@@ -74,21 +102,6 @@ fn lean(framed: actix_codec::Framed<BoxedSocket, Codec>) -> WsFramed {
     tokio_util::codec::Framed::from_parts(parts)
 }
 
-/// An HTTP/1.1 client with the shared TLS configuration and no connection pooling (every source
-/// connection is its own socket).
-pub fn client(rt: &SourceRuntime) -> Client {
-    Client::builder()
-        .connector(
-            Connector::new()
-                .limit(0)
-                .timeout(CONNECT_TIMEOUT)
-                .max_http_version(awc::http::Version::HTTP_11)
-                .rustls_0_23(rt.tls.clone()),
-        )
-        .timeout(CONNECT_TIMEOUT)
-        .finish()
-}
-
 fn classify_status(status: StatusCode) -> DownReason {
     match status.as_u16() {
         401 | 403 => DownReason::Terminal(format!(
@@ -100,25 +113,6 @@ fn classify_status(status: StatusCode) -> DownReason {
         },
         _ => DownReason::Transient(format!("upgrade refused with HTTP {status}")),
     }
-}
-
-async fn resolve(rt: &SourceRuntime, url: &url::Url) -> Result<SocketAddr, DownReason> {
-    let host = url
-        .host_str()
-        .ok_or_else(|| DownReason::Terminal("URL has no host".to_owned()))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = url.port_or_known_default().unwrap_or(443);
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| DownReason::Transient(format!("cannot resolve {host}: {e}")))?
-        .collect();
-    rt.policy
-        .check_resolved(url, &addrs)
-        .map_err(|e| DownReason::Terminal(format!("destination refused: {e}")))?;
-    addrs
-        .first()
-        .copied()
-        .ok_or_else(|| DownReason::Transient(format!("{host} resolved to no address")))
 }
 
 /// Sends a close frame and waits (bounded) for the peer's close.

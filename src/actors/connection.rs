@@ -84,7 +84,7 @@ pub async fn run(mut ctx: ConnectionCtx) -> DownReason {
     };
     let max = ctx.spec.settings.liveness().max_message_bytes as usize;
     let opened = tokio::select! {
-        opened = connect::open(&ctx.rt, &request, max) => opened,
+        opened = connect::open(&ctx.rt, &request, max, ctx.spec.tls.as_deref()) => opened,
         _ = wait_stop(&mut ctx.commands) => return DownReason::Stopped,
     };
     let (sink, stream) = match opened {

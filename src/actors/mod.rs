@@ -3,8 +3,10 @@
 
 pub mod connect;
 pub mod connection;
+pub mod dial;
 pub mod dispatch;
 pub mod messages;
+pub mod outbound;
 pub mod persister;
 pub mod policy;
 pub mod protocol;

@@ -20,8 +20,8 @@ pub struct SourceRuntime {
     pub dispatch: DispatchPool,
     /// Outbound destinations allowed.
     pub policy: NetworkPolicy,
-    /// TLS for `wss://`.
-    pub tls: Arc<rustls::ClientConfig>,
+    /// Trusted roots and the shared client configuration for `wss://` and `https://`.
+    pub tls: crate::tls::TlsContext,
     /// Ordered writer of state transitions.
     pub status: StatusWriter,
     /// Time between two `apps.connections.open` calls of one Slack source at the steady rate.
@@ -33,20 +33,6 @@ pub struct SourceRuntime {
     /// How long a connection the peer asked to refresh keeps serving, once its replacement is
     /// ready, while waiting for the peer to close it.
     pub refresh_grace: std::time::Duration,
-}
-
-/// A TLS client configuration with the webpki roots, HTTP/1.1 only (WebSocket upgrades).
-pub fn tls_config() -> anyhow::Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
 }
 
 /// What the status writer persists.

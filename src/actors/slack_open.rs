@@ -1,12 +1,14 @@
 //! The I/O half of `apps.connections.open`: wait for the source's shared budget, make the call
-//! over awc, and turn the answer into the URL to connect to or a classified failure. What the
+//! (through [`super::dial`], like every outbound connection: the network policy is applied after
+//! DNS, the socket is pinned to the checked address, redirects are not followed), and turn the
+//! answer into the URL to connect to or a classified failure. What the
 //! call looks like and what its answers mean is the sans-IO adapter's business
 //! (`crate::sources::slack`).
 
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::connect;
+use super::dial::{self, TlsTarget};
 use super::messages::DownReason;
 use super::policy::FailureClass;
 use super::runtime::SourceRuntime;
@@ -15,6 +17,9 @@ use crate::sources::slack::{OpenBudget, SlackAdapter, parse_open_response};
 
 /// Largest `apps.connections.open` answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// How long the call may take once connected.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Waits for a call slot of `budget` (honouring any rate-limit hold, also one that comes in while
 /// waiting), calls `apps.connections.open`, and answers the single-use WebSocket URL as a connect
@@ -33,29 +38,8 @@ pub async fn open_url(
             break;
         }
     }
-    let call = adapter.open_request();
-    let mut request = connect::client(rt)
-        .request(awc::http::Method::POST, call.url.as_str())
-        .timeout(Duration::from_secs(10));
-    for (name, value) in &call.headers {
-        request = request.insert_header((name.as_str(), value.as_str()));
-    }
-    let mut answer = request
-        .send_body(call.body)
-        .await
-        .map_err(|err| DownReason::Transient(format!("apps.connections.open failed: {err}")))?;
-    let status = answer.status().as_u16();
-    let retry_after = answer
-        .headers()
-        .get("retry-after")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
-    let body = answer.body().limit(MAX_ANSWER_BYTES).await.map_err(|err| {
-        DownReason::Transient(format!(
-            "apps.connections.open answered HTTP {status} with an unreadable body: {err}"
-        ))
-    })?;
-    match parse_open_response(status, retry_after.as_deref(), &body) {
+    let answer = call(rt, adapter).await?;
+    match parse_open_response(answer.status, answer.retry_after.as_deref(), &answer.body) {
         Ok(opened) => Ok(ConnectRequest {
             url: adapter.connect_url(&opened),
             headers: Vec::new(),
@@ -69,6 +53,54 @@ pub async fn open_url(
             Err(DownReason::from_class(failure.class, failure.detail))
         }
     }
+}
+
+/// What `apps.connections.open` answered.
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    body: bytes::Bytes,
+}
+
+/// Makes the call over a socket [`dial::dial`] connected to a checked address.
+async fn call(rt: &SourceRuntime, adapter: &SlackAdapter) -> Result<Answer, DownReason> {
+    let call = adapter.open_request();
+    let url = url::Url::parse(&call.url)
+        .map_err(|err| DownReason::Terminal(format!("the Slack API base is not a URL: {err}")))?;
+    let target = TlsTarget {
+        config: rt.tls.shared(),
+        server_name: None,
+    };
+    let dialed = dial::dial(&rt.policy, &url, Some(target)).await?;
+    let (uri, host) = dial::awc_target(&url);
+    let (name, slot) = (dialed.name.clone(), dialed.tls_errors.clone());
+    let mut request = dial::awc_client(dialed.socket, CALL_TIMEOUT)
+        .request(awc::http::Method::POST, uri.as_str())
+        .insert_header(("Host", host));
+    for (name, value) in &call.headers {
+        request = request.insert_header((name.as_str(), value.as_str()));
+    }
+    let mut answer = request.send_body(call.body).await.map_err(|err| {
+        dial::Dialed::tls_failure(slot.as_ref(), &name).unwrap_or_else(|| {
+            DownReason::Transient(format!("apps.connections.open failed: {err}"))
+        })
+    })?;
+    let status = answer.status().as_u16();
+    let retry_after = answer
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let body = answer.body().limit(MAX_ANSWER_BYTES).await.map_err(|err| {
+        DownReason::Transient(format!(
+            "apps.connections.open answered HTTP {status} with an unreadable body: {err}"
+        ))
+    })?;
+    Ok(Answer {
+        status,
+        retry_after,
+        body,
+    })
 }
 
 fn lock(budget: &Mutex<OpenBudget>) -> std::sync::MutexGuard<'_, OpenBudget> {

@@ -14,6 +14,7 @@ use crate::pipeline::ingest::SourceExprs;
 use crate::sources::config::{SourceSecrets, SourceSettings, StoredConfig};
 use crate::sources::generic::GenericAdapter;
 use crate::sources::slack::SlackAdapter;
+use crate::tls::{SourceTls, TlsInput};
 
 /// A committed source revision, compiled.
 pub struct SourceSpec {
@@ -37,6 +38,8 @@ pub struct SourceSpec {
     pub generic: Option<Arc<GenericAdapter>>,
     /// The compiled Slack adapter (Slack sources).
     pub slack: Option<Arc<SlackAdapter>>,
+    /// The source's own TLS material (`config.tls` of generic sources).
+    pub tls: Option<Arc<SourceTls>>,
 }
 
 impl std::fmt::Debug for SourceSpec {
@@ -48,6 +51,30 @@ impl std::fmt::Debug for SourceSpec {
             .field("revision", &self.revision)
             .finish_non_exhaustive()
     }
+}
+
+/// Parses `config.tls` with the sealed client key (both were checked when saved).
+fn source_tls(
+    settings: &SourceSettings,
+    secrets: &SourceSecrets,
+) -> anyhow::Result<Option<Arc<SourceTls>>> {
+    let SourceSettings::Generic(generic) = settings else {
+        return Ok(None);
+    };
+    let Some(tls) = &generic.tls else {
+        return Ok(None);
+    };
+    let input = TlsInput {
+        ca_pem: tls.ca_pem.as_deref(),
+        client_cert: tls.client_cert.as_deref(),
+        client_key: secrets.client_key.as_deref(),
+        server_name: tls.server_name.as_deref(),
+    };
+    let parsed = SourceTls::parse(input).map_err(|errors| {
+        let fields: Vec<&str> = errors.iter().map(|(field, _)| *field).collect();
+        anyhow::anyhow!("invalid {}", fields.join(", "))
+    })?;
+    Ok(Some(Arc::new(parsed)))
 }
 
 impl SourceSpec {
@@ -86,7 +113,10 @@ impl SourceSpec {
                 )),
             ),
         };
+        let tls = source_tls(&settings, &secrets)
+            .with_context(|| format!("reading config.tls of source {}", row.id))?;
         Ok(SourceSpec {
+            tls,
             id: row.id,
             org_id: row.org_id,
             slug: row.source.clone(),

@@ -13,6 +13,7 @@ pub mod ops;
 pub mod page;
 pub mod replay;
 pub mod runs;
+pub mod source_destination;
 pub mod source_dto;
 pub mod sources;
 pub mod stream;

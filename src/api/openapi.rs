@@ -43,7 +43,8 @@ impl Modify for BearerAuth {
         expressions::evaluate, replay::replay_event, replay::dry_run, inbound::receive,
         stream::stream, stream::create_stream_token,
     ),
-    components(schemas(crate::error::Problem, crate::validation::FieldError, source_dto::SourceIn, webhook_dto::WebhookIn)),
+    components(schemas(crate::error::Problem, crate::validation::FieldError, source_dto::SourceIn, webhook_dto::WebhookIn,
+        crate::sources::config::TlsSettings)),
     tags(
         (name = "ops"), (name = "keys"), (name = "websocket-sources"), (name = "webhooks"),
         (name = "automations"), (name = "runs"), (name = "events"), (name = "expressions"),

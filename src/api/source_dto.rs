@@ -18,6 +18,7 @@ use crate::netpolicy::NetworkPolicy;
 use crate::sources::config::{SourceSecrets, SourceSettings, StoredConfig, slack_defaults};
 use crate::sources::redact::{has_credentials, redact_url};
 use crate::sources::validate::{check_settings, split_secrets};
+use crate::sources::validate_tls::reconcile_client_key;
 use crate::state::AppState;
 use crate::validation::Errors;
 
@@ -55,7 +56,8 @@ pub struct SourceIn {
     /// JMESPath giving the dedup key (Slack has a default).
     #[serde(default)]
     pub dedup_key_expr: Option<String>,
-    /// Kind-specific settings; `headers`, `secrets` and `app_token` are write-only secrets.
+    /// Kind-specific settings; `headers`, `secrets`, `app_token` and `tls.client_key` are
+    /// write-only secrets.
     #[serde(default)]
     #[schema(value_type = Object)]
     pub config: Map<String, Value>,
@@ -135,7 +137,8 @@ pub struct SourceOut {
     pub filter_expr: Option<String>,
     /// Dedup key expression.
     pub dedup_key_expr: Option<String>,
-    /// Settings, with `header_names`, `secret_names` (generic) or `has_app_token` (slack).
+    /// Settings, with `header_names`, `secret_names`, `tls.has_client_key` (generic) or
+    /// `has_app_token` (slack).
     #[schema(value_type = Object)]
     pub config: Value,
     /// Live state.
@@ -164,6 +167,9 @@ impl SourceOut {
         } else {
             config.insert("header_names".into(), json!(stored.header_names));
             config.insert("secret_names".into(), json!(stored.secret_names));
+            if let Some(Value::Object(tls)) = config.get_mut("tls") {
+                tls.insert("has_client_key".into(), json!(stored.has_client_key));
+            }
         }
         let status = status.map(StatusOut::from).unwrap_or_else(|| StatusOut {
             state: if m.enabled { "connecting" } else { "disabled" }.to_owned(),
@@ -313,11 +319,13 @@ pub fn build_row(
     }
     let mut config = input.config;
     let given = split_secrets(&mut config, &mut errors);
+    let key_given = given.client_key.is_some();
     let stored = match previous {
         Some(prev) => open_secrets(state, prev)?,
         None => SourceSecrets::default(),
     };
     let mut secrets = given.merge_into(stored);
+    reconcile_client_key(&config, key_given, &mut secrets);
     restore_secret_url(&mut config, &mut secrets);
     let policy = NetworkPolicy {
         allow_private: state.settings.allow_private_networks,

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::body::Body;
+use super::source_destination::check_destination;
 use super::source_dto::{SourceIn, SourceOut, apply_patch, build_row, input_of};
 use super::{ListOut, Path, Query};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub async fn create_source(
     caller.require_admin()?;
     let id = db::new_id();
     let row = build_row(&state, caller.org_id, id, input, None)?;
+    check_destination(&state, &row, None).await?;
     let gate = db::write_gate(&state.db).await;
     let txn = db::begin_write(&state.db).await?;
     db::slugs::claim_slug(&txn, caller.org_id, &row.source, "websocket", id).await?;
@@ -88,6 +90,7 @@ pub async fn patch_source(
         .ok_or(ApiError::NotFound("source"))?;
     let input = apply_patch(input_of(&current), patch)?;
     let mut row = build_row(&state, caller.org_id, current.id, input, Some(&current))?;
+    check_destination(&state, &row, Some(&current)).await?;
     row.revision = current.revision + 1;
     row.created_at = current.created_at;
     let gate = db::write_gate(&state.db).await;

@@ -1,6 +1,6 @@
 //! The kind-specific configuration of WebSocket sources, as stored (non-secret) and as accepted.
-//! Secrets (`headers` values, named `secrets`, the Slack `app_token`) are split off at the API
-//! edge and sealed; these structs never hold them.
+//! Secrets (`headers` values, named `secrets`, the Slack `app_token`, the TLS `client_key`) are
+//! split off at the API edge and sealed; these structs never hold them.
 
 use std::collections::BTreeMap;
 
@@ -87,6 +87,24 @@ impl Default for Liveness {
     }
 }
 
+/// `config.tls` of a `generic` (`wss://`) source, on top of the process's trust settings. The
+/// client certificate's key is given as `client_key` (PEM) next to these fields: it is a secret,
+/// sealed and never returned; responses show `has_client_key` instead.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// Extra trusted roots for this source only (PEM), added to the process's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    /// The client certificate chain (PEM, leaf first) presented to the feed; needs `client_key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
+    /// The name presented (SNI) and verified instead of the URL's host, for feeds reached by
+    /// address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
 fn default_ready_timeout() -> u32 {
     10
 }
@@ -142,6 +160,9 @@ pub struct GenericSettings {
     /// Pause instead of retrying after this many consecutive failures.
     #[serde(default)]
     pub pause_after_failures: Option<u32>,
+    /// Extra roots, a client certificate and a server name for this source's TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSettings>,
 }
 
 fn default_max_messages_per_frame() -> u32 {
@@ -190,6 +211,9 @@ pub struct SourceSecrets {
     /// parameter); the stored settings then hold the redacted form.
     #[serde(default)]
     pub url: Option<String>,
+    /// The private key of `config.tls.client_cert` (PEM, generic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
 }
 
 /// The settings of a source by kind.
@@ -253,6 +277,9 @@ pub struct StoredConfig {
     /// Whether a Slack app token is sealed.
     #[serde(default)]
     pub has_app_token: bool,
+    /// Whether the key of a TLS client certificate is sealed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub has_client_key: bool,
 }
 
 impl StoredConfig {
@@ -263,6 +290,7 @@ impl StoredConfig {
             header_names: secrets.headers.keys().cloned().collect(),
             secret_names: secrets.values.keys().cloned().collect(),
             has_app_token: secrets.app_token.is_some(),
+            has_client_key: secrets.client_key.is_some(),
         }
     }
 

@@ -99,7 +99,8 @@ impl GenericAdapter {
     /// messages with their `{{secret:NAME}}` placeholders filled (inside JSON messages, as JSON
     /// string content, escaped), and resolves the URL (`secrets.url`, when set, replaces
     /// `settings.url`). With `upgrade_auth`, a configured `Authorization` header is dropped: the
-    /// computed one replaces it.
+    /// computed one replaces it. User info in the URL becomes `Authorization: Basic` unless an
+    /// `Authorization` header or `upgrade_auth` is configured, and leaves the URL.
     pub fn new(
         settings: &GenericSettings,
         secrets: &SourceSecrets,
@@ -109,7 +110,7 @@ impl GenericAdapter {
             .as_ref()
             .map(|auth| HmacBearer::new(auth, &secrets.values))
             .transpose()?;
-        let headers = secrets
+        let mut headers: Vec<(String, String)> = secrets
             .headers
             .iter()
             .filter(|(name, _)| {
@@ -117,8 +118,17 @@ impl GenericAdapter {
             })
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect();
+        let url = connect::resolve_url(&settings.url, secrets.url.as_deref())?;
+        let (url, basic) = connect::take_user_info(&url);
+        let has_authorization = upgrade_auth.is_some()
+            || headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+        if let Some(basic) = basic.filter(|_| !has_authorization) {
+            headers.push(("Authorization".to_owned(), basic));
+        }
         Ok(GenericAdapter {
-            url: connect::resolve_url(&settings.url, secrets.url.as_deref())?,
+            url,
             headers,
             subprotocols: settings.subprotocols.clone(),
             upgrade_auth,

@@ -7,3 +7,4 @@ pub mod reassembly;
 pub mod redact;
 pub mod slack;
 pub mod validate;
+pub mod validate_tls;

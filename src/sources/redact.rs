@@ -1,4 +1,5 @@
-//! Shows URLs without credentials: passwords and credential-looking query values become `***`.
+//! Shows URLs without credentials: user info (a user name alone is often a token, as in
+//! `wss://sk_live_…@host/`), passwords and credential-looking query values become `***`.
 
 /// Query parameter names whose values are treated as credentials.
 const SECRET_PARAMS: &[&str] = &[
@@ -26,12 +27,15 @@ fn is_secret_param(name: &str) -> bool {
         || lower.ends_with("key")
 }
 
-/// The URL with its password and credential-looking query values replaced by `***`.
+/// The URL with its user name, password and credential-looking query values replaced by `***`.
 /// Unparseable input is replaced entirely, since it cannot be inspected.
 pub fn redact_url(raw: &str) -> String {
     let Ok(mut url) = url::Url::parse(raw) else {
         return "***".to_owned();
     };
+    if !url.username().is_empty() {
+        let _ = url.set_username("***");
+    }
     if url.password().is_some() {
         let _ = url.set_password(Some("***"));
     }
@@ -68,8 +72,16 @@ mod tests {
     fn hides_query_credentials_and_passwords() {
         assert_eq!(
             redact_url("wss://u:p@feed.example.com/ws?token=abc&room=1&ticket=t"),
-            "wss://u:***@feed.example.com/ws?token=***&room=1&ticket=***"
+            "wss://***:***@feed.example.com/ws?token=***&room=1&ticket=***"
         );
+        assert_eq!(
+            redact_url("wss://sk_live_1@feed.example.com/ws"),
+            "wss://***@feed.example.com/ws"
+        );
+        assert!(has_credentials("wss://sk_live_1@feed.example.com/ws"));
+        assert!(has_credentials(
+            "wss://:only-a-password@feed.example.com/ws"
+        ));
         assert_eq!(
             redact_url("wss://feed.example.com/ws"),
             "wss://feed.example.com/ws"

@@ -34,6 +34,8 @@ pub struct SecretsIn {
     pub values: Option<BTreeMap<String, String>>,
     /// `config.app_token`.
     pub app_token: Option<String>,
+    /// `config.tls.client_key`.
+    pub client_key: Option<String>,
 }
 
 impl SecretsIn {
@@ -47,6 +49,9 @@ impl SecretsIn {
         }
         if let Some(t) = self.app_token {
             stored.app_token = Some(t);
+        }
+        if let Some(k) = self.client_key {
+            stored.client_key = Some(k);
         }
         stored
     }
@@ -77,10 +82,12 @@ pub fn split_secrets(config: &mut Map<String, Value>, errors: &mut Errors) -> Se
             None
         }
     };
+    let client_key = super::validate_tls::take_client_key(config, errors);
     SecretsIn {
         headers,
         values,
         app_token,
+        client_key,
     }
 }
 
@@ -205,6 +212,7 @@ fn check_generic(
         errors.range("config.pause_after_failures", n.into(), 1..=10_000);
     }
     check_liveness(&s.liveness, errors);
+    super::validate_tls::check_tls(s, secrets, errors);
     for (name, value) in &secrets.headers {
         check_header("config.headers", name, value, errors);
     }

@@ -9,7 +9,9 @@ mod pgtemp;
 #[path = "../support/process.rs"]
 #[allow(dead_code)]
 mod process;
+mod pki;
 mod slack_peer;
+mod tls_front;
 
 mod automations;
 mod durability;
@@ -24,6 +26,7 @@ mod ingest;
 mod isolation;
 mod keys;
 mod metrics;
+mod outbound;
 mod page;
 mod protocol;
 mod rotation;
@@ -32,4 +35,6 @@ mod slack;
 mod sources;
 mod stream;
 mod supervision;
+mod tls;
+mod tls_slack;
 mod webhooks;

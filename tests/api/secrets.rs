@@ -19,7 +19,12 @@ both_backends! {
         let token = format!("xapp-1-{tag}");
         let hook_secret = format!("hook-{tag}");
         let query = format!("q-{tag}");
-        let secrets = [&header, &named, &token, &hook_secret, &query];
+        let user = format!("user-{tag}");
+        let password = format!("pw-{tag}");
+        let pki = crate::pki::generate();
+        // A line of the client key's base64 body: what any leak of the key would contain.
+        let key_line = pki.client.key_pem.lines().nth(1).unwrap().to_owned();
+        let secrets = [&header, &named, &token, &hook_secret, &query, &user, &password, &key_line];
 
         let mut texts = Vec::new();
         let generic = app.post("/v1/websocket-sources", ADMIN_KEY, json!({"name": "g", "source": "g", "kind": "generic",
@@ -27,6 +32,18 @@ both_backends! {
                        "secrets": {"S": named}, "on_connect": ["{{secret:S}}"]}})).await;
         assert_eq!(generic.status, 201, "{}", generic.text);
         texts.push(generic.text.clone());
+        let with_tls = app.post("/v1/websocket-sources", ADMIN_KEY, json!({"name": "t", "source": "t", "kind": "generic",
+            "config": {"url": format!("wss://{user}:{password}@feed.example.com/ws"),
+                       "tls": {"client_cert": pki.client.cert_pem, "client_key": pki.client.key_pem}}})).await;
+        assert_eq!(with_tls.status, 201, "{}", with_tls.text);
+        assert_eq!(with_tls.body["config"]["tls"]["has_client_key"], true);
+        texts.push(with_tls.text.clone());
+        // A refused key is not echoed either.
+        let mismatched = app.post("/v1/websocket-sources", ADMIN_KEY, json!({"name": "m", "source": "m", "kind": "generic",
+            "config": {"url": "wss://feed.example.com/ws",
+                       "tls": {"client_cert": pki.stranger.cert_pem, "client_key": pki.client.key_pem}}})).await;
+        assert_eq!(mismatched.status, 422, "{}", mismatched.text);
+        texts.push(mismatched.text.clone());
         let slack = app.post("/v1/websocket-sources", ADMIN_KEY, json!({"name": "s", "source": "s", "kind": "slack", "config": {"app_token": token}})).await;
         assert_eq!(slack.status, 201, "{}", slack.text);
         texts.push(slack.text.clone());
@@ -43,6 +60,9 @@ both_backends! {
         let gid = generic.body["id"].as_str().unwrap();
         texts.push(app.get(&format!("/v1/websocket-sources/{gid}"), ADMIN_KEY).await.text);
         texts.push(app.patch(&format!("/v1/websocket-sources/{gid}"), ADMIN_KEY, json!({"name": "g2"})).await.text);
+        let tid = with_tls.body["id"].as_str().unwrap();
+        texts.push(app.patch(&format!("/v1/websocket-sources/{tid}"), ADMIN_KEY, json!({"name": "t2"})).await.text);
+        texts.push(app.request("GET", "/metrics", None, None).await.text);
 
         for text in &texts {
             for secret in secrets {

@@ -660,6 +660,8 @@ struct Shared {
     config: SlackPeerConfig,
     ws_port: u16,
     api_port: u16,
+    /// Replaces `ws://127.0.0.1:{ws_port}` in issued URLs (e.g. a TLS front's `wss://` address).
+    socket_base: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -679,10 +681,13 @@ impl Shared {
     /// Issues a fresh single-use ticket and returns its URL.
     fn issue_url(&self) -> String {
         let ticket = uuid::Uuid::new_v4().to_string();
-        let url = format!(
-            "ws://127.0.0.1:{}/link/?ticket={ticket}&app_id={APP_ID}",
-            self.ws_port
-        );
+        let base = self
+            .socket_base
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| format!("ws://127.0.0.1:{}", self.ws_port));
+        let url = format!("{base}/link/?ticket={ticket}&app_id={APP_ID}");
         let mut state = self.state();
         state.tickets.insert(ticket, false);
         state.issued_urls.push(url.clone());
@@ -722,6 +727,7 @@ impl SlackPeer {
             config,
             ws_port,
             api_port,
+            socket_base: Mutex::new(None),
         });
         let thread_shared = Arc::clone(&shared);
         let (control, handle) = peer_support::spawn_runtime_thread(
@@ -807,6 +813,16 @@ impl SlackPeer {
     /// How many Web API calls were made (cheap, for polling).
     pub fn open_call_count(&self) -> usize {
         self.shared.state().open_calls.len()
+    }
+
+    /// Hand out socket URLs under `base` (e.g. `wss://localhost:{front}` of a TLS front that
+    /// forwards to [`SlackPeer::ws_port`]) instead of `ws://127.0.0.1:{ws_port}`.
+    pub fn set_socket_base(&self, base: &str) {
+        *self
+            .shared
+            .socket_base
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(base.to_owned());
     }
 
     /// Issue a fresh single-use ticket URL without an API call.

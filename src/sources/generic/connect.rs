@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use serde_json::Value as Json;
 use sha2::Sha256;
@@ -80,6 +82,26 @@ pub(super) fn resolve_url(url: &str, secret_url: Option<&str>) -> Result<String,
             "must be a ws:// or wss:// URL".to_owned(),
         )),
     }
+}
+
+/// The user info of `url` as an `Authorization: Basic` value (user name and password
+/// percent-decoded, joined by `:`), and `url` without it. A URL without user info is returned
+/// as it is, with no header.
+pub(super) fn take_user_info(url: &str) -> (String, Option<String>) {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return (url.to_owned(), None);
+    };
+    if parsed.username().is_empty() && parsed.password().is_none() {
+        return (url.to_owned(), None);
+    }
+    let decode = |text: &str| percent_encoding::percent_decode_str(text).collect::<Vec<u8>>();
+    let mut credentials = decode(parsed.username());
+    credentials.push(b':');
+    credentials.extend(decode(parsed.password().unwrap_or_default()));
+    let _ = parsed.set_username("");
+    let _ = parsed.set_password(None);
+    let value = format!("Basic {}", BASE64.encode(credentials));
+    (parsed.to_string(), Some(value))
 }
 
 /// `url` for logs: [`redact_url`], then any user name and the whole query hidden too.

@@ -388,13 +388,60 @@ fn secret_url_replaces_the_stored_url_and_urls_are_checked() {
     };
     let stored = settings(json!({"url": "wss://user:***@feed.example.com/ws?token=***&room=1"}));
     let a = GenericAdapter::new(&stored, &sec).unwrap();
-    assert_eq!(a.connect_request(0).url, full);
+    let request = a.connect_request(0);
+    assert_eq!(request.url, "wss://feed.example.com/ws?token=abc&room=1");
+    assert_eq!(
+        request.headers,
+        vec![("Authorization".to_owned(), "Basic dXNlcjpwdw==".to_owned())]
+    );
     for bad in ["not a url", "https://feed.example.com/"] {
         let err = GenericAdapter::new(&settings(json!({ "url": bad })), &SourceSecrets::default())
             .unwrap_err();
         assert!(matches!(err, AdapterError::BadUrl(_)), "{err}");
         assert!(!err.to_string().contains(bad), "{err}");
     }
+}
+
+#[test]
+fn user_info_is_sent_as_basic_auth_unless_authorization_is_configured() {
+    let with_url = |url: &str, sec: SourceSecrets| {
+        let sec = SourceSecrets {
+            url: Some(url.to_owned()),
+            ..sec
+        };
+        GenericAdapter::new(&settings(json!({})), &sec)
+            .unwrap()
+            .connect_request(0)
+    };
+    let token_only = with_url(
+        "wss://sk_live_1@feed.example.com/ws",
+        SourceSecrets::default(),
+    );
+    assert_eq!(token_only.url, URL);
+    // "sk_live_1:" in base64.
+    assert_eq!(
+        token_only.headers,
+        vec![(
+            "Authorization".to_owned(),
+            "Basic c2tfbGl2ZV8xOg==".to_owned()
+        )]
+    );
+    // Percent-encoded user info is decoded first: "a b:p@ss".
+    let encoded = with_url(
+        "wss://a%20b:p%40ss@feed.example.com/ws",
+        SourceSecrets::default(),
+    );
+    assert_eq!(encoded.headers[0].1, "Basic YSBiOnBAc3M=");
+    let mut configured = SourceSecrets::default();
+    configured
+        .headers
+        .insert("authorization".to_owned(), "Bearer mine".to_owned());
+    let explicit = with_url("wss://u:p@feed.example.com/ws", configured);
+    assert_eq!(explicit.url, URL);
+    assert_eq!(
+        explicit.headers,
+        vec![("authorization".to_owned(), "Bearer mine".to_owned())]
+    );
 }
 
 #[test]

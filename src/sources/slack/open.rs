@@ -141,6 +141,11 @@ pub fn parse_open_response(
     if let Some(code) = error {
         return Err(refused(status, &code));
     }
+    if (300..400).contains(&status) {
+        return Err(OpenFailure::transient(format!(
+            "apps.connections.open answered HTTP {status} (a redirect; redirects are not followed)"
+        )));
+    }
     if !(200..300).contains(&status) {
         return Err(OpenFailure::transient(format!(
             "apps.connections.open answered HTTP {status}"
