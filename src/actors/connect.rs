@@ -49,19 +49,30 @@ pub async fn open(
         .ws(uri.as_str())
         .address(dialed.addr)
         .max_frame_size(max_frame)
-        .set_header("Host", host.as_str())
-        .protocols(
+        .set_header("Host", host.as_str());
+    // RFC 6455 §4.1: the header only when there is something to offer (an empty one makes strict
+    // servers refuse the upgrade).
+    if !request.subprotocols.is_empty() {
+        ws = ws.protocols(
             request
                 .subprotocols
                 .iter()
                 .map(String::as_str)
                 .collect::<Vec<_>>(),
         );
+    }
     for (name, value) in &request.headers {
         ws = ws.set_header(name.as_str(), value.as_str());
     }
     match ws.connect().await {
-        Ok((_response, framed)) => Ok(lean(framed).split()),
+        Ok((response, framed)) => {
+            let chosen = response
+                .headers()
+                .get("sec-websocket-protocol")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            check_subprotocol(&request.subprotocols, chosen.as_deref())?;
+            Ok(lean(framed).split())
+        }
         Err(err) => Err(
             dial::Dialed::tls_failure(slot.as_ref(), &name).unwrap_or_else(|| match err {
                 awc::error::WsClientError::InvalidResponseStatus(status) => classify_status(status),
@@ -102,6 +113,28 @@ fn lean(framed: actix_codec::Framed<BoxedSocket, Codec>) -> WsFramed {
     tokio_util::codec::Framed::from_parts(parts)
 }
 
+/// RFC 6455 §4.1: the server's `Sec-WebSocket-Protocol` must be one of those offered, and absent
+/// when none was offered; anything else fails the connection for good (a configuration the
+/// server will not accept).
+fn check_subprotocol(offered: &[String], chosen: Option<&str>) -> Result<(), DownReason> {
+    let offered_list = || offered.join(", ");
+    match (chosen.map(str::trim), offered.is_empty()) {
+        (None, true) => Ok(()),
+        (Some(chosen), false) if offered.iter().any(|o| o == chosen) => Ok(()),
+        (None, false) => Err(DownReason::Terminal(format!(
+            "the server accepted none of the offered subprotocols ({})",
+            offered_list()
+        ))),
+        (Some(chosen), true) => Err(DownReason::Terminal(format!(
+            "the server chose subprotocol `{chosen}`, but none was offered"
+        ))),
+        (Some(chosen), false) => Err(DownReason::Terminal(format!(
+            "the server chose subprotocol `{chosen}`, which was not offered ({})",
+            offered_list()
+        ))),
+    }
+}
+
 fn classify_status(status: StatusCode) -> DownReason {
     match status.as_u16() {
         401 | 403 => DownReason::Terminal(format!(
@@ -136,4 +169,29 @@ pub async fn close(sink: &mut WsSink, stream: &mut WsStream, timeout: Duration) 
     })
     .await;
     let _ = tokio::time::timeout(timeout, sink.close()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chosen_subprotocol_must_be_one_offered() {
+        let offered = vec!["v2.feed".to_owned(), "v1.feed".to_owned()];
+        assert!(check_subprotocol(&[], None).is_ok());
+        assert!(check_subprotocol(&offered, Some("v1.feed")).is_ok());
+        let terminal = |r: Result<(), DownReason>| match r {
+            Err(DownReason::Terminal(detail)) => detail,
+            other => panic!("not terminal: {other:?}"),
+        };
+        let none = terminal(check_subprotocol(&offered, None));
+        assert!(none.contains("v2.feed, v1.feed"), "{none}");
+        let other = terminal(check_subprotocol(&offered, Some("v3.feed")));
+        assert!(
+            other.contains("`v3.feed`") && other.contains("v2.feed, v1.feed"),
+            "{other}"
+        );
+        let unasked = terminal(check_subprotocol(&[], Some("x")));
+        assert!(unasked.contains("none was offered"), "{unasked}");
+    }
 }

@@ -379,7 +379,11 @@ async fn postgres_restarted_mid_stream() {
     peer.append_paced("p", 2_000, 40.0);
     tokio::time::sleep(Duration::from_secs(5)).await;
     pg.stop();
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let unready = app.request("GET", "/readyz", None, None).await;
+    assert_eq!(unready.status, 503, "{}", unready.text);
+    assert!(unready.headers.get("retry-after").is_some());
+    tokio::time::sleep(Duration::from_secs(27)).await;
     let acked_while_down = peer.acked();
     let back = Instant::now();
     pg.start_again();
@@ -408,6 +412,7 @@ async fn postgres_restarted_mid_stream() {
         1,
         "the source reconnected because of the database"
     );
+    assert_eq!(app.request("GET", "/readyz", None, None).await.status, 200);
     assert!(
         resumed_after <= Duration::from_secs(1),
         "ACKs resumed {resumed_after:?} after the database returned"

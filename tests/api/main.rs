@@ -6,10 +6,10 @@ mod ledger_peer;
 mod peer;
 mod peer_support;
 mod pgtemp;
+mod pki;
 #[path = "../support/process.rs"]
 #[allow(dead_code)]
 mod process;
-mod pki;
 mod slack_peer;
 mod tls_front;
 
@@ -33,6 +33,7 @@ mod rotation;
 mod secrets;
 mod slack;
 mod sources;
+mod status;
 mod stream;
 mod supervision;
 mod tls;

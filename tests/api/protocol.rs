@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::both_backends_private;
 use crate::helpers::TestApp;
 use crate::ingest::{WAIT, create_source, event_count, source_body, status, wait_state};
-use crate::peer::{ConnectionScript, Peer, Step};
+use crate::peer::{ConnectionScript, Peer, Step, Upgrade};
 
 fn closing(code: u16, reason: &str) -> Vec<ConnectionScript> {
     let steps = vec![
@@ -78,5 +78,34 @@ both_backends_private! {
         tokio::time::sleep(Duration::from_secs(8)).await;
         assert_eq!(busy.attempts(), 1, "a peer that sends data was replaced");
         assert_eq!(event_count(&app, "busy").await, 8);
+    }
+
+    async fn subprotocols_are_offered_only_when_configured_and_checked(app: TestApp) {
+        // None configured: no Sec-WebSocket-Protocol header at all (not an empty one).
+        let plain = Peer::start(vec![ConnectionScript::accept(vec![Step::Echo])]);
+        let id = create_source(&app, source_body("plain", &plain, json!({}))).await;
+        wait_state(&app, &id, "connected").await;
+        assert_eq!(plain.request_header(0, "sec-websocket-protocol"), None);
+
+        // Offered and chosen: connected.
+        let chosen = Peer::start(vec![ConnectionScript {
+            upgrade: Upgrade::AcceptWith(vec![("Sec-WebSocket-Protocol".into(), "v1.feed".into())]),
+            steps: vec![Step::Echo],
+        }]);
+        let id = create_source(&app, source_body("chosen", &chosen, json!({"subprotocols": ["v2.feed", "v1.feed"]}))).await;
+        wait_state(&app, &id, "connected").await;
+        assert_eq!(chosen.request_header(0, "sec-websocket-protocol").as_deref(), Some("v2.feed, v1.feed"));
+
+        // The server answers one that was not offered: a terminal handshake error naming both.
+        let wrong = Peer::start(vec![ConnectionScript {
+            upgrade: Upgrade::AcceptWith(vec![("Sec-WebSocket-Protocol".into(), "v9.feed".into())]),
+            steps: vec![Step::Echo],
+        }]);
+        let id = create_source(&app, source_body("wrong", &wrong, json!({"subprotocols": ["v1.feed"]}))).await;
+        let s = wait_state(&app, &id, "failed").await;
+        let detail = s["detail"].as_str().unwrap();
+        assert!(detail.contains("v9.feed") && detail.contains("v1.feed"), "{s}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(wrong.attempts(), 1);
     }
 }
