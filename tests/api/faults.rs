@@ -2,7 +2,7 @@
 //! fault — events sent, events stored, runs expected, runs present — and asserting that nothing is
 //! lost and no run is doubled. `scripts/test` runs it with the rest; the figures in
 //! `docs/reliability.md` come from
-//! `cargo test --release --test api faults:: -- --nocapture --test-threads=1 | grep '^FAULT'`.
+//! `cargo test --test api faults:: -- --nocapture --test-threads=1 | grep '^FAULT'`.
 //!
 //! 1. SIGKILL of the service (a child process) mid-burst, on a Slack source (the peer redelivers
 //!    what was not ACKed) and on a generic source with `ack_expr` (likewise), on both engines.

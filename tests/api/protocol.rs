@@ -94,7 +94,9 @@ both_backends_private! {
         }]);
         let id = create_source(&app, source_body("chosen", &chosen, json!({"subprotocols": ["v2.feed", "v1.feed"]}))).await;
         wait_state(&app, &id, "connected").await;
-        assert_eq!(chosen.request_header(0, "sec-websocket-protocol").as_deref(), Some("v2.feed, v1.feed"));
+        let offered = chosen.request_header(0, "sec-websocket-protocol").unwrap_or_default();
+        let offered: Vec<&str> = offered.split(',').map(str::trim).collect();
+        assert_eq!(offered, ["v2.feed", "v1.feed"], "offered in the configured order");
 
         // The server answers one that was not offered: a terminal handshake error naming both.
         let wrong = Peer::start(vec![ConnectionScript {
