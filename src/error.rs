@@ -71,6 +71,9 @@ pub enum ApiError {
         /// What conflicts.
         detail: String,
     },
+    /// The path exists but not with this method (405, `Allow` lists the methods it has).
+    #[error("method not allowed here; allowed: {0}")]
+    MethodNotAllowed(String),
     /// The body is larger than allowed (413).
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -106,6 +109,7 @@ impl ApiError {
             Self::Forbidden(_) => "Forbidden",
             Self::NotFound(_) => "Not found",
             Self::Conflict { .. } => "Conflict",
+            Self::MethodNotAllowed(_) => "Method not allowed",
             Self::PayloadTooLarge(_) => "Payload too large",
             Self::Unavailable => "Service unavailable",
             Self::Internal(_) => "Internal error",
@@ -156,6 +160,7 @@ impl ResponseError for ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -190,6 +195,9 @@ impl ResponseError for ApiError {
         if let Self::RateLimited(wait) = self {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             response.insert_header((header::RETRY_AFTER, seconds.max(1).to_string()));
+        }
+        if let Self::MethodNotAllowed(allow) = self {
+            response.insert_header((header::ALLOW, allow.clone()));
         }
         if matches!(self, Self::Unauthorized) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

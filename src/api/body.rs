@@ -19,22 +19,67 @@ use crate::state::AppState;
 pub struct Body<T>(pub T);
 
 /// Parses `bytes` as `T`, classifying failures as 400 (syntax) or 422 (shape, with the path).
+/// Every body is a JSON object: serde would also build a struct from an array of its fields
+/// (`[]` for a struct whose fields all have defaults), which the schema does not allow.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => Err(ApiError::field("body", "must be a JSON object")),
+            Err(err) => Err(ApiError::MalformedJson(err.to_string())),
+        };
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                let message = strip_position(&inner.to_string());
-                ApiError::field(crate::validation::field_of(&path, &message), message)
-            }
-            _ => ApiError::MalformedJson(inner.to_string()),
+    let direct = serde_path_to_error::deserialize(&mut de)
+        .map_err(classify)
+        .and_then(|value: T| {
+            de.end()
+                .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+            Ok(value)
+        });
+    match direct {
+        Err(err @ ApiError::Validation(_)) => integral_floats_as_integers(bytes)
+            .map_or(Err(err), |value| {
+                serde_path_to_error::deserialize(value).map_err(classify)
+            }),
+        other => other,
+    }
+}
+
+/// A serde failure as 422 naming the field (shape) or 400 (syntax).
+fn classify(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = err.path().to_string();
+    let inner = err.into_inner();
+    match inner.classify() {
+        serde_json::error::Category::Data => {
+            let message = strip_position(&inner.to_string());
+            ApiError::field(crate::validation::field_of(&path, &message), message)
         }
-    })?;
-    de.end()
-        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-    Ok(value)
+        _ => ApiError::MalformedJson(inner.to_string()),
+    }
+}
+
+/// JSON Schema counts `3.0` as an integer, serde does not: the body with every integral float
+/// (within ±2^53) written as an integer, when it holds one; `None` when nothing would change.
+fn integral_floats_as_integers(bytes: &[u8]) -> Option<serde_json::Value> {
+    fn rewrite(value: &mut serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::Number(n) => match n.as_f64() {
+                Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 => {
+                    // In range and integral: the conversion is exact.
+                    #[allow(clippy::cast_possible_truncation)]
+                    let int = f as i64;
+                    *value = serde_json::Value::from(int);
+                    true
+                }
+                _ => false,
+            },
+            serde_json::Value::Array(items) => items.iter_mut().fold(false, |c, v| rewrite(v) | c),
+            serde_json::Value::Object(map) => map.values_mut().fold(false, |c, v| rewrite(v) | c),
+            _ => false,
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    rewrite(&mut value).then_some(value)
 }
 
 /// Drops serde_json's " at line 1 column 17" suffix from data errors, which points into the body
@@ -86,8 +131,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
     }
 }
 
-/// A JSON request body that may be absent (no bytes, or only whitespace); when present it is
-/// parsed as strictly as [`Body`].
+/// A JSON request body that may be absent (no bytes, only whitespace, or the JSON `null`); when
+/// present it is parsed as strictly as [`Body`].
 #[derive(Debug)]
 pub struct OptionalBody<T>(pub Option<T>);
 
@@ -99,7 +144,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalBody<T> {
         let read = read_limited(req, payload);
         Box::pin(async move {
             let bytes = read.await?;
-            if bytes.iter().all(u8::is_ascii_whitespace) {
+            let text = bytes.trim_ascii();
+            if text.is_empty() || text == b"null" {
                 return Ok(OptionalBody(None));
             }
             parse_json(&bytes).map(|value| OptionalBody(Some(value)))
@@ -149,5 +195,40 @@ mod tests {
         let wrong = parse_json::<Outer>(br#"{"name":1,"config":{"url":"x"}}"#);
         assert_eq!(field_of(wrong.unwrap_err()), "name");
         assert!(parse_json::<Outer>(br#"{"name":"a","config":{"url":"x"}}"#).is_ok());
+    }
+
+    #[test]
+    fn an_integral_float_is_an_integer_as_json_schema_says() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Ttl {
+            ttl_s: u32,
+        }
+        assert_eq!(parse_json::<Ttl>(br#"{"ttl_s": 30.0}"#).unwrap().ttl_s, 30);
+        assert_eq!(parse_json::<Ttl>(br#"{"ttl_s": 3e1}"#).unwrap().ttl_s, 30);
+        assert_eq!(
+            field_of(parse_json::<Ttl>(br#"{"ttl_s": 30.5}"#).unwrap_err()),
+            "ttl_s"
+        );
+        assert_eq!(
+            field_of(parse_json::<Ttl>(br#"{"ttl_s": -1.0}"#).unwrap_err()),
+            "ttl_s"
+        );
+        // Anything else wrong is still reported as it was.
+        assert_eq!(
+            field_of(parse_json::<Ttl>(br#"{"ttl_s": 30.0, "x": 1}"#).unwrap_err()),
+            "x"
+        );
+    }
+
+    #[test]
+    fn a_body_is_an_object_not_an_array_of_fields() {
+        let array = parse_json::<Outer>(br#"["a", {"url": "x"}]"#);
+        assert_eq!(field_of(array.unwrap_err()), "body");
+        assert_eq!(field_of(parse_json::<Outer>(b" 3").unwrap_err()), "body");
+        assert!(matches!(
+            parse_json::<Outer>(b"[1,"),
+            Err(ApiError::MalformedJson(_))
+        ));
     }
 }

@@ -26,8 +26,10 @@ pub struct EventQuery {
     /// Only this event key.
     pub event_key: Option<String>,
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{21}[AQgw]$")]
     pub cursor: Option<String>,
 }
 
@@ -51,16 +53,13 @@ pub struct EventOut {
     /// Why the status is `error`.
     pub error: Option<String>,
     /// The message as received.
-    #[schema(value_type = Object)]
     pub raw: Value,
     /// The payload runs carry.
-    #[schema(value_type = Object)]
     pub payload: Option<Value>,
     /// Origin details (e.g. Slack envelope type, retry attempt).
     #[schema(value_type = Object)]
     pub meta: Value,
     /// Per automation: matched, `on` mismatch, filter false, filter error + message, run id.
-    #[schema(value_type = Object)]
     pub outcome: Option<Value>,
     /// Received.
     pub received_at: DateTime<Utc>,

@@ -21,15 +21,13 @@ pub struct EvaluateIn {
     /// JMESPath plus Switchboard's functions.
     pub expression: String,
     /// The document to evaluate over.
-    #[schema(value_type = Object)]
     pub data: Value,
 }
 
 /// The result.
 #[derive(Serialize, ToSchema)]
 pub struct EvaluateOut {
-    /// The value the expression produced.
-    #[schema(value_type = Object)]
+    /// The value the expression produced: any JSON value, `null` included.
     pub result: Value,
 }
 

@@ -33,7 +33,8 @@ pub struct MeOut {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyIn {
-    /// Display name.
+    /// Display name: 1..=200 characters, not blank.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub name: String,
     /// `admin`, `member` or `worker`.
     pub role: Role,

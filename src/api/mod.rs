@@ -5,10 +5,13 @@ pub mod automations;
 pub mod body;
 pub mod events;
 pub mod expressions;
+pub mod fallback;
 pub mod inbound;
 pub mod keys;
 pub mod metrics;
+mod nul_guard;
 pub mod openapi;
+mod openapi_problems;
 pub mod ops;
 pub mod page;
 pub mod replay;
@@ -21,7 +24,7 @@ pub mod webhook_dto;
 pub mod webhooks;
 
 pub use actix_web::web::{Path, Query};
-use actix_web::{error::InternalError, web};
+use actix_web::{HttpRequest, error::InternalError, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -81,19 +84,20 @@ fn query_error(err: actix_web::error::QueryPayloadError) -> actix_web::Error {
     .into()
 }
 
-fn path_error(err: actix_web::error::PathError) -> actix_web::Error {
-    // A malformed id can name nothing that exists.
-    InternalError::from_response(
-        err,
-        actix_web::ResponseError::error_response(&ApiError::NotFound("resource")),
-    )
-    .into()
+fn path_error(err: actix_web::error::PathError, req: &HttpRequest) -> actix_web::Error {
+    // A malformed id can name nothing that exists; but `PATCH /v1/automations/test` is the
+    // documented `/v1/automations/test` under a method it does not have (405), not an id.
+    let answer = match fallback::unrouted_error(req.method().as_str(), req.path()) {
+        ApiError::NotFound(_) => ApiError::NotFound("resource"),
+        other => other,
+    };
+    InternalError::from_response(err, actix_web::ResponseError::error_response(&answer)).into()
 }
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e)))
-        .app_data(web::PathConfig::default().error_handler(|e, _| path_error(e)))
+        .app_data(web::PathConfig::default().error_handler(path_error))
         .service(page::index)
         .service(page::script)
         .service(page::view_script)
@@ -104,6 +108,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(openapi::swagger_ui())
         .service(
             web::scope("/v1")
+                .wrap(actix_web::middleware::from_fn(nul_guard::refuse_nul))
                 .service(keys::me)
                 .service(keys::create_api_key)
                 .service(keys::list_api_keys)
@@ -141,7 +146,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(stream::create_stream_token)
                 .service(inbound::receive),
         )
-        .default_service(web::to(|| async {
-            Err::<actix_web::HttpResponse, _>(ApiError::NotFound("route"))
-        }));
+        .default_service(web::to(fallback::unrouted));
 }

@@ -6,6 +6,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
+use super::openapi_problems::ProblemResponses;
+
 use super::{
     automations, events, expressions, inbound, keys, ops, replay, runs, source_dto, sources,
     stream, webhook_dto, webhooks,
@@ -27,7 +29,7 @@ impl Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Switchboard", description = "Outbound WebSocket sources and signed webhooks become events; automations turn matching events into runs."),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ProblemResponses),
     paths(
         ops::healthz, ops::readyz,
         keys::me, keys::create_api_key, keys::list_api_keys, keys::delete_api_key,

@@ -68,7 +68,6 @@ pub struct DryRunIn {
     #[serde(default)]
     pub source: Option<String>,
     /// A sample message as the source would receive it.
-    #[schema(value_type = Object)]
     pub message: Value,
 }
 
@@ -83,13 +82,13 @@ pub struct DryRunOut {
     pub error: Option<String>,
     /// The event key.
     pub event_key: Option<String>,
-    /// The payload.
-    #[schema(value_type = Object)]
+    /// The payload: any JSON value.
     pub payload: Option<Value>,
     /// The dedup key.
     pub dedup_key: Option<String>,
-    /// The trigger's verdict: `matched`, `on_mismatch`, `filter_false`, `filter_error` (+ message).
-    #[schema(value_type = Object)]
+    /// The trigger's verdict: `matched`, `on_mismatch`, `filter_false`, `filter_error` (+ message);
+    /// `null` when no trigger applies (the message was filtered or produced no event).
+    #[schema(value_type = Option<Object>)]
     pub r#match: Option<Value>,
 }
 

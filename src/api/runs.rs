@@ -20,14 +20,17 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub struct RunQuery {
     /// Only this status.
+    #[param(pattern = "^(PENDING|RUNNING|COMPLETED|FAILED|CANCELLED)$")]
     pub status: Option<String>,
     /// Only runs of this event.
     pub event_id: Option<Uuid>,
     /// Only runs of this automation (`/v1/runs` only).
     pub automation_id: Option<Uuid>,
     /// Page size, 1..=200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[A-Za-z0-9_-]{21}[AQgw]$")]
     pub cursor: Option<String>,
 }
 

@@ -136,7 +136,6 @@ pub async fn delete_source(
 #[serde(deny_unknown_fields)]
 pub struct SendIn {
     /// Text to send as one frame; a JSON value is sent as its JSON text.
-    #[schema(value_type = Object)]
     pub message: Value,
 }
 

@@ -64,6 +64,7 @@ pub struct WebhookIn {
     pub dedup_key_expr: Option<String>,
     /// Largest accepted body (default 1 MiB, at most 16 MiB).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 16777216)]
     pub max_body_bytes: Option<u64>,
     /// Per-webhook rate limit.
     #[serde(default)]
@@ -79,6 +80,7 @@ pub struct WebhookIn {
 pub struct RotateIn {
     /// Seconds the previous secret keeps verifying (default 86400).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2592000)]
     pub grace_period_s: Option<u32>,
 }
 

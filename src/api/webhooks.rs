@@ -132,7 +132,7 @@ pub async fn delete_webhook(
 
 /// Replaces the secret; the previous one keeps verifying for `grace_period_s` (default 24 h).
 /// The new secret is in the response, once.
-#[utoipa::path(context_path = "/v1", tag = "webhooks", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body = RotateIn,
+#[utoipa::path(context_path = "/v1", tag = "webhooks", security(("bearer" = [])), params(("id" = Uuid, Path)), request_body(content = Option<RotateIn>, description = "Optional; an empty body keeps the previous secret valid for the default grace period"),
     responses((status = 200, body = WebhookOut), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 #[post("/webhooks/{id}/rotate-secret")]
 pub async fn rotate_secret(

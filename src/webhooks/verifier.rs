@@ -45,23 +45,27 @@ pub enum Verifier {
     Slack {
         /// Accepted clock skew in seconds (default 300).
         #[serde(default = "default_tolerance")]
+        #[schema(minimum = 1, maximum = 86400)]
         tolerance_s: u32,
     },
     /// `Stripe-Signature: t=…,v1=…`.
     Stripe {
         /// Accepted clock skew in seconds (default 300).
         #[serde(default = "default_tolerance")]
+        #[schema(minimum = 1, maximum = 86400)]
         tolerance_s: u32,
     },
     /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
     Standard {
         /// Accepted clock skew in seconds (default 300).
         #[serde(default = "default_tolerance")]
+        #[schema(minimum = 1, maximum = 86400)]
         tolerance_s: u32,
     },
     /// Any HMAC scheme: header, algorithm, encoding, prefix, optional timestamp.
     Hmac {
         /// Header carrying the signature.
+        #[schema(pattern = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")]
         header: String,
         /// Hash algorithm (default sha256).
         #[serde(default = "default_algorithm")]
@@ -80,6 +84,7 @@ pub enum Verifier {
         signed_content: Option<String>,
         /// Accepted clock skew in seconds when a timestamp is signed (default 300).
         #[serde(default = "default_tolerance")]
+        #[schema(minimum = 1, maximum = 86400)]
         tolerance_s: u32,
     },
 }

@@ -54,6 +54,7 @@ struct StreamToken(SecretString);
 pub struct StreamTokenIn {
     /// Lifetime in seconds, 1..=3600 (default 300).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 3600)]
     pub ttl_s: Option<u64>,
 }
 
@@ -70,7 +71,7 @@ pub struct StreamTokenOut {
 
 /// Issues a short-lived, single-use token that opens the live stream of the caller's org.
 #[utoipa::path(context_path = "/v1", tag = "stream", security(("bearer" = [])),
-    request_body(content = StreamTokenIn, description = "Optional; an empty body gives the default lifetime"),
+    request_body(content = Option<StreamTokenIn>, description = "Optional; an empty body gives the default lifetime"),
     responses((status = 201, body = StreamTokenOut, example = json!({"token": "sbs_…", "expires_at": "2026-01-01T12:05:00Z", "ttl_s": 300})),
         (status = 401, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 #[post("/stream/tokens")]
@@ -156,6 +157,12 @@ async fn authenticate(
         .cloned()
         .ok_or(ApiError::Unauthorized)?;
     if !upgrading {
+        // A token that would not open the stream anyway is a 401, as for a missing one; a good
+        // one is left unused, since the request could not become a stream.
+        let hash = auth::hash_key(token.0.expose_secret());
+        if !db::stream_tokens::stream_token_is_valid(&state.db, &hash, db::now()).await? {
+            return Err(ApiError::Unauthorized);
+        }
         return Err(ApiError::BadRequest(
             "expected a WebSocket upgrade; the token was not used".to_owned(),
         ));
