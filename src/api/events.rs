@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{CursorOut, Path, Query};
 use crate::auth::Caller;
-use crate::db::{self, events::EventFilter, pagination};
+use crate::db::{self, events::EventFilter, pagination, window::IdWindow};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -25,6 +25,11 @@ pub struct EventQuery {
     pub status: Option<String>,
     /// Only this event key.
     pub event_key: Option<String>,
+    /// Only events received at or after this time (RFC 3339; millisecond precision: the bound is
+    /// the time in the event's id).
+    pub since: Option<String>,
+    /// Only events received at or before this time (RFC 3339, not before `since`).
+    pub until: Option<String>,
     /// Page size, 1..=200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
@@ -105,10 +110,19 @@ pub async fn list_events(
         .as_deref()
         .map(pagination::decode_cursor)
         .transpose()?;
+    if let Some(status) = &q.status
+        && !db::events::STATUSES.contains(&status.as_str())
+    {
+        return Err(ApiError::field(
+            "status",
+            "must be received, dispatched, no_key or error",
+        ));
+    }
     let filter = EventFilter {
         source: q.source,
         status: q.status,
         event_key: q.event_key,
+        window: IdWindow::parse(q.since.as_deref(), q.until.as_deref())?,
     };
     let rows =
         db::events::list_events(&state.db, caller.org_id, &filter, before, limit + 1).await?;

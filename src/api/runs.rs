@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::{CursorOut, Path, Query};
 use crate::auth::Caller;
-use crate::db::{self, pagination, runs::RunFilter};
+use crate::db::{self, pagination, runs::RunFilter, window::IdWindow};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -26,6 +26,13 @@ pub struct RunQuery {
     pub event_id: Option<Uuid>,
     /// Only runs of this automation (`/v1/runs` only).
     pub automation_id: Option<Uuid>,
+    /// Only runs of events of this source slug.
+    pub source: Option<String>,
+    /// Only runs of events received at or after this time (RFC 3339; millisecond precision: the
+    /// bound is the time in the run's id, which is its event's receive time).
+    pub since: Option<String>,
+    /// Only runs of events received at or before this time (RFC 3339, not before `since`).
+    pub until: Option<String>,
     /// Page size, 1..=200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
@@ -135,6 +142,8 @@ async fn page(
         automation_id: automation_id.or(q.automation_id),
         event_id: q.event_id,
         status: q.status,
+        source: q.source,
+        window: IdWindow::parse(q.since.as_deref(), q.until.as_deref())?,
     };
     let rows = db::runs::list_runs(&state.db, caller.org_id, &filter, before, limit + 1).await?;
     let (rows, next_cursor) = pagination::split_page(rows, limit, |m| m.id);

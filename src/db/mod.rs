@@ -15,6 +15,7 @@ pub mod status;
 pub mod stream_tokens;
 pub mod unnest;
 pub mod webhooks;
+pub mod window;
 
 use std::time::Duration;
 

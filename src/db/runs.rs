@@ -1,10 +1,11 @@
 //! Repository functions for `automation_runs`.
 
+use super::window::id_bound;
 use entity::automation_run;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect, Select,
 };
 use uuid::Uuid;
 
@@ -20,6 +21,10 @@ pub struct RunFilter {
     pub event_id: Option<Uuid>,
     /// Only this status.
     pub status: Option<String>,
+    /// Only runs of events of this source slug.
+    pub source: Option<String>,
+    /// Only ids in this time window (a run's id carries its event's time).
+    pub window: super::window::IdWindow,
 }
 
 /// Inserts one run row as given.
@@ -53,6 +58,19 @@ pub async fn list_runs(
     before: Option<Uuid>,
     fetch: u64,
 ) -> Result<Vec<automation_run::Model>, DbErr> {
+    runs_page(db.get_database_backend(), org_id, filter, before, fetch)
+        .all(db)
+        .await
+}
+
+/// The query of one page of [`list_runs`] (public so plan tests can `EXPLAIN` it).
+pub fn runs_page(
+    backend: DbBackend,
+    org_id: Uuid,
+    filter: &RunFilter,
+    before: Option<Uuid>,
+    fetch: u64,
+) -> Select<automation_run::Entity> {
     let mut query = automation_run::Entity::find().filter(automation_run::Column::OrgId.eq(org_id));
     if let Some(id) = filter.automation_id {
         query = query.filter(automation_run::Column::AutomationId.eq(id));
@@ -63,14 +81,19 @@ pub async fn list_runs(
     if let Some(status) = &filter.status {
         query = query.filter(automation_run::Column::Status.eq(status.as_str()));
     }
-    if let Some(before) = before {
-        query = query.filter(automation_run::Column::Id.lt(before));
+    if let Some(source) = &filter.source {
+        query = query.filter(automation_run::Column::Source.eq(source.as_str()));
     }
-    query
-        .order_by_desc(automation_run::Column::Id)
-        .limit(fetch)
-        .all(db)
-        .await
+    if let Some(before) = before {
+        query = query.filter(id_bound(backend, automation_run::Column::Id.lt(before)));
+    }
+    if let Some(from) = filter.window.from {
+        query = query.filter(id_bound(backend, automation_run::Column::Id.gte(from)));
+    }
+    if let Some(below) = filter.window.below {
+        query = query.filter(id_bound(backend, automation_run::Column::Id.lt(below)));
+    }
+    query.order_by_desc(automation_run::Column::Id).limit(fetch)
 }
 
 /// Cancels a run if it is still PENDING or RUNNING; returns whether it was.

@@ -19,6 +19,7 @@ mod events_runs;
 mod expressions;
 mod faults;
 mod health;
+mod history;
 mod hostile;
 mod inbound;
 mod inbox;
