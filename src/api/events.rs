@@ -22,13 +22,16 @@ pub struct EventQuery {
     /// Only this source slug.
     pub source: Option<String>,
     /// Only this status (`received`, `dispatched`, `no_key`, `error`).
+    #[param(pattern = "^(received|dispatched|no_key|error)$")]
     pub status: Option<String>,
     /// Only this event key.
     pub event_key: Option<String>,
     /// Only events received at or after this time (RFC 3339; millisecond precision: the bound is
     /// the time in the event's id).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<String>,
     /// Only events received at or before this time (RFC 3339, not before `since`).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<String>,
     /// Page size, 1..=200 (default 50).
     #[param(minimum = 1, maximum = 200)]

@@ -30,8 +30,10 @@ pub struct RunQuery {
     pub source: Option<String>,
     /// Only runs of events received at or after this time (RFC 3339; millisecond precision: the
     /// bound is the time in the run's id, which is its event's receive time).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub since: Option<String>,
     /// Only runs of events received at or before this time (RFC 3339, not before `since`).
+    #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<String>,
     /// Page size, 1..=200 (default 50).
     #[param(minimum = 1, maximum = 200)]
