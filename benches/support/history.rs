@@ -23,8 +23,14 @@ const BATCH: usize = 5_000;
 /// Timed requests per page and filter.
 const SAMPLES: usize = 100;
 
-/// Drops the history indexes (the firehose figure without them).
+/// Drops the history indexes (the firehose figure without them); only those named in
+/// `HISTORY_DROP_ONLY` (comma-separated) when set, to price them one group at a time.
 pub async fn drop_history_indexes(db: &DatabaseConnection) {
+    let only = std::env::var("HISTORY_DROP_ONLY").ok();
+    let wanted = |name: &str| {
+        only.as_deref()
+            .is_none_or(|o| o.split(',').any(|n| n == name))
+    };
     for name in [
         "ix_events_org_source",
         "ix_events_org_key",
@@ -32,12 +38,15 @@ pub async fn drop_history_indexes(db: &DatabaseConnection) {
         "ix_runs_org",
         "ix_runs_automation",
         "ix_runs_org_source",
-    ] {
+    ]
+    .into_iter()
+    .filter(|name| wanted(name))
+    {
         db.execute_unprepared(&format!("DROP INDEX IF EXISTS {name}"))
             .await
             .unwrap();
     }
-    if db.get_database_backend() == DbBackend::Postgres {
+    if db.get_database_backend() == DbBackend::Postgres && wanted("ix_events_undispatched") {
         db.execute_unprepared("DROP INDEX IF EXISTS ix_events_undispatched")
             .await
             .unwrap();
