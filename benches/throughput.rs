@@ -12,11 +12,15 @@
 //! - slack: a Slack Socket Mode source (2 connections) against a local Slack peer, a 20,000-
 //!   envelope burst and a paced 1,000 envelopes/s, 10 automations: ACK latency (envelope sent →
 //!   ACK received, measured by the peer) and events/s until every run is committed;
-//! - the process's peak resident memory.
+//! - the process's peak resident memory;
+//! - history (only with `--only history`): 10,000,000 events and 20,000,000 runs bulk-loaded
+//!   (`--history-events N` for another size), then p50/p99 of the first and the 100th page of every
+//!   documented history filter over HTTP (see `support/history.rs`).
 //!
 //! Options (after `--`): `--events N` (firehose size, default 100000), `--quick` (smaller runs),
 //! `--only NAME` (ceiling | firehose | latency | idle | idle-wss | slack), `--backend postgres|sqlite`,
-//! `--automations N` (firehose with N automations only). The WebSocket peers run in a child
+//! `--automations N` (firehose with N automations only), `--without-history-indexes` (firehose
+//! with the indexes of migration m20261203_000001 dropped). The WebSocket peers run in a child
 //! process (this binary with `peer …`) so their memory and CPU are not counted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
@@ -34,6 +38,9 @@ use switchboard::crypto::Keyring;
 use switchboard::startup::Application;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_tungstenite::tungstenite::Message;
+
+#[path = "support/history.rs"]
+mod history_scenario;
 
 /// The same allocator as the `switchboard` binary, so the figures are the service's.
 #[global_allocator]
@@ -58,6 +65,7 @@ fn main() {
         .iter()
         .position(|a| a == "--only")
         .and_then(|i| args.get(i + 1).cloned());
+    let history_only = only.as_deref() == Some("history");
     let want = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let backend = args
         .iter()
@@ -98,6 +106,13 @@ fn main() {
                 for automations in automation_counts.clone() {
                     firehose(backend, automations, events).await;
                 }
+            }
+            println!();
+        }
+        if history_only {
+            let events = arg_value(&args, "--history-events").unwrap_or(10_000_000);
+            for backend in backends.iter().copied() {
+                history_scenario::history(backend, events).await;
             }
             println!();
         }
@@ -465,6 +480,9 @@ fn spawn_peer(args: &[&str]) -> (Child, String) {
 async fn firehose(backend: Backend, automations: usize, events: usize) {
     let env = Env::new(backend).await;
     let app = start_app(&env).await;
+    if std::env::args().any(|a| a == "--without-history-indexes") {
+        history_scenario::drop_history_indexes(&app.db).await;
+    }
     app.automations(automations).await;
     let expected_runs = (events / 2) * automations;
     let (mut peer, url) = spawn_peer(&["firehose", &events.to_string()]);
