@@ -16,6 +16,7 @@ pub mod keyring_setup;
 pub mod metrics;
 pub mod netpolicy;
 pub mod pipeline;
+pub mod queue;
 pub mod rotate;
 pub mod sources;
 pub mod startup;

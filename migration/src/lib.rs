@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_create_tables;
 mod m20261202_000001_add_run_source;
 mod m20261202_000002_add_event_replay_key;
+mod m20261203_000001_run_queue;
 
 /// The ordered list of Switchboard's migrations.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_create_tables::Migration),
             Box::new(m20261202_000001_add_run_source::Migration),
             Box::new(m20261202_000002_add_event_replay_key::Migration),
+            Box::new(m20261203_000001_run_queue::Migration),
         ]
     }
 }

@@ -8,6 +8,7 @@ pub mod events;
 pub mod inbox;
 pub mod orgs;
 pub mod pagination;
+pub mod queue;
 pub mod runs;
 pub mod slugs;
 pub mod sources;

@@ -39,3 +39,4 @@ mod supervision;
 mod tls;
 mod tls_slack;
 mod webhooks;
+mod workers;
