@@ -25,3 +25,4 @@ pub mod telemetry;
 pub mod tls;
 pub mod validation;
 pub mod webhooks;
+pub mod worker;

@@ -39,4 +39,5 @@ mod supervision;
 mod tls;
 mod tls_slack;
 mod webhooks;
+mod worker_process;
 mod workers;
