@@ -87,6 +87,12 @@ impl Application {
         )
         .await?;
         spawn_maintenance(db.clone(), registry.clone(), dispatch.clone());
+        crate::queue::scheduler::spawn(
+            db.clone(),
+            registry.clone(),
+            notifier.clone(),
+            metrics.clone(),
+        );
         Watchdog::new(
             db.clone(),
             registry.clone(),

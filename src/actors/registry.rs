@@ -10,6 +10,7 @@ use sea_orm::DatabaseConnection;
 use crate::db;
 use crate::pipeline::automations::AutomationSet;
 use crate::queue::lifecycle::RunPolicy;
+use crate::queue::schedule::Schedule;
 
 /// What the run queue needs to know of an automation (enabled or not: its runs outlive that).
 #[derive(Debug, Clone)]
@@ -20,6 +21,12 @@ pub struct AutomationInfo {
     pub name: String,
     /// Its queue policy, defaults applied.
     pub policy: RunPolicy,
+    /// Its schedule, when it is an enabled schedule automation that parses.
+    pub schedule: Option<Schedule>,
+    /// What its schedule was planned from (the trigger's text and `updated_at`).
+    pub schedule_signature: String,
+    /// Last changed.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Holder of the current automation set.
@@ -73,17 +80,28 @@ impl AutomationRegistry {
             .map(|r| {
                 let policy =
                     RunPolicy::from_columns(r.retry.as_ref(), r.lease_s, r.max_concurrency);
+                let schedule = match Schedule::from_trigger(&r.trigger) {
+                    Some(Ok(s)) if r.enabled => Some(s),
+                    Some(Err(why)) => {
+                        tracing::warn!(automation_id = %r.id, error = %why, "schedule skipped: it does not parse");
+                        None
+                    }
+                    _ => None,
+                };
                 let info = AutomationInfo {
                     org_id: r.org_id,
                     name: r.name.clone(),
                     policy,
+                    schedule,
+                    schedule_signature: format!("{}|{}", r.trigger, r.updated_at),
+                    updated_at: r.updated_at,
                 };
                 (r.id, info)
             })
             .collect();
         let set = AutomationSet::build(
             rows.into_iter()
-                .filter(|r| r.enabled)
+                .filter(|r| r.enabled && Schedule::from_trigger(&r.trigger).is_none())
                 .map(|r| (r.id, r.org_id, r.trigger)),
         );
         for (id, why) in &set.skipped {

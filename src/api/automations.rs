@@ -15,6 +15,7 @@ use crate::db::{self, pagination::OffsetQuery};
 use crate::error::ApiError;
 use crate::pipeline::glob::OnPatterns;
 use crate::queue::lifecycle::{self, PolicyIn, RetryIn, RunPolicy};
+use crate::queue::schedule::Schedule;
 use crate::state::AppState;
 use crate::validation::Errors;
 
@@ -38,20 +39,46 @@ impl OneOrMany {
     }
 }
 
-/// `{"type": "event", "source", "on", "filter"?}`.
+/// `{"type": "event", "source", "on", "filter"?}` or `{"type": "schedule", "cron", "timezone"?,
+/// "catch_up"?}`.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Trigger {
-    /// Always `event`.
+    /// `event` (matching events) or `schedule` (a run per cron tick).
     #[serde(rename = "type")]
     pub kind: String,
-    /// Source slug (WebSocket source or webhook).
+    /// Source slug (WebSocket source or webhook); `event` triggers.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub source: String,
-    /// fnmatch glob(s) over the event key.
+    /// fnmatch glob(s) over the event key; `event` triggers.
+    #[serde(default, skip_serializing_if = "OneOrMany::is_empty")]
     pub on: OneOrMany,
-    /// JMESPath over the payload; truthy means match.
+    /// JMESPath over the payload; truthy means match; `event` triggers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
+    /// Standard 5-field cron pattern (or `@hourly`, `@daily`, …); `schedule` triggers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// IANA time zone the cron fields are read in (default `UTC`); `schedule` triggers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Ticks missed while the service was down: `latest` (default; one run for the latest) or
+    /// `none`; `schedule` triggers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<String>,
+}
+
+impl Default for OneOrMany {
+    fn default() -> Self {
+        Self::Many(Vec::new())
+    }
+}
+
+impl OneOrMany {
+    /// Whether no pattern is given.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Self::Many(ps) if ps.is_empty())
+    }
 }
 
 fn yes() -> bool {
@@ -175,11 +202,48 @@ pub fn check_trigger(t: &Trigger) -> Result<(), ApiError> {
 }
 
 fn trigger_errors(t: &Trigger, errors: &mut Errors) {
-    if t.kind != "event" {
-        errors.add("trigger.type", "must be `event`");
+    match t.kind.as_str() {
+        "event" => event_trigger_errors(t, errors),
+        "schedule" => schedule_trigger_errors(t, errors),
+        _ => errors.add("trigger.type", "must be `event` or `schedule`"),
+    }
+}
+
+fn schedule_trigger_errors(t: &Trigger, errors: &mut Errors) {
+    for (field, given) in [
+        ("trigger.source", !t.source.is_empty()),
+        ("trigger.on", !t.on.is_empty()),
+        ("trigger.filter", t.filter.is_some()),
+    ] {
+        if given {
+            errors.add(field, "is not used by a schedule trigger");
+        }
+    }
+    if let Err(problems) = Schedule::parse(
+        t.cron.as_deref(),
+        t.timezone.as_deref(),
+        t.catch_up.as_deref(),
+    ) {
+        for (field, message) in problems {
+            errors.add(field, message);
+        }
+    }
+}
+
+fn event_trigger_errors(t: &Trigger, errors: &mut Errors) {
+    for (field, given) in [
+        ("trigger.cron", t.cron.is_some()),
+        ("trigger.timezone", t.timezone.is_some()),
+        ("trigger.catch_up", t.catch_up.is_some()),
+    ] {
+        if given {
+            errors.add(field, "is only used by a schedule trigger");
+        }
     }
     errors.slug("trigger.source", &t.source);
-    if let Err(err) = OnPatterns::compile(&t.on.patterns()) {
+    if t.on.is_empty() {
+        errors.add("trigger.on", "give at least one pattern");
+    } else if let Err(err) = OnPatterns::compile(&t.on.patterns()) {
         errors.add("trigger.on", err.to_string());
     }
     errors.expr("trigger.filter", t.filter.as_deref());
@@ -199,7 +263,8 @@ async fn warnings_for(
     org_id: Uuid,
     trigger: &Trigger,
 ) -> Result<Vec<String>, ApiError> {
-    if db::slugs::slug_exists(&state.db, org_id, &trigger.source).await? {
+    if trigger.kind != "event" || db::slugs::slug_exists(&state.db, org_id, &trigger.source).await?
+    {
         Ok(Vec::new())
     } else {
         Ok(vec![format!(

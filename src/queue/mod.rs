@@ -4,4 +4,6 @@
 pub mod lifecycle;
 pub mod metrics;
 pub mod notifier;
+pub mod schedule;
+pub mod scheduler;
 pub mod watchdog;

@@ -30,6 +30,7 @@ mod outbound;
 mod page;
 mod protocol;
 mod rotation;
+mod schedules;
 mod secrets;
 mod slack;
 mod sources;
