@@ -87,11 +87,17 @@ impl Application {
         )
         .await?;
         spawn_maintenance(db.clone(), registry.clone(), dispatch.clone());
+        crate::queue::retention::spawn(
+            db.clone(),
+            settings.retention_events_days,
+            settings.retention_runs_days,
+        );
         crate::queue::scheduler::spawn(
             db.clone(),
             registry.clone(),
             notifier.clone(),
             metrics.clone(),
+            settings.retention_events_days,
         );
         Watchdog::new(
             db.clone(),

@@ -6,6 +6,7 @@ mod m20261123_000001_create_tables;
 mod m20261202_000001_add_run_source;
 mod m20261202_000002_add_event_replay_key;
 mod m20261203_000001_run_queue;
+mod m20261203_000002_retention_index;
 
 /// The ordered list of Switchboard's migrations.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_add_run_source::Migration),
             Box::new(m20261202_000002_add_event_replay_key::Migration),
             Box::new(m20261203_000001_run_queue::Migration),
+            Box::new(m20261203_000002_retention_index::Migration),
         ]
     }
 }

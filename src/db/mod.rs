@@ -9,6 +9,7 @@ pub mod inbox;
 pub mod orgs;
 pub mod pagination;
 pub mod queue;
+pub mod retention;
 pub mod runs;
 pub mod schedule;
 pub mod slugs;

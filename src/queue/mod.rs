@@ -4,6 +4,7 @@
 pub mod lifecycle;
 pub mod metrics;
 pub mod notifier;
+pub mod retention;
 pub mod schedule;
 pub mod scheduler;
 pub mod watchdog;

@@ -35,13 +35,26 @@ pub fn spawn(
     registry: Arc<AutomationRegistry>,
     notifier: RunNotifier,
     metrics: Arc<Metrics>,
+    events_retention_days: u32,
 ) {
+    // A missed tick older than the events' retention is not caught up: its event (the proof it
+    // already ran) may have been pruned.
+    let max_catch_up = (events_retention_days > 0)
+        .then(|| chrono::Duration::days(i64::from(events_retention_days)));
     actix::spawn(async move {
         let mut tracked: HashMap<Uuid, Tracked> = HashMap::new();
         let mut interval = tokio::time::interval(TICK);
         loop {
             interval.tick().await;
-            round(&db, &registry, &notifier, &metrics, &mut tracked).await;
+            round(
+                &db,
+                &registry,
+                &notifier,
+                &metrics,
+                max_catch_up,
+                &mut tracked,
+            )
+            .await;
         }
     });
 }
@@ -51,6 +64,7 @@ async fn round(
     registry: &AutomationRegistry,
     notifier: &RunNotifier,
     metrics: &Metrics,
+    max_catch_up: Option<chrono::Duration>,
     tracked: &mut HashMap<Uuid, Tracked>,
 ) {
     let info = registry.info();
@@ -79,6 +93,7 @@ async fn round(
                     },
                 );
                 catch_up_tick(schedule, automation.updated_at, now)
+                    .filter(|t| max_catch_up.is_none_or(|age| *t > now - age))
             }
         };
         let Some(tick) = due else { continue };

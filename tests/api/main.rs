@@ -29,6 +29,7 @@ mod metrics;
 mod outbound;
 mod page;
 mod protocol;
+mod retention;
 mod rotation;
 mod schedules;
 mod secrets;
