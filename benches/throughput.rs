@@ -12,6 +12,8 @@
 //! - slack: a Slack Socket Mode source (2 connections) against a local Slack peer, a 20,000-
 //!   envelope burst and a paced 1,000 envelopes/s, 10 automations: ACK latency (envelope sent →
 //!   ACK received, measured by the peer) and events/s until every run is committed;
+//! - workers-throughput: 100,000 pending runs drained by 8 HTTP workers (batched claim and
+//!   complete), with the database's own ceiling for the same updates (see `workers/mod.rs`);
 //! - the process's peak resident memory.
 //!
 //! Options (after `--`): `--events N` (firehose size, default 100000), `--quick` (smaller runs),
@@ -34,6 +36,8 @@ use switchboard::crypto::Keyring;
 use switchboard::startup::Application;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_tungstenite::tungstenite::Message;
+
+mod workers;
 
 /// The same allocator as the `switchboard` binary, so the figures are the service's.
 #[global_allocator]
@@ -115,6 +119,12 @@ fn main() {
                 )
                 .await;
                 slack(backend, SlackLoad::Paced(1_000, if quick { 5 } else { 10 })).await;
+            }
+            println!();
+        }
+        if want("workers-throughput") {
+            for backend in backends.iter().copied() {
+                workers::throughput(backend, events).await;
             }
             println!();
         }
