@@ -12,6 +12,8 @@
 //! - slack: a Slack Socket Mode source (2 connections) against a local Slack peer, a 20,000-
 //!   envelope burst and a paced 1,000 envelopes/s, 10 automations: ACK latency (envelope sent →
 //!   ACK received, measured by the peer) and events/s until every run is committed;
+//! - workers-latency: 1,000 webhook events/s, four workers waiting in long-poll claims: event
+//!   received → run claimed, p50/p99/max;
 //! - workers-throughput: 100,000 pending runs drained by 8 HTTP workers (batched claim and
 //!   complete), with the database's own ceiling for the same updates (see `workers/mod.rs`);
 //! - the process's peak resident memory.
@@ -119,6 +121,12 @@ fn main() {
                 )
                 .await;
                 slack(backend, SlackLoad::Paced(1_000, if quick { 5 } else { 10 })).await;
+            }
+            println!();
+        }
+        if want("workers-latency") {
+            for backend in backends.iter().copied() {
+                workers::latency(backend, 1_000, if quick { 5 } else { 10 }).await;
             }
             println!();
         }

@@ -104,6 +104,7 @@ impl Application {
             registry.clone(),
             notifier.clone(),
             metrics.clone(),
+            publisher.clone(),
         )
         .start();
         let listener = TcpListener::bind(settings.bind)

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::Path;
 use super::body::Body;
 use super::runs::RunOut;
+use crate::actors::publisher::{Published, RunChange};
 use crate::auth::{Caller, Role};
 use crate::db::{self, queue::Finish};
 use crate::error::ApiError;
@@ -186,8 +187,33 @@ pub async fn claim_runs(
         RunNotifier::wait(waiter, (deadline - now).min(REPOLL)).await;
     };
     state.metrics.queue.observe_claim(started.elapsed(), &rows);
+    if state.publisher.has_subscribers() {
+        for row in &rows {
+            publish(&state, RunChange::Claimed, row, "RUNNING", None);
+        }
+    }
     let items = claimed(&state, rows).await?;
     Ok(HttpResponse::Ok().json(ClaimOut { items }))
+}
+
+/// Publishes a run change for live observers.
+fn publish(
+    state: &AppState,
+    kind: RunChange,
+    row: &automation_run::Model,
+    status: &'static str,
+    error: Option<String>,
+) {
+    state.publisher.publish(Published::RunChanged {
+        kind,
+        org_id: row.org_id,
+        run_id: row.id,
+        automation_id: row.automation_id,
+        source: row.source.clone(),
+        attempt: row.attempts,
+        status,
+        error,
+    });
 }
 
 async fn claimed(

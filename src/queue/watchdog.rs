@@ -12,6 +12,7 @@ use sea_orm::DatabaseConnection;
 
 use super::lifecycle::{self, AfterFailure};
 use super::notifier::RunNotifier;
+use crate::actors::publisher::{Published, Publisher, RunChange};
 use crate::actors::registry::AutomationRegistry;
 use crate::db;
 use crate::metrics::Metrics;
@@ -27,6 +28,7 @@ pub struct Watchdog {
     registry: Arc<AutomationRegistry>,
     notifier: RunNotifier,
     metrics: Arc<Metrics>,
+    publisher: Publisher,
     busy: bool,
 }
 
@@ -37,12 +39,14 @@ impl Watchdog {
         registry: Arc<AutomationRegistry>,
         notifier: RunNotifier,
         metrics: Arc<Metrics>,
+        publisher: Publisher,
     ) -> Watchdog {
         Watchdog {
             db,
             registry,
             notifier,
             metrics,
+            publisher,
             busy: false,
         }
     }
@@ -53,12 +57,16 @@ impl Watchdog {
         }
         self.busy = true;
         let (db, registry) = (self.db.clone(), self.registry.clone());
-        let (notifier, metrics) = (self.notifier.clone(), self.metrics.clone());
+        let (notifier, metrics, publisher) = (
+            self.notifier.clone(),
+            self.metrics.clone(),
+            self.publisher.clone(),
+        );
         ctx.spawn(
             async move {
                 let mut total = 0usize;
                 loop {
-                    match expire_batch(&db, &registry, &metrics).await {
+                    match expire_batch(&db, &registry, &metrics, &publisher).await {
                         Ok((found, retried)) => {
                             total += found;
                             if retried > 0 {
@@ -92,6 +100,7 @@ async fn expire_batch(
     db: &DatabaseConnection,
     registry: &AutomationRegistry,
     metrics: &Metrics,
+    publisher: &Publisher,
 ) -> Result<(usize, usize), sea_orm::DbErr> {
     let now = db::now();
     let rows = db::queue::expired_leases(db, now, BATCH).await?;
@@ -131,6 +140,23 @@ async fn expire_batch(
             metrics.queue.retries.inc();
         }
         tracing::debug!(run_id = %row.id, attempt = row.attempts, requeued = item.retry_at.is_some(), "lease expired");
+        if publisher.has_subscribers() {
+            let status = if item.retry_at.is_some() {
+                "PENDING"
+            } else {
+                "FAILED"
+            };
+            publisher.publish(Published::RunChanged {
+                kind: RunChange::Expired,
+                org_id: row.org_id,
+                run_id: row.id,
+                automation_id: row.automation_id,
+                source: row.source.clone(),
+                attempt: row.attempts,
+                status,
+                error: Some("lease expired".to_owned()),
+            });
+        }
     }
     Ok((rows.len(), retried))
 }
