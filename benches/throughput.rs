@@ -12,7 +12,10 @@
 //! - slack: a Slack Socket Mode source (2 connections) against a local Slack peer, a 20,000-
 //!   envelope burst and a paced 1,000 envelopes/s, 10 automations: ACK latency (envelope sent →
 //!   ACK received, measured by the peer) and events/s until every run is committed;
-//! - the process's peak resident memory;
+//! - workers-latency: 1,000 webhook events/s, four workers waiting in long-poll claims: event
+//!   received → run claimed, p50/p99/max;
+//! - workers-throughput: 100,000 pending runs drained by 8 HTTP workers (batched claim and
+//!   complete), with the database's own ceiling for the same updates (see `workers/mod.rs`);
 //! - history (only with `--only history`): 10,000,000 events and 20,000,000 runs bulk-loaded
 //!   (`--history-events N` for another size), then p50/p99 of the first and the 100th page of every
 //!   documented history filter over HTTP (see `support/history.rs`).
@@ -41,6 +44,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[path = "support/history.rs"]
 mod history_scenario;
+mod workers;
 
 /// The same allocator as the `switchboard` binary, so the figures are the service's.
 #[global_allocator]
@@ -130,6 +134,18 @@ fn main() {
                 )
                 .await;
                 slack(backend, SlackLoad::Paced(1_000, if quick { 5 } else { 10 })).await;
+            }
+            println!();
+        }
+        if want("workers-latency") {
+            for backend in backends.iter().copied() {
+                workers::latency(backend, 1_000, if quick { 5 } else { 10 }).await;
+            }
+            println!();
+        }
+        if want("workers-throughput") {
+            for backend in backends.iter().copied() {
+                workers::throughput(backend, events).await;
             }
             println!();
         }

@@ -1,5 +1,5 @@
 //! The `switchboard` command line: `serve` (default), `migrate`, `check`, `keys generate|rotate`,
-//! `orgs create NAME`, `health`.
+//! `orgs create NAME`, `health`, `worker -- CMD`.
 
 use std::path::PathBuf;
 
@@ -43,6 +43,33 @@ pub enum Command {
         /// Org action.
         #[command(subcommand)]
         action: OrgsAction,
+    },
+    /// Run a reference worker: claim runs and run CMD once per run (the run as JSON on stdin,
+    /// SWITCHBOARD_RUN_ID and SWITCHBOARD_ATTEMPT in the environment); exit 0 completes the run
+    /// (stdout as the result when it is JSON), anything else fails it (the tail of stderr as the
+    /// error).
+    Worker {
+        /// Base URL of the service.
+        #[arg(long, env = "SWITCHBOARD_URL")]
+        url: String,
+        /// A `worker` API key.
+        #[arg(long, env = "SWITCHBOARD_KEY", hide_env_values = true)]
+        key: String,
+        /// Commands run at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Only runs of this automation (repeat for several).
+        #[arg(long = "automation")]
+        automations: Vec<uuid::Uuid>,
+        /// Seconds running commands may take to finish after SIGTERM.
+        #[arg(long, default_value_t = 30)]
+        grace_s: u64,
+        /// Name recorded as the lease owner (default: host name and process id).
+        #[arg(long)]
+        name: Option<String>,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
     },
     /// Ask a running service whether it is ready (`GET /readyz`): exit status 0 when it is, 1
     /// otherwise (a container health check).
@@ -112,6 +139,16 @@ async fn health(settings: &Settings, url: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Logs of `switchboard worker` on stderr (`RUST_LOG` filters; default `info`).
+fn init_worker_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Keys {
@@ -124,6 +161,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Keyring::generate(&kid).context("checking the key id")?;
         crate::cli::say(format_args!("{}", Keyring::generate_entry(&kid)));
         return Ok(());
+    }
+    if let Some(Command::Worker {
+        url,
+        key,
+        concurrency,
+        automations,
+        grace_s,
+        name,
+        command,
+    }) = cli.command
+    {
+        init_worker_logging();
+        let name = name.unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+            format!("{host}-{}", std::process::id())
+        });
+        return crate::worker::run(crate::worker::WorkerConfig {
+            url,
+            key,
+            concurrency,
+            automations,
+            grace: std::time::Duration::from_secs(grace_s),
+            command,
+            name,
+        })
+        .await;
     }
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init(&settings);
@@ -175,7 +238,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys {
             action: KeysAction::Generate { .. },
-        } => Ok(()),
+        }
+        | Command::Worker { .. } => Ok(()),
         Command::Orgs {
             action: OrgsAction::Create { name },
         } => {

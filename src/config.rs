@@ -78,6 +78,12 @@ pub struct Settings {
     /// Seconds a connection the peer asked to refresh (Slack `disconnect`) keeps reading, storing
     /// and ACKing after its replacement is ready, waiting for the peer to close it (at least 10).
     pub refresh_grace_s: u64,
+    /// Days events are kept (0: forever); an event is kept while any of its runs is not
+    /// finished.
+    pub retention_events_days: u32,
+    /// Days finished runs (SUCCEEDED, FAILED, CANCELLED) are kept after they finished (0:
+    /// forever).
+    pub retention_runs_days: u32,
     /// Live-stream sessions open at once in this process (more are refused with 429).
     pub stream_max_sessions: usize,
     /// Live-stream sessions one API key may hold open at once (more are refused with 429).
@@ -124,6 +130,8 @@ impl Default for Settings {
             dispatch_queue_limit: 20_000,
             stream_ping_interval_s: 20,
             refresh_grace_s: 30,
+            retention_events_days: 30,
+            retention_runs_days: 30,
             stream_max_sessions: 1000,
             stream_max_sessions_per_key: 20,
             metrics_token: None,
@@ -209,6 +217,18 @@ impl Settings {
             return invalid(
                 "SWITCHBOARD_STREAM_PING_INTERVAL_S",
                 "must be between 1 and 3600",
+            );
+        }
+        if self.retention_events_days > 36_500 {
+            return invalid(
+                "SWITCHBOARD_RETENTION_EVENTS_DAYS",
+                "must be between 0 (forever) and 36500",
+            );
+        }
+        if self.retention_runs_days > 36_500 {
+            return invalid(
+                "SWITCHBOARD_RETENTION_RUNS_DAYS",
+                "must be between 0 (forever) and 36500",
             );
         }
         if !(10..=3600).contains(&self.refresh_grace_s) {

@@ -137,6 +137,8 @@ pub struct Metrics {
     pub reconnects: Family<Vec<(&'static str, &'static str)>, Counter>,
     /// Sources that went `failed`.
     pub terminal_failures: Counter,
+    /// The run queue's instruments.
+    pub queue: crate::queue::metrics::QueueMetrics,
     scraped: std::sync::Arc<ScrapeValues>,
 }
 
@@ -205,6 +207,7 @@ impl Metrics {
             "Sources that went failed (retrying could not help).",
             terminal_failures.clone(),
         );
+        let queue = crate::queue::metrics::QueueMetrics::register(&mut registry);
         let scraped = std::sync::Arc::new(ScrapeValues::default());
         registry.register_collector(Box::new(scraped.clone()));
         Metrics {
@@ -216,6 +219,7 @@ impl Metrics {
             runs_created,
             reconnects,
             terminal_failures,
+            queue,
             scraped,
         }
     }

@@ -25,6 +25,8 @@ use crate::config::Settings;
 use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::netpolicy::NetworkPolicy;
+use crate::queue::notifier::RunNotifier;
+use crate::queue::watchdog::Watchdog;
 use crate::state::AppState;
 use crate::{api, bootstrap, db, keyring_setup, rotate};
 
@@ -65,6 +67,7 @@ impl Application {
             .context("loading automations")?;
         let publisher = Publisher::new();
         let metrics = Arc::new(Metrics::new());
+        let notifier = RunNotifier::new();
         let dispatch = DispatchPool::start(
             settings.dispatch_workers(),
             settings.dispatch_queue_limit,
@@ -72,6 +75,7 @@ impl Application {
             registry.clone(),
             publisher.clone(),
             metrics.clone(),
+            notifier.clone(),
         );
         let supervisor = start_sources(
             &settings,
@@ -83,6 +87,26 @@ impl Application {
         )
         .await?;
         spawn_maintenance(db.clone(), registry.clone(), dispatch.clone());
+        crate::queue::retention::spawn(
+            db.clone(),
+            settings.retention_events_days,
+            settings.retention_runs_days,
+        );
+        crate::queue::scheduler::spawn(
+            db.clone(),
+            registry.clone(),
+            notifier.clone(),
+            metrics.clone(),
+            settings.retention_events_days,
+        );
+        Watchdog::new(
+            db.clone(),
+            registry.clone(),
+            notifier.clone(),
+            metrics.clone(),
+            publisher.clone(),
+        )
+        .start();
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("binding {}", settings.bind))?;
         let port = listener
@@ -106,6 +130,7 @@ impl Application {
             webhook_exprs: Default::default(),
             metrics,
             key_uses: Default::default(),
+            notifier,
             stream_sessions,
         });
         let app_metrics = state.metrics.clone();

@@ -44,6 +44,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// When API keys were last used (coalesced `last_used_at` writes).
     pub key_uses: crate::auth::KeyUses,
+    /// Wakes claims waiting for runs.
+    pub notifier: crate::queue::notifier::RunNotifier,
     /// The live-stream sessions of this process (caps, revocation).
     pub stream_sessions: Arc<crate::api::stream::registry::StreamSessions>,
 }

@@ -106,7 +106,7 @@ pub async fn history(backend: Backend, events: usize) {
         "/v1/events?source=s17&status=dispatched".to_owned(),
         "/v1/runs".to_owned(),
         "/v1/runs?status=PENDING".to_owned(),
-        "/v1/runs?status=COMPLETED".to_owned(),
+        "/v1/runs?status=SUCCEEDED".to_owned(),
         "/v1/runs?source=s17".to_owned(),
         format!("/v1/runs?automation_id={a}"),
         format!("/v1/runs?{window}"),
@@ -334,7 +334,7 @@ async fn load(
                 run.status = match (i + n) % 50 {
                     0 => "PENDING",
                     1 => "FAILED",
-                    _ => "COMPLETED",
+                    _ => "SUCCEEDED",
                 }
                 .into();
                 run.created_at = at;

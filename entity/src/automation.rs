@@ -13,6 +13,13 @@ pub struct Model {
     /// `{"type": "event", "source", "on", "filter"?}`.
     #[sea_orm(column_type = "JsonBinary")]
     pub trigger: Json,
+    /// `{"max_attempts", "initial_backoff_s", "max_backoff_s"}`; NULL: the defaults.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub retry: Option<Json>,
+    /// Lease of a claimed run in seconds; NULL: the default.
+    pub lease_s: Option<i32>,
+    /// RUNNING runs at once; NULL: unlimited.
+    pub max_concurrency: Option<i32>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

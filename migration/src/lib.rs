@@ -5,7 +5,9 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_create_tables;
 mod m20261202_000001_add_run_source;
 mod m20261202_000002_add_event_replay_key;
-mod m20261203_000001_history_indexes;
+mod m20261202_000003_history_indexes;
+mod m20261203_000001_run_queue;
+mod m20261203_000002_retention_index;
 
 /// The ordered list of Switchboard's migrations.
 pub struct Migrator;
@@ -17,7 +19,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_create_tables::Migration),
             Box::new(m20261202_000001_add_run_source::Migration),
             Box::new(m20261202_000002_add_event_replay_key::Migration),
-            Box::new(m20261203_000001_history_indexes::Migration),
+            Box::new(m20261202_000003_history_indexes::Migration),
+            Box::new(m20261203_000001_run_queue::Migration),
+            Box::new(m20261203_000002_retention_index::Migration),
         ]
     }
 }

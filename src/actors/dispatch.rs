@@ -24,6 +24,7 @@ use crate::db::inbox::{self, DispatchRecord};
 use crate::metrics::Metrics;
 use crate::pipeline::automations::{MatchResult, Outcome};
 use crate::pipeline::expr::to_value;
+use crate::queue::notifier::RunNotifier;
 
 /// Largest batch one transaction commits.
 const MAX_BATCH: usize = 1000;
@@ -89,18 +90,20 @@ impl DispatchPool {
         registry: Arc<AutomationRegistry>,
         publisher: Publisher,
         metrics: Arc<Metrics>,
+        notifier: RunNotifier,
     ) -> DispatchPool {
         let pool_size = size.max(1);
         let actors = (0..pool_size)
             .map(|index| {
                 let (db, registry, publisher) = (db.clone(), registry.clone(), publisher.clone());
-                let metrics = metrics.clone();
+                let (metrics, notifier) = (metrics.clone(), notifier.clone());
                 let arbiter = Arbiter::new();
                 DispatchActor::start_in_arbiter(&arbiter.handle(), move |_| DispatchActor {
                     db,
                     registry,
                     publisher,
                     metrics,
+                    notifier,
                     queue: VecDeque::new(),
                     pending_ids: HashSet::new(),
                     in_flight: 0,
@@ -159,6 +162,8 @@ pub struct DispatchActor {
     registry: Arc<AutomationRegistry>,
     publisher: Publisher,
     metrics: Arc<Metrics>,
+    /// Signalled after a commit that created runs (wakes waiting claims).
+    notifier: RunNotifier,
     queue: VecDeque<PendingEvent>,
     /// Ids of the events queued or being committed.
     pending_ids: HashSet<Uuid>,
@@ -239,6 +244,7 @@ impl DispatchActor {
         let db = self.db.clone();
         let publisher = self.publisher.clone();
         let metrics = self.metrics.clone();
+        let notifier = self.notifier.clone();
         let (committed, signal) = oneshot::channel();
         let previous = self.last_commit.replace(signal.shared());
         let received: Vec<(DateTime<Utc>, bool)> = records
@@ -256,6 +262,9 @@ impl DispatchActor {
                 };
                 let started = std::time::Instant::now();
                 let created = commit_with_retry(&db, records, previous).await;
+                if !created.is_empty() {
+                    notifier.signal();
+                }
                 // Dropped unsent if this future is dropped: the next batch then goes on too.
                 let _ = committed.send(());
                 observe_commit(&metrics, started.elapsed(), &received, created.len());

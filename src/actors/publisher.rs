@@ -78,6 +78,43 @@ pub enum Published {
         /// Outcome per automation, as `GET /v1/events/{id}` shows it.
         outcome: serde_json::Value,
     },
+    /// A run changed hands or status in the queue (`run.claimed`, `run.completed`, `run.failed`,
+    /// `run.retrying`, `run.expired`).
+    #[serde(rename = "run.changed")]
+    RunChanged {
+        /// What happened.
+        kind: RunChange,
+        /// Org.
+        org_id: Uuid,
+        /// Run id.
+        run_id: Uuid,
+        /// The automation.
+        automation_id: Uuid,
+        /// The event's source slug.
+        source: String,
+        /// The attempt concerned.
+        attempt: i32,
+        /// The run's status afterwards.
+        status: &'static str,
+        /// The worker's error, or why (`lease expired`).
+        error: Option<String>,
+    },
+}
+
+/// What happened to a run, for the `run.*` stream topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunChange {
+    /// A worker claimed it.
+    Claimed,
+    /// It succeeded.
+    Completed,
+    /// It failed for good.
+    Failed,
+    /// An attempt failed and it goes back to PENDING.
+    Retrying,
+    /// Its lease expired (it is retried or failed; `status` tells).
+    Expired,
 }
 
 /// The status object of a source as the REST API shows it (`StatusOut`): the snapshot without

@@ -22,6 +22,7 @@ pub mod sources;
 pub mod stream;
 pub mod webhook_dto;
 pub mod webhooks;
+pub mod worker;
 
 pub use actix_web::web::{Path, Query};
 use actix_web::{HttpRequest, error::InternalError, web};
@@ -135,6 +136,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(automations::get_automation)
                 .service(automations::patch_automation)
                 .service(automations::delete_automation)
+                .service(worker::claim_runs)
+                .service(worker::complete_runs)
+                .service(worker::fail_runs)
+                .service(worker::heartbeat)
+                .service(worker::complete_run)
+                .service(worker::fail_run)
+                .service(worker::retry_run)
                 .service(runs::list_automation_runs)
                 .service(runs::list_runs)
                 .service(runs::get_run)

@@ -10,7 +10,7 @@ use super::openapi_problems::ProblemResponses;
 
 use super::{
     automations, events, expressions, inbound, keys, ops, replay, runs, source_dto, sources,
-    stream, webhook_dto, webhooks,
+    stream, webhook_dto, webhooks, worker,
 };
 
 struct BearerAuth;
@@ -41,6 +41,8 @@ impl Modify for BearerAuth {
         automations::create_automation, automations::list_automations, automations::get_automation,
         automations::patch_automation, automations::delete_automation,
         runs::list_runs, runs::list_automation_runs, runs::get_run, runs::cancel_run,
+        worker::claim_runs, worker::heartbeat, worker::complete_run, worker::fail_run,
+        worker::complete_runs, worker::fail_runs, worker::retry_run,
         events::list_events, events::get_event,
         expressions::evaluate, replay::replay_event, replay::dry_run, inbound::receive,
         stream::stream, stream::create_stream_token,
@@ -50,7 +52,7 @@ impl Modify for BearerAuth {
     tags(
         (name = "ops"), (name = "keys"), (name = "websocket-sources"), (name = "webhooks"),
         (name = "automations"), (name = "runs"), (name = "events"), (name = "expressions"),
-        (name = "stream"),
+        (name = "stream"), (name = "workers"),
     )
 )]
 pub struct ApiDoc;

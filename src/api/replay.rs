@@ -67,7 +67,8 @@ pub struct DryRunIn {
     /// Source slug whose expressions apply (default: the trigger's source).
     #[serde(default)]
     pub source: Option<String>,
-    /// A sample message as the source would receive it.
+    /// A sample message as the source would receive it (not used for a schedule trigger).
+    #[serde(default)]
     pub message: Value,
 }
 
@@ -90,6 +91,9 @@ pub struct DryRunOut {
     /// `null` when no trigger applies (the message was filtered or produced no event).
     #[schema(value_type = Option<Object>)]
     pub r#match: Option<Value>,
+    /// A schedule trigger's next five ticks (UTC); the other fields are then empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_ticks: Option<Vec<chrono::DateTime<chrono::Utc>>>,
 }
 
 /// Runs a sample message through a source's expressions and a trigger; nothing is stored.
@@ -117,6 +121,30 @@ pub async fn dry_run(
         }
     };
     check_trigger(&trigger)?;
+    if trigger.kind == "schedule" {
+        let schedule = crate::queue::schedule::Schedule::parse(
+            trigger.cron.as_deref(),
+            trigger.timezone.as_deref(),
+            trigger.catch_up.as_deref(),
+        )
+        .map_err(|e| {
+            ApiError::Validation(
+                e.into_iter()
+                    .map(|(f, m)| crate::error::FieldError::new(f, m))
+                    .collect(),
+            )
+        })?;
+        return Ok(HttpResponse::Ok().json(DryRunOut {
+            filtered: false,
+            status: None,
+            error: None,
+            event_key: None,
+            payload: None,
+            dedup_key: None,
+            r#match: None,
+            next_ticks: Some(schedule.next_ticks(db::now(), 5)),
+        }));
+    }
     let slug = input.source.unwrap_or_else(|| trigger.source.clone());
     let exprs = source_exprs(&state, caller.org_id, &slug).await?;
     let value = to_value(&input.message);
@@ -131,6 +159,7 @@ pub async fn dry_run(
                 payload: None,
                 dedup_key: None,
                 r#match: None,
+                next_ticks: None,
             }));
         }
         Prepared::Event(event) => event,
@@ -158,6 +187,7 @@ pub async fn dry_run(
         payload: shown_payload,
         dedup_key: event.dedup_key,
         r#match: verdict,
+        next_ticks: None,
     }))
 }
 

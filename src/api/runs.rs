@@ -12,6 +12,7 @@ use super::{CursorOut, Path, Query};
 use crate::auth::Caller;
 use crate::db::{self, pagination, runs::RunFilter, window::IdWindow};
 use crate::error::ApiError;
+use crate::queue::lifecycle::RunStatus;
 use crate::state::AppState;
 
 /// Query of the run lists.
@@ -20,7 +21,7 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub struct RunQuery {
     /// Only this status.
-    #[param(pattern = "^(PENDING|RUNNING|COMPLETED|FAILED|CANCELLED)$")]
+    #[param(pattern = "^(PENDING|RUNNING|SUCCEEDED|FAILED|CANCELLED)$")]
     pub status: Option<String>,
     /// Only runs of this event.
     pub event_id: Option<Uuid>,
@@ -52,13 +53,22 @@ pub struct RunOut {
     pub automation_id: Uuid,
     /// The event it matched.
     pub event_id: Uuid,
-    /// `PENDING`, `RUNNING`, `COMPLETED`, `FAILED` or `CANCELLED`.
+    /// `PENDING`, `RUNNING`, `SUCCEEDED`, `FAILED` or `CANCELLED`.
     pub status: String,
     /// `event_id`, `source`, `event_key`, `received_at` and `payload`.
     #[schema(value_type = Object)]
     pub event_payload: Value,
-    /// Attempts so far.
+    /// Attempts so far (claims).
     pub attempts: i32,
+    /// When a worker may claim it (PENDING runs).
+    pub available_at: Option<DateTime<Utc>>,
+    /// The worker holding (or that last held) it.
+    pub lease_owner: Option<String>,
+    /// When the current lease runs out (RUNNING runs).
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// What the worker reported on success.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
     /// Last failure.
     pub error_detail: Option<String>,
     /// Created.
@@ -83,6 +93,10 @@ impl RunOut {
             status: m.status,
             event_payload,
             attempts: m.attempts,
+            available_at: m.available_at,
+            lease_owner: m.lease_owner,
+            lease_expires_at: m.lease_expires_at,
+            result: m.result,
             error_detail: m.error_detail,
             created_at: m.created_at,
             started_at: m.started_at,
@@ -113,12 +127,10 @@ async fn with_events(
 }
 
 /// One run, shaped.
-async fn shaped(state: &AppState, row: automation_run::Model) -> Result<RunOut, ApiError> {
+pub async fn shaped(state: &AppState, row: automation_run::Model) -> Result<RunOut, ApiError> {
     let mut all = with_events(state, vec![row]).await?;
     all.pop().ok_or(ApiError::NotFound("run"))
 }
-
-const STATUSES: [&str; 5] = ["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
 
 async fn page(
     state: &AppState,
@@ -133,11 +145,11 @@ async fn page(
         .map(pagination::decode_cursor)
         .transpose()?;
     if let Some(status) = &q.status
-        && !STATUSES.contains(&status.as_str())
+        && RunStatus::parse(status).is_none()
     {
         return Err(ApiError::field(
             "status",
-            "must be PENDING, RUNNING, COMPLETED, FAILED or CANCELLED",
+            "must be PENDING, RUNNING, SUCCEEDED, FAILED or CANCELLED",
         ));
     }
     let filter = RunFilter {
@@ -196,7 +208,8 @@ pub async fn get_run(
     Ok(HttpResponse::Ok().json(shaped(&state, row).await?))
 }
 
-/// Cancels a PENDING or RUNNING run (409 otherwise).
+/// Cancels a PENDING or RUNNING run (409 otherwise). A RUNNING run's worker learns it at its next
+/// heartbeat (409 `cancelled`).
 #[utoipa::path(context_path = "/v1", tag = "runs", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = RunOut), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
 #[post("/runs/{id}/cancel")]

@@ -54,12 +54,10 @@ pub async fn list_automations(
     Ok((items, total))
 }
 
-/// Every enabled automation of every org (to build the compiled automation set).
-pub async fn all_enabled_automations(
-    db: &impl ConnectionTrait,
-) -> Result<Vec<automation::Model>, DbErr> {
+/// Every automation of every org, enabled or not (the compiled set takes the enabled ones; the
+/// run queue needs every one's policy).
+pub async fn all_automations(db: &impl ConnectionTrait) -> Result<Vec<automation::Model>, DbErr> {
     automation::Entity::find()
-        .filter(automation::Column::Enabled.eq(true))
         .order_by_asc(automation::Column::Id)
         .all(db)
         .await

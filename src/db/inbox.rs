@@ -335,6 +335,7 @@ pub fn pending_run(
     event: (Uuid, &str),
 ) -> automation_run::Model {
     let (event_id, source) = event;
+    let now = super::now();
     automation_run::Model {
         id,
         org_id,
@@ -344,10 +345,13 @@ pub fn pending_run(
         status: "PENDING".to_owned(),
         event_payload: None,
         attempts: 0,
+        available_at: Some(now),
         lease_owner: None,
+        lease_token: None,
         lease_expires_at: None,
+        result: None,
         error_detail: None,
-        created_at: super::now(),
+        created_at: now,
         started_at: None,
         completed_at: None,
     }

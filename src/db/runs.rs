@@ -50,6 +50,19 @@ pub async fn find_run(
         .await
 }
 
+/// The runs of an org with these ids (those that exist).
+pub async fn find_runs(
+    db: &impl ConnectionTrait,
+    org_id: Uuid,
+    ids: Vec<Uuid>,
+) -> Result<Vec<automation_run::Model>, DbErr> {
+    automation_run::Entity::find()
+        .filter(automation_run::Column::OrgId.eq(org_id))
+        .filter(automation_run::Column::Id.is_in(ids))
+        .all(db)
+        .await
+}
+
 /// Up to `fetch` runs of an org, newest first, strictly older than `before` when given.
 pub async fn list_runs(
     db: &impl ConnectionTrait,
@@ -96,8 +109,14 @@ pub fn runs_page(
     query.order_by_desc(automation_run::Column::Id).limit(fetch)
 }
 
-/// Cancels a run if it is still PENDING or RUNNING; returns whether it was.
-pub async fn cancel_run(db: &impl ConnectionTrait, org_id: Uuid, id: Uuid) -> Result<bool, DbErr> {
+/// Cancels a run if it is still PENDING or RUNNING; returns whether it was. The lease token stays,
+/// so the worker of a RUNNING run is told `cancelled` at its next heartbeat.
+pub async fn cancel_run(
+    db: &sea_orm::DatabaseConnection,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<bool, DbErr> {
+    let _gate = super::write_gate(db).await;
     let result = automation_run::Entity::update_many()
         .col_expr(automation_run::Column::Status, Expr::value("CANCELLED"))
         .col_expr(
@@ -105,8 +124,8 @@ pub async fn cancel_run(db: &impl ConnectionTrait, org_id: Uuid, id: Uuid) -> Re
             Expr::value(super::now()),
         )
         .col_expr(
-            automation_run::Column::LeaseOwner,
-            Expr::value(Option::<String>::None),
+            automation_run::Column::LeaseExpiresAt,
+            Expr::value(Option::<chrono::DateTime<chrono::Utc>>::None),
         )
         .filter(automation_run::Column::Id.eq(id))
         .filter(automation_run::Column::OrgId.eq(org_id))

@@ -97,12 +97,14 @@ pub async fn insert_runs(
     runs: &[automation_run::Model],
 ) -> Result<Vec<Uuid>, DbErr> {
     const SQL: &str = "INSERT INTO automation_runs (id, org_id, automation_id, event_id, source, \
-        status, attempts, created_at) \
-        SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], \
-        $6::text[], $7::int4[], $8::timestamptz[]) \
+        status, attempts, created_at, available_at) \
+        SELECT u.*, u.created_at FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], \
+        $5::text[], $6::text[], $7::int4[], $8::timestamptz[]) \
+        AS u(id, org_id, automation_id, event_id, source, status, attempts, created_at) \
         ON CONFLICT (event_id, automation_id) DO NOTHING RETURNING id";
     // Only a new run's columns travel: the others (payload copy, lease, error, start and end)
-    // start out NULL, as `inbox::pending_run` makes them.
+    // start out NULL, as `inbox::pending_run` makes them; a new run is available from its
+    // creation.
     debug_assert!(runs.iter().all(|r| r.event_payload.is_none()
         && r.lease_owner.is_none()
         && r.lease_expires_at.is_none()

@@ -68,8 +68,11 @@ pub async fn insert_run(
             status: status.into(),
             event_payload: None,
             attempts: 0,
+            available_at: Some(db::now()),
             lease_owner: None,
+            lease_token: None,
             lease_expires_at: None,
+            result: None,
             error_detail: None,
             created_at: db::now(),
             started_at: None,
@@ -119,7 +122,7 @@ both_backends! {
         let event = insert_event(&app, org, "a", "k").await;
         let pending = insert_run(&app, org, automation_id, event, "PENDING").await;
         let other_event = insert_event(&app, org, "a", "k").await;
-        let done = insert_run(&app, org, automation_id, other_event, "COMPLETED").await;
+        let done = insert_run(&app, org, automation_id, other_event, "SUCCEEDED").await;
 
         let all = app.get("/v1/runs", ADMIN_KEY).await;
         assert_eq!(all.body["items"].as_array().unwrap().len(), 2);
@@ -137,6 +140,6 @@ both_backends! {
         assert_problem(&app.post(&format!("/v1/runs/{pending}/cancel"), ADMIN_KEY, json!({})).await, 409, None);
         assert_problem(&app.post(&format!("/v1/runs/{done}/cancel"), ADMIN_KEY, json!({})).await, 409, None);
         let got = app.get(&format!("/v1/runs/{done}"), ADMIN_KEY).await;
-        assert_eq!(got.body["status"], "COMPLETED");
+        assert_eq!(got.body["status"], "SUCCEEDED");
     }
 }

@@ -131,7 +131,7 @@ async fn load(app: &TestApp, n: usize, sources: usize, automations: usize) -> Hi
             let run_status = match (i + usize::from(second)) % 25 {
                 0 => "PENDING",
                 1 => "FAILED",
-                _ => "COMPLETED",
+                _ => "SUCCEEDED",
             };
             let automation = &automation;
             let run_id = db::inbox::run_id(*automation, id, u64::try_from(ms).unwrap());
@@ -254,7 +254,7 @@ both_backends! {
             (format!("/v1/runs?automation_id={b}"), Box::new(|r| r.automation == b)),
             ("/v1/runs?source=s2".into(), Box::new(|r| r.source == "s2")),
             (format!("/v1/runs?since={since}&until={until}"), Box::new(|r| in_window(r.ms))),
-            (format!("/v1/runs?source=s1&status=COMPLETED&since={since}"), Box::new(|r| r.source == "s1" && r.status == "COMPLETED" && r.ms >= lo)),
+            (format!("/v1/runs?source=s1&status=SUCCEEDED&since={since}"), Box::new(|r| r.source == "s1" && r.status == "SUCCEEDED" && r.ms >= lo)),
             (format!("/v1/automations/{a}/runs?"), Box::new(|r| r.automation == a)),
             (format!("/v1/automations/{b}/runs?status=FAILED"), Box::new(|r| r.automation == b && r.status == "FAILED")),
             (format!("/v1/automations/{a}/runs?until={until}"), Box::new(|r| r.automation == a && r.ms <= hi)),

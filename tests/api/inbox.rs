@@ -205,6 +205,7 @@ both_backends! {
             registry,
             switchboard::actors::publisher::Publisher::new(),
             metrics.clone(),
+            switchboard::queue::notifier::RunNotifier::new(),
         );
         // The same event twice while the first is queued or being committed (as the periodic
         // sweep or start-up recovery can hand it over): it is dispatched once.

@@ -36,15 +36,30 @@ pub enum Topic {
     EventDispatched,
     /// Every run created.
     RunCreated,
+    /// Every run claimed by a worker.
+    RunClaimed,
+    /// Every run completed (SUCCEEDED).
+    RunCompleted,
+    /// Every run that failed for good.
+    RunFailed,
+    /// Every failed attempt going back to PENDING for another.
+    RunRetrying,
+    /// Every lease that expired.
+    RunExpired,
 }
 
 impl Topic {
     /// Every topic, in the order the documentation lists them.
-    pub const ALL: [Topic; 4] = [
+    pub const ALL: [Topic; 9] = [
         Topic::SourceStatus,
         Topic::EventReceived,
         Topic::EventDispatched,
         Topic::RunCreated,
+        Topic::RunClaimed,
+        Topic::RunCompleted,
+        Topic::RunFailed,
+        Topic::RunRetrying,
+        Topic::RunExpired,
     ];
 
     /// The name on the wire.
@@ -54,6 +69,11 @@ impl Topic {
             Topic::EventReceived => "event.received",
             Topic::EventDispatched => "event.dispatched",
             Topic::RunCreated => "run.created",
+            Topic::RunClaimed => "run.claimed",
+            Topic::RunCompleted => "run.completed",
+            Topic::RunFailed => "run.failed",
+            Topic::RunRetrying => "run.retrying",
+            Topic::RunExpired => "run.expired",
         }
     }
 

@@ -6,7 +6,18 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::Topic;
-use crate::actors::publisher::Published;
+use crate::actors::publisher::{Published, RunChange};
+
+/// The stream topic of a run change.
+pub fn run_topic(kind: RunChange) -> Topic {
+    match kind {
+        RunChange::Claimed => Topic::RunClaimed,
+        RunChange::Completed => Topic::RunCompleted,
+        RunChange::Failed => Topic::RunFailed,
+        RunChange::Retrying => Topic::RunRetrying,
+        RunChange::Expired => Topic::RunExpired,
+    }
+}
 
 /// Who a published message is for: its topic, org and source slug.
 pub fn route(message: &Published) -> (Topic, Uuid, &str) {
@@ -28,6 +39,12 @@ pub fn route(message: &Published) -> (Topic, Uuid, &str) {
                 .and_then(Value::as_str)
                 .unwrap_or(""),
         ),
+        Published::RunChanged {
+            kind,
+            org_id,
+            source,
+            ..
+        } => (run_topic(*kind), *org_id, source),
     }
 }
 
@@ -72,6 +89,18 @@ pub fn data(message: &Published) -> Value {
         } => json!({
             "run_id": run_id, "automation_id": automation_id, "event_id": event_id,
             "status": "PENDING", "event_payload": &**event_payload,
+        }),
+        Published::RunChanged {
+            run_id,
+            automation_id,
+            source,
+            attempt,
+            status,
+            error,
+            ..
+        } => json!({
+            "run_id": run_id, "automation_id": automation_id, "source": source,
+            "attempt": attempt, "status": status, "error": error,
         }),
     }
 }
