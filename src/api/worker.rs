@@ -45,21 +45,27 @@ fn require_worker(caller: &Caller) -> Result<(), ApiError> {
 pub struct ClaimIn {
     /// Runs at most (1..=100, default 1).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// Wait up to this many seconds for a run when none is claimable (0..=30, default 0).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 30)]
     pub wait_s: Option<f64>,
     /// Lease in seconds (1..=86400; default: each automation's `lease_s`).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400)]
     pub lease_s: Option<u32>,
     /// Only runs of these automations (at most 100).
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 100)]
     pub automation_ids: Option<Vec<Uuid>>,
     /// Only runs of events from these source slugs (at most 100).
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 100)]
     pub sources: Option<Vec<String>>,
     /// The worker's name, recorded as the lease owner (at most 200 characters).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 200)]
     pub worker: Option<String>,
 }
 
@@ -263,6 +269,7 @@ pub struct HeartbeatIn {
     pub lease_token: String,
     /// New lease from now, in seconds (1..=86400; default: the automation's `lease_s`).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400)]
     pub lease_s: Option<u32>,
 }
 
@@ -353,7 +360,6 @@ pub struct CompleteIn {
     pub lease_token: String,
     /// What the run produced (any JSON, at most 64 KiB).
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub result: Option<Value>,
 }
 
@@ -370,6 +376,7 @@ pub struct FailIn {
     pub retry: Option<bool>,
     /// Retry after this many seconds instead of the automation's backoff (0..=604800).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 604800)]
     pub retry_after_s: Option<u32>,
 }
 
@@ -383,7 +390,6 @@ pub struct CompleteItem {
     pub lease_token: String,
     /// What the run produced.
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub result: Option<Value>,
 }
 
@@ -402,6 +408,7 @@ pub struct FailItem {
     pub retry: Option<bool>,
     /// Retry after this many seconds instead of the backoff.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 604800)]
     pub retry_after_s: Option<u32>,
 }
 
@@ -410,6 +417,7 @@ pub struct FailItem {
 #[serde(deny_unknown_fields)]
 pub struct CompleteBatchIn {
     /// 1..=1000 items.
+    #[schema(min_items = 1, max_items = 1000)]
     pub items: Vec<CompleteItem>,
 }
 
@@ -418,6 +426,7 @@ pub struct CompleteBatchIn {
 #[serde(deny_unknown_fields)]
 pub struct FailBatchIn {
     /// 1..=1000 items.
+    #[schema(min_items = 1, max_items = 1000)]
     pub items: Vec<FailItem>,
 }
 
