@@ -28,6 +28,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             Err(err) => Err(ApiError::MalformedJson(err.to_string())),
         };
     }
+    // JSON can carry U+0000 only as the escape `\u0000`: look closer only when that text is there.
+    if bytes.windows(6).any(|w| w == b"\\u0000")
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(field) = nul_at(&value, "")
+    {
+        return Err(ApiError::field(field, "must not contain U+0000"));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let direct = serde_path_to_error::deserialize(&mut de)
         .map_err(classify)
@@ -42,6 +49,38 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 serde_path_to_error::deserialize(value).map_err(classify)
             }),
         other => other,
+    }
+}
+
+/// The path of the first string or key holding U+0000 (which neither engine can store or compare).
+fn nul_at(value: &serde_json::Value, path: &str) -> Option<String> {
+    let here = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        serde_json::Value::String(text) if text.contains('\0') => Some(if path.is_empty() {
+            "body".to_owned()
+        } else {
+            path.to_owned()
+        }),
+        serde_json::Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            nul_at(
+                item,
+                &format!("{}[{i}]", if path.is_empty() { "body" } else { path }),
+            )
+        }),
+        serde_json::Value::Object(map) => map.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                Some(here(&key.replace('\0', "")))
+            } else {
+                nul_at(item, &here(key))
+            }
+        }),
+        _ => None,
     }
 }
 
@@ -219,6 +258,16 @@ mod tests {
             field_of(parse_json::<Ttl>(br#"{"ttl_s": 30.0, "x": 1}"#).unwrap_err()),
             "x"
         );
+    }
+
+    #[test]
+    fn nul_is_refused_naming_where_it_is() {
+        let nul = parse_json::<Outer>(br#"{"name":"a\u0000","config":{"url":"x"}}"#);
+        assert_eq!(field_of(nul.unwrap_err()), "name");
+        let deep = parse_json::<Outer>(br#"{"name":"a","config":{"url":"x\u0000"}}"#);
+        assert_eq!(field_of(deep.unwrap_err()), "config.url");
+        // An escaped backslash followed by `u0000` is no NUL.
+        assert!(parse_json::<Outer>(br#"{"name":"a\\u0000","config":{"url":"x"}}"#).is_ok());
     }
 
     #[test]
