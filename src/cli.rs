@@ -149,109 +149,128 @@ fn init_worker_logging() {
         .try_init();
 }
 
-/// Runs the parsed command line.
+/// Runs the parsed command line. `keys generate` and `worker` need no settings; every other
+/// command loads them (and starts logging) first.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Some(Command::Keys {
-        action: KeysAction::Generate { kid },
-    }) = &cli.command
-    {
-        let kid = kid
-            .clone()
-            .unwrap_or_else(|| format!("k{}", chrono::Utc::now().timestamp()));
-        Keyring::generate(&kid).context("checking the key id")?;
-        crate::cli::say(format_args!("{}", Keyring::generate_entry(&kid)));
-        return Ok(());
-    }
-    if let Some(Command::Worker {
-        url,
-        key,
-        concurrency,
-        automations,
-        grace_s,
-        name,
-        command,
-    }) = cli.command
-    {
-        init_worker_logging();
-        let name = name.unwrap_or_else(|| {
-            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
-            format!("{host}-{}", std::process::id())
-        });
-        return crate::worker::run(crate::worker::WorkerConfig {
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Keys {
+            action: KeysAction::Generate { kid },
+        } => generate_key(kid),
+        Command::Worker {
             url,
             key,
             concurrency,
             automations,
-            grace: std::time::Duration::from_secs(grace_s),
-            command,
+            grace_s,
             name,
-        })
-        .await;
-    }
-    let settings = Settings::load(cli.config.as_deref())?;
-    telemetry::init(&settings);
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
-            let app = Application::build_announcing(settings, |new| {
-                // Printed once, on stdout only (never to the log), before it is stored.
-                say(format_args!(
-                    "Created org `default` with an admin API key (shown once; saved to {} when \
-                     the data dir is writable):\n\n    {}\n",
-                    new.file.display(),
-                    new.key
-                ));
+            command,
+        } => {
+            init_worker_logging();
+            crate::worker::run(crate::worker::WorkerConfig {
+                url,
+                key,
+                concurrency,
+                automations,
+                grace: std::time::Duration::from_secs(grace_s),
+                command,
+                name: name.unwrap_or_else(default_worker_name),
             })
-            .await?;
-            app.run_until_stopped().await.context("serving")
+            .await
         }
-        Command::Health { url } => health(&settings, url.as_deref()).await,
-        Command::Migrate => {
-            let conn = db::connect(&settings).await?;
-            db::migrate(&conn).await?;
-            crate::cli::say(format_args!("migrations applied"));
-            Ok(())
-        }
-        Command::Check => {
-            let conn = db::connect(&settings).await?;
-            keyring_setup::load_keyring(&settings)?;
-            drop(conn);
-            crate::cli::say(format_args!(
-                "configuration is valid (database {})",
-                crate::sources::redact::redact_url(&settings.database_url())
-            ));
-            Ok(())
-        }
+        Command::Serve => serve(load_settings(config.as_deref())?).await,
+        Command::Health { url } => health(&load_settings(config.as_deref())?, url.as_deref()).await,
+        Command::Migrate => migrate(&load_settings(config.as_deref())?).await,
+        Command::Check => check(&load_settings(config.as_deref())?).await,
         Command::Keys {
             action: KeysAction::Rotate,
-        } => {
-            let conn = db::connect(&settings).await?;
-            db::migrate(&conn).await?;
-            let keyring = keyring_setup::load_keyring(&settings)?;
-            let report = rotate::reseal_all(&conn, &keyring).await?;
-            crate::cli::say(format_args!(
-                "re-encrypted {} secret blob(s) under key `{}` ({} already current)",
-                report.resealed,
-                keyring.primary_kid(),
-                report.current
-            ));
-            Ok(())
-        }
-        Command::Keys {
-            action: KeysAction::Generate { .. },
-        }
-        | Command::Worker { .. } => Ok(()),
+        } => rotate_keys(&load_settings(config.as_deref())?).await,
         Command::Orgs {
             action: OrgsAction::Create { name },
-        } => {
-            let conn = db::connect(&settings).await?;
-            db::migrate(&conn).await?;
-            anyhow::ensure!(!name.trim().is_empty(), "the org name must not be blank");
-            let key = bootstrap::create_org_with_admin(&conn, &name, auth::generate_key()).await?;
-            crate::cli::say(format_args!(
-                "Created org `{name}`. Its admin API key (shown once):\n\n    {}\n",
-                key.key
-            ));
-            Ok(())
-        }
+        } => create_org(&load_settings(config.as_deref())?, &name).await,
     }
+}
+
+/// Loads the settings and starts logging as they say.
+fn load_settings(config: Option<&std::path::Path>) -> anyhow::Result<Settings> {
+    let settings = Settings::load(config)?;
+    telemetry::init(&settings);
+    Ok(settings)
+}
+
+/// `keys generate`: prints a new keyring entry.
+fn generate_key(kid: Option<String>) -> anyhow::Result<()> {
+    let kid = kid.unwrap_or_else(|| format!("k{}", chrono::Utc::now().timestamp()));
+    Keyring::generate(&kid).context("checking the key id")?;
+    say(format_args!("{}", Keyring::generate_entry(&kid)));
+    Ok(())
+}
+
+/// The lease owner a worker records when not given `--name`: host name and process id.
+fn default_worker_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// `serve`: builds the application (printing a first-start admin key once) and runs it.
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let app = Application::build_announcing(settings, |new| {
+        // Printed once, on stdout only (never to the log), before it is stored.
+        say(format_args!(
+            "Created org `default` with an admin API key (shown once; saved to {} when \
+             the data dir is writable):\n\n    {}\n",
+            new.file.display(),
+            new.key
+        ));
+    })
+    .await?;
+    app.run_until_stopped().await.context("serving")
+}
+
+/// `migrate`: applies the migrations.
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let conn = db::connect(settings).await?;
+    db::migrate(&conn).await?;
+    say(format_args!("migrations applied"));
+    Ok(())
+}
+
+/// `check`: reaches the database and loads the keyring.
+async fn check(settings: &Settings) -> anyhow::Result<()> {
+    let conn = db::connect(settings).await?;
+    keyring_setup::load_keyring(settings)?;
+    drop(conn);
+    say(format_args!(
+        "configuration is valid (database {})",
+        crate::sources::redact::redact_url(&settings.database_url())
+    ));
+    Ok(())
+}
+
+/// `keys rotate`: re-seals every stored secret under the primary key.
+async fn rotate_keys(settings: &Settings) -> anyhow::Result<()> {
+    let conn = db::connect(settings).await?;
+    db::migrate(&conn).await?;
+    let keyring = keyring_setup::load_keyring(settings)?;
+    let report = rotate::reseal_all(&conn, &keyring).await?;
+    say(format_args!(
+        "re-encrypted {} secret blob(s) under key `{}` ({} already current)",
+        report.resealed,
+        keyring.primary_kid(),
+        report.current
+    ));
+    Ok(())
+}
+
+/// `orgs create NAME`: creates the org and prints its admin key once.
+async fn create_org(settings: &Settings, name: &str) -> anyhow::Result<()> {
+    let conn = db::connect(settings).await?;
+    db::migrate(&conn).await?;
+    anyhow::ensure!(!name.trim().is_empty(), "the org name must not be blank");
+    let key = bootstrap::create_org_with_admin(&conn, name, auth::generate_key()).await?;
+    say(format_args!(
+        "Created org `{name}`. Its admin API key (shown once):\n\n    {}\n",
+        key.key
+    ));
+    Ok(())
 }

@@ -18,6 +18,7 @@ pub mod netpolicy;
 pub mod pipeline;
 pub mod queue;
 pub mod rotate;
+pub mod sealed;
 pub mod sources;
 pub mod startup;
 pub mod state;

@@ -4,9 +4,9 @@
 use anyhow::Context as _;
 use sea_orm::DatabaseConnection;
 
-use crate::api::{source_dto, webhook_dto};
 use crate::crypto::Keyring;
 use crate::db;
+use crate::sealed::{source_slot, webhook_slot};
 
 /// What a rotation did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub async fn reseal_all(
     {
         let Some(blob) = &row.secrets else { continue };
         let resealed = keyring
-            .reseal(blob, source_dto::secret_slot(row.id))
+            .reseal(blob, source_slot(row.id))
             .with_context(|| format!("re-encrypting the secrets of source {}", row.id))?;
         match resealed {
             Some(new) => {
@@ -52,7 +52,7 @@ pub async fn reseal_all(
     {
         let Some(blob) = &row.secrets else { continue };
         let resealed = keyring
-            .reseal(blob, webhook_dto::secret_slot(row.id))
+            .reseal(blob, webhook_slot(row.id))
             .with_context(|| format!("re-encrypting the secret of webhook {}", row.id))?;
         match resealed {
             Some(new) => {
@@ -81,16 +81,12 @@ pub async fn verify_all(conn: &DatabaseConnection, keyring: &Keyring) -> anyhow:
         .context("reading webhooks")?;
     let blobs = sources
         .iter()
-        .filter_map(|r| {
-            r.secrets
-                .as_deref()
-                .map(|b| (b, source_dto::secret_slot(r.id)))
-        })
-        .chain(webhooks.iter().filter_map(|r| {
-            r.secrets
-                .as_deref()
-                .map(|b| (b, webhook_dto::secret_slot(r.id)))
-        }));
+        .filter_map(|r| r.secrets.as_deref().map(|b| (b, source_slot(r.id))))
+        .chain(
+            webhooks
+                .iter()
+                .filter_map(|r| r.secrets.as_deref().map(|b| (b, webhook_slot(r.id)))),
+        );
     for (blob, slot) in blobs {
         let kid = Keyring::sealed_kid(blob).context("reading a stored secret")?;
         if checked.insert(kid.to_owned()) {

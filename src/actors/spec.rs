@@ -8,9 +8,9 @@ use entity::websocket_source;
 use uuid::Uuid;
 
 use super::policy::BackoffConfig;
-use crate::api::source_dto::open_secrets_with;
 use crate::crypto::Keyring;
 use crate::pipeline::ingest::SourceExprs;
+use crate::sealed::open_source_secrets as open_secrets_with;
 use crate::sources::config::{SourceSecrets, SourceSettings, StoredConfig};
 use crate::sources::generic::GenericAdapter;
 use crate::sources::slack::SlackAdapter;

@@ -9,9 +9,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::body::{Body, parse_json};
+use super::pagination::OffsetQuery;
 use super::{ListOut, Path, Query};
 use crate::auth::Caller;
-use crate::db::{self, pagination::OffsetQuery};
+use crate::db;
 use crate::error::ApiError;
 use crate::pipeline::glob::OnPatterns;
 use crate::queue::lifecycle::{self, PolicyIn, RetryIn, RunPolicy};

@@ -8,9 +8,10 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::pagination;
 use super::{CursorOut, Path, Query};
 use crate::auth::Caller;
-use crate::db::{self, events::EventFilter, pagination, window::IdWindow};
+use crate::db::{self, events::EventFilter, window::IdWindow};
 use crate::error::ApiError;
 use crate::state::AppState;
 

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::Path;
-use super::webhook_dto::open_secrets;
+use super::webhooks::row::open_secrets;
 use crate::actors::dispatch::PendingEvent;
 use crate::actors::publisher::Published;
 use crate::db;

@@ -9,9 +9,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::body::Body;
+use super::pagination::OffsetQuery;
 use super::{ListOut, Path};
 use crate::auth::{self, Caller, Role};
-use crate::db::{self, pagination::OffsetQuery};
+use crate::db;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::validation::Errors;

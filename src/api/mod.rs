@@ -14,13 +14,11 @@ pub mod openapi;
 mod openapi_problems;
 pub mod ops;
 pub mod page;
+pub mod pagination;
 pub mod replay;
 pub mod runs;
-pub mod source_destination;
-pub mod source_dto;
 pub mod sources;
 pub mod stream;
-pub mod webhook_dto;
 pub mod webhooks;
 pub mod worker;
 

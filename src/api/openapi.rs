@@ -9,8 +9,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use super::openapi_problems::ProblemResponses;
 
 use super::{
-    automations, events, expressions, inbound, keys, ops, replay, runs, source_dto, sources,
-    stream, webhook_dto, webhooks, worker,
+    automations, events, expressions, inbound, keys, ops, replay, runs, sources, stream, webhooks,
+    worker,
 };
 
 struct BearerAuth;
@@ -47,7 +47,7 @@ impl Modify for BearerAuth {
         expressions::evaluate, replay::replay_event, replay::dry_run, inbound::receive,
         stream::stream, stream::create_stream_token,
     ),
-    components(schemas(crate::error::Problem, crate::validation::FieldError, source_dto::SourceIn, webhook_dto::WebhookIn,
+    components(schemas(crate::error::Problem, crate::validation::FieldError, sources::shapes::SourceIn, webhooks::shapes::WebhookIn,
         crate::sources::config::TlsSettings)),
     tags(
         (name = "ops"), (name = "keys"), (name = "websocket-sources"), (name = "webhooks"),

@@ -8,9 +8,10 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::pagination;
 use super::{CursorOut, Path, Query};
 use crate::auth::Caller;
-use crate::db::{self, pagination, runs::RunFilter, window::IdWindow};
+use crate::db::{self, runs::RunFilter, window::IdWindow};
 use crate::error::ApiError;
 use crate::queue::lifecycle::RunStatus;
 use crate::state::AppState;

@@ -1,33 +1,5 @@
-//! Pagination shapes shared by the list endpoints: `limit` + `offset` for configuration resources,
-//! an opaque cursor (the last id seen, ids being time-ordered UUID v7) for events and runs.
-
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
-use utoipa::IntoParams;
-use uuid::Uuid;
-
-use crate::error::ApiError;
-
-/// Largest page size.
-pub const MAX_LIMIT: u64 = 200;
-/// Page size when none is given.
-pub const DEFAULT_LIMIT: u64 = 50;
-/// Largest `offset` (configuration lists are far shorter; beyond it, narrow the list instead).
-pub const MAX_OFFSET: u64 = 1_000_000;
-
-/// Query parameters of offset-paginated lists.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct OffsetQuery {
-    /// Page size, 1..=200 (default 50).
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<u64>,
-    /// Items to skip, 0..=1000000 (default 0).
-    #[param(minimum = 0, maximum = 1_000_000)]
-    pub offset: Option<u64>,
-}
+//! The page window of offset-paginated repository queries. Reading it from a request (and
+//! answering a bad one) is the API's business: see `api::pagination`.
 
 /// A validated `limit` + `offset`.
 #[derive(Debug, Clone, Copy)]
@@ -36,60 +8,4 @@ pub struct OffsetPage {
     pub limit: u64,
     /// Items skipped.
     pub offset: u64,
-}
-
-impl OffsetQuery {
-    /// Validates the parameters (422 naming `limit` or `offset`).
-    pub fn page(&self) -> Result<OffsetPage, ApiError> {
-        let offset = self.offset.unwrap_or(0);
-        if offset > MAX_OFFSET {
-            return Err(ApiError::field(
-                "offset",
-                format!("must be between 0 and {MAX_OFFSET}"),
-            ));
-        }
-        Ok(OffsetPage {
-            limit: check_limit(self.limit)?,
-            offset,
-        })
-    }
-}
-
-/// Validates a `limit` parameter.
-pub fn check_limit(limit: Option<u64>) -> Result<u64, ApiError> {
-    match limit {
-        None => Ok(DEFAULT_LIMIT),
-        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::field("limit", "must be between 1 and 200")),
-    }
-}
-
-/// Encodes the id after which the next page starts.
-pub fn encode_cursor(last: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(last.as_bytes())
-}
-
-/// Decodes a cursor produced by [`encode_cursor`] (422 naming `cursor` otherwise).
-pub fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-        .ok_or_else(|| ApiError::field("cursor", "is not a cursor returned by this API"))
-}
-
-/// Splits one extra fetched row off a page: returns the page and the cursor for the next one.
-pub fn split_page<T>(
-    mut rows: Vec<T>,
-    limit: u64,
-    id: impl Fn(&T) -> Uuid,
-) -> (Vec<T>, Option<String>) {
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    if rows.len() > limit {
-        rows.truncate(limit);
-        let next = rows.last().map(|row| encode_cursor(id(row)));
-        (rows, next)
-    } else {
-        (rows, None)
-    }
 }

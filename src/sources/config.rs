@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::kind::SourceKind;
+
 /// How text frames are split into messages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -226,11 +228,11 @@ pub enum SourceSettings {
 }
 
 impl SourceSettings {
-    /// The kind's name.
-    pub fn kind(&self) -> &'static str {
+    /// The kind these settings belong to.
+    pub fn kind(&self) -> SourceKind {
         match self {
-            Self::Generic(_) => "generic",
-            Self::Slack(_) => "slack",
+            Self::Generic(_) => SourceKind::Generic,
+            Self::Slack(_) => SourceKind::Slack,
         }
     }
 
@@ -299,11 +301,13 @@ impl StoredConfig {
         serde_json::from_value(value.clone()).unwrap_or_default()
     }
 
-    /// Parses the settings for `kind`.
+    /// Parses the settings for the stored `kind` (see [`SourceKind::from_stored`]).
     pub fn parse_settings(&self, kind: &str) -> Result<SourceSettings, serde_json::Error> {
-        match kind {
-            "slack" => serde_json::from_value(self.settings.clone()).map(SourceSettings::Slack),
-            _ => serde_json::from_value(self.settings.clone())
+        match SourceKind::from_stored(kind) {
+            SourceKind::Slack => {
+                serde_json::from_value(self.settings.clone()).map(SourceSettings::Slack)
+            }
+            SourceKind::Generic => serde_json::from_value(self.settings.clone())
                 .map(|g| SourceSettings::Generic(Box::new(g))),
         }
     }

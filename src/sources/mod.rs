@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod generic;
+pub mod kind;
 pub mod reassembly;
 pub mod redact;
 pub mod slack;

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use super::config::{
     GenericSettings, Liveness, SlackSettings, SourceSecrets, SourceSettings, UpgradeAuth,
 };
+use super::kind::SourceKind;
 use crate::netpolicy::NetworkPolicy;
 use crate::validation::{Errors, FieldError};
 
@@ -94,25 +95,21 @@ pub fn split_secrets(config: &mut Map<String, Value>, errors: &mut Errors) -> Se
 /// Parses and checks the non-secret settings of `kind`, together with the complete secrets that
 /// will be stored.
 pub fn check_settings(
-    kind: &str,
+    kind: SourceKind,
     config: Map<String, Value>,
     secrets: &SourceSecrets,
     policy: &NetworkPolicy,
 ) -> Result<SourceSettings, Vec<FieldError>> {
     let mut errors = Errors::default();
     let settings = match kind {
-        "generic" => parse::<GenericSettings>(config, &mut errors).map(|s| {
+        SourceKind::Generic => parse::<GenericSettings>(config, &mut errors).map(|s| {
             check_generic(&s, secrets, policy, &mut errors);
             SourceSettings::Generic(Box::new(s))
         }),
-        "slack" => parse::<SlackSettings>(config, &mut errors).map(|s| {
+        SourceKind::Slack => parse::<SlackSettings>(config, &mut errors).map(|s| {
             check_slack(&s, secrets, &mut errors);
             SourceSettings::Slack(s)
         }),
-        _ => {
-            errors.add("kind", "must be `generic` or `slack`");
-            None
-        }
     };
     match settings {
         Some(settings) => errors.finish(settings),
@@ -145,7 +142,43 @@ fn check_generic(
     policy: &NetworkPolicy,
     errors: &mut Errors,
 ) {
-    match url::Url::parse(&s.url) {
+    check_url(&s.url, policy, errors);
+    check_handshake(s, secrets, errors);
+    errors.expr("config.ready_expr", s.ready_expr.as_deref());
+    errors.expr("config.fail_expr", s.fail_expr.as_deref());
+    errors.expr("config.ack_expr", s.ack_expr.as_deref());
+    errors.range("config.ready_timeout_s", s.ready_timeout_s.into(), 1..=300);
+    errors.range(
+        "config.max_messages_per_frame",
+        s.max_messages_per_frame.into(),
+        1..=100_000,
+    );
+    if let Some(UpgradeAuth::HmacBearer { key_id, secret }) = &s.upgrade_auth {
+        check_upgrade_auth(key_id, secret, secrets, errors);
+    }
+    if let Some(ping) = &s.app_ping {
+        errors.range(
+            "config.app_ping.interval_s",
+            ping.interval_s.into(),
+            1..=3600,
+        );
+    }
+    if let Some(age) = s.max_connection_age_s {
+        errors.range("config.max_connection_age_s", age.into(), 5..=604_800);
+    }
+    if let Some(n) = s.pause_after_failures {
+        errors.range("config.pause_after_failures", n.into(), 1..=10_000);
+    }
+    check_liveness(&s.liveness, errors);
+    super::validate_tls::check_tls(s, secrets, errors);
+    for (name, value) in &secrets.headers {
+        check_header("config.headers", name, value, errors);
+    }
+}
+
+/// `config.url`: a URL the network policy allows (the DNS part is checked by the caller).
+fn check_url(url: &str, policy: &NetworkPolicy, errors: &mut Errors) {
+    match url::Url::parse(url) {
         Ok(url) => {
             if let Err(err) = policy.check_url(&url) {
                 errors.add("config.url", err.to_string());
@@ -153,6 +186,10 @@ fn check_generic(
         }
         Err(err) => errors.add("config.url", format!("is not a URL: {err}")),
     }
+}
+
+/// `config.subprotocols` are tokens; `config.on_connect` names only secrets that exist.
+fn check_handshake(s: &GenericSettings, secrets: &SourceSecrets, errors: &mut Errors) {
     for (i, proto) in s.subprotocols.iter().enumerate() {
         if proto.is_empty() || !proto.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
             errors.add(
@@ -175,46 +212,21 @@ fn check_generic(
             }
         }
     }
-    errors.expr("config.ready_expr", s.ready_expr.as_deref());
-    errors.expr("config.fail_expr", s.fail_expr.as_deref());
-    errors.expr("config.ack_expr", s.ack_expr.as_deref());
-    errors.range("config.ready_timeout_s", s.ready_timeout_s.into(), 1..=300);
-    errors.range(
-        "config.max_messages_per_frame",
-        s.max_messages_per_frame.into(),
-        1..=100_000,
-    );
-    if let Some(UpgradeAuth::HmacBearer { key_id, secret }) = &s.upgrade_auth {
-        if key_id.is_empty() || key_id.contains('.') {
-            errors.add(
-                "config.upgrade_auth.key_id",
-                "must be non-empty and contain no '.'",
-            );
-        }
-        if !secrets.values.contains_key(secret) {
-            errors.add(
-                "config.upgrade_auth.secret",
-                format!("refers to unknown secret `{secret}` (add it to config.secrets)"),
-            );
-        }
-    }
-    if let Some(ping) = &s.app_ping {
-        errors.range(
-            "config.app_ping.interval_s",
-            ping.interval_s.into(),
-            1..=3600,
+}
+
+/// `config.upgrade_auth`: a usable key id and a secret that exists.
+fn check_upgrade_auth(key_id: &str, secret: &str, secrets: &SourceSecrets, errors: &mut Errors) {
+    if key_id.is_empty() || key_id.contains('.') {
+        errors.add(
+            "config.upgrade_auth.key_id",
+            "must be non-empty and contain no '.'",
         );
     }
-    if let Some(age) = s.max_connection_age_s {
-        errors.range("config.max_connection_age_s", age.into(), 5..=604_800);
-    }
-    if let Some(n) = s.pause_after_failures {
-        errors.range("config.pause_after_failures", n.into(), 1..=10_000);
-    }
-    check_liveness(&s.liveness, errors);
-    super::validate_tls::check_tls(s, secrets, errors);
-    for (name, value) in &secrets.headers {
-        check_header("config.headers", name, value, errors);
+    if !secrets.values.contains_key(secret) {
+        errors.add(
+            "config.upgrade_auth.secret",
+            format!("refers to unknown secret `{secret}` (add it to config.secrets)"),
+        );
     }
 }
 

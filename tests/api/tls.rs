@@ -258,7 +258,7 @@ tls_tests! {
         let row = entity::websocket_source::Entity::find_by_id(id.parse::<uuid::Uuid>().unwrap())
             .one(&app.db).await.unwrap().unwrap();
         assert!(!row.config.to_string().contains("PRIVATE KEY"));
-        let secrets = switchboard::api::source_dto::open_secrets_with(&keyring(&app), &row).unwrap();
+        let secrets = switchboard::sealed::open_source_secrets(&keyring(&app), &row).unwrap();
         assert_eq!(secrets.client_key, None, "the key left with its certificate");
     }
 

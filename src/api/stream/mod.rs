@@ -27,7 +27,7 @@ use uuid::Uuid;
 use self::outbox::Outbox;
 use self::session::StreamSession;
 use super::body::OptionalBody;
-use super::source_dto::SourceOut;
+use super::sources::shapes::SourceOut;
 use crate::auth::{self, Caller, Role};
 use crate::db;
 use crate::error::ApiError;

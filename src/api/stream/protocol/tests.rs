@@ -237,8 +237,10 @@ fn live_status_has_the_rest_shape() {
         connections: None,
     };
     let message = Published::source_status(Uuid::now_v7(), "feed", &snapshot);
-    let rest =
-        serde_json::to_value(crate::api::source_dto::StatusOut::from(snapshot.clone())).unwrap();
+    let rest = serde_json::to_value(crate::api::sources::shapes::StatusOut::from(
+        snapshot.clone(),
+    ))
+    .unwrap();
     assert_eq!(data(&message)["status"], rest);
     assert_eq!(data(&message)["source_id"], json!(snapshot.source_id));
     assert_eq!(data(&message)["source"], "feed");

@@ -1,30 +1,19 @@
-//! `/v1/webhooks`: inbound webhook configuration (admin only to change). Secrets are write-only;
-//! a generated secret is returned once, at creation or rotation.
+//! The `/v1/webhooks` endpoints: each reads its request, checks the caller's role, calls one
+//! `service` function and answers.
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::body::{Body, OptionalBody};
-use super::webhook_dto::{
-    RotateIn, WebhookIn, WebhookOut, apply_patch, build_row, open_secrets, seal_secrets,
-};
-use super::{ListOut, Path, Query};
+use super::service::{self, find_webhook};
+use super::shapes::{RotateIn, WebhookIn, WebhookOut};
+use crate::api::body::{Body, OptionalBody};
+use crate::api::pagination::OffsetQuery;
+use crate::api::{ListOut, Path, Query};
 use crate::auth::Caller;
-use crate::db::{self, pagination::OffsetQuery};
+use crate::db;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::webhooks::verifier::WebhookSecrets;
-
-async fn find(
-    state: &AppState,
-    caller: &Caller,
-    id: Uuid,
-) -> Result<entity::webhook::Model, ApiError> {
-    db::webhooks::find_webhook(&state.db, caller.org_id, id)
-        .await?
-        .ok_or(ApiError::NotFound("webhook"))
-}
 
 /// Creates a webhook; without `secret` one is generated and returned once.
 #[utoipa::path(context_path = "/v1", tag = "webhooks", security(("bearer" = [])), request_body = WebhookIn,
@@ -36,14 +25,7 @@ pub async fn create_webhook(
     Body(input): Body<WebhookIn>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
-    let id = db::new_id();
-    let (row, generated) = build_row(&state, caller.org_id, id, input, None)?;
-    let gate = db::write_gate(&state.db).await;
-    let txn = db::begin_write(&state.db).await?;
-    db::slugs::claim_slug(&txn, caller.org_id, &row.source, "webhook", id).await?;
-    let row = db::webhooks::insert_webhook(&txn, row).await?;
-    txn.commit().await?;
-    drop(gate);
+    let (row, generated) = service::create_webhook(&state, caller.org_id, input).await?;
     let mut out = WebhookOut::new(&state, row);
     out.secret = generated;
     Ok(HttpResponse::Created().json(out))
@@ -76,7 +58,7 @@ pub async fn get_webhook(
     caller: Caller,
     id: Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let row = find(&state, &caller, *id).await?;
+    let row = find_webhook(&state, caller.org_id, *id).await?;
     Ok(HttpResponse::Ok().json(WebhookOut::new(&state, row)))
 }
 
@@ -92,19 +74,7 @@ pub async fn patch_webhook(
     Body(patch): Body<Map<String, Value>>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
-    let current = find(&state, &caller, *id).await?;
-    let input = apply_patch(&current, patch)?;
-    let (mut row, generated) = build_row(&state, caller.org_id, current.id, input, Some(&current))?;
-    row.created_at = current.created_at;
-    let gate = db::write_gate(&state.db).await;
-    let txn = db::begin_write(&state.db).await?;
-    if row.source != current.source {
-        db::slugs::claim_slug(&txn, caller.org_id, &row.source, "webhook", row.id).await?;
-        db::slugs::release_slug(&txn, caller.org_id, &current.source, row.id).await?;
-    }
-    let row = db::webhooks::update_webhook(&txn, row).await?;
-    txn.commit().await?;
-    drop(gate);
+    let (row, generated) = service::patch_webhook(&state, caller.org_id, *id, patch).await?;
     let mut out = WebhookOut::new(&state, row);
     out.secret = generated;
     Ok(HttpResponse::Ok().json(out))
@@ -120,13 +90,7 @@ pub async fn delete_webhook(
     id: Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
-    let row = find(&state, &caller, *id).await?;
-    let gate = db::write_gate(&state.db).await;
-    let txn = db::begin_write(&state.db).await?;
-    db::slugs::release_slug(&txn, caller.org_id, &row.source, row.id).await?;
-    db::webhooks::delete_webhook(&txn, row.id).await?;
-    txn.commit().await?;
-    drop(gate);
+    service::delete_webhook(&state, caller.org_id, *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -143,34 +107,8 @@ pub async fn rotate_secret(
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
     let input = body.unwrap_or_default();
-    let grace = input.grace_period_s.unwrap_or(86_400);
-    if grace > 30 * 86_400 {
-        return Err(ApiError::field(
-            "grace_period_s",
-            "must be at most 2592000 (30 days)",
-        ));
-    }
-    let mut row = find(&state, &caller, *id).await?;
-    if row.insecure {
-        return Err(ApiError::Conflict {
-            field: None,
-            detail: "an insecure webhook has no secret to rotate".into(),
-        });
-    }
-    let verifier = WebhookOut::verifier_of(&row)?;
-    let old = open_secrets(&state, &row)?;
-    let new_secret = verifier.generate_secret();
-    let now = db::now();
-    let secrets = WebhookSecrets {
-        current: new_secret.clone(),
-        previous: old.map(|s| s.current).filter(|_| grace > 0),
-        previous_expires_at: (grace > 0).then(|| now + chrono::Duration::seconds(grace.into())),
-    };
-    row.secrets = Some(seal_secrets(&state, row.id, &secrets)?);
-    row.secret_rotated_at = Some(now);
-    row.updated_at = now;
-    let row = db::webhooks::update_webhook(&state.db, row).await?;
+    let (row, secret) = service::rotate_secret(&state, caller.org_id, *id, input).await?;
     let mut out = WebhookOut::new(&state, row);
-    out.secret = Some(new_secret);
+    out.secret = Some(secret);
     Ok(HttpResponse::Ok().json(out))
 }

@@ -1,0 +1,58 @@
+//! Loads sources as shown: the stored status rows (one query for a whole page) overlaid with the
+//! live status this process's supervisor has, which is fresher than the coalesced stored one.
+
+use std::collections::HashMap;
+
+use entity::{source_status, websocket_source};
+use uuid::Uuid;
+
+use super::shapes::SourceOut;
+use crate::actors::messages::GetStatus;
+use crate::actors::status::StatusSnapshot;
+use crate::db;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+impl SourceOut {
+    /// One source with its status.
+    pub async fn load(state: &AppState, m: websocket_source::Model) -> Result<Self, ApiError> {
+        let mut all = Self::load_many(state, vec![m]).await?;
+        all.pop()
+            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("source vanished")))
+    }
+
+    /// Several sources with their status rows (one query for all statuses).
+    pub async fn load_many(
+        state: &AppState,
+        rows: Vec<websocket_source::Model>,
+    ) -> Result<Vec<Self>, ApiError> {
+        let ids = rows.iter().map(|m| m.id).collect();
+        let mut statuses: HashMap<Uuid, source_status::Model> =
+            db::sources::find_statuses(&state.db, ids)
+                .await?
+                .into_iter()
+                .map(|s| (s.source_id, s))
+                .collect();
+        let ids: Vec<Uuid> = rows.iter().map(|m| m.id).collect();
+        let mut live: HashMap<Uuid, StatusSnapshot> = state
+            .supervisor
+            .send(GetStatus { source_ids: ids })
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (s.source_id, s))
+            .collect();
+        Ok(rows
+            .into_iter()
+            .map(|m| {
+                let status = statuses.remove(&m.id);
+                let id = m.id;
+                let mut out = Self::new(m, status);
+                if let Some(snapshot) = live.remove(&id) {
+                    out.overlay(snapshot);
+                }
+                out
+            })
+            .collect())
+    }
+}
