@@ -292,7 +292,7 @@ impl TestApp {
     }
 }
 
-async fn read<S>(mut res: awc::ClientResponse<S>) -> Resp
+pub async fn read<S>(mut res: awc::ClientResponse<S>) -> Resp
 where
     S: futures_util::Stream<Item = Result<actix_web::web::Bytes, awc::error::PayloadError>> + Unpin,
 {

@@ -14,6 +14,7 @@ mod slack_peer;
 mod tls_front;
 
 mod automations;
+mod contract_snapshots;
 mod durability;
 mod events_runs;
 mod expressions;
