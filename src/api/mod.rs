@@ -3,6 +3,7 @@
 
 pub mod automations;
 pub mod body;
+pub mod dry_run;
 pub mod events;
 pub mod expressions;
 pub mod fallback;
@@ -127,7 +128,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(webhooks::patch_webhook)
                 .service(webhooks::delete_webhook)
                 .service(webhooks::rotate_secret)
-                .service(replay::dry_run)
+                .service(dry_run::dry_run)
                 .service(replay::replay_event)
                 .service(automations::create_automation)
                 .service(automations::list_automations)

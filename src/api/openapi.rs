@@ -9,8 +9,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use super::openapi_problems::ProblemResponses;
 
 use super::{
-    automations, events, expressions, inbound, keys, ops, replay, runs, sources, stream, webhooks,
-    worker,
+    automations, dry_run, events, expressions, inbound, keys, ops, replay, runs, sources, stream,
+    webhooks, worker,
 };
 
 struct BearerAuth;
@@ -44,7 +44,7 @@ impl Modify for BearerAuth {
         worker::claim_runs, worker::heartbeat, worker::complete_run, worker::fail_run,
         worker::complete_runs, worker::fail_runs, worker::retry_run,
         events::list_events, events::get_event,
-        expressions::evaluate, replay::replay_event, replay::dry_run, inbound::receive,
+        expressions::evaluate, replay::replay_event, dry_run::dry_run, inbound::receive,
         stream::stream, stream::create_stream_token,
     ),
     components(schemas(crate::error::Problem, crate::validation::FieldError, sources::shapes::SourceIn, webhooks::shapes::WebhookIn,
