@@ -32,12 +32,10 @@ pub async fn create_source(
     let id = db::new_id();
     let row = build_row(&state, caller.org_id, id, input, None)?;
     check_destination(&state, &row, None).await?;
-    let gate = db::write_gate(&state.db).await;
-    let txn = db::begin_write(&state.db).await?;
+    let txn = db::WriteTxn::begin(&state.db).await?;
     db::slugs::claim_slug(&txn, caller.org_id, &row.source, "websocket", id).await?;
     let row = db::sources::insert_source(&txn, row).await?;
     txn.commit().await?;
-    drop(gate);
     notify_supervisor(&state, &row)?;
     tracing::info!(source_id = %id, slug = %row.source, "source created");
     let out = SourceOut::load(&state, row).await?;
@@ -93,15 +91,13 @@ pub async fn patch_source(
     check_destination(&state, &row, Some(&current)).await?;
     row.revision = current.revision + 1;
     row.created_at = current.created_at;
-    let gate = db::write_gate(&state.db).await;
-    let txn = db::begin_write(&state.db).await?;
+    let txn = db::WriteTxn::begin(&state.db).await?;
     if row.source != current.source {
         db::slugs::claim_slug(&txn, caller.org_id, &row.source, "websocket", row.id).await?;
         db::slugs::release_slug(&txn, caller.org_id, &current.source, row.id).await?;
     }
     let row = db::sources::update_source(&txn, row).await?;
     txn.commit().await?;
-    drop(gate);
     notify_supervisor(&state, &row)?;
     tracing::info!(source_id = %row.id, revision = row.revision, "source updated");
     Ok(HttpResponse::Ok().json(SourceOut::load(&state, row).await?))
@@ -120,12 +116,10 @@ pub async fn delete_source(
     let row = db::sources::find_source(&state.db, caller.org_id, *id)
         .await?
         .ok_or(ApiError::NotFound("source"))?;
-    let gate = db::write_gate(&state.db).await;
-    let txn = db::begin_write(&state.db).await?;
+    let txn = db::WriteTxn::begin(&state.db).await?;
     db::slugs::release_slug(&txn, caller.org_id, &row.source, row.id).await?;
     db::sources::delete_source(&txn, row.id).await?;
     txn.commit().await?;
-    drop(gate);
     state.supervisor.do_send(Remove { source_id: row.id });
     tracing::info!(source_id = %row.id, "source deleted");
     Ok(HttpResponse::NoContent().finish())

@@ -38,12 +38,10 @@ pub async fn create_webhook(
     caller.require_admin()?;
     let id = db::new_id();
     let (row, generated) = build_row(&state, caller.org_id, id, input, None)?;
-    let gate = db::write_gate(&state.db).await;
-    let txn = db::begin_write(&state.db).await?;
+    let txn = db::WriteTxn::begin(&state.db).await?;
     db::slugs::claim_slug(&txn, caller.org_id, &row.source, "webhook", id).await?;
     let row = db::webhooks::insert_webhook(&txn, row).await?;
     txn.commit().await?;
-    drop(gate);
     let mut out = WebhookOut::new(&state, row);
     out.secret = generated;
     Ok(HttpResponse::Created().json(out))
@@ -96,15 +94,13 @@ pub async fn patch_webhook(
     let input = apply_patch(&current, patch)?;
     let (mut row, generated) = build_row(&state, caller.org_id, current.id, input, Some(&current))?;
     row.created_at = current.created_at;
-    let gate = db::write_gate(&state.db).await;
-    let txn = db::begin_write(&state.db).await?;
+    let txn = db::WriteTxn::begin(&state.db).await?;
     if row.source != current.source {
         db::slugs::claim_slug(&txn, caller.org_id, &row.source, "webhook", row.id).await?;
         db::slugs::release_slug(&txn, caller.org_id, &current.source, row.id).await?;
     }
     let row = db::webhooks::update_webhook(&txn, row).await?;
     txn.commit().await?;
-    drop(gate);
     let mut out = WebhookOut::new(&state, row);
     out.secret = generated;
     Ok(HttpResponse::Ok().json(out))
@@ -121,12 +117,10 @@ pub async fn delete_webhook(
 ) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
     let row = find(&state, &caller, *id).await?;
-    let gate = db::write_gate(&state.db).await;
-    let txn = db::begin_write(&state.db).await?;
+    let txn = db::WriteTxn::begin(&state.db).await?;
     db::slugs::release_slug(&txn, caller.org_id, &row.source, row.id).await?;
     db::webhooks::delete_webhook(&txn, row.id).await?;
     txn.commit().await?;
-    drop(gate);
     Ok(HttpResponse::NoContent().finish())
 }
 

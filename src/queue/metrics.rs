@@ -10,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::lifecycle::RunStatus;
+use crate::db::statuses::RunStatus;
 
 /// Queue instruments (lock-free atomics).
 #[derive(Debug)]

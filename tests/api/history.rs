@@ -5,6 +5,7 @@
 use chrono::{DateTime, SecondsFormat};
 use sea_orm::{ConnectionTrait as _, DbBackend, QueryTrait as _, Statement};
 use serde_json::json;
+use switchboard::db::statuses::{EventStatus, RunStatus};
 use switchboard::db::window::IdWindow;
 use switchboard::db::{self, events::EventFilter, inbox::DispatchRecord, runs::RunFilter};
 use uuid::Uuid;
