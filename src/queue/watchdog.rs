@@ -15,6 +15,7 @@ use super::notifier::RunNotifier;
 use crate::actors::publisher::{Published, Publisher, RunChange};
 use crate::actors::registry::AutomationRegistry;
 use crate::db;
+use crate::db::statuses::RunStatus;
 use crate::metrics::Metrics;
 
 /// How often the watchdog looks.
@@ -142,20 +143,17 @@ async fn expire_batch(
         tracing::debug!(run_id = %row.id, attempt = row.attempts, requeued = item.retry_at.is_some(), "lease expired");
         if publisher.has_subscribers() {
             let status = if item.retry_at.is_some() {
-                "PENDING"
+                RunStatus::Pending
             } else {
-                "FAILED"
+                RunStatus::Failed
             };
-            publisher.publish(Published::RunChanged {
-                kind: RunChange::Expired,
-                org_id: row.org_id,
-                run_id: row.id,
-                automation_id: row.automation_id,
-                source: row.source.clone(),
-                attempt: row.attempts,
+            let error = Some("lease expired".to_owned());
+            publisher.publish(Published::run_changed(
+                RunChange::Expired,
+                row,
                 status,
-                error: Some("lease expired".to_owned()),
-            });
+                error,
+            ));
         }
     }
     Ok((rows.len(), retried))
