@@ -149,22 +149,25 @@ pub async fn retry_run(
     Ok(super::gated(db, requeue).await?.rows_affected > 0)
 }
 
-/// Runs of an org by status (for the operator page and metrics).
-pub async fn count_by_status(
-    db: &impl ConnectionTrait,
-    org_id: Option<Uuid>,
-) -> Result<Vec<(String, i64)>, DbErr> {
-    let mut s = Sql::new(
-        db.get_database_backend(),
-        "SELECT status, COUNT(*) AS n FROM automation_runs",
-    );
-    if let Some(org) = org_id {
-        s.push(" WHERE org_id = ").bind(org);
+/// How many runs are PENDING and how many RUNNING (all orgs), for the
+/// `switchboard_runs_by_status` gauge.
+/// Each count reads only its status's partial index (`ix_runs_claim`, `ix_runs_running`), so it
+/// costs the size of the backlog, never a scan of the finished runs.
+pub async fn count_open(db: &impl ConnectionTrait) -> Result<Vec<(RunStatus, i64)>, DbErr> {
+    let mut counts = Vec::with_capacity(2);
+    for status in [RunStatus::Pending, RunStatus::Running] {
+        let s = Sql::new(
+            db.get_database_backend(),
+            &format!(
+                "SELECT COUNT(*) AS n FROM automation_runs WHERE status = {}",
+                status.sql()
+            ),
+        );
+        let n = match db.query_one_raw(s.statement()).await? {
+            Some(row) => row.try_get::<i64>("", "n")?,
+            None => 0,
+        };
+        counts.push((status, n));
     }
-    s.push(" GROUP BY status");
-    db.query_all_raw(s.statement())
-        .await?
-        .iter()
-        .map(|row| Ok((row.try_get("", "status")?, row.try_get("", "n")?)))
-        .collect()
+    Ok(counts)
 }
