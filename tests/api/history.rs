@@ -298,7 +298,7 @@ both_backends! {
         let ev = |source: Option<&str>, key: Option<&str>, status: Option<&str>, window: IdWindow| EventFilter {
             source: source.map(Into::into),
             event_key: key.map(Into::into),
-            status: status.map(Into::into),
+            status: status.map(|s| EventStatus::parse(s).unwrap()),
             window,
         };
         let none = IdWindow::default();
@@ -327,7 +327,7 @@ both_backends! {
         let run = |automation: Option<Uuid>, source: Option<&str>, status: Option<&str>, window: IdWindow| RunFilter {
             automation_id: automation,
             event_id: None,
-            status: status.map(Into::into),
+            status: status.map(|s| RunStatus::parse(s).unwrap()),
             source: source.map(Into::into),
             window,
         };
