@@ -1,7 +1,7 @@
 //! The worker API (`worker` keys and admins): claim runs under a lease (long-polling), extend the
 //! lease, complete or fail them (one at a time or in batches), all fenced by the lease token;
 //! and `POST /v1/runs/{id}/retry` for people. The handlers only check the caller and the body;
-//! [`service`] does the work, [`shapes`] holds the bodies.
+//! `service` does the work, `shapes` holds the bodies.
 
 mod service;
 mod shapes;
