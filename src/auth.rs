@@ -164,8 +164,8 @@ impl KeyUses {
         }
         let db = db.clone();
         actix::spawn(async move {
-            let _gate = db::write_gate(&db).await;
-            if let Err(err) = db::api_keys::touch_api_key(&db, key_id, db::now()).await {
+            let touch = db::api_keys::touch_api_key(&db, key_id, db::now());
+            if let Err(err) = db::gated(&db, touch).await {
                 tracing::debug!(error = %err, "recording a key's use failed");
             }
         });

@@ -21,8 +21,7 @@ pub async fn create_org_with_admin(
     name: &str,
     key: GeneratedKey,
 ) -> anyhow::Result<GeneratedKey> {
-    let _gate = db::write_gate(db).await;
-    let txn = db::begin_write(db)
+    let txn = db::WriteTxn::begin(db)
         .await
         .context("starting a transaction")?;
     let org = db::orgs::insert_org(&txn, name)

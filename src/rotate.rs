@@ -22,8 +22,7 @@ pub async fn reseal_all(
     conn: &DatabaseConnection,
     keyring: &Keyring,
 ) -> anyhow::Result<RotateReport> {
-    let _gate = db::write_gate(conn).await;
-    let txn = db::begin_write(conn)
+    let txn = db::WriteTxn::begin(conn)
         .await
         .context("starting a transaction")?;
     let mut report = RotateReport::default();

@@ -145,6 +145,7 @@ pub async fn history(backend: Backend, events: usize) {
 async fn print_plans(db: &DatabaseConnection, org: Uuid, automation: Uuid, events: usize) {
     use db::events::EventFilter;
     use db::runs::RunFilter;
+    use db::statuses::{EventStatus, RunStatus};
     use db::window::IdWindow;
     use sea_orm::QueryTrait as _;
     let backend = db.get_database_backend();
@@ -161,7 +162,7 @@ async fn print_plans(db: &DatabaseConnection, org: Uuid, automation: Uuid, event
     let ev = |source: Option<&str>, key: Option<&str>, status: Option<&str>, window| EventFilter {
         source: source.map(Into::into),
         event_key: key.map(Into::into),
-        status: status.map(Into::into),
+        status: status.map(|s| EventStatus::parse(s).unwrap()),
         window,
     };
     let none = IdWindow::default();
@@ -195,7 +196,7 @@ async fn print_plans(db: &DatabaseConnection, org: Uuid, automation: Uuid, event
     let run = |automation_id, source: Option<&str>, status: Option<&str>, window| RunFilter {
         automation_id,
         event_id: None,
-        status: status.map(Into::into),
+        status: status.map(|s| RunStatus::parse(s).unwrap()),
         source: source.map(Into::into),
         window,
     };

@@ -7,7 +7,7 @@ use super::*;
 use switchboard::db;
 use switchboard::db::inbox::{self, DispatchRecord};
 use switchboard::db::queue::{ClaimRequest, Finish};
-use switchboard::queue::lifecycle::RunStatus;
+use switchboard::db::statuses::RunStatus;
 
 /// Stores `count` events of source `jobs` and a PENDING run for each, 1,000 per transaction.
 async fn seed(db: &DatabaseConnection, org: uuid::Uuid, automation: uuid::Uuid, count: usize) {

@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::status::StatusSnapshot;
+use crate::db::statuses::RunStatus;
 
 /// How many messages a slow subscriber may fall behind before it starts losing them.
 const CAPACITY: usize = 4096;
@@ -95,7 +96,7 @@ pub enum Published {
         /// The attempt concerned.
         attempt: i32,
         /// The run's status afterwards.
-        status: &'static str,
+        status: RunStatus,
         /// The worker's error, or why (`lease expired`).
         error: Option<String>,
     },
@@ -128,6 +129,27 @@ pub fn status_json(snapshot: &StatusSnapshot) -> serde_json::Value {
 }
 
 impl Published {
+    /// A `run.*` message: `kind` happened to `row` (as it was before the change, so that
+    /// `attempt` is the attempt concerned), which is now `status`; `error` is the worker's error
+    /// or why.
+    pub fn run_changed(
+        kind: RunChange,
+        row: &entity::automation_run::Model,
+        status: RunStatus,
+        error: Option<String>,
+    ) -> Published {
+        Published::RunChanged {
+            kind,
+            org_id: row.org_id,
+            run_id: row.id,
+            automation_id: row.automation_id,
+            source: row.source.clone(),
+            attempt: row.attempts,
+            status,
+            error,
+        }
+    }
+
     /// A `source.status` message for a snapshot of the source `slug` of `org_id`.
     pub fn source_status(org_id: Uuid, slug: &str, snapshot: &StatusSnapshot) -> Published {
         Published::SourceStatus {

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::pagination;
 use super::{CursorOut, Path, Query};
 use crate::auth::Caller;
+use crate::db::statuses::EventStatus;
 use crate::db::{self, events::EventFilter, window::IdWindow};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -114,17 +115,18 @@ pub async fn list_events(
         .as_deref()
         .map(pagination::decode_cursor)
         .transpose()?;
-    if let Some(status) = &q.status
-        && !db::events::STATUSES.contains(&status.as_str())
-    {
-        return Err(ApiError::field(
-            "status",
-            "must be received, dispatched, no_key or error",
-        ));
-    }
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            EventStatus::parse(s).ok_or_else(|| {
+                ApiError::field("status", "must be received, dispatched, no_key or error")
+            })
+        })
+        .transpose()?;
     let filter = EventFilter {
         source: q.source,
-        status: q.status,
+        status,
         event_key: q.event_key,
         window: IdWindow::parse(q.since.as_deref(), q.until.as_deref())?,
     };

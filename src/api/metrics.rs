@@ -15,7 +15,8 @@ use crate::state::AppState;
 /// The content type of the OpenMetrics text format (what the encoder writes; Prometheus reads it).
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// The metrics, with the per-source values read from the supervisor at scrape time.
+/// The metrics, with the per-source values read from the supervisor and the open runs counted
+/// at scrape time.
 #[get("/metrics")]
 pub async fn metrics(
     req: HttpRequest,
@@ -33,6 +34,12 @@ pub async fn metrics(
         .send(CollectMetrics)
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("supervisor unavailable: {e}")))?;
+    // PENDING and RUNNING counts from their partial indexes; without storage the gauge keeps
+    // its last values rather than failing the scrape.
+    match crate::db::queue::count_open(&state.db).await {
+        Ok(counts) => state.metrics.queue.set_open_runs(&counts),
+        Err(err) => tracing::debug!(error = %err, "counting open runs for /metrics failed"),
+    }
     let text = state
         .metrics
         .render(sources, state.webhook_counters.totals())

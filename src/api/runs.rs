@@ -11,9 +11,9 @@ use uuid::Uuid;
 use super::pagination;
 use super::{CursorOut, Path, Query};
 use crate::auth::Caller;
+use crate::db::statuses::RunStatus;
 use crate::db::{self, runs::RunFilter, window::IdWindow};
 use crate::error::ApiError;
-use crate::queue::lifecycle::RunStatus;
 use crate::state::AppState;
 
 /// Query of the run lists.
@@ -145,18 +145,22 @@ async fn page(
         .as_deref()
         .map(pagination::decode_cursor)
         .transpose()?;
-    if let Some(status) = &q.status
-        && RunStatus::parse(status).is_none()
-    {
-        return Err(ApiError::field(
-            "status",
-            "must be PENDING, RUNNING, SUCCEEDED, FAILED or CANCELLED",
-        ));
-    }
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            RunStatus::parse(s).ok_or_else(|| {
+                ApiError::field(
+                    "status",
+                    "must be PENDING, RUNNING, SUCCEEDED, FAILED or CANCELLED",
+                )
+            })
+        })
+        .transpose()?;
     let filter = RunFilter {
         automation_id: automation_id.or(q.automation_id),
         event_id: q.event_id,
-        status: q.status,
+        status,
         source: q.source,
         window: IdWindow::parse(q.since.as_deref(), q.until.as_deref())?,
     };

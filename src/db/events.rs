@@ -1,5 +1,6 @@
 //! Repository functions for `events`, the durable inbox.
 
+use super::statuses::EventStatus;
 use super::window::id_bound;
 use entity::event;
 use sea_orm::sea_query::Expr;
@@ -15,15 +16,12 @@ pub struct EventFilter {
     /// Only this source slug.
     pub source: Option<String>,
     /// Only this status.
-    pub status: Option<String>,
+    pub status: Option<EventStatus>,
     /// Only this event key.
     pub event_key: Option<String>,
     /// Only ids in this time window.
     pub window: super::window::IdWindow,
 }
-
-/// Statuses an event can have.
-pub const STATUSES: [&str; 4] = ["received", "dispatched", "no_key", "error"];
 
 /// The predicate of the partial index `ix_events_org_unmatched` (`no_key` events have no key,
 /// `error` events an error; dispatch updates neither column, so the index keeps dispatch's update
@@ -55,9 +53,9 @@ enum PayloadSource {
 }
 
 fn payload_source(m: &event::Model) -> Option<PayloadSource> {
-    match (&m.payload, m.status.as_str()) {
+    match (&m.payload, EventStatus::parse(&m.status)) {
         (Some(_), _) => Some(PayloadSource::Stored),
-        (None, "error") => None,
+        (None, Some(EventStatus::Error)) => None,
         (None, _) => Some(PayloadSource::Raw),
     }
 }
@@ -164,7 +162,7 @@ pub fn events_page(
     before: Option<Uuid>,
     fetch: u64,
 ) -> Select<event::Entity> {
-    let received = filter.status.as_deref() == Some("received");
+    let received = filter.status == Some(EventStatus::Received);
     let org = if received && backend == DbBackend::Sqlite {
         // SQLite, without statistics, would walk every event of the org (or of the source) and
         // check the status row by row; a unary `+` keeps the org test off the indexes, so it reads
@@ -177,13 +175,15 @@ pub fn events_page(
     if let Some(source) = &filter.source {
         query = query.filter(event::Column::Source.eq(source.as_str()));
     }
-    if let Some(status) = &filter.status {
+    if let Some(status) = filter.status {
         query = query.filter(event::Column::Status.eq(status.as_str()));
         // Conditions the status implies, so the planner can use the partial index that holds it.
-        match status.as_str() {
-            "no_key" | "error" => query = query.filter(Expr::cust(UNMATCHED_PREDICATE)),
-            "received" => query = query.filter(event::Column::DispatchedAt.is_null()),
-            _ => {}
+        match status {
+            EventStatus::NoKey | EventStatus::Error => {
+                query = query.filter(Expr::cust(UNMATCHED_PREDICATE))
+            }
+            EventStatus::Received => query = query.filter(event::Column::DispatchedAt.is_null()),
+            EventStatus::Dispatched => {}
         }
     }
     if let Some(key) = &filter.event_key {

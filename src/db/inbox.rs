@@ -2,6 +2,7 @@
 //! key) in one statement, and the dispatch commit that inserts runs (unique per automation + event)
 //! and records each event's outcome in one transaction.
 
+use super::statuses::{EventStatus, RunStatus};
 use entity::{automation_run, event};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
@@ -33,7 +34,7 @@ pub fn event_row(
     now: chrono::DateTime<chrono::Utc>,
 ) -> event::Model {
     let id = super::new_id();
-    let undispatchable = event.status != crate::pipeline::ingest::EventStatus::Received;
+    let undispatchable = event.status != EventStatus::Received;
     event::Model {
         id,
         org_id: from.org_id,
@@ -119,8 +120,7 @@ pub async fn insert_events(
             .collect();
         return Ok(rows.iter().map(|r| inserted.contains(&r.id)).collect());
     }
-    let _gate = super::write_gate(db).await;
-    let txn = super::begin_write(db).await?;
+    let txn = super::WriteTxn::begin(db).await?;
     // No target: a row is skipped when its dedup key or its replay key is already stored.
     let conflict = OnConflict::new().do_nothing().to_owned();
     let inserted: std::collections::HashSet<Uuid> =
@@ -207,15 +207,16 @@ pub async fn undispatched_events(
 /// only means the next read meets it again).
 async fn retire_undecodable(db: &sea_orm::DatabaseConnection, row: &event::Model) {
     tracing::warn!(event_id = %row.id, "an undispatched event cannot be decoded; marked as an error");
-    let _gate = super::write_gate(db).await;
-    let result = event::Entity::update_many()
-        .col_expr(event::Column::Status, Expr::value("error"))
+    let update = event::Entity::update_many()
+        .col_expr(
+            event::Column::Status,
+            Expr::value(EventStatus::Error.as_str()),
+        )
         .col_expr(event::Column::Error, Expr::value(row.error.clone()))
         .col_expr(event::Column::DispatchedAt, Expr::value(super::now()))
         .filter(event::Column::Id.eq(row.id))
-        .exec(db)
-        .await;
-    if let Err(err) = result {
+        .exec(db);
+    if let Err(err) = super::gated(db, update).await {
         tracing::warn!(event_id = %row.id, error = %err, "marking an undecodable event failed");
     }
 }
@@ -255,8 +256,7 @@ pub async fn commit_dispatch_after(
     records: &[DispatchRecord],
     previous: impl std::future::Future<Output = ()>,
 ) -> Result<Vec<Uuid>, DbErr> {
-    let _gate = super::write_gate(db).await;
-    let txn = super::begin_write(db).await?;
+    let txn = super::WriteTxn::begin(db).await?;
     let runs: Vec<automation_run::Model> = records
         .iter()
         .flat_map(|r| r.runs.iter().cloned())
@@ -312,9 +312,10 @@ async fn mark_dispatched(
     // Bound positionally in text order: the timestamp comes after the VALUES list.
     values.push(now.into());
     let sql = format!(
-        "WITH v(id, outcome) AS (VALUES {}) UPDATE events SET outcome = v.outcome, status = 'dispatched', \
+        "WITH v(id, outcome) AS (VALUES {}) UPDATE events SET outcome = v.outcome, status = {}, \
          dispatched_at = ? FROM v WHERE events.id = v.id",
-        vec!["(?, ?)"; records.len()].join(", ")
+        vec!["(?, ?)"; records.len()].join(", "),
+        EventStatus::Dispatched.sql()
     );
     db.execute_raw(sea_orm::Statement::from_sql_and_values(
         db.get_database_backend(),
@@ -342,7 +343,7 @@ pub fn pending_run(
         automation_id,
         event_id,
         source: source.to_owned(),
-        status: "PENDING".to_owned(),
+        status: RunStatus::Pending.as_str().to_owned(),
         event_payload: None,
         attempts: 0,
         available_at: Some(now),

@@ -15,10 +15,14 @@ pub mod schedule;
 pub mod slugs;
 pub mod sources;
 pub mod status;
+pub mod statuses;
 pub mod stream_tokens;
 pub mod unnest;
 pub mod webhooks;
 pub mod window;
+pub mod write;
+
+pub use write::{WriteTxn, gated, write_gate};
 
 use std::time::Duration;
 
@@ -183,33 +187,4 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
 /// A new time-ordered id.
 pub fn new_id() -> uuid::Uuid {
     uuid::Uuid::now_v7()
-}
-
-/// Queues a writer (inbox inserts, dispatch commits, status writes, API changes) for SQLite's
-/// single write lock in this process, first come first served; hold the guard until the
-/// transaction ends. Without it,
-/// writers that find the lock taken sleep in SQLite's busy handler in growing steps (up to
-/// 100 ms), long after the lock is free again: that sleep, not the writes, was most of the ACK
-/// latency under load. One gate serves every SQLite database of the process (one in production).
-/// PostgreSQL needs none (`None`).
-pub async fn write_gate(db: &DatabaseConnection) -> Option<tokio::sync::MutexGuard<'static, ()>> {
-    static GATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    if db.get_database_backend() == DbBackend::Sqlite {
-        Some(GATE.lock().await)
-    } else {
-        None
-    }
-}
-
-/// Starts a transaction that will write; take [`write_gate`] first and hold it until the
-/// transaction ends. On SQLite it takes the write lock at once
-/// (`BEGIN IMMEDIATE`), so a concurrent writer makes it wait (busy timeout) instead of failing at
-/// its first write with "database is locked".
-pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
-    use sea_orm::TransactionTrait as _;
-    let mut options = sea_orm::TransactionOptions::default();
-    if db.get_database_backend() == DbBackend::Sqlite {
-        options.sqlite_transaction_mode = Some(sea_orm::SqliteTransactionMode::Immediate);
-    }
-    db.begin_with_options(options).await
 }

@@ -3,7 +3,9 @@
 //! cutoff (by id: UUID v7 ids are time-ordered) that are dispatched and have no unfinished run.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
+
+use super::statuses::{EventStatus, RunStatus};
 use uuid::Uuid;
 
 /// The smallest UUID v7 of the millisecond `t`: every id below it is older.
@@ -12,11 +14,25 @@ pub fn id_floor(t: DateTime<Utc>) -> Uuid {
     uuid::Builder::from_unix_timestamp_millis(millis, &[0u8; 10]).into_uuid()
 }
 
-fn placeholders(backend: DbBackend) -> (&'static str, &'static str) {
+/// `$1` on PostgreSQL, `?` on SQLite: the one bound value of a prune statement.
+fn placeholder(backend: DbBackend) -> &'static str {
     match backend {
-        DbBackend::Postgres => ("$1", "$2"),
-        _ => ("?", "?"),
+        DbBackend::Postgres => "$1",
+        _ => "?",
     }
+}
+
+/// Runs one batch delete, `sql` being given the placeholder of its one bound value, holding the
+/// write turn; returns how many rows went.
+async fn delete_batch(
+    db: &DatabaseConnection,
+    sql: impl FnOnce(&str) -> String,
+    value: Value,
+) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
+    let statement = Statement::from_sql_and_values(backend, sql(placeholder(backend)), [value]);
+    let result = super::gated(db, db.execute_raw(statement)).await?;
+    Ok(result.rows_affected())
 }
 
 /// Deletes up to `batch` finished runs that finished before `cutoff`; returns how many.
@@ -25,22 +41,16 @@ pub async fn prune_runs(
     cutoff: DateTime<Utc>,
     batch: u64,
 ) -> Result<u64, DbErr> {
-    let backend = db.get_database_backend();
-    let (p1, _) = placeholders(backend);
-    let sql = format!(
-        "DELETE FROM automation_runs WHERE id IN (SELECT id FROM automation_runs \
-         WHERE status IN ('SUCCEEDED', 'FAILED', 'CANCELLED') AND completed_at < {p1} \
-         ORDER BY completed_at LIMIT {batch})"
-    );
-    let _gate = super::write_gate(db).await;
-    let result = db
-        .execute_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [cutoff.into()],
-        ))
-        .await?;
-    Ok(result.rows_affected())
+    // The status list is the predicate of `ix_runs_finished`, as literals for the planner.
+    let terminal = RunStatus::sql_list(&RunStatus::TERMINAL);
+    let sql = |p: &str| {
+        format!(
+            "DELETE FROM automation_runs WHERE id IN (SELECT id FROM automation_runs \
+             WHERE status IN {terminal} AND completed_at < {p} \
+             ORDER BY completed_at LIMIT {batch})"
+        )
+    };
+    delete_batch(db, sql, cutoff.into()).await
 }
 
 /// Deletes up to `batch` events received before `cutoff` that are dispatched (or never will
@@ -50,21 +60,15 @@ pub async fn prune_events(
     cutoff: DateTime<Utc>,
     batch: u64,
 ) -> Result<u64, DbErr> {
-    let backend = db.get_database_backend();
-    let (p1, _) = placeholders(backend);
-    let sql = format!(
-        "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.id < {p1} \
-         AND e.status <> 'received' AND NOT EXISTS (SELECT 1 FROM automation_runs r \
-         WHERE r.event_id = e.id AND r.status IN ('PENDING', 'RUNNING')) \
-         ORDER BY e.id LIMIT {batch})"
-    );
-    let _gate = super::write_gate(db).await;
-    let result = db
-        .execute_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [id_floor(cutoff).into()],
-        ))
-        .await?;
-    Ok(result.rows_affected())
+    let received = EventStatus::Received.sql();
+    let open = RunStatus::sql_list(&[RunStatus::Pending, RunStatus::Running]);
+    let sql = |p: &str| {
+        format!(
+            "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.id < {p} \
+             AND e.status <> {received} AND NOT EXISTS (SELECT 1 FROM automation_runs r \
+             WHERE r.event_id = e.id AND r.status IN {open}) \
+             ORDER BY e.id LIMIT {batch})"
+        )
+    };
+    delete_batch(db, sql, id_floor(cutoff).into()).await
 }

@@ -1,5 +1,6 @@
 //! Repository functions for `automation_runs`.
 
+use super::statuses::RunStatus;
 use super::window::id_bound;
 use entity::automation_run;
 use sea_orm::sea_query::Expr;
@@ -9,9 +10,6 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-/// Statuses a run can be cancelled from.
-pub const CANCELLABLE: [&str; 2] = ["PENDING", "RUNNING"];
-
 /// Filters of the run list.
 #[derive(Debug, Default, Clone)]
 pub struct RunFilter {
@@ -20,7 +18,7 @@ pub struct RunFilter {
     /// Only runs of this event.
     pub event_id: Option<Uuid>,
     /// Only this status.
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     /// Only runs of events of this source slug.
     pub source: Option<String>,
     /// Only ids in this time window (a run's id carries its event's time).
@@ -91,7 +89,7 @@ pub fn runs_page(
     if let Some(id) = filter.event_id {
         query = query.filter(automation_run::Column::EventId.eq(id));
     }
-    if let Some(status) = &filter.status {
+    if let Some(status) = filter.status {
         query = query.filter(automation_run::Column::Status.eq(status.as_str()));
     }
     if let Some(source) = &filter.source {
@@ -116,9 +114,11 @@ pub async fn cancel_run(
     org_id: Uuid,
     id: Uuid,
 ) -> Result<bool, DbErr> {
-    let _gate = super::write_gate(db).await;
-    let result = automation_run::Entity::update_many()
-        .col_expr(automation_run::Column::Status, Expr::value("CANCELLED"))
+    let cancel = automation_run::Entity::update_many()
+        .col_expr(
+            automation_run::Column::Status,
+            Expr::value(RunStatus::Cancelled.as_str()),
+        )
         .col_expr(
             automation_run::Column::CompletedAt,
             Expr::value(super::now()),
@@ -129,8 +129,8 @@ pub async fn cancel_run(
         )
         .filter(automation_run::Column::Id.eq(id))
         .filter(automation_run::Column::OrgId.eq(org_id))
-        .filter(automation_run::Column::Status.is_in(CANCELLABLE))
-        .exec(db)
-        .await?;
+        .filter(automation_run::Column::Status.is_in(RunStatus::CANCELLABLE.map(RunStatus::as_str)))
+        .exec(db);
+    let result = super::gated(db, cancel).await?;
     Ok(result.rows_affected > 0)
 }

@@ -9,6 +9,7 @@ use sea_orm::{DatabaseConnection, DbErr, EntityTrait, IntoActiveModel};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::statuses::EventStatus;
 use crate::queue::schedule::{SCHEDULE_SOURCE, TICK_EVENT_KEY, tick_dedup_key};
 
 /// Stores `automation_id`'s tick at `tick`; returns the run created, or `None` when the tick was
@@ -35,7 +36,7 @@ pub async fn insert_tick(
         raw: payload.clone(),
         payload: Some(payload),
         meta: json!({"tick": tick}),
-        status: "dispatched".to_owned(),
+        status: EventStatus::Dispatched.as_str().to_owned(),
         error: None,
         outcome: Some(
             json!([{"automation_id": automation_id, "result": "matched", "run_id": run_id}]),
@@ -44,8 +45,7 @@ pub async fn insert_tick(
         dispatched_at: Some(now),
         replay_key: None,
     };
-    let _gate = super::write_gate(db).await;
-    let txn = super::begin_write(db).await?;
+    let txn = super::WriteTxn::begin(db).await?;
     let conflict = OnConflict::columns([
         event::Column::OrgId,
         event::Column::Source,

@@ -12,6 +12,8 @@ use entity::{automation_run, event};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use uuid::Uuid;
 
+use super::statuses::EventStatus;
+
 /// Inserts events, skipping those whose (org, source, dedup key) is already stored (also within
 /// the batch); returns the ids inserted.
 pub async fn insert_events(
@@ -33,59 +35,25 @@ pub async fn insert_events(
         AS r(id, org_id, origin, source, source_id, dedup_key, event_key, raw, payload, meta, \
         status, error, outcome, received_at, dispatched_at, replay_key) \
         ON CONFLICT DO NOTHING RETURNING id";
-    let n = rows.len();
-    let mut ids = Vec::with_capacity(n);
-    let mut org_ids = Vec::with_capacity(n);
-    let mut origins = Vec::with_capacity(n);
-    let mut sources = Vec::with_capacity(n);
-    let mut source_ids = Vec::with_capacity(n);
-    let mut dedup_keys = Vec::with_capacity(n);
-    let mut event_keys = Vec::with_capacity(n);
-    let mut raws = Vec::with_capacity(n);
-    let mut payloads = Vec::with_capacity(n);
-    let mut metas = Vec::with_capacity(n);
-    let mut statuses = Vec::with_capacity(n);
-    let mut errors = Vec::with_capacity(n);
-    let mut outcomes = Vec::with_capacity(n);
-    let mut received = Vec::with_capacity(n);
-    let mut dispatched = Vec::with_capacity(n);
-    let mut replay_keys = Vec::with_capacity(n);
-    for row in rows {
-        ids.push(row.id);
-        org_ids.push(row.org_id);
-        origins.push(row.origin.clone());
-        sources.push(row.source.clone());
-        source_ids.push(row.source_id.unwrap_or(Uuid::nil()));
-        dedup_keys.push(row.dedup_key.clone());
-        event_keys.push(json_literal(row.event_key.as_ref()));
-        raws.push(row.raw.to_string());
-        payloads.push(json_or_empty(row.payload.as_ref()));
-        metas.push(row.meta.to_string());
-        statuses.push(row.status.clone());
-        errors.push(json_literal(row.error.as_ref()));
-        outcomes.push(json_or_empty(row.outcome.as_ref()));
-        received.push(row.received_at);
-        dispatched.push(json_literal(row.dispatched_at.as_ref()));
-        replay_keys.push(json_literal(row.replay_key.as_ref()));
-    }
+    // In the order of the parameters ($16 is the nil uuid that stands for a NULL `source_id`).
     let values: Vec<Value> = vec![
-        ids.into(),
-        org_ids.into(),
-        origins.into(),
-        sources.into(),
-        source_ids.into(),
-        dedup_keys.into(),
-        event_keys.into(),
-        raws.into(),
-        payloads.into(),
-        metas.into(),
-        statuses.into(),
-        errors.into(),
-        outcomes.into(),
-        received.into(),
-        dispatched.into(),
+        column(rows, |r| r.id),
+        column(rows, |r| r.org_id),
+        column(rows, |r| r.origin.clone()),
+        column(rows, |r| r.source.clone()),
+        column(rows, |r| r.source_id.unwrap_or(Uuid::nil())),
+        column(rows, |r| r.dedup_key.clone()),
+        column(rows, |r| json_literal(r.event_key.as_ref())),
+        column(rows, |r| r.raw.to_string()),
+        column(rows, |r| json_or_empty(r.payload.as_ref())),
+        column(rows, |r| r.meta.to_string()),
+        column(rows, |r| r.status.clone()),
+        column(rows, |r| json_literal(r.error.as_ref())),
+        column(rows, |r| json_or_empty(r.outcome.as_ref())),
+        column(rows, |r| r.received_at),
+        column(rows, |r| json_literal(r.dispatched_at.as_ref())),
         Uuid::nil().into(),
-        replay_keys.into(),
+        column(rows, |r| json_literal(r.replay_key.as_ref())),
     ];
     returned_ids(db, SQL, values).await
 }
@@ -112,23 +80,14 @@ pub async fn insert_runs(
         && r.started_at.is_none()
         && r.completed_at.is_none()));
     let values: Vec<Value> = vec![
-        runs.iter().map(|r| r.id).collect::<Vec<_>>().into(),
-        runs.iter().map(|r| r.org_id).collect::<Vec<_>>().into(),
-        runs.iter()
-            .map(|r| r.automation_id)
-            .collect::<Vec<_>>()
-            .into(),
-        runs.iter().map(|r| r.event_id).collect::<Vec<_>>().into(),
-        runs.iter()
-            .map(|r| r.source.clone())
-            .collect::<Vec<_>>()
-            .into(),
-        runs.iter()
-            .map(|r| r.status.clone())
-            .collect::<Vec<_>>()
-            .into(),
-        runs.iter().map(|r| r.attempts).collect::<Vec<_>>().into(),
-        runs.iter().map(|r| r.created_at).collect::<Vec<_>>().into(),
+        column(runs, |r| r.id),
+        column(runs, |r| r.org_id),
+        column(runs, |r| r.automation_id),
+        column(runs, |r| r.event_id),
+        column(runs, |r| r.source.clone()),
+        column(runs, |r| r.status.clone()),
+        column(runs, |r| r.attempts),
+        column(runs, |r| r.created_at),
     ];
     returned_ids(db, SQL, values).await
 }
@@ -139,9 +98,12 @@ pub async fn mark_dispatched(
     outcomes: impl Iterator<Item = (Uuid, String)>,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    const SQL: &str = "UPDATE events SET outcome = v.outcome::jsonb, status = 'dispatched', \
-        dispatched_at = $3 FROM UNNEST($1::uuid[], $2::text[]) AS v(id, outcome) \
-        WHERE events.id = v.id";
+    let sql = format!(
+        "UPDATE events SET outcome = v.outcome::jsonb, status = {}, \
+         dispatched_at = $3 FROM UNNEST($1::uuid[], $2::text[]) AS v(id, outcome) \
+         WHERE events.id = v.id",
+        EventStatus::Dispatched.sql()
+    );
     let (ids, texts): (Vec<Uuid>, Vec<String>) = outcomes.unzip();
     if ids.is_empty() {
         return Ok(());
@@ -149,7 +111,7 @@ pub async fn mark_dispatched(
     let values = vec![ids.into(), texts.into(), now.into()];
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
-        SQL,
+        sql,
         values,
     ))
     .await?;
@@ -171,6 +133,14 @@ async fn returned_ids(
     rows.iter()
         .map(|row| row.try_get::<Uuid>("", "id"))
         .collect()
+}
+
+/// One column of a batch as an array parameter.
+fn column<R, T>(rows: &[R], field: impl Fn(&R) -> T) -> Value
+where
+    Vec<T>: Into<Value>,
+{
+    rows.iter().map(field).collect::<Vec<T>>().into()
 }
 
 /// `''` for `NULL`, else the JSON text.

@@ -8,6 +8,7 @@ use jmespath::Variable;
 
 use super::expr::{CompiledExpr, ExprError, Limits, Value, integral, is_truthy, to_json_within};
 use super::json;
+use crate::db::statuses::EventStatus;
 
 /// The four per-source expressions, compiled once per source revision.
 #[derive(Debug, Clone, Default)]
@@ -41,28 +42,6 @@ impl SourceExprs {
             filter: one("filter_expr", filter)?,
             dedup_key: one("dedup_key_expr", dedup_key)?,
         })
-    }
-}
-
-/// How an event is stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventStatus {
-    /// Stored, waiting for (or past) dispatch.
-    Received,
-    /// The key expression gave no usable key: stored, never matched.
-    NoKey,
-    /// The payload could not be built: stored with the message, never matched.
-    Error,
-}
-
-impl EventStatus {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Received => "received",
-            Self::NoKey => "no_key",
-            Self::Error => "error",
-        }
     }
 }
 

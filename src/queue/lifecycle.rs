@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::db::statuses::RunStatus;
 use crate::validation::Errors;
 
 /// Attempts per run unless the automation says otherwise.
@@ -22,66 +23,6 @@ pub const DEFAULT_MAX_BACKOFF_S: u32 = 600;
 pub const DEFAULT_LEASE_S: u32 = 60;
 /// Longest lease a claim, heartbeat or automation may ask for (one day).
 pub const MAX_LEASE_S: u32 = 86_400;
-
-/// A run's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunStatus {
-    /// Waiting for a worker (from `available_at` on).
-    Pending,
-    /// Claimed by a worker under a lease.
-    Running,
-    /// Done.
-    Succeeded,
-    /// Failed for good (no attempts left, or the worker said not to retry).
-    Failed,
-    /// Cancelled by a person.
-    Cancelled,
-}
-
-impl RunStatus {
-    /// Every status, in lifecycle order.
-    pub const ALL: [RunStatus; 5] = [
-        RunStatus::Pending,
-        RunStatus::Running,
-        RunStatus::Succeeded,
-        RunStatus::Failed,
-        RunStatus::Cancelled,
-    ];
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Pending => "PENDING",
-            RunStatus::Running => "RUNNING",
-            RunStatus::Succeeded => "SUCCEEDED",
-            RunStatus::Failed => "FAILED",
-            RunStatus::Cancelled => "CANCELLED",
-        }
-    }
-
-    /// Parses a stored name.
-    pub fn parse(value: &str) -> Option<RunStatus> {
-        RunStatus::ALL.into_iter().find(|s| s.as_str() == value)
-    }
-
-    /// Whether nothing happens to the run any more by itself.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
-        )
-    }
-
-    /// Whether a person may put the run back to `PENDING` (`POST /v1/runs/{id}/retry`).
-    pub fn can_retry_by_hand(self) -> bool {
-        matches!(self, RunStatus::Failed | RunStatus::Cancelled)
-    }
-
-    /// Whether a person may cancel the run.
-    pub fn can_cancel(self) -> bool {
-        matches!(self, RunStatus::Pending | RunStatus::Running)
-    }
-}
 
 /// An automation's retry settings (all three are always set once defaults are applied).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -310,18 +251,6 @@ pub fn explain_fence(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn statuses_round_trip_and_classify() {
-        for s in RunStatus::ALL {
-            assert_eq!(RunStatus::parse(s.as_str()), Some(s));
-        }
-        assert_eq!(RunStatus::parse("COMPLETED"), None);
-        assert!(RunStatus::Succeeded.is_terminal() && !RunStatus::Running.is_terminal());
-        assert!(RunStatus::Failed.can_retry_by_hand() && RunStatus::Cancelled.can_retry_by_hand());
-        assert!(!RunStatus::Succeeded.can_retry_by_hand());
-        assert!(RunStatus::Running.can_cancel() && !RunStatus::Failed.can_cancel());
-    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_with_full_jitter() {

@@ -1,5 +1,5 @@
 //! The run queue's Prometheus instruments: claims (wait, event-to-claim latency), outcomes by
-//! status, run duration, lease expiries, retries and schedule ticks. Registered into the
+//! status, run duration, lease expiries, retries, schedule ticks and open runs by status. Registered into the
 //! application's registry by [`crate::metrics::Metrics::new`].
 
 use std::time::Duration;
@@ -7,10 +7,11 @@ use std::time::Duration;
 use entity::automation_run;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::lifecycle::RunStatus;
+use crate::db::statuses::RunStatus;
 
 /// Queue instruments (lock-free atomics).
 #[derive(Debug)]
@@ -31,6 +32,8 @@ pub struct QueueMetrics {
     pub retries: Counter,
     /// Schedule ticks that created a run.
     pub schedule_ticks: Counter,
+    /// Runs PENDING and RUNNING, counted at scrape time ([`QueueMetrics::set_open_runs`]).
+    pub runs: Family<Vec<(&'static str, &'static str)>, Gauge>,
 }
 
 fn seconds() -> Histogram {
@@ -50,6 +53,7 @@ impl QueueMetrics {
             lease_expiries: Counter::default(),
             retries: Counter::default(),
             schedule_ticks: Counter::default(),
+            runs: Family::default(),
         };
         registry.register(
             "switchboard_claim_wait_seconds",
@@ -91,7 +95,21 @@ impl QueueMetrics {
             "Schedule ticks that created a run.",
             m.schedule_ticks.clone(),
         );
+        registry.register(
+            "switchboard_runs_by_status",
+            "Runs waiting (PENDING) and under a lease (RUNNING) at scrape time, all orgs.",
+            m.runs.clone(),
+        );
         m
+    }
+
+    /// Sets the `switchboard_runs_by_status` gauge from counts by status.
+    pub fn set_open_runs(&self, counts: &[(RunStatus, i64)]) {
+        for (status, n) in counts {
+            self.runs
+                .get_or_create(&vec![("status", status.as_str())])
+                .set(*n);
+        }
     }
 
     /// Observes a claim call and what it claimed.

@@ -15,6 +15,7 @@ use super::notifier::RunNotifier;
 use crate::actors::publisher::{Published, Publisher, RunChange};
 use crate::actors::registry::AutomationRegistry;
 use crate::db;
+use crate::db::statuses::RunStatus;
 use crate::metrics::Metrics;
 
 /// How often the watchdog looks.
@@ -109,23 +110,7 @@ async fn expire_batch(
     }
     let items: Vec<db::queue::Expiry> = rows
         .iter()
-        .map(|row| {
-            let policy = registry.policy(row.automation_id);
-            let attempt = u32::try_from(row.attempts).unwrap_or(0);
-            let retry_at =
-                match lifecycle::after_failure(&policy, attempt, true, None, rand::random::<f64>())
-                {
-                    AfterFailure::Retry { delay } => {
-                        Some(now + chrono::Duration::from_std(delay).unwrap_or_default())
-                    }
-                    AfterFailure::Fail => None,
-                };
-            db::queue::Expiry {
-                id: row.id,
-                token: row.lease_token.clone(),
-                retry_at,
-            }
-        })
+        .map(|row| expiry_of(registry, row, now))
         .collect();
     let changed = db::queue::expire(db, &items, now).await?;
     let changed: std::collections::HashSet<_> = changed.into_iter().collect();
@@ -142,23 +127,43 @@ async fn expire_batch(
         tracing::debug!(run_id = %row.id, attempt = row.attempts, requeued = item.retry_at.is_some(), "lease expired");
         if publisher.has_subscribers() {
             let status = if item.retry_at.is_some() {
-                "PENDING"
+                RunStatus::Pending
             } else {
-                "FAILED"
+                RunStatus::Failed
             };
-            publisher.publish(Published::RunChanged {
-                kind: RunChange::Expired,
-                org_id: row.org_id,
-                run_id: row.id,
-                automation_id: row.automation_id,
-                source: row.source.clone(),
-                attempt: row.attempts,
+            let error = Some("lease expired".to_owned());
+            publisher.publish(Published::run_changed(
+                RunChange::Expired,
+                row,
                 status,
-                error: Some("lease expired".to_owned()),
-            });
+                error,
+            ));
         }
     }
     Ok((rows.len(), retried))
+}
+
+/// What becomes of `row`, whose lease expired: an expiry counts as a failed attempt, so it is
+/// retried after the backoff while attempts are left, else failed.
+fn expiry_of(
+    registry: &AutomationRegistry,
+    row: &entity::automation_run::Model,
+    now: chrono::DateTime<chrono::Utc>,
+) -> db::queue::Expiry {
+    let policy = registry.policy(row.automation_id);
+    let attempt = u32::try_from(row.attempts).unwrap_or(0);
+    let retry_at =
+        match lifecycle::after_failure(&policy, attempt, true, None, rand::random::<f64>()) {
+            AfterFailure::Retry { delay } => {
+                Some(now + chrono::Duration::from_std(delay).unwrap_or_default())
+            }
+            AfterFailure::Fail => None,
+        };
+    db::queue::Expiry {
+        id: row.id,
+        token: row.lease_token.clone(),
+        retry_at,
+    }
 }
 
 impl Actor for Watchdog {

@@ -89,88 +89,134 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         key: config.key.clone(),
     };
     let config = Rc::new(config);
-    let running = Rc::new(Cell::new(0usize));
-    let freed = Rc::new(tokio::sync::Notify::new());
+    let in_flight = InFlight::default();
     let stop = shutdown_signal();
     tokio::pin!(stop);
     let mut backoff = Duration::from_millis(500);
     tracing::info!(url = %config.url, concurrency = config.concurrency, "worker started");
     loop {
-        let free = config.concurrency - running.get();
+        let free = config.concurrency - in_flight.count();
         if free == 0 {
             tokio::select! {
                 _ = &mut stop => break,
-                _ = freed.notified() => continue,
+                _ = in_flight.freed.notified() => continue,
             }
         }
-        let mut body = json!({"limit": free.min(100), "wait_s": 20, "worker": config.name});
-        if !config.automations.is_empty() {
-            body["automation_ids"] = json!(config.automations);
-        }
+        let body = claim_body(&config, free);
         let answer = tokio::select! {
             _ = &mut stop => break,
             answer = api.post("/v1/runs/claim", &body) => answer,
         };
-        let items = match answer {
-            Ok((200, value)) => {
+        match read_claim(answer)? {
+            Claim::Runs(items) => {
                 backoff = Duration::from_millis(500);
-                value["items"].as_array().cloned().unwrap_or_default()
-            }
-            Ok((status, value)) => {
-                if status == 401 || status == 403 {
-                    anyhow::bail!(
-                        "the service refused the key (HTTP {status}): {}",
-                        value["detail"]
-                    );
+                for run in items {
+                    in_flight.spawn(&api, &config, run);
                 }
-                tracing::warn!(status, detail = %value["detail"], "claim refused; retrying");
-                Vec::new()
             }
-            Err(err) => {
-                tracing::warn!(error = %err, "claim failed; retrying");
+            Claim::Refused => {}
+            Claim::Unreachable => {
                 tokio::select! {
                     _ = &mut stop => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
-                Vec::new()
             }
-        };
-        for run in items {
-            running.set(running.get() + 1);
-            let (api, config, running, freed) =
-                (api.clone(), config.clone(), running.clone(), freed.clone());
-            actix_rt::spawn(async move {
-                let id = run["id"].clone();
-                if let Err(err) = handle(&api, &config, run).await {
-                    tracing::warn!(run_id = %id, error = format!("{err:#}"), "reporting the run failed");
-                }
-                running.set(running.get() - 1);
-                freed.notify_waiters();
-            });
         }
     }
     tracing::info!(
-        running = running.get(),
+        running = in_flight.count(),
         "stopping: no more claims; waiting for running commands"
     );
-    let drained = tokio::time::timeout(config.grace, async {
-        while running.get() > 0 {
-            let notified = freed.notified();
-            if running.get() == 0 {
-                break;
-            }
-            notified.await;
-        }
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            running = running.get(),
-            "grace period over; their leases will expire and the runs be retried"
-        );
-    }
+    in_flight.drain(config.grace).await;
     Ok(())
+}
+
+/// The claim request for up to `free` runs.
+fn claim_body(config: &WorkerConfig, free: usize) -> Value {
+    let mut body = json!({"limit": free.min(100), "wait_s": 20, "worker": config.name});
+    if !config.automations.is_empty() {
+        body["automation_ids"] = json!(config.automations);
+    }
+    body
+}
+
+/// What a claim call led to.
+enum Claim {
+    /// Claimed runs (perhaps none).
+    Runs(Vec<Value>),
+    /// The service answered with an error other than a refused key: claim again.
+    Refused,
+    /// The service could not be reached: claim again after a backoff.
+    Unreachable,
+}
+
+/// Reads a claim's answer; a refused key ends the worker.
+fn read_claim(answer: anyhow::Result<(u16, Value)>) -> anyhow::Result<Claim> {
+    match answer {
+        Ok((200, value)) => Ok(Claim::Runs(
+            value["items"].as_array().cloned().unwrap_or_default(),
+        )),
+        Ok((status @ (401 | 403), value)) => anyhow::bail!(
+            "the service refused the key (HTTP {status}): {}",
+            value["detail"]
+        ),
+        Ok((status, value)) => {
+            tracing::warn!(status, detail = %value["detail"], "claim refused; retrying");
+            Ok(Claim::Refused)
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "claim failed; retrying");
+            Ok(Claim::Unreachable)
+        }
+    }
+}
+
+/// The runs whose commands are running: how many, and a wake-up whenever one ends.
+#[derive(Clone, Default)]
+struct InFlight {
+    running: Rc<Cell<usize>>,
+    freed: Rc<tokio::sync::Notify>,
+}
+
+impl InFlight {
+    fn count(&self) -> usize {
+        self.running.get()
+    }
+
+    /// Runs the command for `run` in the background.
+    fn spawn(&self, api: &Api, config: &Rc<WorkerConfig>, run: Value) {
+        self.running.set(self.running.get() + 1);
+        let (api, config, this) = (api.clone(), config.clone(), self.clone());
+        actix_rt::spawn(async move {
+            let id = run["id"].clone();
+            if let Err(err) = handle(&api, &config, run).await {
+                tracing::warn!(run_id = %id, error = format!("{err:#}"), "reporting the run failed");
+            }
+            this.running.set(this.running.get() - 1);
+            this.freed.notify_waiters();
+        });
+    }
+
+    /// Waits up to `grace` for every running command to end.
+    async fn drain(&self, grace: Duration) {
+        let drained = tokio::time::timeout(grace, async {
+            while self.running.get() > 0 {
+                let notified = self.freed.notified();
+                if self.running.get() == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                running = self.running.get(),
+                "grace period over; their leases will expire and the runs be retried"
+            );
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -215,30 +261,9 @@ async fn handle(api: &Api, config: &WorkerConfig, raw: Value) -> anyhow::Result<
         });
     }
     let every = protocol::heartbeat_interval(run.lease_expires_at, Utc::now());
-    let beats = async {
-        loop {
-            tokio::time::sleep(every).await;
-            let body = json!({"lease_token": run.lease_token});
-            match api
-                .post(&format!("/v1/runs/{}/heartbeat", run.id), &body)
-                .await
-            {
-                Ok((200, _)) => {}
-                Ok((409, value)) | Ok((404, value)) => {
-                    return value["detail"].as_str().unwrap_or("refused").to_owned();
-                }
-                Ok((status, _)) => {
-                    tracing::warn!(run_id = %run.id, status, "heartbeat refused; retrying")
-                }
-                Err(err) => {
-                    tracing::warn!(run_id = %run.id, error = %err, "heartbeat failed; retrying")
-                }
-            }
-        }
-    };
     let output = tokio::select! {
         output = child.wait_with_output() => output.context("waiting for the command")?,
-        why = beats => {
+        why = heartbeat_until_refused(api, &run, every) => {
             // Dropping the child kills it (kill_on_drop): the run is no longer ours.
             tracing::warn!(run_id = %run.id, reason = %why, "lease lost; command stopped");
             return Ok(());
@@ -250,6 +275,28 @@ async fn handle(api: &Api, config: &WorkerConfig, raw: Value) -> anyhow::Result<
         Err(protocol::error_of(output.status.code(), &output.stderr))
     };
     report(api, &run, outcome).await
+}
+
+/// Extends the run's lease every `every` until the service refuses (the run was cancelled or the
+/// lease lost); returns why.
+async fn heartbeat_until_refused(api: &Api, run: &Claimed, every: Duration) -> String {
+    let path = format!("/v1/runs/{}/heartbeat", run.id);
+    let body = json!({"lease_token": run.lease_token});
+    loop {
+        tokio::time::sleep(every).await;
+        match api.post(&path, &body).await {
+            Ok((200, _)) => {}
+            Ok((409, value)) | Ok((404, value)) => {
+                return value["detail"].as_str().unwrap_or("refused").to_owned();
+            }
+            Ok((status, _)) => {
+                tracing::warn!(run_id = %run.id, status, "heartbeat refused; retrying")
+            }
+            Err(err) => {
+                tracing::warn!(run_id = %run.id, error = %err, "heartbeat failed; retrying")
+            }
+        }
+    }
 }
 
 /// Completes or fails a run, retrying while the service cannot be reached (the lease bounds it).

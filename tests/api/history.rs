@@ -5,6 +5,7 @@
 use chrono::{DateTime, SecondsFormat};
 use sea_orm::{ConnectionTrait as _, DbBackend, QueryTrait as _, Statement};
 use serde_json::json;
+use switchboard::db::statuses::{EventStatus, RunStatus};
 use switchboard::db::window::IdWindow;
 use switchboard::db::{self, events::EventFilter, inbox::DispatchRecord, runs::RunFilter};
 use uuid::Uuid;
@@ -297,7 +298,7 @@ both_backends! {
         let ev = |source: Option<&str>, key: Option<&str>, status: Option<&str>, window: IdWindow| EventFilter {
             source: source.map(Into::into),
             event_key: key.map(Into::into),
-            status: status.map(Into::into),
+            status: status.map(|s| EventStatus::parse(s).unwrap()),
             window,
         };
         let none = IdWindow::default();
@@ -326,7 +327,7 @@ both_backends! {
         let run = |automation: Option<Uuid>, source: Option<&str>, status: Option<&str>, window: IdWindow| RunFilter {
             automation_id: automation,
             event_id: None,
-            status: status.map(Into::into),
+            status: status.map(|s| RunStatus::parse(s).unwrap()),
             source: source.map(Into::into),
             window,
         };

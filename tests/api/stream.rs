@@ -498,6 +498,59 @@ both_backends! {
     }
 }
 
+both_backends! {
+    async fn the_run_lifecycle_is_published(app: TestApp) {
+        use crate::workers::{claim, enqueue, queue_setup, worker_key};
+        let key = worker_key(&app).await;
+        let (url, automation) = queue_setup(&app, json!({"lease_s": 1})).await;
+        let mut client = connect(&app, ADMIN_KEY).await;
+        let topics = json!(["run.claimed", "run.completed", "run.failed", "run.retrying", "run.expired"]);
+        client.subscribe(json!({"id": "runs", "topics": topics, "source": "jobs"})).await;
+        enqueue(&app, &url, &automation, 0, 4).await;
+        let held = claim(&app, &key, json!({"limit": 3, "lease_s": 60})).await;
+        assert_eq!(held.len(), 3);
+        // The fourth is left to expire (the automation's 1 s lease).
+        let dropped = claim(&app, &key, json!({})).await;
+        assert_eq!(dropped.len(), 1);
+        let outcome = |run: &Value, op: &str, body: Value| {
+            let path = format!("/v1/runs/{}/{op}", run["id"].as_str().unwrap());
+            let mut body = body;
+            body["lease_token"] = run["lease_token"].clone();
+            (path, body)
+        };
+        let asks = [
+            outcome(&held[0], "complete", json!({"result": {"ok": true}})),
+            outcome(&held[1], "fail", json!({"error": "boom"})),
+            outcome(&held[2], "fail", json!({"error": "fatal", "retry": false})),
+        ];
+        for (path, body) in asks {
+            let resp = app.post(&path, &key, body).await;
+            assert_eq!(resp.status, 200, "{}", resp.text);
+        }
+        let (expired, before) = client.until(|m| m["type"] == "run.expired").await;
+        let one = |topic: &str| -> Vec<Value> {
+            before.iter().chain([&expired]).filter(|m| m["type"] == topic).map(|m| m["data"].clone()).collect()
+        };
+        let claimed = one("run.claimed");
+        assert_eq!(claimed.len(), 4, "{before:?}");
+        assert!(claimed.iter().all(|d| d["status"] == "RUNNING" && d["attempt"] == 1 && d["source"] == "jobs"), "{claimed:?}");
+        let check = |topic: &str, run: &Value, status: &str, error: Value| {
+            let data = one(topic);
+            assert_eq!(data.len(), 1, "{topic}: {data:?}");
+            assert_eq!(data[0]["run_id"], run["id"], "{topic}");
+            assert_eq!(data[0]["automation_id"], automation.as_str(), "{topic}");
+            assert_eq!(data[0]["attempt"], 1, "{topic}");
+            assert_eq!(data[0]["status"], status, "{topic}");
+            assert_eq!(data[0]["error"], error, "{topic}");
+        };
+        check("run.completed", &held[0], "SUCCEEDED", Value::Null);
+        check("run.retrying", &held[1], "PENDING", json!("boom"));
+        check("run.failed", &held[2], "FAILED", json!("fatal"));
+        check("run.expired", &dropped[0], "PENDING", json!("lease expired"));
+        assert_eq!(expired["subscription"], "runs");
+    }
+}
+
 fn big_order(i: usize) -> String {
     json!({"type": "order.created", "id": format!("big{i}"), "pad": "x".repeat(8 * 1024)})
         .to_string()

@@ -339,3 +339,25 @@ both_backends! {
         assert_eq!(items.len(), 1);
     }
 }
+
+both_backends! {
+    async fn metrics_count_open_runs_by_status(app: TestApp) {
+        let key = worker_key(&app).await;
+        let (url, automation) = queue_setup(&app, json!({})).await;
+        let gauge = |text: &str, status: &str| -> Option<i64> {
+            let prefix = format!("switchboard_runs_by_status{{status=\"{status}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map(|v| v.parse().unwrap())
+        };
+        let empty = app.get("/metrics", ADMIN_KEY).await;
+        assert_eq!((gauge(&empty.text, "PENDING"), gauge(&empty.text, "RUNNING")), (Some(0), Some(0)), "{}", empty.text);
+        enqueue(&app, &url, &automation, 0, 3).await;
+        let taken = claim(&app, &key, json!({})).await;
+        assert_eq!(taken.len(), 1);
+        let busy = app.get("/metrics", ADMIN_KEY).await;
+        assert_eq!((gauge(&busy.text, "PENDING"), gauge(&busy.text, "RUNNING")), (Some(2), Some(1)), "{}", busy.text);
+        let done = app.post(&run_path(&taken[0], "complete"), &key, json!({"lease_token": taken[0]["lease_token"]})).await;
+        assert_eq!(done.status, 200, "{}", done.text);
+        let after = app.get("/metrics", ADMIN_KEY).await;
+        assert_eq!((gauge(&after.text, "PENDING"), gauge(&after.text, "RUNNING")), (Some(2), Some(0)), "{}", after.text);
+    }
+}

@@ -38,12 +38,10 @@ pub async fn create_source(
     let id = db::new_id();
     let row = build_row(state, org_id, id, input, None)?;
     check_destination(state, &row, None).await?;
-    let gate = db::write_gate(&state.db).await;
-    let txn = db::begin_write(&state.db).await?;
+    let txn = db::WriteTxn::begin(&state.db).await?;
     db::slugs::claim_slug(&txn, org_id, &row.source, "websocket", id).await?;
     let row = db::sources::insert_source(&txn, row).await?;
     txn.commit().await?;
-    drop(gate);
     notify_supervisor(state, &row)?;
     tracing::info!(source_id = %id, slug = %row.source, "source created");
     Ok(row)
@@ -63,15 +61,13 @@ pub async fn patch_source(
     check_destination(state, &row, Some(&current)).await?;
     row.revision = current.revision + 1;
     row.created_at = current.created_at;
-    let gate = db::write_gate(&state.db).await;
-    let txn = db::begin_write(&state.db).await?;
+    let txn = db::WriteTxn::begin(&state.db).await?;
     if row.source != current.source {
         db::slugs::claim_slug(&txn, org_id, &row.source, "websocket", row.id).await?;
         db::slugs::release_slug(&txn, org_id, &current.source, row.id).await?;
     }
     let row = db::sources::update_source(&txn, row).await?;
     txn.commit().await?;
-    drop(gate);
     notify_supervisor(state, &row)?;
     tracing::info!(source_id = %row.id, revision = row.revision, "source updated");
     Ok(row)
@@ -80,12 +76,10 @@ pub async fn patch_source(
 /// Deletes a source, frees its slug and stops it.
 pub async fn delete_source(state: &AppState, org_id: Uuid, id: Uuid) -> Result<(), ApiError> {
     let row = find_source(state, org_id, id).await?;
-    let gate = db::write_gate(&state.db).await;
-    let txn = db::begin_write(&state.db).await?;
+    let txn = db::WriteTxn::begin(&state.db).await?;
     db::slugs::release_slug(&txn, org_id, &row.source, row.id).await?;
     db::sources::delete_source(&txn, row.id).await?;
     txn.commit().await?;
-    drop(gate);
     state.supervisor.do_send(Remove { source_id: row.id });
     tracing::info!(source_id = %row.id, "source deleted");
     Ok(())

@@ -37,12 +37,10 @@ pub async fn create_webhook(
 ) -> Result<(webhook::Model, Option<String>), ApiError> {
     let id = db::new_id();
     let (row, generated) = build_row(state, org_id, id, input, None)?;
-    let gate = db::write_gate(&state.db).await;
-    let txn = db::begin_write(&state.db).await?;
+    let txn = db::WriteTxn::begin(&state.db).await?;
     db::slugs::claim_slug(&txn, org_id, &row.source, "webhook", id).await?;
     let row = db::webhooks::insert_webhook(&txn, row).await?;
     txn.commit().await?;
-    drop(gate);
     Ok((row, generated))
 }
 
@@ -57,27 +55,23 @@ pub async fn patch_webhook(
     let input = apply_patch(&current, patch)?;
     let (mut row, generated) = build_row(state, org_id, current.id, input, Some(&current))?;
     row.created_at = current.created_at;
-    let gate = db::write_gate(&state.db).await;
-    let txn = db::begin_write(&state.db).await?;
+    let txn = db::WriteTxn::begin(&state.db).await?;
     if row.source != current.source {
         db::slugs::claim_slug(&txn, org_id, &row.source, "webhook", row.id).await?;
         db::slugs::release_slug(&txn, org_id, &current.source, row.id).await?;
     }
     let row = db::webhooks::update_webhook(&txn, row).await?;
     txn.commit().await?;
-    drop(gate);
     Ok((row, generated))
 }
 
 /// Deletes a webhook and frees its slug.
 pub async fn delete_webhook(state: &AppState, org_id: Uuid, id: Uuid) -> Result<(), ApiError> {
     let row = find_webhook(state, org_id, id).await?;
-    let gate = db::write_gate(&state.db).await;
-    let txn = db::begin_write(&state.db).await?;
+    let txn = db::WriteTxn::begin(&state.db).await?;
     db::slugs::release_slug(&txn, org_id, &row.source, row.id).await?;
     db::webhooks::delete_webhook(&txn, row.id).await?;
     txn.commit().await?;
-    drop(gate);
     Ok(())
 }
 

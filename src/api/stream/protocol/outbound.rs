@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::Topic;
 use crate::actors::publisher::{Published, RunChange};
+use crate::db::statuses::RunStatus;
 
 /// The stream topic of a run change.
 pub fn run_topic(kind: RunChange) -> Topic {
@@ -88,7 +89,7 @@ pub fn data(message: &Published) -> Value {
             ..
         } => json!({
             "run_id": run_id, "automation_id": automation_id, "event_id": event_id,
-            "status": "PENDING", "event_payload": &**event_payload,
+            "status": RunStatus::Pending, "event_payload": &**event_payload,
         }),
         Published::RunChanged {
             run_id,

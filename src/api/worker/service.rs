@@ -1,0 +1,337 @@
+//! What the worker endpoints do, apart from HTTP: claim with long-polling, extend a lease, apply
+//! fenced outcomes (and explain refusals), put a run back by hand. Every run change is counted
+//! and published for the live stream here.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use entity::automation_run;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::REPOLL;
+use super::shapes::{Ask, ClaimIn, ClaimedRun, ItemOut, Outcome};
+use crate::actors::publisher::{Published, RunChange};
+use crate::auth::Caller;
+use crate::db::statuses::RunStatus;
+use crate::db::{self, queue::Finish};
+use crate::error::ApiError;
+use crate::queue::lifecycle::{self, AfterFailure, Fenced};
+use crate::queue::notifier::RunNotifier;
+use crate::state::AppState;
+
+/// A fresh lease token.
+fn new_token() -> String {
+    format!("lt_{:032x}", rand::random::<u128>())
+}
+
+/// Claims up to `limit` runs, waiting up to `wait` for one when none is claimable.
+pub async fn claim(
+    state: &AppState,
+    caller: &Caller,
+    input: &ClaimIn,
+    limit: u64,
+    wait: std::time::Duration,
+) -> Result<Vec<ClaimedRun>, ApiError> {
+    let started = Instant::now();
+    let deadline = started + wait;
+    let caps = caps_in_scope(state, caller, input);
+    let lease_of = |automation_id: Uuid| {
+        input
+            .lease_s
+            .unwrap_or_else(|| state.automations.policy(automation_id).lease_s)
+    };
+    let mut request = db::queue::ClaimRequest {
+        org_id: caller.org_id,
+        limit,
+        automation_ids: input.automation_ids.clone(),
+        sources: input.sources.clone(),
+        worker: input.worker.clone(),
+        token: String::new(),
+        now: db::now(),
+    };
+    let rows = loop {
+        let waiter = state.notifier.waiter();
+        tokio::pin!(waiter);
+        waiter.as_mut().enable();
+        request.token = new_token();
+        request.now = db::now();
+        let rows = db::queue::claim(&state.db, &request, &caps, lease_of).await?;
+        let now = Instant::now();
+        if !rows.is_empty() || now >= deadline {
+            break rows;
+        }
+        RunNotifier::wait(waiter, (deadline - now).min(REPOLL)).await;
+    };
+    state.metrics.queue.observe_claim(started.elapsed(), &rows);
+    if state.publisher.has_subscribers() {
+        for row in &rows {
+            let change = Published::run_changed(RunChange::Claimed, row, RunStatus::Running, None);
+            state.publisher.publish(change);
+        }
+    }
+    claimed(state, rows).await
+}
+
+/// The concurrency caps of the caller's automations the claim may take runs of.
+fn caps_in_scope(state: &AppState, caller: &Caller, input: &ClaimIn) -> db::queue::Caps {
+    state
+        .automations
+        .info()
+        .iter()
+        .filter(|(id, i)| {
+            i.org_id == caller.org_id
+                && input
+                    .automation_ids
+                    .as_ref()
+                    .is_none_or(|ids| ids.contains(id))
+        })
+        .filter_map(|(id, i)| i.policy.max_concurrency.map(|m| (*id, m)))
+        .collect()
+}
+
+/// Claimed rows as a worker gets them: with the event payload, key and automation name.
+async fn claimed(
+    state: &AppState,
+    rows: Vec<automation_run::Model>,
+) -> Result<Vec<ClaimedRun>, ApiError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let events: HashMap<Uuid, entity::event::Model> =
+        db::events::find_events_by_ids(&state.db, rows.iter().map(|r| r.event_id).collect())
+            .await?
+            .into_iter()
+            .map(|e| (e.id, e))
+            .collect();
+    let info = state.automations.info();
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let event = events.get(&r.event_id);
+            let event_payload = r
+                .event_payload
+                .clone()
+                .or_else(|| event.map(db::events::run_payload))
+                .unwrap_or(Value::Null);
+            ClaimedRun {
+                id: r.id,
+                automation_id: r.automation_id,
+                automation_name: info.get(&r.automation_id).map(|i| i.name.clone()),
+                event_id: r.event_id,
+                event_key: event.and_then(|e| e.event_key.clone()),
+                source: r.source,
+                event_payload,
+                attempt: r.attempts,
+                lease_token: r.lease_token.unwrap_or_default(),
+                lease_expires_at: r.lease_expires_at,
+            }
+        })
+        .collect())
+}
+
+/// A 409 naming the refusal's reason.
+pub fn refused(reason: &str, detail: String) -> ApiError {
+    ApiError::Conflict {
+        field: Some("lease_token".to_owned()),
+        detail: format!("{reason}: {detail}"),
+    }
+}
+
+/// One run of the caller's org, or 404.
+pub async fn find_run(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<automation_run::Model, ApiError> {
+    db::runs::find_run(&state.db, caller.org_id, id)
+        .await?
+        .ok_or(ApiError::NotFound("run"))
+}
+
+fn status_of(row: &automation_run::Model) -> Result<RunStatus, ApiError> {
+    RunStatus::parse(&row.status)
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown run status {}", row.status)))
+}
+
+/// Extends the lease of run `id` held with `token` by `lease_s` (default: the automation's);
+/// returns the new expiry, or the refusal's 409.
+pub async fn extend_lease(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    token: &str,
+    lease_s: Option<u32>,
+) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    let row = find_run(state, caller, id).await?;
+    let lease_s = lease_s.unwrap_or_else(|| state.automations.policy(row.automation_id).lease_s);
+    let expires = db::now() + chrono::Duration::seconds(i64::from(lease_s));
+    if db::queue::heartbeat(&state.db, caller.org_id, row.id, token, expires).await? {
+        return Ok(expires);
+    }
+    let row = find_run(state, caller, id).await?;
+    match lifecycle::explain_fence(status_of(&row)?, row.lease_token.as_deref(), token, false) {
+        Fenced::Refused(reason, detail) => Err(refused(reason, detail)),
+        Fenced::AlreadyApplied => Err(refused("finished", "the run is finished".to_owned())),
+    }
+}
+
+/// Applies fenced outcomes; one [`ItemOut`] per ask, in order.
+pub async fn apply(
+    state: &AppState,
+    caller: &Caller,
+    asks: Vec<Ask>,
+) -> Result<Vec<ItemOut>, ApiError> {
+    let ids: Vec<Uuid> = asks.iter().map(|a| a.id).collect();
+    let rows = runs_by_id(state, caller, ids.clone()).await?;
+    let now = db::now();
+    // Per ask: the index of its finish, `None` when the run does not exist.
+    let mut slots = Vec::with_capacity(asks.len());
+    let mut finishes = Vec::with_capacity(asks.len());
+    for ask in asks {
+        let finish = rows
+            .get(&ask.id)
+            .map(|row| finish_for(state, row, ask, now));
+        slots.push(finish.map(|f| {
+            finishes.push(f);
+            finishes.len() - 1
+        }));
+    }
+    let applied = db::queue::finish(&state.db, caller.org_id, &finishes, now).await?;
+    let refused_ids: Vec<Uuid> = finishes
+        .iter()
+        .zip(&applied)
+        .filter(|(_, ok)| !**ok)
+        .map(|(f, _)| f.id)
+        .collect();
+    let fresh = runs_by_id(state, caller, refused_ids).await?;
+    let mut woke = false;
+    let out = ids
+        .iter()
+        .zip(slots)
+        .map(|(id, slot)| match slot {
+            None => ItemOut::not_found(*id),
+            Some(slot) if applied[slot] => {
+                let finish = &finishes[slot];
+                woke |= finish.status == RunStatus::Pending;
+                observe(state, finish, rows.get(id));
+                ItemOut::applied(*id, finish.status.as_str())
+            }
+            Some(slot) => explain(fresh.get(id), &finishes[slot]),
+        })
+        .collect();
+    if woke {
+        state.notifier.signal();
+    }
+    Ok(out)
+}
+
+/// The runs of the caller's org with these ids, by id (none asked: none read).
+async fn runs_by_id(
+    state: &AppState,
+    caller: &Caller,
+    ids: Vec<Uuid>,
+) -> Result<HashMap<Uuid, automation_run::Model>, ApiError> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(db::runs::find_runs(&state.db, caller.org_id, ids)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r))
+        .collect())
+}
+
+/// The fenced update an ask leads to for `row`.
+fn finish_for(
+    state: &AppState,
+    row: &automation_run::Model,
+    ask: Ask,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Finish {
+    let (status, result, error, available_at) = match ask.outcome {
+        Outcome::Complete(result) => (RunStatus::Succeeded, result, None, None),
+        Outcome::Fail {
+            error,
+            retry,
+            retry_after_s,
+        } => {
+            let policy = state.automations.policy(row.automation_id);
+            let attempt = u32::try_from(row.attempts).unwrap_or(0);
+            let unit = rand::random::<f64>();
+            match lifecycle::after_failure(&policy, attempt, retry, retry_after_s, unit) {
+                AfterFailure::Retry { delay } => {
+                    let delay = chrono::Duration::from_std(delay).unwrap_or_default();
+                    (RunStatus::Pending, None, Some(error), Some(now + delay))
+                }
+                AfterFailure::Fail => (RunStatus::Failed, None, Some(error), None),
+            }
+        }
+    };
+    Finish {
+        id: ask.id,
+        token: ask.token,
+        status,
+        result,
+        error,
+        available_at,
+    }
+}
+
+/// Counts an applied outcome and publishes it (`run.completed`, `run.retrying`, `run.failed`).
+fn observe(state: &AppState, finish: &Finish, row: Option<&automation_run::Model>) {
+    state.metrics.queue.observe_finish(finish.status, row);
+    let (Some(row), true) = (row, state.publisher.has_subscribers()) else {
+        return;
+    };
+    let kind = match finish.status {
+        RunStatus::Succeeded => RunChange::Completed,
+        RunStatus::Pending => RunChange::Retrying,
+        _ => RunChange::Failed,
+    };
+    let change = Published::run_changed(kind, row, finish.status, finish.error.clone());
+    state.publisher.publish(change);
+}
+
+/// Why a fenced update matched nothing, from the run as it is now (`None`: it is gone).
+fn explain(row: Option<&automation_run::Model>, finish: &Finish) -> ItemOut {
+    let Some(row) = row else {
+        return ItemOut::not_found(finish.id);
+    };
+    let status = RunStatus::parse(&row.status).unwrap_or(RunStatus::Failed);
+    // Only a completion ends in SUCCEEDED: a repeated one is harmless.
+    let completing = finish.status == RunStatus::Succeeded;
+    match lifecycle::explain_fence(
+        status,
+        row.lease_token.as_deref(),
+        &finish.token,
+        completing,
+    ) {
+        Fenced::AlreadyApplied => ItemOut::applied(row.id, &row.status),
+        Fenced::Refused(reason, detail) => {
+            ItemOut::refused(row.id, Some(&row.status), reason, detail)
+        }
+    }
+}
+
+/// Puts a FAILED or CANCELLED run back to PENDING (409 otherwise); returns it.
+pub async fn retry(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<automation_run::Model, ApiError> {
+    let row = find_run(state, caller, id).await?;
+    if !db::queue::retry_run(&state.db, caller.org_id, row.id, db::now()).await? {
+        let row = find_run(state, caller, id).await?;
+        return Err(ApiError::Conflict {
+            field: None,
+            detail: format!(
+                "run is {}; only FAILED or CANCELLED runs can be retried",
+                row.status
+            ),
+        });
+    }
+    state.notifier.signal();
+    state.metrics.queue.retries.inc();
+    find_run(state, caller, id).await
+}
