@@ -9,14 +9,14 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::body::parse_json;
-use crate::actors::messages::GetStatus;
-use crate::actors::status::StatusSnapshot;
+use crate::actors::commands::GetStatus;
 use crate::crypto::{Keyring, SecretSlot};
 use crate::db;
 use crate::error::ApiError;
 use crate::netpolicy::NetworkPolicy;
 use crate::sources::config::{SourceSecrets, SourceSettings, StoredConfig, slack_defaults};
 use crate::sources::redact::{has_credentials, redact_url};
+use crate::sources::status::StatusSnapshot;
 use crate::sources::validate::{check_settings, split_secrets};
 use crate::sources::validate_tls::reconcile_client_key;
 use crate::state::AppState;
@@ -83,7 +83,7 @@ pub struct StatusOut {
     pub counters: Value,
     /// Configured, ready and peer-reported connections (live status only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub connections: Option<crate::actors::status::ConnectionCounts>,
+    pub connections: Option<crate::sources::status::ConnectionCounts>,
 }
 
 impl From<source_status::Model> for StatusOut {

@@ -12,7 +12,7 @@ use super::source_dto::{SourceIn, SourceOut, apply_patch, build_row, input_of};
 use super::{ListOut, Path, Query};
 use std::sync::Arc;
 
-use crate::actors::messages::{Pause, Reconnect, Remove, Resume, Send, Update};
+use crate::actors::commands::{Pause, Reconnect, Remove, Resume, SendFrame, Update};
 use crate::actors::spec::SourceSpec;
 use crate::auth::Caller;
 use crate::db::{self, pagination::OffsetQuery};
@@ -248,7 +248,7 @@ pub async fn send_to_source(
     };
     let sent = state
         .supervisor
-        .send(Send {
+        .send(SendFrame {
             source_id: row.id,
             text,
         })

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value as Json, json};
 
-use crate::actors::policy::FailureClass;
 use crate::pipeline::expr::{Value, to_value};
 use crate::pipeline::json;
+use crate::sources::failure::FailureClass;
 
 /// How long after the upgrade Slack's `hello` may take before the attempt is abandoned.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
