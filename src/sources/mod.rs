@@ -1,5 +1,6 @@
-//! Source configuration and the sans-IO protocol adapters (generic feeds, Slack Socket Mode, the
-//! reassembly of fragmented messages). Nothing here imports actix, awc or sea-orm.
+//! What a source is, without I/O: its configuration, the sans-IO protocol adapters (generic feeds,
+//! Slack Socket Mode, the reassembly of fragmented messages), the vocabulary of connection failures,
+//! and the status and counters a source shows. Nothing here imports actix, awc or sea-orm.
 
 pub mod config;
 pub mod failure;

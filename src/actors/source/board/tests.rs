@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -129,7 +129,7 @@ fn pick(model: &Model, raw: u16) -> Generation {
     let mut known: Vec<Generation> = model.connections.keys().copied().collect();
     known.extend(model.scheduled.values().copied());
     known.sort_unstable();
-    if known.is_empty() || raw % 7 == 0 {
+    if known.is_empty() || raw.is_multiple_of(7) {
         return 10_000 + Generation::from(raw);
     }
     known[usize::from(raw) % known.len()]
