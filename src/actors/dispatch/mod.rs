@@ -70,7 +70,8 @@ impl From<entity::event::Model> for PendingEvent {
     }
 }
 
-/// Ingest → dispatch actor: committed events to match. Answers nothing.
+/// Inbox writer, recovery sweep or replay → dispatch actor (by route): committed events to match.
+/// Answers nothing.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Dispatch {

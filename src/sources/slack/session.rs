@@ -55,7 +55,7 @@ pub enum SlackAction {
         ack: String,
     },
     /// An envelope refused by the limits every stored document is held to (nesting, U+0000; see
-    /// [`json`]): counted, never stored, and ACKed (it can never be stored, so Slack should not
+    /// `json`): counted, never stored, and ACKed (it can never be stored, so Slack should not
     /// redeliver it).
     Rejected {
         /// The ACK frame, exactly `{"envelope_id":"…"}`.
