@@ -14,10 +14,7 @@ use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use uuid::Uuid;
 
-use super::commands::{
-    CollectMetrics, GetSample, GetSnapshot, GetStatus, Pause, Reconnect, Remove, Resume, SendError,
-    SendFrame, Shutdown, Update,
-};
+use super::commands::{Pause, Reconnect, Remove, Resume, SendError, SendFrame, Shutdown, Update};
 use super::rate_limit::startup_jitter;
 use super::restart_budget::{MAX_RESTARTS, RestartBudget};
 use super::runtime::SourceRuntime;
@@ -26,8 +23,9 @@ use super::source::board::Shown;
 use super::source::exit::{ExitNotice, SourceExited};
 use super::source::show;
 use super::spec::SourceSpec;
-use crate::metrics::SourceSample;
-use crate::sources::status::{ConnectionCounts, SourceCounters, SourceState, StatusSnapshot};
+use crate::sources::status::{ConnectionCounts, SourceCounters, SourceState};
+
+mod listing;
 
 /// One source the supervisor knows.
 struct Entry {
@@ -281,65 +279,6 @@ impl Handler<SendFrame> for SourceSupervisor {
                 .send(msg)
                 .await
                 .unwrap_or(Err(SendError::NotConnected))
-        })
-    }
-}
-
-impl Handler<GetStatus> for SourceSupervisor {
-    type Result = ResponseFuture<Vec<StatusSnapshot>>;
-
-    fn handle(&mut self, msg: GetStatus, _: &mut Context<Self>) -> Self::Result {
-        let asked: Vec<_> = msg
-            .source_ids
-            .iter()
-            .filter_map(|id| self.entries.get(id))
-            .map(|entry| {
-                let idle = show::snapshot(
-                    &entry.spec,
-                    &entry.idle,
-                    &entry.counters,
-                    entry.idle_connections(),
-                );
-                (entry.actor.clone(), idle)
-            })
-            .collect();
-        Box::pin(async move {
-            join_all(asked.into_iter().map(|(actor, idle)| async move {
-                match actor {
-                    Some(addr) => addr.send(GetSnapshot).await.unwrap_or(idle),
-                    None => idle,
-                }
-            }))
-            .await
-        })
-    }
-}
-
-impl Handler<CollectMetrics> for SourceSupervisor {
-    type Result = ResponseFuture<Vec<SourceSample>>;
-
-    fn handle(&mut self, _: CollectMetrics, _: &mut Context<Self>) -> Self::Result {
-        let asked: Vec<_> = self
-            .entries
-            .values()
-            .map(|entry| {
-                let idle = SourceSample {
-                    slug: entry.spec.slug.clone(),
-                    state: entry.idle.state,
-                    connections: 0,
-                    counters: entry.counters.to_json(),
-                };
-                (entry.actor.clone(), idle)
-            })
-            .collect();
-        Box::pin(async move {
-            join_all(asked.into_iter().map(|(actor, idle)| async move {
-                match actor {
-                    Some(addr) => addr.send(GetSample).await.unwrap_or(idle),
-                    None => idle,
-                }
-            }))
-            .await
         })
     }
 }

@@ -28,6 +28,9 @@ use crate::sources::slack::OpenBudget;
 use crate::sources::status::SourceCounters;
 
 mod frames;
+mod stopping;
+
+use stopping::{MAX_QUIET_WAIT, Stopping};
 
 /// Commands from the `ConnectionActor` to its loop.
 #[derive(Debug)]
@@ -374,29 +377,6 @@ impl Conn {
         if let Some(rotate) = self.on_rotate.take() {
             rotate();
         }
-    }
-}
-
-/// How long the peer must have sent no data frame before a stopping connection closes.
-const QUIET: Duration = Duration::from_millis(150);
-
-/// The longest a stopping connection keeps reading for (less when `close_timeout_ms` is less).
-const MAX_QUIET_WAIT: Duration = Duration::from_secs(1);
-
-/// A stop under way.
-struct Stopping {
-    deadline: Instant,
-    last_data: Instant,
-    until_peer_closes: bool,
-}
-
-impl Stopping {
-    /// When the loop ends, unless the peer closes first.
-    fn quiet_at(&self) -> Instant {
-        if self.until_peer_closes {
-            return self.deadline;
-        }
-        (self.last_data + QUIET).min(self.deadline)
     }
 }
 
