@@ -23,7 +23,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::actors::status::SourceState;
+use crate::sources::status::SourceState;
 
 /// Sources with their own `source` label value; the rest are `other`.
 pub const MAX_SOURCE_LABELS: usize = 200;

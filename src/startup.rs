@@ -14,9 +14,10 @@ use anyhow::Context as _;
 use sea_orm::DatabaseConnection;
 use tracing_actix_web::TracingLogger;
 
+use crate::actors::commands::Shutdown;
 use crate::actors::dispatch::DispatchPool;
-use crate::actors::messages::Shutdown;
 use crate::actors::publisher::Publisher;
+use crate::actors::rate_limit::ConnectRateLimiter;
 use crate::actors::registry::AutomationRegistry;
 use crate::actors::runtime::{SourceRuntime, StatusWriter};
 use crate::actors::spec::SourceSpec;
@@ -215,6 +216,7 @@ impl Application {
             .supervisor
             .send(Shutdown {
                 timeout: SHUTDOWN_TIMEOUT,
+                farewell: None,
             })
             .await;
         served
@@ -291,8 +293,9 @@ async fn start_sources(
         slack_open_interval: Duration::from_secs_f64(1.0 / settings.slack_opens_per_second),
         metrics,
         refresh_grace: Duration::from_secs(settings.refresh_grace_s),
+        connects: std::sync::Mutex::new(ConnectRateLimiter::new(settings.connects_per_second, 10)),
     });
-    let supervisor = SourceSupervisor::new(rt, initial, settings.connects_per_second).start();
+    let supervisor = SourceSupervisor::new(rt, initial).start();
     let recovered = dispatch
         .recover(db, None)
         .await

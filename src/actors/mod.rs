@@ -1,21 +1,24 @@
-//! Actors and the pure policies they apply: the source supervisor and its source actors, the
-//! connection loop they drive, the inbox writer, and the dispatch pool.
+//! The actors and the pure policies they apply.
+//!
+//! - [`supervisor`]: the `SourceSupervisor`, one per process: one `SourceActor` per enabled
+//!   source, restarted when it stops unexpectedly; routes the API's [`commands`].
+//! - [`source`]: the `SourceActor` of one source and its pure supervision [`source::board`].
+//! - [`connection`]: the `ConnectionActor` of one connection, its loop, the protocol driver and
+//!   the inbox writer.
+//! - [`dispatch`]: the dispatch pool that runs the trigger pipeline on committed events.
+//! - [`publisher`], [`registry`], [`runtime`], [`spec`]: what they share.
+//! - [`policy`], [`rate_limit`], [`restart_budget`]: pure decisions (backoff, connect pacing,
+//!   restart intensity).
 
-pub mod connect;
+pub mod commands;
 pub mod connection;
-pub mod dial;
 pub mod dispatch;
-pub mod messages;
-pub mod outbound;
-pub mod persister;
 pub mod policy;
-pub mod protocol;
 pub mod publisher;
 pub mod rate_limit;
 pub mod registry;
+pub mod restart_budget;
 pub mod runtime;
-pub mod slack_open;
 pub mod source;
 pub mod spec;
-pub mod status;
 pub mod supervisor;

@@ -1,12 +1,14 @@
-//! The pure restart policy for source connections: exponential backoff with full jitter, failure
-//! classification, reset only after stable uptime, and a global connect-rate limiter.
+//! The pure restart policy of one connection slot: exponential backoff with full jitter, decisions
+//! per [`FailureClass`], and a failure count that resets only after stable uptime.
 //!
-//! Nothing here touches a socket, a clock or a global random source: the supervisor passes `now`
+//! Nothing here touches a socket, a clock or a global random source: the source board passes `now`
 //! and an `Rng` in, so every decision can be replayed in tests with a seeded `StdRng`.
 
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+
+use crate::sources::failure::FailureClass;
 
 /// Tuning of the restart policy; the defaults are the reliability contract (DESIGN §4.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,28 +40,6 @@ impl Default for BackoffConfig {
     }
 }
 
-/// Why a connection went down, as classified by the source actor or its adapter.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FailureClass {
-    /// Network error, timeout, close by the peer: retry with backoff.
-    Transient,
-    /// Retrying cannot help (HTTP 401/403 on upgrade, Slack `invalid_auth`, a `fail_expr` match).
-    Terminal {
-        /// What the user should fix, shown in the source status.
-        reason: String,
-    },
-    /// The peer asked us to wait (HTTP 429 with `Retry-After`).
-    RateLimited {
-        /// The peer's `Retry-After`; the next attempt never comes sooner.
-        retry_after: Duration,
-    },
-    /// The peer refuses more connections for now (Slack `too_many_websockets`: at least 30 s).
-    Throttled {
-        /// Minimum wait before the next attempt; jitter is added on top.
-        min_delay: Duration,
-    },
-}
-
 /// Whether a retrying source is in ordinary backoff or has failed long enough to alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetryState {
@@ -69,7 +49,7 @@ pub enum RetryState {
     Failing,
 }
 
-/// What the supervisor should do after a connection went down.
+/// What the source board should do after a connection went down.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Start a fresh connection after `delay`; report the source as `state`.
@@ -91,8 +71,8 @@ pub enum Decision {
     },
 }
 
-/// Restart policy state of one connection, owned by the supervisor.
-#[derive(Debug, Clone)]
+/// Restart policy state of one connection slot, owned by the source board.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestartPolicy {
     config: BackoffConfig,
     consecutive_failures: u32,
@@ -125,10 +105,6 @@ impl RestartPolicy {
     pub fn on_ready(&mut self, now: Instant) {
         self.ready_since.get_or_insert(now);
     }
-
-    /// A routine refresh (Slack `refresh_requested` / `warning`) is not a failure: it changes
-    /// neither the failure count nor the uptime clock.
-    pub fn on_routine_refresh(&mut self) {}
 
     /// Operator `Reconnect`: forget past failures and readiness.
     pub fn reset(&mut self) {
@@ -328,8 +304,10 @@ mod tests {
             let mut policy = failed(BackoffConfig::default(), failures);
             let start = Instant::now();
             policy.on_ready(start);
+            // A routine refresh (make-before-break) reaches the policy only as a second
+            // `on_ready` of the replacement: it keeps the clock and the count.
             for _ in 0..refreshes {
-                policy.on_routine_refresh();
+                policy.on_ready(start + SEC);
                 prop_assert_eq!(policy.consecutive_failures(), failures);
             }
             let uptime = Duration::from_millis(uptime_ms);

@@ -9,8 +9,8 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use super::status::StatusSnapshot;
 use crate::db::statuses::RunStatus;
+use crate::sources::status::StatusSnapshot;
 
 /// How many messages a slow subscriber may fall behind before it starts losing them.
 const CAPACITY: usize = 4096;

@@ -1,5 +1,5 @@
 //! What every source actor shares: storage, the dispatch pool, the network policy, the TLS
-//! configuration, the ordered status writer and the publisher.
+//! configuration, the ordered status writer, the publisher and the global connect rate.
 
 use std::sync::Arc;
 
@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::dispatch::DispatchPool;
 use super::publisher::Publisher;
+use super::rate_limit::ConnectRateLimiter;
 use crate::db::status::{self, StateRecord};
 use crate::netpolicy::NetworkPolicy;
 
@@ -33,6 +34,18 @@ pub struct SourceRuntime {
     /// How long a connection the peer asked to refresh keeps serving, once its replacement is
     /// ready, while waiting for the peer to close it.
     pub refresh_grace: std::time::Duration,
+    /// The global connect rate, shared by every source actor.
+    pub connects: std::sync::Mutex<ConnectRateLimiter>,
+}
+
+impl SourceRuntime {
+    /// Books one connect at `now` under the global connect rate; answers how long to wait first.
+    pub fn reserve_connect(&self, now: std::time::Instant) -> std::time::Duration {
+        self.connects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .reserve(now)
+    }
 }
 
 /// What the status writer persists.
@@ -61,11 +74,12 @@ impl StatusWriter {
         actix::spawn(async move {
             while let Some(write) = rx.recv().await {
                 // In line with the inbox and dispatch writers for SQLite's write lock.
-                let _gate = crate::db::write_gate(&db).await;
                 let result = match write {
-                    StatusWrite::State(id, record) => status::write_state(&db, id, record).await,
+                    StatusWrite::State(id, record) => {
+                        crate::db::gated(&db, status::write_state(&db, id, record)).await
+                    }
                     StatusWrite::Counters(id, counters, at) => {
-                        status::write_counters(&db, id, counters, at).await
+                        crate::db::gated(&db, status::write_counters(&db, id, counters, at)).await
                     }
                 };
                 if let Err(err) = result {

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::policy::BackoffConfig;
 use crate::crypto::Keyring;
 use crate::pipeline::ingest::SourceExprs;
-use crate::sealed::open_source_secrets as open_secrets_with;
+use crate::sealed::open_source_secrets;
 use crate::sources::config::{SourceSecrets, SourceSettings, StoredConfig};
 use crate::sources::generic::GenericAdapter;
 use crate::sources::slack::SlackAdapter;
@@ -85,7 +85,7 @@ impl SourceSpec {
         keyring: &Keyring,
         slack_api_base: &str,
     ) -> anyhow::Result<SourceSpec> {
-        let secrets = open_secrets_with(keyring, row)
+        let secrets = open_source_secrets(keyring, row)
             .with_context(|| format!("opening the secrets of source {}", row.id))?;
         let settings = StoredConfig::from_json(&row.config)
             .parse_settings(&row.kind)

@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, get, web};
 use secrecy::ExposeSecret as _;
 use subtle::ConstantTimeEq as _;
 
-use crate::actors::messages::CollectMetrics;
+use crate::actors::commands::CollectMetrics;
 use crate::auth::bearer_token;
 use crate::error::ApiError;
 use crate::state::AppState;

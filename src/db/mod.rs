@@ -22,7 +22,7 @@ pub mod webhooks;
 pub mod window;
 pub mod write;
 
-pub use write::{WriteTxn, gated, write_gate};
+pub use write::{WriteTxn, gated};
 
 use std::time::Duration;
 

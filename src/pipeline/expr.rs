@@ -5,7 +5,7 @@
 //! unknown functions, wrong argument counts (inside `&expref` arguments too), invalid literal
 //! `regex()` patterns, expressions nested deeply enough to exhaust the stack when parsed or
 //! evaluated, and expressions whose result grows so fast with the input that no input could be
-//! evaluated within the limits. Evaluation runs the budgeted interpreter of [`eval`] over a value
+//! evaluated within the limits. Evaluation runs the budgeted interpreter of `eval` over a value
 //! converted once per event ([`to_value`]) and never again per expression; every evaluation has a
 //! work limit and every rendered result a size limit ([`budget`], [`Limits`]), checked while it
 //! runs.

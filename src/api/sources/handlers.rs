@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::service::{self, find_source};
 use super::shapes::{SendIn, SourceIn, SourceOut};
-use crate::actors::messages::{Pause, Reconnect, Resume};
+use crate::actors::commands::{Pause, Reconnect, Resume};
 use crate::api::body::Body;
 use crate::api::pagination::OffsetQuery;
 use crate::api::{ListOut, Path, Query};

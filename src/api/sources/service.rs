@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::destination::check_destination;
 use super::row::{apply_patch, build_row, input_of};
 use super::shapes::SourceIn;
-use crate::actors::messages::{Remove, Send, Update};
+use crate::actors::commands::{Remove, SendFrame, Update};
 use crate::actors::spec::SourceSpec;
 use crate::actors::supervisor::SourceSupervisor;
 use crate::db;
@@ -112,7 +112,7 @@ where
 pub async fn send_frame(state: &AppState, source_id: Uuid, text: String) -> Result<(), ApiError> {
     let sent = state
         .supervisor
-        .send(Send { source_id, text })
+        .send(SendFrame { source_id, text })
         .await
         .map_err(|e| ApiError::Internal(e.into()))?;
     sent.map_err(|err| ApiError::Conflict {

@@ -8,10 +8,10 @@ use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::actors::status::{ConnectionCounts, StatusSnapshot};
 use crate::sources::config::StoredConfig;
 use crate::sources::kind::SourceKind;
 use crate::sources::redact::redact_url;
+use crate::sources::status::{ConnectionCounts, StatusSnapshot};
 
 fn yes() -> bool {
     true

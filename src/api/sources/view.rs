@@ -7,10 +7,10 @@ use entity::{source_status, websocket_source};
 use uuid::Uuid;
 
 use super::shapes::SourceOut;
-use crate::actors::messages::GetStatus;
-use crate::actors::status::StatusSnapshot;
+use crate::actors::commands::GetStatus;
 use crate::db;
 use crate::error::ApiError;
+use crate::sources::status::StatusSnapshot;
 use crate::state::AppState;
 
 impl SourceOut {

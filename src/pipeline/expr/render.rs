@@ -13,7 +13,7 @@ use super::budget::Exceeded;
 const SCALAR_BYTES: usize = 8;
 
 /// Converts `value` to JSON, refusing a result larger than `max_bytes` of JSON text (approximately:
-/// strings and keys count their length plus quotes, scalars [`SCALAR_BYTES`]) or nested deeper
+/// strings and keys count their length plus quotes, scalars `SCALAR_BYTES`) or nested deeper
 /// than `max_depth` levels. Numbers that are integral and in `i64`/`u64` range come back as
 /// integers; an expression reference (the result of a bare `&expr`) becomes null.
 pub fn to_json_within(value: &Value, max_bytes: usize, max_depth: usize) -> Result<Json, Exceeded> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
-use crate::actors::policy::FailureClass;
+use crate::sources::failure::FailureClass;
 
 /// Wait after a 429 without a usable `Retry-After` header.
 pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value as Json, json};
 
-use crate::actors::policy::FailureClass;
 use crate::pipeline::expr::{Value, to_value};
 use crate::pipeline::json;
+use crate::sources::failure::FailureClass;
 
 /// How long after the upgrade Slack's `hello` may take before the attempt is abandoned.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,7 +55,7 @@ pub enum SlackAction {
         ack: String,
     },
     /// An envelope refused by the limits every stored document is held to (nesting, U+0000; see
-    /// [`json`]): counted, never stored, and ACKed (it can never be stored, so Slack should not
+    /// `json`): counted, never stored, and ACKed (it can never be stored, so Slack should not
     /// redeliver it).
     Rejected {
         /// The ACK frame, exactly `{"envelope_id":"…"}`.

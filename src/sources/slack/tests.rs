@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value as Json, json};
 
 use super::*;
-use crate::actors::policy::FailureClass;
 use crate::pipeline::expr::to_value;
+use crate::sources::failure::FailureClass;
 
 const TOKEN: &str = "xapp-1-A111-222-s3cr3t";
 const TICKET: &str = "0f9e8d7c-6b5a-4321";

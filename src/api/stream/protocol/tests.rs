@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::actors::publisher::Published;
-use crate::actors::status::{SourceState, StatusSnapshot};
+use crate::sources::status::{SourceState, StatusSnapshot};
 
 fn subscribe(text: serde_json::Value) -> Subscription {
     match parse(&text.to_string()).unwrap() {

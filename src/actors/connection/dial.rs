@@ -15,8 +15,8 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use url::Url;
 
-use super::messages::DownReason;
 use super::outbound::{Outbound, Preconnected, TlsErrorSlot};
+use super::reports::DownReason;
 use crate::dns::{ResolveError, host_and_port, resolve_checked};
 use crate::netpolicy::NetworkPolicy;
 use crate::tls::{HandshakeFailure, classify, classify_io, timed_out};

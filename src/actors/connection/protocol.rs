@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::messages::DownReason;
-use super::status::Count;
+use super::reports::DownReason;
 use crate::pipeline::expr::{Limits, Value};
 use crate::sources::generic::{Action, Counter, GenericAdapter, GenericSession};
 use crate::sources::slack::{
     HELLO_TIMEOUT, SlackAction, SlackAdapter, SlackCounter, SlackSession, no_hello_detail,
 };
+use crate::sources::status::Count;
 
 /// Longest close reason shown (RFC 6455 allows 123 bytes; shown as sent, cut at this many
 /// characters).

@@ -9,9 +9,9 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::dial::{self, TlsTarget};
-use super::messages::DownReason;
-use super::policy::FailureClass;
-use super::runtime::SourceRuntime;
+use super::reports::DownReason;
+use crate::actors::runtime::SourceRuntime;
+use crate::sources::failure::FailureClass;
 use crate::sources::generic::ConnectRequest;
 use crate::sources::slack::{OpenBudget, SlackAdapter, parse_open_response};
 

@@ -11,14 +11,14 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesOrdered;
 use tokio::sync::mpsc;
 
-use super::dispatch::PendingEvent;
-use super::publisher::Published;
-use super::runtime::SourceRuntime;
-use super::spec::SourceSpec;
-use super::status::{Count, SourceCounters};
+use crate::actors::dispatch::PendingEvent;
+use crate::actors::publisher::Published;
+use crate::actors::runtime::SourceRuntime;
+use crate::actors::spec::SourceSpec;
 use crate::db;
 use crate::db::inbox::RowOutcome;
 use crate::pipeline::ingest::PreparedEvent;
+use crate::sources::status::{Count, SourceCounters};
 
 /// Messages buffered per connection before reading stops.
 pub const BUFFER: usize = 4096;

@@ -10,8 +10,8 @@ use awc::ws::Codec;
 use futures_util::{SinkExt as _, StreamExt as _, stream::SplitSink, stream::SplitStream};
 
 use super::dial::{self, TlsTarget};
-use super::messages::DownReason;
-use super::runtime::SourceRuntime;
+use super::reports::DownReason;
+use crate::actors::runtime::SourceRuntime;
 use crate::sources::generic::ConnectRequest;
 use crate::tls::SourceTls;
 

@@ -14,17 +14,21 @@ use chrono::{DateTime, Utc};
 use futures_util::FutureExt as _;
 use futures_util::future::Shared;
 use sea_orm::DatabaseConnection;
-use serde_json::json;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::publisher::{Published, Publisher};
+use self::commit::{commit_with_retry, observe_commit};
+use self::decide::{observed_dispatches, observed_runs, publish_created};
+use super::publisher::Publisher;
 use super::registry::AutomationRegistry;
-use crate::db::inbox::{self, DispatchRecord};
+use crate::db::inbox;
 use crate::metrics::Metrics;
-use crate::pipeline::automations::{MatchResult, Outcome};
-use crate::pipeline::expr::to_value;
 use crate::queue::notifier::RunNotifier;
+
+mod commit;
+mod decide;
+
+pub use decide::decide;
 
 /// Largest batch one transaction commits.
 const MAX_BATCH: usize = 1000;
@@ -66,7 +70,8 @@ impl From<entity::event::Model> for PendingEvent {
     }
 }
 
-/// Ingest → dispatch actor: committed events to match. Answers nothing.
+/// Inbox writer, recovery sweep or replay → dispatch actor (by route): committed events to match.
+/// Answers nothing.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Dispatch {
@@ -330,154 +335,4 @@ impl DispatchActor {
 /// Which of `size` actors serves `key`.
 fn route(key: Uuid, size: usize) -> usize {
     (key.as_u128() % size.max(1) as u128) as usize
-}
-
-/// Matches a batch against the automation set in force.
-pub fn decide(registry: &AutomationRegistry, batch: &[PendingEvent]) -> Vec<DispatchRecord> {
-    let set = registry.current();
-    batch
-        .iter()
-        .map(|event| {
-            let payload = to_value(&event.payload);
-            let mut outcomes = set.evaluate(
-                event.org_id,
-                &event.source,
-                event.event_key.as_deref(),
-                &payload,
-            );
-            let millis = u64::try_from(event.received_at.timestamp_millis()).unwrap_or(0);
-            let runs = outcomes
-                .iter_mut()
-                .filter(|o| o.result == MatchResult::Matched)
-                .map(|o| {
-                    let id = inbox::run_id(o.automation_id, event.id, millis);
-                    o.run_id = Some(id);
-                    run_row(id, o, event)
-                })
-                .collect();
-            DispatchRecord {
-                event_id: event.id,
-                outcome: json!(outcomes),
-                runs,
-            }
-        })
-        .collect()
-}
-
-fn run_row(id: Uuid, outcome: &Outcome, event: &PendingEvent) -> entity::automation_run::Model {
-    inbox::pending_run(
-        id,
-        event.org_id,
-        outcome.automation_id,
-        (event.id, &event.source),
-    )
-}
-
-/// The runs of a batch with what each carries, for live observers.
-fn observed_runs(
-    records: &[DispatchRecord],
-    batch: &[PendingEvent],
-) -> Vec<(entity::automation_run::Model, Arc<serde_json::Value>)> {
-    records
-        .iter()
-        .zip(batch)
-        .flat_map(|(record, event)| {
-            let carried = Arc::new(json!({
-                "event_id": event.id,
-                "source": event.source,
-                "event_key": event.event_key,
-                "received_at": event.received_at,
-                "payload": event.payload,
-            }));
-            record
-                .runs
-                .iter()
-                .map(move |run| (run.clone(), carried.clone()))
-        })
-        .collect()
-}
-
-/// The `event.dispatched` messages of a batch (published once it is committed).
-fn observed_dispatches(records: &[DispatchRecord], batch: &[PendingEvent]) -> Vec<Published> {
-    records
-        .iter()
-        .zip(batch)
-        .map(|(record, event)| Published::EventDispatched {
-            org_id: event.org_id,
-            event_id: event.id,
-            source: event.source.clone(),
-            event_key: event.event_key.clone(),
-            outcome: record.outcome.clone(),
-        })
-        .collect()
-}
-
-fn publish_created(
-    publisher: &Publisher,
-    runs: Vec<(entity::automation_run::Model, Arc<serde_json::Value>)>,
-    created: &[Uuid],
-) {
-    if created.is_empty() || !publisher.has_subscribers() {
-        return;
-    }
-    let created: std::collections::HashSet<&Uuid> = created.iter().collect();
-    for (run, carried) in runs.into_iter().filter(|(r, _)| created.contains(&r.id)) {
-        publisher.publish(Published::RunCreated {
-            org_id: run.org_id,
-            run_id: run.id,
-            automation_id: run.automation_id,
-            event_id: run.event_id,
-            event_payload: carried,
-        });
-    }
-}
-
-/// Commits, retrying with capped backoff while storage fails: the events stay undispatched in
-/// storage meanwhile, so even a crash here loses nothing (recovery dispatches them).
-/// Dispatch metrics of one committed batch: its size, the commit's latency, the runs created and,
-/// for each event that created runs, the time from its arrival to now.
-fn observe_commit(
-    metrics: &Metrics,
-    took: Duration,
-    received: &[(DateTime<Utc>, bool)],
-    created: usize,
-) {
-    metrics.db_write("dispatch", took);
-    metrics.dispatch_batch.observe(received.len() as f64);
-    metrics.runs_created.inc_by(created as u64);
-    let now = Utc::now();
-    for (at, has_runs) in received {
-        if *has_runs {
-            let latency = (now - *at).to_std().unwrap_or_default();
-            metrics.ingest_to_run.observe(latency.as_secs_f64());
-        }
-    }
-}
-
-async fn commit_with_retry(
-    db: &DatabaseConnection,
-    records: Vec<DispatchRecord>,
-    previous: Option<CommitSignal>,
-) -> Vec<Uuid> {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let previous = previous.clone();
-        let after = async move {
-            if let Some(previous) = previous {
-                // An error means the earlier batch was abandoned: nothing left to wait for.
-                let _ = previous.await;
-            }
-        };
-        match inbox::commit_dispatch_after(db, &records, after).await {
-            Ok(created) => {
-                tracing::debug!(events = records.len(), runs = created.len(), "dispatched");
-                return created;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "dispatch commit failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
 }

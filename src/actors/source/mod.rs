@@ -1,0 +1,213 @@
+//! `SourceActor`: one per enabled source, started (and restarted) by the supervisor. It owns the
+//! source's connections — each a [`ConnectionActor`] child it starts and stops, whose reports come
+//! back to it — and carries out what its pure [`Board`] decides: when each slot connects, which
+//! connection a replacement takes over from, the backoff timers, and the status writes. Its mailbox
+//! takes the API's commands ([`commands`](super::commands)) and its connections' reports.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use rand::SeedableRng as _;
+use rand::rngs::StdRng;
+use tokio::sync::oneshot;
+
+use self::board::{Board, Effect, Generation};
+use self::exit::ExitNotice;
+use super::connection::{
+    ConnectionActor, ReportTo, RetireConnection, SourceShared, StopConnection, SwapSpec,
+};
+use super::runtime::SourceRuntime;
+use super::spec::SourceSpec;
+use crate::sources::slack::OpenBudget;
+use crate::sources::status::{Count, SourceCounters};
+
+pub mod board;
+pub mod exit;
+mod handlers;
+pub mod show;
+
+/// The actor of one source.
+pub struct SourceActor {
+    spec: Arc<SourceSpec>,
+    rt: Arc<SourceRuntime>,
+    shared: SourceShared,
+    board: Board,
+    /// Open connections by generation (until they report their end).
+    connections: HashMap<Generation, Addr<ConnectionActor>>,
+    /// The scheduled start of each slot.
+    timers: HashMap<usize, SpawnHandle>,
+    rng: StdRng,
+    counters_written: u64,
+    initial_delay: Duration,
+    exit: ExitNotice,
+    /// Shutdowns waiting for the last connection to end.
+    drained: Vec<oneshot::Sender<()>>,
+}
+
+impl SourceActor {
+    /// The actor of `spec`'s source (an enabled one), connecting after `initial_delay` (started by
+    /// the supervisor only).
+    pub fn new(
+        spec: Arc<SourceSpec>,
+        rt: Arc<SourceRuntime>,
+        counters: Arc<SourceCounters>,
+        initial_delay: Duration,
+        exit: ExitNotice,
+    ) -> SourceActor {
+        let open_budget = Arc::new(Mutex::new(OpenBudget::new(rt.slack_open_interval, 2)));
+        SourceActor {
+            board: Board::new(spec.connections(), spec.backoff()),
+            counters_written: counters.version(),
+            shared: SourceShared {
+                counters,
+                open_budget,
+            },
+            spec,
+            rt,
+            connections: HashMap::new(),
+            timers: HashMap::new(),
+            rng: StdRng::from_os_rng(),
+            initial_delay,
+            exit,
+            drained: Vec::new(),
+        }
+    }
+
+    /// Carries out what the board decided, in order.
+    fn apply(&mut self, effects: Vec<Effect>, ctx: &mut Context<Self>) {
+        for effect in effects {
+            match effect {
+                Effect::Schedule {
+                    slot,
+                    generation,
+                    after,
+                } => self.schedule(slot, generation, after, ctx),
+                Effect::Unschedule { slot } => {
+                    if let Some(handle) = self.timers.remove(&slot) {
+                        ctx.cancel_future(handle);
+                    }
+                }
+                Effect::Start { slot, generation } => {
+                    self.timers.remove(&slot);
+                    self.start_connection(generation, ctx);
+                }
+                Effect::Stop { generation } => {
+                    if let Some(addr) = self.connections.get(&generation) {
+                        addr.do_send(StopConnection);
+                    }
+                }
+                Effect::Retire { generation } => {
+                    if let Some(addr) = self.connections.get(&generation) {
+                        addr.do_send(RetireConnection);
+                    }
+                }
+                Effect::Swap { generations } => {
+                    for addr in generations.iter().filter_map(|g| self.connections.get(g)) {
+                        addr.do_send(SwapSpec {
+                            spec: self.spec.clone(),
+                        });
+                    }
+                }
+                Effect::Show(shown) => show::show(
+                    &self.rt,
+                    &self.spec,
+                    &shown,
+                    &self.shared.counters,
+                    self.board.connection_counts(),
+                ),
+                Effect::Reconnected(reason) => {
+                    if reason != crate::metrics::ReconnectReason::Refresh {
+                        self.shared.counters.add(Count::Reconnects, 1);
+                    }
+                    self.rt.metrics.reconnected(reason);
+                }
+                Effect::TerminalFailure => {
+                    self.rt.metrics.terminal_failures.inc();
+                }
+                Effect::GhostConnections { reported, warning } => {
+                    tracing::warn!(source_id = %self.spec.id, num_connections = reported, "{warning}");
+                }
+            }
+        }
+    }
+
+    /// Waits `after`, then for a connect permit of the global connect rate, then tells the board
+    /// the start is due (unless it was superseded meanwhile).
+    fn schedule(
+        &mut self,
+        slot: usize,
+        generation: Generation,
+        after: Duration,
+        ctx: &mut Context<Self>,
+    ) {
+        let handle = ctx.run_later(after, move |act, ctx| {
+            if !act.board.is_due(slot, generation) {
+                return;
+            }
+            let wait = act.rt.reserve_connect(Instant::now());
+            if wait.is_zero() {
+                let effects = act.board.start_due(slot, generation);
+                act.apply(effects, ctx);
+            } else {
+                let handle = ctx.run_later(wait, move |act, ctx| {
+                    let effects = act.board.start_due(slot, generation);
+                    act.apply(effects, ctx);
+                });
+                act.timers.insert(slot, handle);
+            }
+        });
+        if let Some(old) = self.timers.insert(slot, handle) {
+            ctx.cancel_future(old);
+        }
+    }
+
+    fn start_connection(&mut self, generation: Generation, ctx: &mut Context<Self>) {
+        let report = ReportTo {
+            ready: ctx.address().recipient(),
+            replacement: ctx.address().recipient(),
+            ended: ctx.address().recipient(),
+        };
+        let actor = ConnectionActor::new(
+            self.spec.clone(),
+            generation,
+            self.rt.clone(),
+            self.shared.clone(),
+            report,
+        );
+        self.connections.insert(generation, actor.start());
+    }
+
+    fn flush_counters(&mut self) {
+        self.counters_written = show::flush_counters(
+            &self.rt,
+            &self.spec,
+            &self.shared.counters,
+            self.counters_written,
+        );
+    }
+
+    /// Wakes the shutdowns waiting for the last connection to end, once none is left.
+    fn wake_drained(&mut self) {
+        if self.connections.is_empty() {
+            for waiter in self.drained.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+}
+
+impl Actor for SourceActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let effects = self.board.start(self.initial_delay);
+        self.apply(effects, ctx);
+        ctx.run_interval(Duration::from_secs(1), |act, _| act.flush_counters());
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.flush_counters();
+    }
+}
