@@ -21,7 +21,6 @@ pub mod rotate;
 pub mod sealed;
 pub mod sources;
 pub mod startup;
-pub mod state;
 pub mod telemetry;
 pub mod tls;
 pub mod validation;

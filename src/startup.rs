@@ -22,13 +22,13 @@ use crate::actors::registry::AutomationRegistry;
 use crate::actors::runtime::{SourceRuntime, StatusWriter};
 use crate::actors::spec::SourceSpec;
 use crate::actors::supervisor::SourceSupervisor;
+use crate::api::state::AppState;
 use crate::config::Settings;
 use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::netpolicy::NetworkPolicy;
 use crate::queue::notifier::RunNotifier;
 use crate::queue::watchdog::Watchdog;
-use crate::state::AppState;
 use crate::{api, bootstrap, db, keyring_setup, rotate};
 
 /// How long graceful shutdown of the sources may take.

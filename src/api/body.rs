@@ -11,8 +11,8 @@ use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
 use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 
+use crate::api::state::AppState;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// A JSON request body, deserialized strictly.
 #[derive(Debug)]

@@ -10,14 +10,14 @@ use uuid::Uuid;
 
 use super::automations::{Trigger, check_trigger};
 use super::body::Body;
-use crate::auth::Caller;
+use crate::api::caller::Caller;
+use crate::api::state::AppState;
 use crate::db;
 use crate::error::ApiError;
 use crate::pipeline::automations::AutomationSet;
 use crate::pipeline::expr::{Limits, to_value};
 use crate::pipeline::ingest::{Prepared, SourceExprs, prepare};
 use crate::queue::schedule::Schedule;
-use crate::state::AppState;
 
 /// A dry run.
 #[derive(Debug, Deserialize, ToSchema)]

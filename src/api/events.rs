@@ -10,11 +10,11 @@ use uuid::Uuid;
 
 use super::pagination;
 use super::{CursorOut, Path, Query};
-use crate::auth::Caller;
+use crate::api::caller::Caller;
+use crate::api::state::AppState;
 use crate::db::statuses::EventStatus;
 use crate::db::{self, events::EventFilter, window::IdWindow};
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Query of the event list.
 #[derive(Debug, Deserialize, IntoParams)]

@@ -8,10 +8,10 @@ use utoipa::ToSchema;
 use actix_web::web;
 
 use super::body::Body;
-use crate::auth::Caller;
+use crate::api::caller::Caller;
+use crate::api::state::AppState;
 use crate::error::ApiError;
 use crate::pipeline::expr::{CompiledExpr, Limits};
-use crate::state::AppState;
 
 /// What to evaluate.
 #[derive(Deserialize, ToSchema)]

@@ -11,10 +11,11 @@ use uuid::Uuid;
 use super::body::Body;
 use super::pagination::OffsetQuery;
 use super::{ListOut, Path};
-use crate::auth::{self, Caller, Role};
+use crate::api::caller::Caller;
+use crate::api::state::AppState;
+use crate::auth::{self, Role};
 use crate::db;
 use crate::error::ApiError;
-use crate::state::AppState;
 use crate::validation::Errors;
 
 /// The caller's identity.

@@ -8,9 +8,9 @@ use secrecy::ExposeSecret as _;
 use subtle::ConstantTimeEq as _;
 
 use crate::actors::commands::CollectMetrics;
-use crate::auth::bearer_token;
+use crate::api::caller::bearer_token;
+use crate::api::state::AppState;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// The content type of the OpenMetrics text format (what the encoder writes; Prometheus reads it).
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -3,6 +3,7 @@
 
 pub mod automations;
 pub mod body;
+pub mod caller;
 pub mod dry_run;
 pub mod events;
 pub mod expressions;
@@ -19,6 +20,7 @@ pub mod pagination;
 pub mod replay;
 pub mod runs;
 pub mod sources;
+pub mod state;
 pub mod stream;
 pub mod webhooks;
 pub mod worker;

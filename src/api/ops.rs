@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, get, web};
 use sea_orm::ConnectionTrait;
 use serde_json::json;
 
-use crate::state::AppState;
+use crate::api::state::AppState;
 
 /// Liveness: the process answers.
 #[utoipa::path(tag = "ops", responses((status = 200, description = "Alive", example = json!({"status": "ok"}))))]

@@ -8,10 +8,10 @@ use uuid::Uuid;
 
 use super::Path;
 use crate::actors::dispatch::{PendingEvent, decide};
-use crate::auth::Caller;
+use crate::api::caller::Caller;
+use crate::api::state::AppState;
 use crate::db;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Re-runs an event through the automations in force now. Runs that already exist for an
 /// (automation, event) pair are kept, never duplicated; the outcome is replaced.

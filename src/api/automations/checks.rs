@@ -4,12 +4,12 @@
 use uuid::Uuid;
 
 use super::shapes::{AutomationIn, Trigger};
+use crate::api::state::AppState;
 use crate::db;
 use crate::error::ApiError;
 use crate::pipeline::glob::OnPatterns;
 use crate::queue::lifecycle;
 use crate::queue::schedule::Schedule;
-use crate::state::AppState;
 use crate::validation::Errors;
 
 /// Validates a trigger (422 naming every bad field).

@@ -9,12 +9,12 @@ use uuid::Uuid;
 use super::checks::{check_input, warnings_for};
 use super::shapes::{AutomationIn, AutomationOut, Trigger, policy_columns};
 use crate::api::body::{Body, parse_json};
+use crate::api::caller::Caller;
 use crate::api::pagination::OffsetQuery;
+use crate::api::state::AppState;
 use crate::api::{ListOut, Path, Query};
-use crate::auth::Caller;
 use crate::db;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Creates an automation.
 #[utoipa::path(context_path = "/v1", tag = "automations", security(("bearer" = [])), request_body = AutomationIn,

@@ -6,11 +6,11 @@
 use entity::websocket_source;
 use serde_json::Value;
 
+use crate::api::state::AppState;
 use crate::dns::check_unencrypted_host;
 use crate::error::ApiError;
 use crate::netpolicy::NetworkPolicy;
 use crate::sources::config::StoredConfig;
-use crate::state::AppState;
 
 /// A 422 naming `config.url` when `row`'s URL (new, or changed from `previous`'s) is `ws://` to
 /// a host that does not resolve to private or loopback addresses only.

@@ -9,12 +9,12 @@ use super::service::{self, find_source};
 use super::shapes::{SendIn, SourceIn, SourceOut};
 use crate::actors::commands::{Pause, Reconnect, Resume};
 use crate::api::body::Body;
+use crate::api::caller::Caller;
 use crate::api::pagination::OffsetQuery;
+use crate::api::state::AppState;
 use crate::api::{ListOut, Path, Query};
-use crate::auth::Caller;
 use crate::db;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Creates a source.
 #[utoipa::path(context_path = "/v1", tag = "websocket-sources", security(("bearer" = [])), request_body = SourceIn,

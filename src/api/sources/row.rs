@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::shapes::SourceIn;
 use crate::api::body::parse_json;
+use crate::api::state::AppState;
 use crate::db;
 use crate::error::ApiError;
 use crate::netpolicy::NetworkPolicy;
@@ -17,7 +18,6 @@ use crate::sources::kind::SourceKind;
 use crate::sources::redact::{has_credentials, redact_url};
 use crate::sources::validate::{check_settings, split_secrets};
 use crate::sources::validate_tls::reconcile_client_key;
-use crate::state::AppState;
 use crate::validation::Errors;
 
 /// The `config` keys that are secrets: a PATCH replaces them whole instead of merging into them.

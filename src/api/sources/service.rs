@@ -14,9 +14,9 @@ use super::shapes::SourceIn;
 use crate::actors::commands::{Remove, SendFrame, Update};
 use crate::actors::spec::SourceSpec;
 use crate::actors::supervisor::SourceSupervisor;
+use crate::api::state::AppState;
 use crate::db;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Finds one of the org's sources (404 otherwise).
 pub async fn find_source(

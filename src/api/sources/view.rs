@@ -8,10 +8,10 @@ use uuid::Uuid;
 
 use super::shapes::SourceOut;
 use crate::actors::commands::GetStatus;
+use crate::api::state::AppState;
 use crate::db;
 use crate::error::ApiError;
 use crate::sources::status::StatusSnapshot;
-use crate::state::AppState;
 
 impl SourceOut {
     /// One source with its status.

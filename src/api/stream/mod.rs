@@ -28,10 +28,11 @@ use self::outbox::Outbox;
 use self::session::StreamSession;
 use super::body::OptionalBody;
 use super::sources::shapes::SourceOut;
-use crate::auth::{self, Caller, Role};
+use crate::api::caller::Caller;
+use crate::api::state::AppState;
+use crate::auth::{self, Role};
 use crate::db;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Every stream token starts with this.
 pub const TOKEN_PREFIX: &str = "sbs_";
@@ -148,8 +149,8 @@ async fn authenticate(
     req: &HttpRequest,
     upgrading: bool,
 ) -> Result<Caller, ApiError> {
-    if let Some(key) = auth::bearer_token(req) {
-        return auth::authenticate(state, key).await;
+    if let Some(key) = crate::api::caller::bearer_token(req) {
+        return crate::api::caller::authenticate(state, key).await;
     }
     let token = req
         .extensions()

@@ -22,8 +22,8 @@ use super::outbox::{Outbox, SEND_QUEUE_BYTES};
 use super::protocol::{self, ClientMessage, Refusal, Subscription, Topic};
 use super::registry::{KeyRevoked, Ticket};
 use crate::actors::publisher::Published;
+use crate::api::state::AppState;
 use crate::pipeline::expr::to_value;
-use crate::state::AppState;
 use crate::webhooks::inbound::TokenBucket;
 
 /// Client messages per second a connection may send.

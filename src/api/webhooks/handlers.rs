@@ -8,12 +8,12 @@ use uuid::Uuid;
 use super::service::{self, find_webhook};
 use super::shapes::{RotateIn, WebhookIn, WebhookOut};
 use crate::api::body::{Body, OptionalBody};
+use crate::api::caller::Caller;
 use crate::api::pagination::OffsetQuery;
+use crate::api::state::AppState;
 use crate::api::{ListOut, Path, Query};
-use crate::auth::Caller;
 use crate::db;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// Creates a webhook; without `secret` one is generated and returned once.
 #[utoipa::path(context_path = "/v1", tag = "webhooks", security(("bearer" = [])), request_body = WebhookIn,

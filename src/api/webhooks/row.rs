@@ -8,10 +8,10 @@ use uuid::Uuid;
 
 use super::shapes::WebhookIn;
 use crate::api::body::parse_json;
+use crate::api::state::AppState;
 use crate::db;
 use crate::error::ApiError;
 use crate::sealed;
-use crate::state::AppState;
 use crate::validation::Errors;
 use crate::webhooks::verifier::WebhookSecrets;
 

@@ -8,9 +8,9 @@ use uuid::Uuid;
 
 use super::row::{apply_patch, build_row, open_secrets, seal_secrets};
 use super::shapes::{RotateIn, WebhookIn, WebhookOut};
+use crate::api::state::AppState;
 use crate::db;
 use crate::error::ApiError;
-use crate::state::AppState;
 use crate::webhooks::verifier::WebhookSecrets;
 
 /// Default seconds a rotated-out secret keeps verifying.

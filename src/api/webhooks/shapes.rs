@@ -8,8 +8,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::api::state::AppState;
 use crate::error::ApiError;
-use crate::state::AppState;
 use crate::webhooks::verifier::Verifier;
 
 fn yes() -> bool {

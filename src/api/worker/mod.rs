@@ -14,9 +14,10 @@ use uuid::Uuid;
 use super::Path;
 use super::body::Body;
 use super::runs::RunOut;
-use crate::auth::{Caller, Role};
+use crate::api::caller::Caller;
+use crate::api::state::AppState;
+use crate::auth::Role;
 use crate::error::ApiError;
-use crate::state::AppState;
 use shapes::{Ask, check_asks, check_batch_len};
 pub use shapes::{
     BatchOut, ClaimIn, ClaimOut, ClaimedRun, CompleteBatchIn, CompleteIn, CompleteItem,

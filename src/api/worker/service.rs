@@ -12,13 +12,13 @@ use uuid::Uuid;
 use super::REPOLL;
 use super::shapes::{Ask, ClaimIn, ClaimedRun, ItemOut, Outcome};
 use crate::actors::publisher::{Published, RunChange};
-use crate::auth::Caller;
+use crate::api::caller::Caller;
+use crate::api::state::AppState;
 use crate::db::statuses::RunStatus;
 use crate::db::{self, queue::Finish};
 use crate::error::ApiError;
 use crate::queue::lifecycle::{self, AfterFailure, Fenced};
 use crate::queue::notifier::RunNotifier;
-use crate::state::AppState;
 
 /// A fresh lease token.
 fn new_token() -> String {

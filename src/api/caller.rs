@@ -1,0 +1,127 @@
+//! Who is calling: the bearer key of a request, looked up and checked in constant time, as the
+//! `Caller` extractor every handler takes; and the throttled record of when keys were used.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::state::AppState;
+use crate::auth::{KEY_PREFIX, PREFIX_LEN, Role, hash_key, visible_prefix};
+use crate::db;
+use crate::error::ApiError;
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The caller's org: every query is scoped to it.
+    pub org_id: Uuid,
+    /// The key used.
+    pub key_id: Uuid,
+    /// The key's role.
+    pub role: Role,
+}
+
+impl Caller {
+    /// Fails with 403 unless the caller has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(self.role.as_str().to_owned()))
+        }
+    }
+
+    /// Fails with 403 unless the caller is an admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        self.require(&[Role::Admin])
+    }
+
+    /// Fails with 403 for worker keys.
+    pub fn require_member(&self) -> Result<(), ApiError> {
+        self.require(&[Role::Admin, Role::Member])
+    }
+}
+
+/// Reads the bearer token of a request.
+pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// How often a key's `last_used_at` is written at most.
+pub const KEY_USE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Records when keys are used without a write per request: at most one `last_used_at` write per
+/// key per [`KEY_USE_INTERVAL`] in this process, made in the background through the SQLite write
+/// gate (never on the request's path). The database update also skips rows written less than a
+/// minute ago, for other processes.
+#[derive(Default)]
+pub struct KeyUses {
+    last: std::sync::Mutex<std::collections::HashMap<Uuid, std::time::Instant>>,
+}
+
+impl KeyUses {
+    /// Notes that `key_id` was used now; writes it when its last write is older than the interval.
+    pub fn record(&self, db: &sea_orm::DatabaseConnection, key_id: Uuid) {
+        let now = std::time::Instant::now();
+        {
+            let mut last = self
+                .last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last
+                .get(&key_id)
+                .is_some_and(|at| now.duration_since(*at) < KEY_USE_INTERVAL)
+            {
+                return;
+            }
+            last.insert(key_id, now);
+        }
+        let db = db.clone();
+        actix::spawn(async move {
+            let touch = db::api_keys::touch_api_key(&db, key_id, db::now());
+            if let Err(err) = db::gated(&db, touch).await {
+                tracing::debug!(error = %err, "recording a key's use failed");
+            }
+        });
+    }
+}
+
+/// Looks a key up and checks it in constant time.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    if !token.starts_with(KEY_PREFIX) || token.len() < PREFIX_LEN {
+        return Err(ApiError::Unauthorized);
+    }
+    let presented = hash_key(token);
+    let candidates = db::api_keys::find_active_by_prefix(&state.db, &visible_prefix(token)).await?;
+    let found = candidates
+        .into_iter()
+        .find(|key| bool::from(key.key_hash.as_bytes().ct_eq(presented.as_bytes())))
+        .ok_or(ApiError::Unauthorized)?;
+    let role = Role::parse(&found.role).ok_or(ApiError::Unauthorized)?;
+    state.key_uses.record(&state.db, found.id);
+    Ok(Caller {
+        org_id: found.org_id,
+        key_id: found.id,
+        role,
+    })
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Caller, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer_token(req).map(str::to_owned);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no app state")))?;
+            let token = token.ok_or(ApiError::Unauthorized)?;
+            authenticate(&state, &token).await
+        })
+    }
+}
