@@ -9,6 +9,7 @@ pub mod events;
 pub mod expressions;
 pub mod fallback;
 pub mod inbound;
+pub mod key_uses;
 pub mod keys;
 pub mod metrics;
 mod nul_guard;

@@ -43,7 +43,7 @@ pub struct AppState {
     /// The application's metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// When API keys were last used (coalesced `last_used_at` writes).
-    pub key_uses: super::caller::KeyUses,
+    pub key_uses: super::key_uses::KeyUses,
     /// Wakes claims waiting for runs.
     pub notifier: crate::queue::notifier::RunNotifier,
     /// The live-stream sessions of this process (caps, revocation).
