@@ -29,6 +29,8 @@
 
 #[path = "support/env.rs"]
 mod env;
+#[path = "support/history_load.rs"]
+mod history_load;
 #[path = "support/history.rs"]
 mod history_scenario;
 #[path = "support/idle.rs"]

@@ -319,7 +319,8 @@ fn encode_source_counters(
         let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         for (label, counters) in &by_label {
             let value = counters.get(*key).copied().unwrap_or(0);
-            ConstCounter::new(value).encode(metric.encode_family(&[("source", label.as_str())])?)?;
+            ConstCounter::new(value)
+                .encode(metric.encode_family(&[("source", label.as_str())])?)?;
         }
     }
     let mut metric = encoder.encode_descriptor(

@@ -145,6 +145,20 @@ pub(crate) async fn start_app(env: &Env) -> RunningApp {
 }
 
 impl RunningApp {
+    /// `GET` with the admin key; panics unless 200.
+    pub(crate) async fn get(&self, path: &str) -> serde_json::Value {
+        let mut res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .insert_header(("Authorization", format!("Bearer {KEY}")))
+            .send()
+            .await
+            .unwrap();
+        let value: serde_json::Value = res.json().limit(64 << 20).await.unwrap();
+        assert!(res.status().is_success(), "{path}: {value}");
+        value
+    }
+
     pub(crate) async fn post(&self, path: &str, body: Value) -> Value {
         let mut res = self
             .client

@@ -195,12 +195,25 @@ async fn serve_connections_open(api: tokio::net::TcpListener, ws_port: u16) {
 }
 
 /// Times each ACK against its envelope; prints `p50 p99 max` (µs) once `total` are ACKed.
-async fn read_acks(mut stream: WsStream, sent: Sent, latencies: Arc<Mutex<Vec<u64>>>, total: usize) {
+async fn read_acks(
+    mut stream: WsStream,
+    sent: Sent,
+    latencies: Arc<Mutex<Vec<u64>>>,
+    total: usize,
+) {
     while let Some(Ok(message)) = stream.next().await {
-        let Message::Text(text) = message else { continue };
-        let Ok(ack) = serde_json::from_str::<Value>(&text) else { continue };
-        let Some(id) = ack["envelope_id"].as_str() else { continue };
-        let Some(at) = sent.lock().unwrap().remove(id) else { continue };
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let Ok(ack) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        let Some(id) = ack["envelope_id"].as_str() else {
+            continue;
+        };
+        let Some(at) = sent.lock().unwrap().remove(id) else {
+            continue;
+        };
         let mut all = latencies.lock().unwrap();
         all.push(at.elapsed().as_micros() as u64);
         if all.len() == total {

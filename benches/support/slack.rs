@@ -26,7 +26,10 @@ impl SlackLoad {
             SlackLoad::Burst(n) => (0, n),
             SlackLoad::Paced(rate, seconds) => (rate, rate * seconds),
         };
-        (total, vec!["slack".to_owned(), rate.to_string(), total.to_string()])
+        (
+            total,
+            vec!["slack".to_owned(), rate.to_string(), total.to_string()],
+        )
     }
 
     fn describe(self) -> String {

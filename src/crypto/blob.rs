@@ -4,7 +4,6 @@
 use super::entry::check_kid;
 use super::{CryptoError, FORMAT_VERSION, MAX_KID_LEN, NONCE_LEN, TAG_LEN};
 
-
 /// Where a sealed secret lives: bound as AEAD associated data so a blob copied to another table,
 /// column or row does not open.
 #[derive(Debug, Clone, Copy)]

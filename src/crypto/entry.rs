@@ -62,8 +62,6 @@ impl fmt::Debug for KeyEntry {
     }
 }
 
-/// The set of secret keys; the first is the primary, used for every new seal.
-
 /// Parses one trimmed `kid:base64key` entry; `entry` is its position from 1.
 pub(super) fn parse_entry(entry: usize, item: &str) -> Result<KeyEntry, KeyringError> {
     if item.is_empty() {

@@ -12,6 +12,8 @@ use super::blob::{BlobParts, SecretSlot, associated_data};
 use super::entry::{KeyEntry, check_kid, parse_entry, random_key};
 use super::{CryptoError, KeyringError, NONCE_LEN};
 
+/// The set of secret keys; the first is the primary, used for every new seal.
+///
 /// `Debug` shows only key ids.
 #[derive(Clone)]
 pub struct Keyring {

@@ -21,7 +21,11 @@ const BASE64_LENIENT: GeneralPurpose = GeneralPurpose::new(
 
 /// Splits a signed-content template into pieces, substituting `{body}` and (when given)
 /// `{timestamp}`; everything else, including an unfilled `{timestamp}`, stays literal.
-pub(super) fn render<'a>(template: &'a str, timestamp: Option<&'a str>, body: &'a [u8]) -> Vec<&'a [u8]> {
+pub(super) fn render<'a>(
+    template: &'a str,
+    timestamp: Option<&'a str>,
+    body: &'a [u8],
+) -> Vec<&'a [u8]> {
     let mut parts = Vec::new();
     let mut rest = template;
     while let Some(at) = rest.find('{') {
@@ -43,7 +47,11 @@ pub(super) fn render<'a>(template: &'a str, timestamp: Option<&'a str>, body: &'
 }
 
 /// Strips `prefix` (ASCII case-insensitive) and decodes the rest.
-pub(super) fn decode_prefixed(value: &str, prefix: &str, encoding: Encoding) -> Result<Vec<u8>, VerifyError> {
+pub(super) fn decode_prefixed(
+    value: &str,
+    prefix: &str,
+    encoding: Encoding,
+) -> Result<Vec<u8>, VerifyError> {
     let rest = value
         .get(..prefix.len())
         .filter(|head| head.eq_ignore_ascii_case(prefix))
@@ -86,7 +94,11 @@ pub(super) fn parse_timestamp(text: &str) -> Result<i64, VerifyError> {
 }
 
 /// `Stale` unless `|timestamp − now| ≤ tolerance_s` (inclusive at both ends).
-pub(super) fn check_fresh(timestamp: i64, now_unix: i64, tolerance_s: u32) -> Result<(), VerifyError> {
+pub(super) fn check_fresh(
+    timestamp: i64,
+    now_unix: i64,
+    tolerance_s: u32,
+) -> Result<(), VerifyError> {
     let skew_s = timestamp.saturating_sub(now_unix);
     if skew_s.unsigned_abs() > u64::from(tolerance_s) {
         return Err(VerifyError::Stale {

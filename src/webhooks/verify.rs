@@ -20,8 +20,8 @@
 use subtle::{Choice, ConstantTimeEq as _};
 
 use super::mac::{check_fresh, compute_mac, decode, decode_prefixed, parse_timestamp, render};
-use super::verifier::{Algorithm, Encoding, Verifier, WebhookSecrets, standard_secret_bytes};
 pub use super::sign::{sign_github, sign_hmac, sign_slack, sign_standard, sign_stripe};
+use super::verifier::{Algorithm, Encoding, Verifier, WebhookSecrets, standard_secret_bytes};
 
 const GITHUB_SIGNATURE: &str = "x-hub-signature-256";
 const SLACK_SIGNATURE: &str = "x-slack-signature";
