@@ -23,7 +23,7 @@
 //! Options (after `--`): `--events N` (firehose size, default 100000), `--quick` (smaller runs),
 //! `--only NAME` (ceiling | firehose | latency | idle | idle-wss | slack), `--backend postgres|sqlite`,
 //! `--automations N` (firehose with N automations only), `--without-history-indexes` (firehose
-//! with the indexes of migration m20261203_000001 dropped). The WebSocket peers run in a child
+//! with the history indexes dropped, see `support/history.rs`). The WebSocket peers run in a child
 //! process (this binary with `peer …`) so their memory and CPU are not counted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
