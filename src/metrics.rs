@@ -265,64 +265,9 @@ impl Collector for ScrapeValues {
             return Ok(());
         };
         let (sources, webhooks) = &*values;
-
-        let mut states: BTreeMap<&'static str, i64> =
-            STATES.iter().map(|state| (state.as_str(), 0)).collect();
-        let mut connections = 0u64;
-        for source in sources {
-            *states.entry(source.state.as_str()).or_insert(0) += 1;
-            connections += source.connections;
-        }
-        let mut metric = encoder.encode_descriptor(
-            "switchboard_sources",
-            "Sources by state.",
-            None,
-            MetricType::Gauge,
-        )?;
-        for (state, count) in &states {
-            ConstGauge::new(*count).encode(metric.encode_family(&[("state", *state)])?)?;
-        }
-        let metric = encoder.encode_descriptor(
-            "switchboard_connections",
-            "Live source connections (sockets), aging ones being replaced included.",
-            None,
-            MetricType::Gauge,
-        )?;
-        ConstGauge::new(i64::try_from(connections).unwrap_or(i64::MAX)).encode(metric)?;
-
-        let by_label = per_source_label(sources);
-        for (key, name, help) in SOURCE_COUNTERS {
-            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for (label, counters) in &by_label {
-                let value = counters.get(*key).copied().unwrap_or(0);
-                ConstCounter::new(value)
-                    .encode(metric.encode_family(&[("source", label.as_str())])?)?;
-            }
-        }
-        let mut metric = encoder.encode_descriptor(
-            "switchboard_source_errors",
-            "Source errors by kind (storage, expression, oversized, non_json, ignored, rejected).",
-            None,
-            MetricType::Counter,
-        )?;
-        for (label, counters) in &by_label {
-            for (key, kind) in ERROR_KINDS {
-                let value = counters.get(*key).copied().unwrap_or(0);
-                ConstCounter::new(value).encode(
-                    metric.encode_family(&[("source", label.as_str()), ("kind", *kind)])?,
-                )?;
-            }
-        }
-
-        let mut metric = encoder.encode_descriptor(
-            "switchboard_webhook_requests",
-            "Inbound webhook deliveries by result.",
-            None,
-            MetricType::Counter,
-        )?;
-        for (result, count) in webhooks {
-            ConstCounter::new(*count).encode(metric.encode_family(&[("result", *result)])?)?;
-        }
+        encode_states(&mut encoder, sources)?;
+        encode_source_counters(&mut encoder, sources)?;
+        encode_webhooks(&mut encoder, webhooks)?;
         let metric = encoder.encode_descriptor(
             "switchboard_undecodable_rows",
             "Stored JSON documents that could not be decoded when read (shown as error markers).",
@@ -332,6 +277,83 @@ impl Collector for ScrapeValues {
         ConstCounter::new(crate::db::event_rows::undecodable_rows()).encode(metric)?;
         Ok(())
     }
+}
+
+/// `switchboard_sources` by state (every state, zero included) and `switchboard_connections`.
+fn encode_states(
+    encoder: &mut DescriptorEncoder<'_>,
+    sources: &[SourceSample],
+) -> Result<(), fmt::Error> {
+    let mut states: BTreeMap<&'static str, i64> =
+        STATES.iter().map(|state| (state.as_str(), 0)).collect();
+    let mut connections = 0u64;
+    for source in sources {
+        *states.entry(source.state.as_str()).or_insert(0) += 1;
+        connections += source.connections;
+    }
+    let mut metric = encoder.encode_descriptor(
+        "switchboard_sources",
+        "Sources by state.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (state, count) in &states {
+        ConstGauge::new(*count).encode(metric.encode_family(&[("state", *state)])?)?;
+    }
+    let metric = encoder.encode_descriptor(
+        "switchboard_connections",
+        "Live source connections (sockets), aging ones being replaced included.",
+        None,
+        MetricType::Gauge,
+    )?;
+    ConstGauge::new(i64::try_from(connections).unwrap_or(i64::MAX)).encode(metric)
+}
+
+/// The per-source counters of [`SOURCE_COUNTERS`] and `switchboard_source_errors` by kind.
+fn encode_source_counters(
+    encoder: &mut DescriptorEncoder<'_>,
+    sources: &[SourceSample],
+) -> Result<(), fmt::Error> {
+    let by_label = per_source_label(sources);
+    for (key, name, help) in SOURCE_COUNTERS {
+        let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for (label, counters) in &by_label {
+            let value = counters.get(*key).copied().unwrap_or(0);
+            ConstCounter::new(value)
+                .encode(metric.encode_family(&[("source", label.as_str())])?)?;
+        }
+    }
+    let mut metric = encoder.encode_descriptor(
+        "switchboard_source_errors",
+        "Source errors by kind (storage, expression, oversized, non_json, ignored, rejected).",
+        None,
+        MetricType::Counter,
+    )?;
+    for (label, counters) in &by_label {
+        for (key, kind) in ERROR_KINDS {
+            let value = counters.get(*key).copied().unwrap_or(0);
+            ConstCounter::new(value)
+                .encode(metric.encode_family(&[("source", label.as_str()), ("kind", *kind)])?)?;
+        }
+    }
+    Ok(())
+}
+
+/// `switchboard_webhook_requests` by result.
+fn encode_webhooks(
+    encoder: &mut DescriptorEncoder<'_>,
+    webhooks: &BTreeMap<&'static str, u64>,
+) -> Result<(), fmt::Error> {
+    let mut metric = encoder.encode_descriptor(
+        "switchboard_webhook_requests",
+        "Inbound webhook deliveries by result.",
+        None,
+        MetricType::Counter,
+    )?;
+    for (result, count) in webhooks {
+        ConstCounter::new(*count).encode(metric.encode_family(&[("result", *result)])?)?;
+    }
+    Ok(())
 }
 
 /// The counters summed per `source` label: the first [`MAX_SOURCE_LABELS`] slugs in order, the

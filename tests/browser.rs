@@ -87,6 +87,9 @@ async fn the_operator_page_follows_and_drives_a_source_live() {
     let automation = json!({"name": "Ship orders",
         "trigger": {"type": "event", "source": "orders", "on": "order.*"}});
     let automation_id = create(&app, "/v1/automations", automation).await;
+    let schedule = json!({"name": "Nightly report",
+        "trigger": {"type": "schedule", "cron": "0 3 * * *", "timezone": "Europe/Paris"}});
+    create(&app, "/v1/automations", schedule).await;
     let driver = ChromeDriver::start(&tools).await;
     let browser = Browser::open(&driver, &tools).await;
     let row = format!("#source-rows tr[data-source-id='{source_id}']");
@@ -101,7 +104,8 @@ async fn the_operator_page_follows_and_drives_a_source_live() {
     sign_in(&scene).await;
     reconnect(&scene).await;
     pause_and_resume(&scene).await;
-    events_with_outcomes(&scene).await;
+    let run_id = events_with_outcomes(&scene).await;
+    runs_panel(&scene, &run_id).await;
     let scene = restart_the_server(scene).await;
     key_stays_in_the_tab(&scene).await;
 
@@ -171,8 +175,8 @@ async fn pause_and_resume(scene: &Scene) {
 }
 
 /// Events appear in the tail, newest first, with each automation's verdict; duplicates are
-/// marked; the row counts them.
-async fn events_with_outcomes(scene: &Scene) {
+/// marked; the row counts them. Answers the id of the order event's run.
+async fn events_with_outcomes(scene: &Scene) -> String {
     // A little apart, so that their receipt times (which order the tail) differ.
     for (kind, id) in [
         ("order.created", "o-1"),
@@ -224,6 +228,58 @@ async fn events_with_outcomes(scene: &Scene) {
         .browser
         .wait_for("the row's counters", WAIT, counters, args)
         .await;
+    order["run"].as_str().unwrap().to_owned()
+}
+
+/// The run in the runs panel, with its automation, status and attempts; claimed by a worker, it
+/// shows RUNNING with attempt 1 live. The schedule automation shows its next three ticks.
+async fn runs_panel(scene: &Scene, run_id: &str) {
+    let run_in_state =
+        "const row = document.querySelector(`#run-rows tr[data-run-id='${arguments[0]}']`);
+        return row && row.dataset.status === arguments[1]
+            ? {automation: row.querySelector('.automation').textContent,
+               attempts: row.querySelector('.attempts').textContent,
+               text: row.innerText}
+            : null;";
+    let args = json!([run_id, "PENDING"]);
+    let what = "the run, pending, in the runs panel";
+    let pending = scene.browser.wait_for(what, WAIT, run_in_state, args).await;
+    assert_eq!(pending["automation"], "Ship orders", "{pending}");
+    assert_eq!(pending["attempts"], "0", "{pending}");
+    let claimed = scene
+        .app
+        .post(
+            "/v1/runs/claim",
+            ADMIN_KEY,
+            json!({"limit": 10, "worker": "browser-test"}),
+        )
+        .await;
+    assert_eq!(claimed.status, 200, "{}", claimed.text);
+    assert_eq!(claimed.body["items"][0]["id"], run_id, "{}", claimed.text);
+    let args = json!([run_id, "RUNNING"]);
+    let what = "the run, claimed, in the runs panel";
+    let running = scene.browser.wait_for(what, WAIT, run_in_state, args).await;
+    assert_eq!(running["attempts"], "1", "{running}");
+    let ticks = "const item = [...document.querySelectorAll('#schedules > li')]
+            .find((li) => li.querySelector('strong').textContent === 'Nightly report');
+        const ticks = item ? [...item.querySelectorAll('time.tick')].map((t) => t.dateTime) : [];
+        return ticks.length === 3 && !document.getElementById('schedules-section').hidden
+            ? ticks : null;";
+    let what = "the schedule's next ticks";
+    let ticks = scene.browser.wait_for(what, WAIT, ticks, json!([])).await;
+    let ticks: Vec<chrono::DateTime<chrono::Utc>> = serde_json::from_value(ticks).unwrap();
+    let now = chrono::Utc::now();
+    assert!(
+        ticks[0] > now && ticks[0] < ticks[1] && ticks[1] < ticks[2],
+        "{ticks:?}"
+    );
+    let paris = |t: &chrono::DateTime<chrono::Utc>| t.with_timezone(&chrono_tz::Europe::Paris);
+    assert!(
+        ticks
+            .iter()
+            .all(|t| paris(t).format("%H:%M").to_string() == "03:00"),
+        "{ticks:?}"
+    );
 }
 
 /// The server restarts on the same port: the page loses its stream, takes a fresh token and

@@ -76,29 +76,53 @@ pub async fn throughput(backend: Backend, runs: usize) {
         )
         .await;
     let automation: uuid::Uuid = automation["id"].as_str().unwrap().parse().unwrap();
-    let worker_key = app
-        .post("/v1/api-keys", json!({"name": "w", "role": "worker"}))
-        .await["key"]
+    let worker_key = worker_key(&app).await;
+    let org: uuid::Uuid = app.get("/v1/me").await["org_id"]
         .as_str()
         .unwrap()
-        .to_owned();
-    let me = app
-        .client
-        .get(format!("{}/v1/me", app.base))
-        .insert_header(("Authorization", format!("Bearer {KEY}")))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
+        .parse()
         .unwrap();
-    let org: uuid::Uuid = me["org_id"].as_str().unwrap().parse().unwrap();
     seed(&app.db, org, automation, runs).await;
 
     let started = Instant::now();
+    let completed = drain_over_http(&app.base, &worker_key).await;
+    let http_rate = completed as f64 / started.elapsed().as_secs_f64();
+
+    // The same claims and completions without HTTP: every run back to PENDING, then 8 tasks.
+    app.db
+        .execute_unprepared(
+            "UPDATE automation_runs SET status = 'PENDING', lease_token = NULL, \
+             lease_expires_at = NULL, completed_at = NULL, result = NULL",
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let direct = drain_direct(&app.db, org).await;
+    let db_rate = direct as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "workers-throughput {:<9} {runs} runs: {:>7.0} runs/s over HTTP (8 workers, claim 100 + batch complete; {completed} completed) | database ceiling for the same claims and completions: {:>7.0} runs/s ({direct} runs, 8 tasks, no HTTP)",
+        backend.name(),
+        http_rate,
+        db_rate,
+    );
+    app.stop().await;
+}
+
+/// A new `worker` key.
+async fn worker_key(app: &RunningApp) -> String {
+    app.post("/v1/api-keys", json!({"name": "w", "role": "worker"}))
+        .await["key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// 8 HTTP workers claim 100 at a time and complete each batch at once until nothing is left;
+/// answers how many completions were applied.
+async fn drain_over_http(base: &str, worker_key: &str) -> usize {
     let mut tasks = Vec::new();
     for w in 0..8 {
-        let (base, key) = (app.base.clone(), worker_key.clone());
+        let (base, key) = (base.to_owned(), worker_key.to_owned());
         tasks.push(actix_web::rt::spawn(async move {
             let client = awc::Client::builder().timeout(Duration::from_secs(60)).finish();
             let mut done = 0usize;
@@ -121,20 +145,14 @@ pub async fn throughput(backend: Backend, runs: usize) {
     for t in tasks {
         completed += t.await.unwrap();
     }
-    let http_rate = completed as f64 / started.elapsed().as_secs_f64();
+    completed
+}
 
-    // The same claims and completions without HTTP: every run back to PENDING, then 8 tasks.
-    app.db
-        .execute_unprepared(
-            "UPDATE automation_runs SET status = 'PENDING', lease_token = NULL, \
-             lease_expires_at = NULL, completed_at = NULL, result = NULL",
-        )
-        .await
-        .unwrap();
-    let started = Instant::now();
+/// The same as [`drain_over_http`] through the repository functions, 8 tasks.
+async fn drain_direct(db: &DatabaseConnection, org: uuid::Uuid) -> usize {
     let mut tasks = Vec::new();
     for w in 0..8 {
-        let db = app.db.clone();
+        let db = db.clone();
         tasks.push(actix_web::rt::spawn(async move {
             let mut done = 0usize;
             loop {
@@ -175,15 +193,11 @@ pub async fn throughput(backend: Backend, runs: usize) {
     for t in tasks {
         direct += t.await.unwrap();
     }
-    let db_rate = direct as f64 / started.elapsed().as_secs_f64();
-    println!(
-        "workers-throughput {:<9} {runs} runs: {:>7.0} runs/s over HTTP (8 workers, claim 100 + batch complete; {completed} completed) | database ceiling for the same claims and completions: {:>7.0} runs/s ({direct} runs, 8 tasks, no HTTP)",
-        backend.name(),
-        http_rate,
-        db_rate,
-    );
-    app.stop().await;
+    direct
 }
+
+/// Claim-to-event latencies in ms, shared by the waiting workers.
+type Latencies = std::rc::Rc<std::cell::RefCell<Vec<f64>>>;
 
 /// `workers-latency`: `rate` webhook deliveries per second for `seconds`, one automation, four
 /// workers waiting in long-poll claims; per run, the time from the event's `received_at` (the
@@ -208,86 +222,25 @@ pub async fn latency(backend: Backend, rate: usize, seconds: usize) {
         json!({"name": "jobs", "trigger": {"type": "event", "source": "jobs", "on": "*"}}),
     )
     .await;
-    let worker_key = app
-        .post("/v1/api-keys", json!({"name": "w", "role": "worker"}))
-        .await["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let worker_key = worker_key(&app).await;
     let total = rate * seconds;
-    let latencies = std::rc::Rc::new(std::cell::RefCell::new(Vec::with_capacity(total)));
+    let latencies: Latencies = std::rc::Rc::new(std::cell::RefCell::new(Vec::with_capacity(total)));
     let mut workers = Vec::new();
     for w in 0..4 {
-        let (base, key, latencies) = (app.base.clone(), worker_key.clone(), latencies.clone());
-        workers.push(actix_web::rt::spawn(async move {
-            let client = awc::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .finish();
-            loop {
-                let claimed = post(
-                    &client,
-                    format!("{base}/v1/runs/claim"),
-                    &key,
-                    json!({"limit": 20, "wait_s": 3, "worker": format!("l{w}")}),
-                )
-                .await;
-                let now = chrono::Utc::now();
-                let items = claimed["items"].as_array().unwrap().clone();
-                if items.is_empty() {
-                    if latencies.borrow().len() >= total {
-                        return;
-                    }
-                    continue;
-                }
-                for item in &items {
-                    let received: chrono::DateTime<chrono::Utc> =
-                        serde_json::from_value(item["event_payload"]["received_at"].clone())
-                            .unwrap();
-                    let ms = (now - received).num_microseconds().unwrap_or(0) as f64 / 1000.0;
-                    latencies.borrow_mut().push(ms);
-                }
-                let batch: Vec<Value> = items
-                    .iter()
-                    .map(|r| json!({"id": r["id"], "lease_token": r["lease_token"]}))
-                    .collect();
-                post(
-                    &client,
-                    format!("{base}/v1/runs/complete"),
-                    &key,
-                    json!({"items": batch}),
-                )
-                .await;
-            }
-        }));
+        let worker = waiting_worker(
+            app.base.clone(),
+            worker_key.clone(),
+            w,
+            latencies.clone(),
+            total,
+        );
+        workers.push(actix_web::rt::spawn(worker));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let sender = {
-        let base = app.base.clone();
-        actix_web::rt::spawn(async move {
-            let client = awc::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .finish();
-            let started = Instant::now();
-            let mut inflight = Vec::new();
-            for i in 0..total {
-                let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
-                tokio::time::sleep_until(due.into()).await;
-                let (client, url) = (client.clone(), format!("{base}{path}"));
-                inflight.push(actix_web::rt::spawn(async move {
-                    let body = format!(r#"{{"id":"evt_{i}","type":"job.run","n":{i}}}"#);
-                    let _ = client
-                        .post(url)
-                        .insert_header(("content-type", "application/json"))
-                        .send_body(body)
-                        .await;
-                }));
-            }
-            for f in inflight {
-                let _ = f.await;
-            }
-        })
-    };
-    sender.await.unwrap();
+    let url = format!("{}{path}", app.base);
+    actix_web::rt::spawn(send_paced(url, rate, total))
+        .await
+        .unwrap();
     for w in workers {
         let _ = w.await;
     }
@@ -307,4 +260,71 @@ pub async fn latency(backend: Backend, rate: usize, seconds: usize) {
         all.len(),
     );
     app.stop().await;
+}
+
+/// Worker `w`: long-polls claims (20 at a time, waiting 3 s), records each run's latency and
+/// completes the batch; stops once `total` latencies are in and a claim comes back empty.
+async fn waiting_worker(base: String, key: String, w: usize, latencies: Latencies, total: usize) {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    loop {
+        let claimed = post(
+            &client,
+            format!("{base}/v1/runs/claim"),
+            &key,
+            json!({"limit": 20, "wait_s": 3, "worker": format!("l{w}")}),
+        )
+        .await;
+        let now = chrono::Utc::now();
+        let items = claimed["items"].as_array().unwrap().clone();
+        if items.is_empty() {
+            if latencies.borrow().len() >= total {
+                return;
+            }
+            continue;
+        }
+        for item in &items {
+            let received: chrono::DateTime<chrono::Utc> =
+                serde_json::from_value(item["event_payload"]["received_at"].clone()).unwrap();
+            let ms = (now - received).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+            latencies.borrow_mut().push(ms);
+        }
+        let batch: Vec<Value> = items
+            .iter()
+            .map(|r| json!({"id": r["id"], "lease_token": r["lease_token"]}))
+            .collect();
+        post(
+            &client,
+            format!("{base}/v1/runs/complete"),
+            &key,
+            json!({"items": batch}),
+        )
+        .await;
+    }
+}
+
+/// Delivers `total` webhook events to `url` at `rate`/s, each in its own task, and waits for all.
+async fn send_paced(url: String, rate: usize, total: usize) {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .finish();
+    let started = Instant::now();
+    let mut inflight = Vec::new();
+    for i in 0..total {
+        let due = started + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let (client, url) = (client.clone(), url.clone());
+        inflight.push(actix_web::rt::spawn(async move {
+            let body = format!(r#"{{"id":"evt_{i}","type":"job.run","n":{i}}}"#);
+            let _ = client
+                .post(url)
+                .insert_header(("content-type", "application/json"))
+                .send_body(body)
+                .await;
+        }));
+    }
+    for f in inflight {
+        let _ = f.await;
+    }
 }

@@ -8,6 +8,7 @@ mod m20261202_000002_add_event_replay_key;
 mod m20261202_000003_history_indexes;
 mod m20261203_000001_run_queue;
 mod m20261203_000002_retention_index;
+mod m20261204_000001_runs_automation_status_index;
 
 /// The ordered list of Switchboard's migrations.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000003_history_indexes::Migration),
             Box::new(m20261203_000001_run_queue::Migration),
             Box::new(m20261203_000002_retention_index::Migration),
+            Box::new(m20261204_000001_runs_automation_status_index::Migration),
         ]
     }
 }

@@ -104,6 +104,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(page::index)
         .service(page::script)
         .service(page::view_script)
+        .service(page::runs_script)
         .service(page::stylesheet)
         .service(ops::healthz)
         .service(ops::readyz)

@@ -17,23 +17,11 @@
 //! The `sign_*` helpers produce the header values a provider would send, for tests and docs.
 //! Pure: no actix, awc or sea-orm.
 
-use base64::Engine as _;
-use base64::alphabet;
-use base64::engine::DecodePaddingMode;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
-use hmac::digest::KeyInit;
-use hmac::{Hmac, Mac};
-use sha1::Sha1;
-use sha2::{Sha256, Sha512};
 use subtle::{Choice, ConstantTimeEq as _};
 
+use super::mac::{check_fresh, compute_mac, decode, decode_prefixed, parse_timestamp, render};
+pub use super::sign::{sign_github, sign_hmac, sign_slack, sign_standard, sign_stripe};
 use super::verifier::{Algorithm, Encoding, Verifier, WebhookSecrets, standard_secret_bytes};
-
-/// Standard-alphabet base64 that accepts signatures with or without padding.
-const BASE64_LENIENT: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
-);
 
 const GITHUB_SIGNATURE: &str = "x-hub-signature-256";
 const SLACK_SIGNATURE: &str = "x-slack-signature";
@@ -315,19 +303,19 @@ fn parse_standard(value: &str) -> Result<Vec<Vec<u8>>, VerifyError> {
 }
 
 /// The `hmac` preset's settings, borrowed from a [`Verifier::Hmac`].
-struct HmacPreset<'v> {
+pub(super) struct HmacPreset<'v> {
     header: &'v str,
-    algorithm: Algorithm,
-    encoding: Encoding,
-    prefix: &'v str,
-    timestamp_header: Option<&'v str>,
-    template: &'v str,
+    pub(super) algorithm: Algorithm,
+    pub(super) encoding: Encoding,
+    pub(super) prefix: &'v str,
+    pub(super) timestamp_header: Option<&'v str>,
+    pub(super) template: &'v str,
     tolerance_s: u32,
 }
 
 impl<'v> HmacPreset<'v> {
     /// The settings when `verifier` is the `hmac` preset.
-    fn of(verifier: &'v Verifier) -> Option<Self> {
+    pub(super) fn of(verifier: &'v Verifier) -> Option<Self> {
         let Verifier::Hmac {
             header,
             algorithm,
@@ -381,162 +369,6 @@ impl<'v> HmacPreset<'v> {
             signatures: vec![signature],
         })
     }
-}
-
-/// Splits a signed-content template into pieces, substituting `{body}` and (when given)
-/// `{timestamp}`; everything else, including an unfilled `{timestamp}`, stays literal.
-fn render<'a>(template: &'a str, timestamp: Option<&'a str>, body: &'a [u8]) -> Vec<&'a [u8]> {
-    let mut parts = Vec::new();
-    let mut rest = template;
-    while let Some(at) = rest.find('{') {
-        let (literal, tail) = rest.split_at(at);
-        parts.push(literal.as_bytes());
-        if let Some(after) = tail.strip_prefix("{body}") {
-            parts.push(body);
-            rest = after;
-        } else if let (Some(after), Some(ts)) = (tail.strip_prefix("{timestamp}"), timestamp) {
-            parts.push(ts.as_bytes());
-            rest = after;
-        } else {
-            parts.push(b"{");
-            rest = tail.strip_prefix('{').unwrap_or_default();
-        }
-    }
-    parts.push(rest.as_bytes());
-    parts
-}
-
-/// Strips `prefix` (ASCII case-insensitive) and decodes the rest.
-fn decode_prefixed(value: &str, prefix: &str, encoding: Encoding) -> Result<Vec<u8>, VerifyError> {
-    let rest = value
-        .get(..prefix.len())
-        .filter(|head| head.eq_ignore_ascii_case(prefix))
-        .and_then(|_| value.get(prefix.len()..))
-        .ok_or_else(|| VerifyError::Malformed(format!("expected the `{prefix}` prefix")))?;
-    decode(encoding, rest.trim()).ok_or_else(|| {
-        let what = match encoding {
-            Encoding::Hex => "hex",
-            Encoding::Base64 => "base64",
-        };
-        VerifyError::Malformed(format!("signature is not {what}"))
-    })
-}
-
-/// Decodes a signature; empty or undecodable → `None`. Hex accepts either case.
-fn decode(encoding: Encoding, text: &str) -> Option<Vec<u8>> {
-    let bytes = match encoding {
-        Encoding::Hex => hex::decode(text).ok(),
-        Encoding::Base64 => BASE64_LENIENT.decode(text).ok(),
-    };
-    bytes.filter(|b| !b.is_empty())
-}
-
-/// Parses a unix timestamp in seconds: optional `-` then ASCII digits; values beyond `i64`
-/// saturate (and are then stale) instead of being rejected as malformed.
-fn parse_timestamp(text: &str) -> Result<i64, VerifyError> {
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(VerifyError::Malformed(format!(
-            "timestamp `{}` is not a unix time",
-            text.chars().take(32).collect::<String>()
-        )));
-    }
-    let saturated = if text.starts_with('-') {
-        i64::MIN
-    } else {
-        i64::MAX
-    };
-    Ok(text.parse().unwrap_or(saturated))
-}
-
-/// `Stale` unless `|timestamp − now| ≤ tolerance_s` (inclusive at both ends).
-fn check_fresh(timestamp: i64, now_unix: i64, tolerance_s: u32) -> Result<(), VerifyError> {
-    let skew_s = timestamp.saturating_sub(now_unix);
-    if skew_s.unsigned_abs() > u64::from(tolerance_s) {
-        return Err(VerifyError::Stale {
-            tolerance_s,
-            skew_s,
-        });
-    }
-    Ok(())
-}
-
-/// HMAC of the concatenated `parts`; `None` only if the key is refused (never for HMAC).
-fn compute_mac(algorithm: Algorithm, key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
-    match algorithm {
-        Algorithm::Sha256 => mac_of::<Hmac<Sha256>>(key, parts),
-        Algorithm::Sha512 => mac_of::<Hmac<Sha512>>(key, parts),
-        Algorithm::Sha1 => mac_of::<Hmac<Sha1>>(key, parts),
-    }
-}
-
-fn mac_of<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Option<Vec<u8>> {
-    let mut mac = <M as KeyInit>::new_from_slice(key).ok()?;
-    for part in parts {
-        mac.update(part);
-    }
-    Some(mac.finalize().into_bytes().to_vec())
-}
-
-/// Hex HMAC-SHA256 for the signing helpers.
-fn hex_sha256(key: &[u8], parts: &[&[u8]]) -> String {
-    compute_mac(Algorithm::Sha256, key, parts)
-        .map(hex::encode)
-        .unwrap_or_default()
-}
-
-/// The `X-Hub-Signature-256` value GitHub sends: `sha256=<hex>`.
-pub fn sign_github(secret: &str, body: &[u8]) -> String {
-    format!("sha256={}", hex_sha256(secret.as_bytes(), &[body]))
-}
-
-/// The `X-Slack-Signature` value Slack sends for `timestamp` (sent as
-/// `X-Slack-Request-Timestamp`): `v0=<hex>`.
-pub fn sign_slack(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    let ts = timestamp.to_string();
-    let parts: [&[u8]; 4] = [b"v0:", ts.as_bytes(), b":", body];
-    format!("v0={}", hex_sha256(secret.as_bytes(), &parts))
-}
-
-/// The `Stripe-Signature` value Stripe sends: `t=<ts>,v1=<hex>`.
-pub fn sign_stripe(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    let ts = timestamp.to_string();
-    let parts: [&[u8]; 3] = [ts.as_bytes(), b".", body];
-    format!("t={ts},v1={}", hex_sha256(secret.as_bytes(), &parts))
-}
-
-/// The `webhook-signature` value of Standard Webhooks: `v1,<base64>`, keyed with the decoded
-/// bytes of a `whsec_<base64>` secret (any other secret is used as raw bytes, and such a
-/// signature never verifies).
-pub fn sign_standard(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
-    let key = standard_secret_bytes(secret).unwrap_or_else(|| secret.as_bytes().to_vec());
-    let ts = timestamp.to_string();
-    let parts: [&[u8]; 5] = [id.as_bytes(), b".", ts.as_bytes(), b".", body];
-    let mac = compute_mac(Algorithm::Sha256, &key, &parts).unwrap_or_default();
-    format!("v1,{}", STANDARD.encode(mac))
-}
-
-/// The signature header value for the `hmac` preset (prefix included, hex in lower case, base64
-/// padded). `None` when `verifier` is another preset, or it signs a timestamp and none is given;
-/// `timestamp` is ignored when no `timestamp_header` is configured.
-pub fn sign_hmac(
-    verifier: &Verifier,
-    secret: &str,
-    timestamp: Option<i64>,
-    body: &[u8],
-) -> Option<String> {
-    let preset = HmacPreset::of(verifier)?;
-    let ts = match preset.timestamp_header {
-        Some(_) => Some(timestamp?.to_string()),
-        None => None,
-    };
-    let parts = render(preset.template, ts.as_deref(), body);
-    let mac = compute_mac(preset.algorithm, secret.as_bytes(), &parts)?;
-    let encoded = match preset.encoding {
-        Encoding::Hex => hex::encode(mac),
-        Encoding::Base64 => STANDARD.encode(mac),
-    };
-    Some(format!("{}{encoded}", preset.prefix))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ async fn the_page_its_script_and_stylesheet_are_served_self_only() {
         ),
         ("/page.js", "text/javascript", "sessionStorage"),
         ("/view.js", "text/javascript", "export function"),
+        ("/runs.js", "text/javascript", "export class RunsPanel"),
         ("/page.css", "text/css", "#events"),
     ] {
         let resp = app.request("GET", path, None, None).await;

@@ -324,7 +324,13 @@ both_backends! {
         let (url, automation) = queue_setup(&app, json!({})).await;
         enqueue(&app, &url, &automation, 0, 2).await;
         // Back to the schema before the run queue, with one run as the old code finished it.
-        migration::Migrator::down(&app.db, Some(2)).await.unwrap();
+        let since_queue = migration::Migrator::migrations()
+            .iter()
+            .rev()
+            .position(|m| m.name() == "m20261203_000001_run_queue")
+            .unwrap()
+            + 1;
+        migration::Migrator::down(&app.db, Some(u32::try_from(since_queue).unwrap())).await.unwrap();
         let backend = app.db.get_database_backend();
         let finished = sea_orm::Statement::from_string(
             backend,

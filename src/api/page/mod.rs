@@ -1,16 +1,16 @@
-//! The operator's page at `GET /`: one HTML document, two script modules (`page.js`: session,
-//! REST and live stream; `view.js`: the table and the events tail) and a stylesheet, compiled into
-//! the binary (no build step, no external assets, works offline). The page asks for an API key,
-//! keeps it in `sessionStorage` only, reads sources and recent events over the REST API and follows
-//! them live over `GET /v1/stream` with a stream token. Every response forbids anything but
-//! same-origin resources.
-
+//! The operator's page at `GET /`: one HTML document, three script modules (`page.js`: session,
+//! REST and live stream; `view.js`: the table and the events tail; `runs.js`: the runs panel) and a
+//! stylesheet, compiled into the binary (no build step, no external assets, works offline). The
+//! page asks for an API key, keeps it in `sessionStorage` only, reads sources, recent events and
+//! recent runs over the REST API and follows them live over `GET /v1/stream` with a stream token.
+//! Every response forbids anything but same-origin resources.
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, get};
 
 const INDEX_HTML: &str = include_str!("index.html");
 const PAGE_JS: &str = include_str!("page.js");
 const VIEW_JS: &str = include_str!("view.js");
+const RUNS_JS: &str = include_str!("runs.js");
 const PAGE_CSS: &str = include_str!("page.css");
 
 /// Same origin only: the scripts and the stylesheet are separate files so that no inline code
@@ -39,6 +39,12 @@ pub async fn script() -> HttpResponse {
 #[get("/view.js")]
 pub async fn view_script() -> HttpResponse {
     asset("text/javascript; charset=utf-8", VIEW_JS)
+}
+
+/// The page's runs panel module (imported by `page.js`).
+#[get("/runs.js")]
+pub async fn runs_script() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", RUNS_JS)
 }
 
 /// The page's stylesheet.

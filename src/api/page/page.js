@@ -1,5 +1,6 @@
 // Switchboard operator page: sources with their live state and counters (Reconnect / Pause /
-// Resume), and a tail of recent events with each automation's verdict.
+// Resume), recent runs and the next schedule ticks (runs.js), and a tail of recent events with
+// each automation's verdict.
 //
 // The API key is asked for once and kept in sessionStorage (this tab only); it is sent only in
 // the Authorization header of same-origin requests and is never written to the page or the
@@ -7,13 +8,15 @@
 // browser cannot set headers on a WebSocket; when it drops, a fresh token is fetched and the
 // stream reopened with backoff. Rendering is in view.js.
 import * as view from "/view.js";
+import { RunsPanel } from "/runs.js";
 
 const KEY_STORAGE = "switchboard.apiKey";
 const TAIL = 50;
 const REFRESH_MS = 15000;
 const BACKOFF_BASE_MS = 1000;
 const BACKOFF_CAP_MS = 30000;
-const TOPICS = ["source.status", "event.received", "event.dispatched"];
+const RUN_TOPICS = ["run.created", "run.claimed", "run.completed", "run.failed", "run.retrying", "run.expired"];
+const TOPICS = ["source.status", "event.received", "event.dispatched", ...RUN_TOPICS];
 
 /** Raised after a 401: the key was signed out, callers just stop. */
 class SignedOut extends Error {}
@@ -34,6 +37,7 @@ let failures = 0;
 let reconnectTimer = null;
 let refreshTimer = null;
 let renderTimer = null;
+const runs = new RunsPanel(api, (id) => automations.get(id), quietly);
 
 // ---- REST ---------------------------------------------------------------------------------
 
@@ -88,8 +92,10 @@ async function loadSources() {
 
 async function loadAutomations() {
   automationsLoadedAt = Date.now();
-  for (const item of await loadAll("/v1/automations")) automations.set(item.id, item.name);
+  const items = await loadAll("/v1/automations");
+  for (const item of items) automations.set(item.id, item.name);
   scheduleEvents();
+  await runs.showSchedules(items);
 }
 
 async function loadRecentEvents() {
@@ -167,6 +173,7 @@ function onFrame(text) {
       // Catch up on what happened while the stream was down.
       quietly(loadSources());
       quietly(loadRecentEvents());
+      quietly(runs.load());
       break;
     case "source.status":
       onStatus(msg.data);
@@ -181,11 +188,13 @@ function onFrame(text) {
       notice(`The live view fell behind and missed ${msg.missed} messages; reloading.`);
       quietly(loadSources());
       quietly(loadRecentEvents());
+      quietly(runs.load());
       break;
     case "error":
       notice(`Live stream: ${msg.detail}`, true);
       break;
     default:
+      if (RUN_TOPICS.includes(msg.type)) runs.changed();
       break;
   }
 }
@@ -348,7 +357,10 @@ async function signIn(key) {
   quietly(loadSources());
   quietly(loadAutomations());
   connectStream();
-  refreshTimer = setInterval(() => quietly(loadSources()), REFRESH_MS);
+  refreshTimer = setInterval(() => {
+    quietly(loadSources());
+    quietly(runs.load()); // statuses no message announces, and running durations
+  }, REFRESH_MS);
 }
 
 function signOut(message) {
@@ -368,6 +380,7 @@ function signOut(message) {
   failures = 0;
   sources.clear();
   automations.clear();
+  runs.clear();
   events = [];
   renderSources();
   renderEvents();

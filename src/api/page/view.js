@@ -15,7 +15,8 @@ const VERDICTS = {
   filter_error: "filter error",
 };
 
-function el(tag, attrs = {}, text) {
+/** An element with attributes and, when given, its text. */
+export function el(tag, attrs = {}, text) {
   const node = document.createElement(tag);
   for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
   if (text !== undefined) node.textContent = text;

@@ -32,6 +32,9 @@ fn null() -> SearchResult {
 }
 
 /// Evaluates `node` over `data`.
+// A flat dispatch table, one arm per AST node kind (the larger ones call a function of their own):
+// splitting it further would only scatter the table.
+#[allow(clippy::too_many_lines)]
 pub(crate) fn interpret(data: &Rcvar, node: &Ast, ctx: &mut Context<'_>) -> SearchResult {
     charge(ctx, 1)?;
     match node {
@@ -82,38 +85,11 @@ pub(crate) fn interpret(data: &Rcvar, node: &Ast, ctx: &mut Context<'_>) -> Sear
             rhs,
             ..
         } => compare(data, comparator, lhs, rhs, ctx),
-        Ast::ObjectValues { node, .. } => match &*interpret(data, node, ctx)? {
-            Variable::Object(map) => {
-                charge(ctx, map.len() as u64)?;
-                Ok(Rcvar::new(Variable::Array(map.values().cloned().collect())))
-            }
-            _ => null(),
-        },
+        Ast::ObjectValues { node, .. } => object_values(data, node, ctx),
         Ast::Projection { lhs, rhs, .. } => project(data, lhs, rhs, ctx),
         Ast::Flatten { node, .. } => flatten(data, node, ctx),
-        Ast::MultiList { elements, .. } => {
-            if data.is_null() {
-                return null();
-            }
-            charge(ctx, elements.len() as u64)?;
-            let collected = elements
-                .iter()
-                .map(|element| interpret(data, element, ctx))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Rcvar::new(Variable::Array(collected)))
-        }
-        Ast::MultiHash { elements, .. } => {
-            if data.is_null() {
-                return null();
-            }
-            charge(ctx, elements.len() as u64)?;
-            let mut collected = BTreeMap::new();
-            for pair in elements {
-                let value = interpret(data, &pair.value, ctx)?;
-                collected.insert(pair.key.clone(), value);
-            }
-            Ok(Rcvar::new(Variable::Object(collected)))
-        }
+        Ast::MultiList { elements, .. } => multi_list(data, elements, ctx),
+        Ast::MultiHash { elements, .. } => multi_hash(data, elements, ctx),
         Ast::Function { name, args, offset } => call(data, name, args, *offset, ctx),
         Ast::Expref { ast, .. } => Ok(Rcvar::new(Variable::Expref((**ast).clone()))),
         Ast::Slice {
@@ -121,20 +97,70 @@ pub(crate) fn interpret(data: &Rcvar, node: &Ast, ctx: &mut Context<'_>) -> Sear
             stop,
             step,
             offset,
-        } => {
-            if *step == 0 {
-                ctx.offset = *offset;
-                let reason = ErrorReason::Runtime(RuntimeError::InvalidSlice);
-                return Err(JmespathError::from_ctx(ctx, reason));
-            }
-            match data.slice(*start, *stop, *step) {
-                Some(items) => {
-                    charge(ctx, items.len() as u64)?;
-                    Ok(Rcvar::new(Variable::Array(items)))
-                }
-                None => null(),
-            }
+        } => slice(data, (*start, *stop, *step), *offset, ctx),
+    }
+}
+
+/// The values of an object (`*` on an object), charged per value.
+fn object_values(data: &Rcvar, node: &Ast, ctx: &mut Context<'_>) -> SearchResult {
+    match &*interpret(data, node, ctx)? {
+        Variable::Object(map) => {
+            charge(ctx, map.len() as u64)?;
+            Ok(Rcvar::new(Variable::Array(map.values().cloned().collect())))
         }
+        _ => null(),
+    }
+}
+
+/// `[a, b]`: null over null, otherwise each element evaluated.
+fn multi_list(data: &Rcvar, elements: &[Ast], ctx: &mut Context<'_>) -> SearchResult {
+    if data.is_null() {
+        return null();
+    }
+    charge(ctx, elements.len() as u64)?;
+    let collected = elements
+        .iter()
+        .map(|element| interpret(data, element, ctx))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Rcvar::new(Variable::Array(collected)))
+}
+
+/// `{k: a}`: null over null, otherwise each value evaluated.
+fn multi_hash(
+    data: &Rcvar,
+    elements: &[jmespath::ast::KeyValuePair],
+    ctx: &mut Context<'_>,
+) -> SearchResult {
+    if data.is_null() {
+        return null();
+    }
+    charge(ctx, elements.len() as u64)?;
+    let mut collected = BTreeMap::new();
+    for pair in elements {
+        let value = interpret(data, &pair.value, ctx)?;
+        collected.insert(pair.key.clone(), value);
+    }
+    Ok(Rcvar::new(Variable::Object(collected)))
+}
+
+/// `[start:stop:step]`: a zero step is an error at the slice's offset; charged per item.
+fn slice(
+    data: &Rcvar,
+    (start, stop, step): (Option<i32>, Option<i32>, i32),
+    offset: usize,
+    ctx: &mut Context<'_>,
+) -> SearchResult {
+    if step == 0 {
+        ctx.offset = offset;
+        let reason = ErrorReason::Runtime(RuntimeError::InvalidSlice);
+        return Err(JmespathError::from_ctx(ctx, reason));
+    }
+    match data.slice(start, stop, step) {
+        Some(items) => {
+            charge(ctx, items.len() as u64)?;
+            Ok(Rcvar::new(Variable::Array(items)))
+        }
+        None => null(),
     }
 }
 
