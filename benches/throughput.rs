@@ -25,6 +25,8 @@
 //! `--automations N` (firehose with N automations only), `--without-history-indexes` (firehose
 //! with the history indexes dropped, see `support/history.rs`). The WebSocket peers run in a child
 //! process (this binary with `peer …`) so their memory and CPU are not counted.
+
+#![warn(clippy::too_many_lines)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 #[path = "support/env.rs"]

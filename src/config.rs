@@ -180,6 +180,7 @@ impl Settings {
     /// Checks values whose type alone does not make them valid.
     // A flat table of independent range checks, one per setting, kept in one function (over the
     // usual length) so that every limit is read in one place.
+    #[allow(clippy::too_many_lines)]
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |setting, message: &str| {
             Err(ConfigError::Invalid {

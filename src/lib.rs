@@ -2,6 +2,8 @@
 //! webhooks, turns every message into a durable event, matches it against automations and
 //! enqueues one PENDING run per match.
 
+#![warn(clippy::too_many_lines)]
+
 pub mod actors;
 pub mod api;
 pub mod auth;

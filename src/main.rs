@@ -1,5 +1,7 @@
 //! The `switchboard` binary: parse the command line and run it.
 
+#![warn(clippy::too_many_lines)]
+
 use clap::Parser as _;
 
 /// jemalloc instead of the system allocator: the pipeline allocates many short-lived JSON values

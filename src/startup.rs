@@ -63,51 +63,14 @@ impl Application {
         let keyring = Arc::new(keyring_setup::load_keyring(&settings)?);
         rotate::verify_all(&db, &keyring).await?;
         let bootstrap_key = bootstrap::bootstrap(&db, &settings, announce).await?;
-        let registry = AutomationRegistry::load(db.clone())
-            .await
-            .context("loading automations")?;
-        let publisher = Publisher::new();
-        let metrics = Arc::new(Metrics::new());
-        let notifier = RunNotifier::new();
-        let dispatch = DispatchPool::start(
-            settings.dispatch_workers(),
-            settings.dispatch_queue_limit,
-            db.clone(),
-            registry.clone(),
-            publisher.clone(),
-            metrics.clone(),
-            notifier.clone(),
-        );
-        let supervisor = start_sources(
-            &settings,
-            &db,
-            &keyring,
-            dispatch.clone(),
-            publisher.clone(),
-            metrics.clone(),
-        )
-        .await?;
-        spawn_maintenance(db.clone(), registry.clone(), dispatch.clone());
-        crate::queue::retention::spawn(
-            db.clone(),
-            settings.retention_events_days,
-            settings.retention_runs_days,
-        );
-        crate::queue::scheduler::spawn(
-            db.clone(),
-            registry.clone(),
-            notifier.clone(),
-            metrics.clone(),
-            settings.retention_events_days,
-        );
-        Watchdog::new(
-            db.clone(),
-            registry.clone(),
-            notifier.clone(),
-            metrics.clone(),
-            publisher.clone(),
-        )
-        .start();
+        let Actors {
+            registry,
+            publisher,
+            metrics,
+            notifier,
+            dispatch,
+            supervisor,
+        } = start_actors(&settings, &db, &keyring).await?;
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("binding {}", settings.bind))?;
         let port = listener
@@ -139,24 +102,7 @@ impl Application {
             Some(bind) => Some(metrics_server(bind, state.clone())?),
             None => None,
         };
-        let metrics_here = metrics_server.is_none();
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(TracingLogger::default())
-                // Outermost: takes a stream token out of the URL before anything logs it.
-                .wrap(actix_web::middleware::from_fn(api::stream::hide_token))
-                .app_data(state.clone())
-                .configure(api::configure)
-                .configure(|cfg| {
-                    if metrics_here {
-                        cfg.service(api::metrics::metrics);
-                    }
-                })
-        })
-        .listen(listener)
-        .context("listening")?
-        .shutdown_timeout(10)
-        .run();
+        let server = api_server(state, listener, metrics_server.is_none())?;
         tracing::info!(port, "listening");
         Ok(Application {
             port,
@@ -307,6 +253,116 @@ async fn start_sources(
         );
     }
     Ok(supervisor)
+}
+
+/// The actors and what they share, started.
+struct Actors {
+    registry: Arc<AutomationRegistry>,
+    publisher: Publisher,
+    metrics: Arc<Metrics>,
+    notifier: RunNotifier,
+    dispatch: DispatchPool,
+    supervisor: Addr<SourceSupervisor>,
+}
+
+/// Loads the automation set, starts the dispatch pool, the source supervisor and the background
+/// upkeep.
+async fn start_actors(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    keyring: &Keyring,
+) -> anyhow::Result<Actors> {
+    let registry = AutomationRegistry::load(db.clone())
+        .await
+        .context("loading automations")?;
+    let publisher = Publisher::new();
+    let metrics = Arc::new(Metrics::new());
+    let notifier = RunNotifier::new();
+    let dispatch = DispatchPool::start(
+        settings.dispatch_workers(),
+        settings.dispatch_queue_limit,
+        db.clone(),
+        registry.clone(),
+        publisher.clone(),
+        metrics.clone(),
+        notifier.clone(),
+    );
+    let supervisor = start_sources(
+        settings,
+        db,
+        keyring,
+        dispatch.clone(),
+        publisher.clone(),
+        metrics.clone(),
+    )
+    .await?;
+    spawn_maintenance(db.clone(), registry.clone(), dispatch.clone());
+    spawn_queue_upkeep(settings, db, &registry, &notifier, &metrics, &publisher);
+    Ok(Actors {
+        registry,
+        publisher,
+        metrics,
+        notifier,
+        dispatch,
+        supervisor,
+    })
+}
+
+/// The HTTP server of the API (and of `GET /metrics` when `with_metrics`) on `listener`.
+fn api_server(
+    state: web::Data<AppState>,
+    listener: TcpListener,
+    with_metrics: bool,
+) -> anyhow::Result<Server> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(TracingLogger::default())
+            // Outermost: takes a stream token out of the URL before anything logs it.
+            .wrap(actix_web::middleware::from_fn(api::stream::hide_token))
+            .app_data(state.clone())
+            .configure(api::configure)
+            .configure(|cfg| {
+                if with_metrics {
+                    cfg.service(api::metrics::metrics);
+                }
+            })
+    })
+    .listen(listener)
+    .context("listening")?
+    .shutdown_timeout(10)
+    .run();
+    Ok(server)
+}
+
+/// The run queue's background work: retention, schedule ticks and the lease watchdog.
+fn spawn_queue_upkeep(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    registry: &Arc<AutomationRegistry>,
+    notifier: &RunNotifier,
+    metrics: &Arc<Metrics>,
+    publisher: &Publisher,
+) {
+    crate::queue::retention::spawn(
+        db.clone(),
+        settings.retention_events_days,
+        settings.retention_runs_days,
+    );
+    crate::queue::scheduler::spawn(
+        db.clone(),
+        registry.clone(),
+        notifier.clone(),
+        metrics.clone(),
+        settings.retention_events_days,
+    );
+    Watchdog::new(
+        db.clone(),
+        registry.clone(),
+        notifier.clone(),
+        metrics.clone(),
+        publisher.clone(),
+    )
+    .start();
 }
 
 /// Background upkeep: reload the automation set (changes made through other replicas) and sweep
