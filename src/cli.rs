@@ -242,7 +242,7 @@ async fn check(settings: &Settings) -> anyhow::Result<()> {
     drop(conn);
     say(format_args!(
         "configuration is valid (database {})",
-        crate::sources::redact::redact_url(&settings.database_url())
+        crate::redact::redact_url(&settings.database_url())
     ));
     Ok(())
 }

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod netpolicy;
 pub mod pipeline;
 pub mod queue;
+pub mod redact;
 pub mod rotate;
 pub mod sealed;
 pub mod sources;

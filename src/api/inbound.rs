@@ -350,11 +350,11 @@ fn event_row(
     event: PreparedEvent,
     meta: Value,
 ) -> entity::event::Model {
-    let from = db::inbox::EventOrigin {
+    let from = crate::pipeline::event_row::EventOrigin {
         org_id: hook.org_id,
         origin: "webhook",
         source: &hook.source,
         source_id: hook.id,
     };
-    db::inbox::event_row(from, event, meta, db::now())
+    crate::pipeline::event_row::event_row(from, event, meta, db::now())
 }

@@ -82,7 +82,7 @@ pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<Data
     let db = Database::connect(options).await.with_context(|| {
         format!(
             "connecting to the database at {}",
-            crate::sources::redact::redact_url(url)
+            crate::redact::redact_url(url)
         )
     })?;
     if db.get_database_backend() == DbBackend::Sqlite {

@@ -10,7 +10,17 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::statuses::EventStatus;
-use crate::queue::schedule::{SCHEDULE_SOURCE, TICK_EVENT_KEY, tick_dedup_key};
+
+/// The source slug of schedule events.
+pub const SCHEDULE_SOURCE: &str = "schedule";
+/// The event key of schedule events.
+pub const TICK_EVENT_KEY: &str = "schedule.tick";
+
+/// The dedup key of an automation's tick: one event (hence one run) per tick, whichever process
+/// or restart sees it first.
+pub fn tick_dedup_key(automation_id: Uuid, tick: DateTime<Utc>) -> String {
+    format!("{automation_id}@{}", tick.to_rfc3339())
+}
 
 /// Stores `automation_id`'s tick at `tick`; returns the run created, or `None` when the tick was
 /// already stored (by this process earlier, before a restart, or by another replica).

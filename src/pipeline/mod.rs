@@ -2,6 +2,7 @@
 //! fnmatch globs of a trigger's `on` field. No I/O, no actors: values in, results out.
 
 pub mod automations;
+pub mod event_row;
 pub mod expr;
 mod functions;
 pub mod glob;

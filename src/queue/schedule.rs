@@ -18,10 +18,7 @@ use croner::parser::{CronParser, Seconds, Year};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// The source slug of schedule events.
-pub const SCHEDULE_SOURCE: &str = "schedule";
-/// The event key of schedule events.
-pub const TICK_EVENT_KEY: &str = "schedule.tick";
+pub use crate::db::schedule::{SCHEDULE_SOURCE, TICK_EVENT_KEY, tick_dedup_key};
 
 /// What happens to ticks missed while no process was running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,12 +173,6 @@ fn parse_cron(pattern: &str) -> Result<Cron, String> {
         .build()
         .parse(pattern)
         .map_err(|e| format!("not a valid cron pattern: {e}"))
-}
-
-/// The dedup key of an automation's tick: one event (hence one run) per tick, whichever process
-/// or restart sees it first.
-pub fn tick_dedup_key(automation_id: Uuid, tick: DateTime<Utc>) -> String {
-    format!("{automation_id}@{}", tick.to_rfc3339())
 }
 
 /// The ticks to fire for a schedule first seen (after a start, or after it was created) at `now`:

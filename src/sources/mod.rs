@@ -7,7 +7,6 @@ pub mod failure;
 pub mod generic;
 pub mod kind;
 pub mod reassembly;
-pub mod redact;
 pub mod slack;
 pub mod status;
 pub mod validate;

@@ -252,11 +252,11 @@ fn row(
     meta: serde_json::Value,
     now: chrono::DateTime<chrono::Utc>,
 ) -> entity::event::Model {
-    let from = db::inbox::EventOrigin {
+    let from = crate::pipeline::event_row::EventOrigin {
         org_id: spec.org_id,
         origin: "websocket",
         source: &spec.slug,
         source_id: spec.id,
     };
-    db::inbox::event_row(from, event, meta, now)
+    crate::pipeline::event_row::event_row(from, event, meta, now)
 }

@@ -8,9 +8,9 @@ use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::redact::redact_url;
 use crate::sources::config::StoredConfig;
 use crate::sources::kind::SourceKind;
-use crate::sources::redact::redact_url;
 use crate::sources::status::{ConnectionCounts, StatusSnapshot};
 
 fn yes() -> bool {

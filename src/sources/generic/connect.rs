@@ -12,8 +12,8 @@ use serde_json::Value as Json;
 use sha2::Sha256;
 
 use super::AdapterError;
+use crate::redact::redact_url;
 use crate::sources::config::{AppPing, UpgradeAuth};
-use crate::sources::redact::redact_url;
 
 const OPEN: &str = "{{secret:";
 const CLOSE: &str = "}}";
