@@ -128,6 +128,12 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
+impl From<crate::db::window::WindowError> for ApiError {
+    fn from(err: crate::db::window::WindowError) -> Self {
+        Self::field(err.field, err.message)
+    }
+}
+
 impl From<crate::db::slugs::ClaimError> for ApiError {
     fn from(err: crate::db::slugs::ClaimError) -> Self {
         match err {

@@ -19,6 +19,7 @@ use crate::actors::dispatch::DispatchPool;
 use crate::actors::publisher::Publisher;
 use crate::actors::rate_limit::ConnectRateLimiter;
 use crate::actors::registry::AutomationRegistry;
+use crate::actors::run_queue::watchdog::Watchdog;
 use crate::actors::runtime::{SourceRuntime, StatusWriter};
 use crate::actors::spec::SourceSpec;
 use crate::actors::supervisor::SourceSupervisor;
@@ -28,7 +29,6 @@ use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::netpolicy::NetworkPolicy;
 use crate::queue::notifier::RunNotifier;
-use crate::queue::watchdog::Watchdog;
 use crate::{api, bootstrap, db, keyring_setup, rotate};
 
 /// How long graceful shutdown of the sources may take.
@@ -348,7 +348,7 @@ fn spawn_queue_upkeep(
         settings.retention_events_days,
         settings.retention_runs_days,
     );
-    crate::queue::scheduler::spawn(
+    crate::actors::run_queue::scheduler::spawn(
         db.clone(),
         registry.clone(),
         notifier.clone(),

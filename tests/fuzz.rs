@@ -21,10 +21,9 @@ use switchboard::sources::generic::GenericAdapter;
 use switchboard::sources::reassembly::{Piece, Reassembler};
 use switchboard::sources::slack::SlackSession;
 use switchboard::webhooks::inbound::parse_body;
+use switchboard::webhooks::sign::{sign_github, sign_hmac, sign_slack, sign_standard, sign_stripe};
 use switchboard::webhooks::verifier::{Verifier, WebhookSecrets};
-use switchboard::webhooks::verify::{
-    SignedRequest, sign_github, sign_hmac, sign_slack, sign_standard, sign_stripe, verify,
-};
+use switchboard::webhooks::verify::{SignedRequest, verify};
 
 fn runner() -> TestRunner {
     let cases = std::env::var("FUZZ_CASES")

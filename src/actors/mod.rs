@@ -6,6 +6,7 @@
 //! - [`connection`]: the `ConnectionActor` of one connection, its loop, the protocol driver and
 //!   the inbox writer.
 //! - [`dispatch`]: the dispatch pool that runs the trigger pipeline on committed events.
+//! - [`run_queue`]: the run queue's watchdog and schedule ticks.
 //! - [`publisher`], [`registry`], [`runtime`], [`spec`]: what they share.
 //! - [`policy`], [`rate_limit`], [`restart_budget`]: pure decisions (backoff, connect pacing,
 //!   restart intensity).
@@ -18,6 +19,7 @@ pub mod publisher;
 pub mod rate_limit;
 pub mod registry;
 pub mod restart_budget;
+pub mod run_queue;
 pub mod runtime;
 pub mod source;
 pub mod spec;

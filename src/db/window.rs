@@ -10,7 +10,15 @@ use sea_orm::DbBackend;
 use sea_orm::sea_query::Expr;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+/// A `since` or `until` that cannot be a window (the API answers 422 naming `field`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {message}")]
+pub struct WindowError {
+    /// `since` or `until`.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: &'static str,
+}
 
 /// Largest millisecond a UUID v7 can carry (48 bits).
 const MAX_MILLIS: i64 = (1 << 48) - 1;
@@ -26,13 +34,16 @@ pub struct IdWindow {
 
 impl IdWindow {
     /// Validates `since` and `until` (RFC 3339, `since` not after `until`; 422 naming the field).
-    pub fn parse(since: Option<&str>, until: Option<&str>) -> Result<Self, ApiError> {
+    pub fn parse(since: Option<&str>, until: Option<&str>) -> Result<Self, WindowError> {
         let since = since.map(|s| millis_of("since", s)).transpose()?;
         let until = until.map(|s| millis_of("until", s)).transpose()?;
         if let (Some(since), Some(until)) = (since, until)
             && since > until
         {
-            return Err(ApiError::field("until", "must not be before since"));
+            return Err(WindowError {
+                field: "until",
+                message: "must not be before since",
+            });
         }
         Ok(Self {
             from: since.map(first_id_of),
@@ -54,18 +65,19 @@ pub fn id_bound(backend: DbBackend, bound: Expr) -> Expr {
 }
 
 /// The millisecond of an RFC 3339 timestamp, within what an id can carry.
-fn millis_of(field: &'static str, text: &str) -> Result<i64, ApiError> {
+fn millis_of(field: &'static str, text: &str) -> Result<i64, WindowError> {
     let at = DateTime::parse_from_rfc3339(text)
-        .map_err(|_| {
-            ApiError::field(
-                field,
-                "must be an RFC 3339 timestamp, e.g. 2026-12-03T04:05:06Z",
-            )
+        .map_err(|_| WindowError {
+            field,
+            message: "must be an RFC 3339 timestamp, e.g. 2026-12-03T04:05:06Z",
         })?
         .with_timezone(&Utc);
     let ms = at.timestamp_millis();
     if !(0..MAX_MILLIS).contains(&ms) {
-        return Err(ApiError::field(field, "must be after 1970-01-01T00:00:00Z"));
+        return Err(WindowError {
+            field,
+            message: "must be after 1970-01-01T00:00:00Z",
+        });
     }
     Ok(ms)
 }

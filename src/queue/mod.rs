@@ -1,10 +1,10 @@
-//! The run queue: the run lifecycle as pure rules ([`lifecycle`]), the wake-up of waiting claims
-//! ([`notifier`]) and the watchdog that re-queues runs whose lease expired ([`watchdog`]).
+//! The run queue: the run lifecycle as pure rules ([`lifecycle`]), schedules ([`schedule`]), the
+//! wake-up of waiting claims ([`notifier`]), the periodic prune of old events and runs
+//! ([`retention`]) and the queue's metrics. The watchdog and the scheduler that apply the rules over
+//! time are actors (`actors::run_queue`).
 
 pub mod lifecycle;
 pub mod metrics;
 pub mod notifier;
 pub mod retention;
 pub mod schedule;
-pub mod scheduler;
-pub mod watchdog;

@@ -11,7 +11,7 @@ use sha1::Sha1;
 use sha2::{Sha256, Sha512};
 
 use super::verifier::{Algorithm, Encoding};
-use super::verify::VerifyError;
+use super::verify_error::VerifyError;
 
 /// Standard-alphabet base64 that accepts signatures with or without padding.
 const BASE64_LENIENT: GeneralPurpose = GeneralPurpose::new(

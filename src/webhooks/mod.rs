@@ -2,6 +2,7 @@
 
 pub mod inbound;
 mod mac;
-mod sign;
+pub mod sign;
 pub mod verifier;
 pub mod verify;
+mod verify_error;

@@ -20,8 +20,8 @@
 use subtle::{Choice, ConstantTimeEq as _};
 
 use super::mac::{check_fresh, compute_mac, decode, decode_prefixed, parse_timestamp, render};
-pub use super::sign::{sign_github, sign_hmac, sign_slack, sign_standard, sign_stripe};
 use super::verifier::{Algorithm, Encoding, Verifier, WebhookSecrets, standard_secret_bytes};
+pub use super::verify_error::VerifyError;
 
 const GITHUB_SIGNATURE: &str = "x-hub-signature-256";
 const SLACK_SIGNATURE: &str = "x-slack-signature";
@@ -65,28 +65,6 @@ impl<'a> SignedRequest<'a> {
         }
         Ok(value)
     }
-}
-
-/// Why a request did not verify.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VerifyError {
-    /// A header the preset needs is absent (the lower-case header name).
-    #[error("missing signature header `{0}`")]
-    MissingHeader(String),
-    /// A header is present but cannot be read (bad prefix, hex, base64, timestamp, …).
-    #[error("malformed signature: {0}")]
-    Malformed(String),
-    /// The signature is well-formed but no secret produces it.
-    #[error("signature does not match")]
-    BadSignature,
-    /// The signed timestamp is too far from now; `skew_s` is timestamp − now (positive = future).
-    #[error("timestamp is outside the {tolerance_s} s tolerance (it is {skew_s} s off)")]
-    Stale {
-        /// The preset's accepted skew in seconds.
-        tolerance_s: u32,
-        /// Timestamp minus now, in seconds (saturated).
-        skew_s: i64,
-    },
 }
 
 /// Which secret verified the request.

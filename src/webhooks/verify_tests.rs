@@ -5,6 +5,7 @@ use chrono::DateTime;
 use proptest::prelude::*;
 
 use super::*;
+use crate::webhooks::sign::{sign_github, sign_hmac, sign_slack, sign_standard, sign_stripe};
 
 const NOW: i64 = 1_700_000_000;
 

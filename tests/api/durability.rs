@@ -204,7 +204,7 @@ async fn graceful_shutdown_acks_every_stored_event_postgres() {
 
 #[actix_web::test]
 async fn webhooks_answer_503_while_postgres_is_down_and_accept_the_retry() {
-    use switchboard::webhooks::verify::sign_github;
+    use switchboard::webhooks::sign::sign_github;
     let pg = TempPostgres::start();
     let (mut settings, dir, _) = test_settings(Backend::Sqlite).await;
     settings.database_url = Some(pg.url());

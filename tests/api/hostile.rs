@@ -261,7 +261,7 @@ fn github_headers(secret: &str, delivery: &str, body: &[u8]) -> Vec<(&'static st
         ("x-github-delivery", delivery.to_owned()),
         (
             "x-hub-signature-256",
-            switchboard::webhooks::verify::sign_github(secret, body),
+            switchboard::webhooks::sign::sign_github(secret, body),
         ),
     ]
 }
@@ -299,7 +299,7 @@ both_backends! {
             ("content-type", "application/json".to_owned()),
             ("webhook-id", "msg_1".to_owned()),
             ("webhook-timestamp", ts.to_string()),
-            ("webhook-signature", switchboard::webhooks::verify::sign_standard(&secret, "msg_1", ts, body)),
+            ("webhook-signature", switchboard::webhooks::sign::sign_standard(&secret, "msg_1", ts, body)),
         ];
         assert_eq!(app.deliver(&url, &headers, body).await.status, 200);
         headers.push(("webhook-id", "msg_2".to_owned()));

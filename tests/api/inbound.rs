@@ -3,10 +3,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use switchboard::webhooks::sign::{sign_github, sign_hmac, sign_slack, sign_standard, sign_stripe};
 use switchboard::webhooks::verifier::Verifier;
-use switchboard::webhooks::verify::{
-    sign_github, sign_hmac, sign_slack, sign_standard, sign_stripe,
-};
 
 use crate::both_backends;
 use crate::helpers::{ADMIN_KEY, TestApp, assert_problem, eventually};

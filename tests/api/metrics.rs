@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use switchboard::webhooks::verify::sign_github;
+use switchboard::webhooks::sign::sign_github;
 
 use crate::both_backends_private;
 use crate::helpers::{ADMIN_KEY, Backend, TestApp, eventually, spawn_with, test_settings};

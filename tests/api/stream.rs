@@ -482,7 +482,7 @@ both_backends! {
             ("content-type", "application/json".to_owned()),
             ("x-github-event", "pull_request".to_owned()),
             ("x-github-delivery", "d-1".to_owned()),
-            ("x-hub-signature-256", switchboard::webhooks::verify::sign_github(&secret, body)),
+            ("x-hub-signature-256", switchboard::webhooks::sign::sign_github(&secret, body)),
         ];
         let first = app.deliver(&url, &headers, body).await;
         assert_eq!(first.status, 200, "{}", first.text);

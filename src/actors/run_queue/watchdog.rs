@@ -10,13 +10,13 @@ use std::time::Duration;
 use actix::prelude::*;
 use sea_orm::DatabaseConnection;
 
-use super::lifecycle::{self, AfterFailure};
-use super::notifier::RunNotifier;
 use crate::actors::publisher::{Published, Publisher, RunChange};
 use crate::actors::registry::AutomationRegistry;
 use crate::db;
 use crate::db::statuses::RunStatus;
 use crate::metrics::Metrics;
+use crate::queue::lifecycle::{self, AfterFailure};
+use crate::queue::notifier::RunNotifier;
 
 /// How often the watchdog looks.
 pub const TICK: Duration = Duration::from_millis(500);

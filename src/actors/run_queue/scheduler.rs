@@ -12,11 +12,11 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-use super::notifier::RunNotifier;
-use super::schedule::catch_up_tick;
 use crate::actors::registry::AutomationRegistry;
 use crate::db;
 use crate::metrics::Metrics;
+use crate::queue::notifier::RunNotifier;
+use crate::queue::schedule::catch_up_tick;
 
 /// How often the scheduler looks.
 pub const TICK: Duration = Duration::from_secs(1);
