@@ -17,7 +17,7 @@ use crate::sources::status::StatusSnapshot;
 
 /// API → supervisor → source actor: drop the current connections and connect again now, resetting
 /// the backoff. Also brings a `failed` or `paused` source back. Answers whether the source is
-/// known (the supervisor answers `false` for a source it does not run).
+/// known (the supervisor answers `false` for a source it does not know).
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "bool")]
 pub struct Reconnect {

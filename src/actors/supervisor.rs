@@ -5,7 +5,7 @@
 //! belong to the source actors.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -15,6 +15,7 @@ use rand::rngs::StdRng;
 use uuid::Uuid;
 
 use super::commands::{Pause, Reconnect, Remove, Resume, SendError, SendFrame, Shutdown, Update};
+use super::connection::SourceShared;
 use super::rate_limit::startup_jitter;
 use super::restart_budget::{MAX_RESTARTS, RestartBudget};
 use super::runtime::SourceRuntime;
@@ -23,6 +24,7 @@ use super::source::board::Shown;
 use super::source::exit::{ExitNotice, SourceExited};
 use super::source::show;
 use super::spec::SourceSpec;
+use crate::sources::slack::OpenBudget;
 use crate::sources::status::{ConnectionCounts, SourceCounters, SourceState};
 
 mod listing;
@@ -30,8 +32,8 @@ mod listing;
 /// One source the supervisor knows.
 struct Entry {
     spec: Arc<SourceSpec>,
-    /// Its counters, kept across restarts of its actor.
-    counters: Arc<SourceCounters>,
+    /// Its counters and Slack open budget, kept across restarts of its actor.
+    shared: SourceShared,
     /// Its actor, while one runs.
     actor: Option<Addr<SourceActor>>,
     incarnation: u64,
@@ -41,10 +43,14 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(spec: Arc<SourceSpec>, counters: Arc<SourceCounters>) -> Entry {
+    fn new(spec: Arc<SourceSpec>, counters: Arc<SourceCounters>, rt: &SourceRuntime) -> Entry {
+        let open_budget = OpenBudget::new(rt.slack_open_interval, 2);
         Entry {
             spec,
-            counters,
+            shared: SourceShared {
+                counters,
+                open_budget: Arc::new(Mutex::new(open_budget)),
+            },
             actor: None,
             incarnation: 0,
             restarts: RestartBudget::default(),
@@ -98,7 +104,7 @@ impl SourceSupervisor {
         let actor = SourceActor::new(
             entry.spec.clone(),
             self.rt.clone(),
-            entry.counters.clone(),
+            entry.shared.clone(),
             delay,
             notice,
         );
@@ -111,12 +117,22 @@ impl SourceSupervisor {
         let Some(entry) = self.entries.get_mut(&id) else {
             return;
         };
-        if let Some(addr) = entry.actor.take() {
+        let Some(addr) = entry.actor.take() else {
+            return;
+        };
+        let farewell_shown = farewell.map(|state| Shown::held(state, None, 0));
+        if let Some(shown) = &farewell_shown {
+            entry.idle = shown.clone();
+        }
+        if addr.connected() {
             addr.do_send(Shutdown {
                 timeout: Shutdown::ON_CHANGE,
                 farewell,
             });
             self.closing.insert(entry.incarnation, addr);
+        } else if let Some(shown) = farewell_shown {
+            // The actor is already gone (its exit notice is on its way): show the farewell here.
+            self.show_idle(id, shown);
         }
     }
 
@@ -129,7 +145,7 @@ impl SourceSupervisor {
             &self.rt,
             &entry.spec,
             &shown,
-            &entry.counters,
+            &entry.shared.counters,
             entry.idle_connections(),
         );
         entry.idle = shown;
@@ -144,7 +160,8 @@ impl SourceSupervisor {
         ctx: &mut Context<Self>,
     ) {
         let (id, enabled) = (spec.id, spec.enabled);
-        self.entries.insert(id, Entry::new(spec, counters));
+        let entry = Entry::new(spec, counters, &self.rt);
+        self.entries.insert(id, entry);
         if enabled {
             self.spawn(id, delay, ctx);
         } else {

@@ -103,6 +103,8 @@ pub struct SourceCounters {
     values: [AtomicU64; 15],
     last_event_millis: AtomicI64,
     version: AtomicU64,
+    /// The version last handed to storage.
+    written: AtomicU64,
     /// Why the last message was rejected (never its content).
     last_rejection: Mutex<Option<String>>,
 }
@@ -153,6 +155,13 @@ impl SourceCounters {
     /// Changes so far (to skip writes when nothing changed).
     pub fn version(&self) -> u64 {
         self.version.load(Ordering::Acquire)
+    }
+
+    /// Whether there are changes storage has not been handed yet; marks them handed. Whoever
+    /// flushes (a source actor, its successor after a restart) writes each change once.
+    pub fn take_unwritten(&self) -> bool {
+        let version = self.version();
+        self.written.swap(version, Ordering::AcqRel) != version
     }
 
     /// All counters as a JSON object.

@@ -166,6 +166,16 @@ impl Actor for ConnectionActor {
     }
 }
 
+impl Drop for ConnectionActor {
+    /// A connection actor that goes away without stopping (a panic unwinds it) still reports its
+    /// end, so its source actor retries the slot instead of waiting for it forever.
+    fn drop(&mut self) {
+        self.report_end(DownReason::Transient(
+            "the connection stopped unexpectedly".to_owned(),
+        ));
+    }
+}
+
 impl Handler<StopConnection> for ConnectionActor {
     type Result = ();
 

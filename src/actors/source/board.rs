@@ -131,6 +131,7 @@ impl Board {
         let slot = &mut self.slots[i];
         slot.policy.on_ready(now);
         slot.ready = true;
+        slot.after_drain = None;
         slot.state = SourceState::Connected;
         slot.detail = None;
         slot.next_retry_at = None;
@@ -184,8 +185,9 @@ impl Board {
             // The aging connection ended before its replacement was ready (a ready replacement
             // retires it): routine, not a failure, but nothing is ready in this slot now.
             slot.draining = None;
-            if slot.state == SourceState::Connected {
-                slot.state = SourceState::Connecting;
+            if slot.state == SourceState::Connected && !slot.ready {
+                // A failed replacement's retry is pending: show it now.
+                slot.state = slot.after_drain.take().unwrap_or(SourceState::Connecting);
                 slot.connected_at = None;
             }
             self.show(&mut out);
@@ -207,14 +209,18 @@ impl Board {
                 // A replacement that failed leaves a ready aging connection serving: the slot
                 // stays connected while its retry is scheduled.
                 let serving = slot.draining.is_some() && slot.state == SourceState::Connected;
-                if !serving {
-                    slot.state = match state {
-                        RetryState::Backoff => SourceState::Backoff,
-                        RetryState::Failing => SourceState::Failing,
-                    };
-                    slot.detail = Some(reason.detail().to_owned());
+                let retry_state = match state {
+                    RetryState::Backoff => SourceState::Backoff,
+                    RetryState::Failing => SourceState::Failing,
+                };
+                slot.detail = Some(reason.detail().to_owned());
+                slot.next_retry_at = chrono::Duration::from_std(delay).ok().map(|d| wall + d);
+                if serving {
+                    // Shown once the aging connection goes, unless a replacement is ready first.
+                    slot.after_drain = Some(retry_state);
+                } else {
+                    slot.state = retry_state;
                     slot.connected_at = None;
-                    slot.next_retry_at = chrono::Duration::from_std(delay).ok().map(|d| wall + d);
                 }
                 self.schedule(i, delay, &mut out);
                 self.show(&mut out);
@@ -304,6 +310,9 @@ impl Board {
             out.push(Effect::Stop { generation });
         }
         // A ready aging connection still serving keeps the slot connected.
+        if slot.draining.is_none() {
+            slot.after_drain = None;
+        }
         if slot.state == SourceState::Connected && slot.draining.is_none() {
             slot.state = SourceState::Connecting;
             slot.connected_at = None;

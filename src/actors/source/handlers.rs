@@ -15,7 +15,7 @@ use super::super::connection::{
 use super::board::Shown;
 use super::{SourceActor, show};
 use crate::metrics::SourceSample;
-use crate::sources::status::StatusSnapshot;
+use crate::sources::status::{ConnectionCounts, StatusSnapshot};
 
 impl Handler<Reconnect> for SourceActor {
     type Result = bool;
@@ -115,14 +115,18 @@ impl Handler<Shutdown> for SourceActor {
         let effects = self.board.shutdown();
         self.apply(effects, ctx);
         if let Some(state) = msg.farewell {
-            let failures = self.board.aggregate().consecutive_failures;
-            let shown = Shown::held(state, None, failures);
+            let connections = ConnectionCounts {
+                configured: u32::try_from(self.spec.connections()).unwrap_or(u32::MAX),
+                ready: 0,
+                reported: None,
+            };
+            let shown = Shown::held(state, None, 0);
             show::show(
                 &self.rt,
                 &self.spec,
                 &shown,
                 &self.shared.counters,
-                self.board.connection_counts(),
+                connections,
             );
         }
         self.flush_counters();

@@ -5,7 +5,7 @@
 //! takes the API's commands ([`commands`](super::commands)) and its connections' reports.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -20,8 +20,7 @@ use super::connection::{
 };
 use super::runtime::SourceRuntime;
 use super::spec::SourceSpec;
-use crate::sources::slack::OpenBudget;
-use crate::sources::status::{Count, SourceCounters};
+use crate::sources::status::Count;
 
 pub mod board;
 pub mod exit;
@@ -39,7 +38,6 @@ pub struct SourceActor {
     /// The scheduled start of each slot.
     timers: HashMap<usize, SpawnHandle>,
     rng: StdRng,
-    counters_written: u64,
     initial_delay: Duration,
     exit: ExitNotice,
     /// Shutdowns waiting for the last connection to end.
@@ -48,22 +46,18 @@ pub struct SourceActor {
 
 impl SourceActor {
     /// The actor of `spec`'s source (an enabled one), connecting after `initial_delay` (started by
-    /// the supervisor only).
+    /// the supervisor only). `shared` (counters, the Slack open budget) outlives the actor, so a
+    /// restarted actor goes on counting and pacing where its predecessor stopped.
     pub fn new(
         spec: Arc<SourceSpec>,
         rt: Arc<SourceRuntime>,
-        counters: Arc<SourceCounters>,
+        shared: SourceShared,
         initial_delay: Duration,
         exit: ExitNotice,
     ) -> SourceActor {
-        let open_budget = Arc::new(Mutex::new(OpenBudget::new(rt.slack_open_interval, 2)));
         SourceActor {
             board: Board::new(spec.connections(), spec.backoff()),
-            counters_written: counters.version(),
-            shared: SourceShared {
-                counters,
-                open_budget,
-            },
+            shared,
             spec,
             rt,
             connections: HashMap::new(),
@@ -180,12 +174,7 @@ impl SourceActor {
     }
 
     fn flush_counters(&mut self) {
-        self.counters_written = show::flush_counters(
-            &self.rt,
-            &self.spec,
-            &self.shared.counters,
-            self.counters_written,
-        );
+        show::flush_counters(&self.rt, &self.spec, &self.shared.counters);
     }
 
     /// Wakes the shutdowns waiting for the last connection to end, once none is left.

@@ -52,21 +52,13 @@ pub fn show(
     }
 }
 
-/// Writes the counters when they changed since `written` (a version); returns the version
-/// written.
-pub fn flush_counters(
-    rt: &SourceRuntime,
-    spec: &SourceSpec,
-    counters: &SourceCounters,
-    written: u64,
-) -> u64 {
-    let version = counters.version();
-    if version != written {
+/// Writes the counters when they changed since they were last written.
+pub fn flush_counters(rt: &SourceRuntime, spec: &SourceSpec, counters: &SourceCounters) {
+    if counters.take_unwritten() {
         rt.status.write(StatusWrite::Counters(
             spec.id,
             counters.to_json(),
             counters.last_event_at(),
         ));
     }
-    version
 }

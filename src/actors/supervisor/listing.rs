@@ -22,7 +22,7 @@ impl Handler<GetStatus> for SourceSupervisor {
                 let idle = show::snapshot(
                     &entry.spec,
                     &entry.idle,
-                    &entry.counters,
+                    &entry.shared.counters,
                     entry.idle_connections(),
                 );
                 (entry.actor.clone(), idle)
@@ -52,7 +52,7 @@ impl Handler<CollectMetrics> for SourceSupervisor {
                     slug: entry.spec.slug.clone(),
                     state: entry.idle.state,
                     connections: 0,
-                    counters: entry.counters.to_json(),
+                    counters: entry.shared.counters.to_json(),
                 };
                 (entry.actor.clone(), idle)
             })

@@ -26,6 +26,9 @@ pub(super) struct Slot {
     pub(super) phase: Phase,
     /// The current connection reported ready (a repeated report changes nothing).
     pub(super) ready: bool,
+    /// What the slot shows once its aging connection goes, when a failed replacement left a
+    /// retry pending meanwhile (`backoff` or `failing`).
+    pub(super) after_drain: Option<SourceState>,
     /// The aging connection kept serving until its replacement is ready.
     pub(super) draining: Option<Generation>,
     pub(super) policy: RestartPolicy,
@@ -42,6 +45,7 @@ impl Slot {
             generation: 0,
             phase: Phase::Idle,
             ready: false,
+            after_drain: None,
             draining: None,
             policy: RestartPolicy::new(backoff.clone()),
             state: SourceState::Connecting,

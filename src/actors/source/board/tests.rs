@@ -26,6 +26,8 @@ struct Seen {
     ended: bool,
     /// Told to stop or retire: no longer serving its slot.
     released: bool,
+    /// Told to stop (a retired connection still drains, and counts as a socket).
+    stopped: bool,
     /// A replacement was asked for it.
     aging: bool,
 }
@@ -64,6 +66,7 @@ impl Model {
                     let seen = self.connections.get_mut(generation).expect("known");
                     assert!(!seen.ended, "stopping an ended connection");
                     seen.released = true;
+                    seen.stopped |= matches!(effect, Effect::Stop { .. });
                 }
                 Effect::Show(shown) => self.shown = Some(shown.clone()),
                 Effect::TerminalFailure => self.held = Some(SourceState::Failed),
@@ -97,6 +100,7 @@ enum Event {
     Resume,
     Update(usize, bool),
     Advance(u64),
+    Shutdown,
 }
 
 fn any_event() -> impl Strategy<Value = Event> {
@@ -110,6 +114,7 @@ fn any_event() -> impl Strategy<Value = Event> {
         1 => Just(Event::Resume),
         1 => (1usize..4, any::<bool>()).prop_map(|(c, same)| Event::Update(c, same)),
         2 => (0u64..120_000).prop_map(Event::Advance),
+        1 => Just(Event::Shutdown),
     ]
 }
 
@@ -141,6 +146,7 @@ fn pick(model: &Model, raw: u16) -> Generation {
 }
 
 struct Run {
+    closed: bool,
     board: Board,
     model: Model,
     now: Instant,
@@ -154,6 +160,7 @@ impl Run {
         let mut model = Model::default();
         model.absorb(&board.start(Duration::from_millis(5)));
         Run {
+            closed: false,
             board,
             model,
             now: Instant::now(),
@@ -228,12 +235,31 @@ impl Run {
                 let backoff = BackoffConfig::default();
                 (self.board.update(connections, backoff, same), false)
             }
+            Event::Shutdown => {
+                let effects = self.board.shutdown();
+                if !self.closed {
+                    // Every connection still open is told to stop.
+                    let open = self.model.serving().count();
+                    let stops = effects
+                        .iter()
+                        .filter(|e| matches!(e, Effect::Stop { .. }))
+                        .count();
+                    prop_assert!(stops >= open, "{stops} stops for {open} open: {effects:?}");
+                }
+                self.closed = true;
+                self.model.absorb(&effects);
+                return Ok(());
+            }
             Event::Advance(ms) => {
                 self.now += Duration::from_millis(ms);
                 self.wall += chrono::Duration::milliseconds(i64::try_from(ms).unwrap());
                 (Vec::new(), false)
             }
         };
+        if self.closed {
+            prop_assert!(effects.is_empty(), "{event:?} after shutdown: {effects:?}");
+            return Ok(());
+        }
         if stale {
             prop_assert!(effects.is_empty(), "{event:?} was stale: {effects:?}");
             prop_assert_eq!(&self.board, &before, "{:?} was stale", event);
@@ -271,6 +297,14 @@ impl Run {
                 "slot {slot}: {current} + {aging}"
             );
         }
+        // The board's socket count is the connections started, not ended and not told to stop.
+        let sockets = self
+            .model
+            .connections
+            .values()
+            .filter(|s| !s.ended && !s.stopped)
+            .count();
+        prop_assert_eq!(self.board.sockets(), sockets);
         // Every change of the status was shown.
         let status = self.board.aggregate();
         prop_assert_eq!(self.model.shown.as_ref(), Some(&status));
@@ -358,4 +392,48 @@ fn a_replacement_takes_over_before_the_aging_connection_goes() {
         "a retired connection's end is routine: {ended:?}"
     );
     assert_eq!(run.board.aggregate().consecutive_failures, 0);
+}
+
+#[test]
+fn a_failed_replacement_shows_its_retry_once_the_aging_connection_goes() {
+    let mut run = Run::new(1, 2);
+    let first = run.model.scheduled[&0];
+    run.model.absorb(&run.board.start_due(0, first));
+    let now = run.now;
+    run.model
+        .absorb(&run.board.ready(first, None, now, run.wall));
+    let effects = run.board.replacement_due(first);
+    run.model.absorb(&effects);
+    let replacement = run.model.scheduled[&0];
+    run.model.absorb(&run.board.start_due(0, replacement));
+    assert_eq!(
+        run.board.writable(),
+        Some(first),
+        "the aging connection still writes"
+    );
+    let throttled = DownReason::Throttled {
+        detail: "too_many_websockets".into(),
+        min_delay: Duration::from_secs(30),
+    };
+    let effects = run
+        .board
+        .ended(replacement, &throttled, now, run.wall, &mut run.rng);
+    run.model.absorb(&effects);
+    assert_eq!(
+        run.board.aggregate().state,
+        SourceState::Connected,
+        "still served"
+    );
+    let closed = DownReason::Transient("closed".into());
+    let effects = run.board.ended(first, &closed, now, run.wall, &mut run.rng);
+    run.model.absorb(&effects);
+    let status = run.board.aggregate();
+    assert_eq!(status.state, SourceState::Backoff, "{status:?}");
+    assert!(
+        status
+            .next_retry_at
+            .is_some_and(|at| at >= run.wall + chrono::Duration::seconds(30))
+    );
+    assert_eq!(status.detail.as_deref(), Some("too_many_websockets"));
+    assert_eq!(run.board.writable(), None);
 }

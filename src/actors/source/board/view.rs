@@ -1,5 +1,5 @@
 //! What a source board answers about itself: the status it adds up to (the documented function of
-//! its slots), its connection counts, and which connections it has open.
+//! its slots), its connection counts, and which connection can write.
 
 use super::slot::{Phase, Slot};
 use super::{Board, Generation, Shown};
@@ -11,10 +11,16 @@ impl Board {
         if self.held.is_some() || self.closed {
             return None;
         }
+        // A slot's ready connection: its current one once ready, else (during a make-before-break
+        // replacement) the aging one that is still serving.
         self.slots
             .iter()
-            .find(|slot| slot.state == SourceState::Connected && slot.phase == Phase::Running)
-            .map(|slot| slot.generation)
+            .filter(|slot| slot.state == SourceState::Connected)
+            .find_map(|slot| {
+                let current =
+                    (slot.phase == Phase::Running && slot.ready).then_some(slot.generation);
+                current.or(slot.draining)
+            })
     }
 
     /// The source's status from its slots (the documented function, DESIGN §4.6): a held state
@@ -88,15 +94,5 @@ impl Board {
     /// Sockets the source holds right now (aging and retiring ones included).
     pub fn sockets(&self) -> usize {
         self.slots.iter().map(Slot::sockets).sum::<usize>() + self.retiring.len()
-    }
-
-    /// Whether `generation` is a connection the board counts as open (running, draining or
-    /// retiring).
-    pub fn is_open(&self, generation: Generation) -> bool {
-        self.retiring.contains(&generation)
-            || self.slots.iter().any(|slot| {
-                slot.draining == Some(generation)
-                    || (slot.phase == Phase::Running && slot.generation == generation)
-            })
     }
 }
