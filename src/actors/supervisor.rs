@@ -136,6 +136,14 @@ impl SourceSupervisor {
         }
     }
 
+    /// Writes the counters of every source that changed since they were last written (one timer
+    /// for all sources, however many there are).
+    fn flush_counters(&self) {
+        for entry in self.entries.values() {
+            show::flush_counters(&self.rt, &entry.spec, &entry.shared.counters);
+        }
+    }
+
     /// Shows the status of a source no actor runs for.
     fn show_idle(&mut self, id: Uuid, shown: Shown) {
         let Some(entry) = self.entries.get_mut(&id) else {
@@ -214,6 +222,7 @@ impl Actor for SourceSupervisor {
             let delay = startup_jitter(spread, &mut self.rng);
             self.add(spec, counters, delay, ctx);
         }
+        ctx.run_interval(Duration::from_secs(1), |act, _| act.flush_counters());
     }
 }
 

@@ -191,9 +191,10 @@ impl Actor for SourceActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Counters are written every second by the supervisor (one timer for every source), and
+        // by this actor when it stops.
         let effects = self.board.start(self.initial_delay);
         self.apply(effects, ctx);
-        ctx.run_interval(Duration::from_secs(1), |act, _| act.flush_counters());
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
