@@ -16,7 +16,7 @@ use uuid::Uuid;
 /// the insert itself).
 const CHUNK_SIZES: [usize; 3] = [100, 10, 1];
 
-/// Splits `rows` into chunks whose sizes all come from [`CHUNK_SIZES`].
+/// Splits `rows` into chunks whose sizes all come from `CHUNK_SIZES`.
 pub fn fixed_chunks<T>(rows: &[T]) -> Vec<&[T]> {
     let mut chunks = Vec::new();
     let mut rest = rows;
