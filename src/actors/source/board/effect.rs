@@ -11,8 +11,9 @@ use crate::sources::status::SourceState;
 /// What the board asks its actor to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
-    /// After `after`, and after a free connect permit, report [`Board::start_due`](super::Board::start_due) for this slot
-    /// and generation (replacing any start scheduled for the slot before).
+    /// After `after`, and after a free connect permit, report
+    /// [`Board::start_due`](super::Board::start_due) for this slot and generation (replacing any
+    /// start scheduled for the slot before).
     Schedule {
         /// The slot.
         slot: usize,
