@@ -19,21 +19,27 @@ use super::connection::SourceShared;
 use super::rate_limit::startup_jitter;
 use super::restart_budget::{MAX_RESTARTS, RestartBudget};
 use super::runtime::SourceRuntime;
-use super::source::SourceActor;
 use super::source::board::Shown;
 use super::source::exit::{ExitNotice, SourceExited};
 use super::source::show;
+use super::source::{KeptHold, SourceActor};
 use super::spec::SourceSpec;
 use crate::sources::slack::OpenBudget;
 use crate::sources::status::{ConnectionCounts, SourceCounters, SourceState};
 
 mod listing;
 
+/// How long a restarted source actor waits before it connects: the connections its predecessor
+/// left are told to stop and close within about a second.
+const RESTART_CONNECT_DELAY: Duration = Duration::from_secs(1);
+
 /// One source the supervisor knows.
 struct Entry {
     spec: Arc<SourceSpec>,
     /// Its counters and Slack open budget, kept across restarts of its actor.
     shared: SourceShared,
+    /// What it holds (pause, terminal failure), kept across restarts of its actor.
+    kept: KeptHold,
     /// Its actor, while one runs.
     actor: Option<Addr<SourceActor>>,
     incarnation: u64,
@@ -51,6 +57,7 @@ impl Entry {
                 counters,
                 open_budget: Arc::new(Mutex::new(open_budget)),
             },
+            kept: KeptHold::default(),
             actor: None,
             incarnation: 0,
             restarts: RestartBudget::default(),
@@ -104,7 +111,7 @@ impl SourceSupervisor {
         let actor = SourceActor::new(
             entry.spec.clone(),
             self.rt.clone(),
-            entry.shared.clone(),
+            (entry.shared.clone(), entry.kept.clone()),
             delay,
             notice,
         );
@@ -248,6 +255,7 @@ impl Handler<Update> for SourceSupervisor {
             (Some(addr), true) => addr.do_send(Update { spec }),
             (None, true) => {
                 entry.restarts.reset();
+                entry.kept.clear();
                 self.spawn(id, Duration::ZERO, ctx);
             }
             (Some(_), false) => self.shut_down(id, Some(SourceState::Disabled)),
@@ -328,7 +336,8 @@ impl Handler<SourceExited> for SourceSupervisor {
         }
         if entry.restarts.allow(Instant::now()) {
             tracing::warn!(source_id = %msg.source_id, "the source actor stopped unexpectedly; restarting it");
-            self.spawn(msg.source_id, Duration::ZERO, ctx);
+            // Its successor connects once the connections it left have had their close grace.
+            self.spawn(msg.source_id, RESTART_CONNECT_DELAY, ctx);
             return;
         }
         tracing::error!(source_id = %msg.source_id, "the source actor keeps stopping unexpectedly; the source is failed until an operator reconnects it");

@@ -85,6 +85,16 @@ impl Board {
         out
     }
 
+    /// Starts held in `state` (paused or failed, as the source's previous actor left it): nothing
+    /// connects until an operator resumes or reconnects, or a new spec comes.
+    pub fn start_held(&mut self, state: SourceState, detail: Option<String>) -> Vec<Effect> {
+        let mut out = Vec::new();
+        if !self.closed {
+            self.hold(state, detail, &mut out);
+        }
+        out
+    }
+
     /// The start of `generation` in `slot` is due (its delay passed and it holds a connect
     /// permit): start it unless it was superseded.
     pub fn start_due(&mut self, slot: usize, generation: Generation) -> Vec<Effect> {

@@ -5,7 +5,7 @@
 //! takes the API's commands ([`commands`](super::commands)) and its connections' reports.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -20,18 +20,48 @@ use super::connection::{
 };
 use super::runtime::SourceRuntime;
 use super::spec::SourceSpec;
-use crate::sources::status::Count;
+use crate::sources::status::{Count, SourceState};
 
 pub mod board;
 pub mod exit;
 mod handlers;
 pub mod show;
 
+/// What a source holds (an operator's pause, a terminal failure), kept by the supervisor across
+/// restarts of its actor so that a restarted actor does not connect a source that should not.
+#[derive(Clone, Default)]
+pub struct KeptHold(Arc<Mutex<Option<Held>>>);
+
+/// A held state and its detail.
+type Held = (SourceState, Option<String>);
+
+impl KeptHold {
+    fn get(&self) -> Option<Held> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Remembers what a shown status holds (nothing unless paused or failed).
+    fn remember(&self, shown: &board::Shown) {
+        let held = matches!(shown.state, SourceState::Paused | SourceState::Failed)
+            .then(|| (shown.state, shown.detail.clone()));
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = held;
+    }
+
+    /// Forgets the hold (a new spec starts the source afresh).
+    pub fn clear(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
 /// The actor of one source.
 pub struct SourceActor {
     spec: Arc<SourceSpec>,
     rt: Arc<SourceRuntime>,
     shared: SourceShared,
+    kept: KeptHold,
     board: Board,
     /// Open connections by generation (until they report their end).
     connections: HashMap<Generation, Addr<ConnectionActor>>,
@@ -51,11 +81,12 @@ impl SourceActor {
     pub fn new(
         spec: Arc<SourceSpec>,
         rt: Arc<SourceRuntime>,
-        shared: SourceShared,
+        (shared, kept): (SourceShared, KeptHold),
         initial_delay: Duration,
         exit: ExitNotice,
     ) -> SourceActor {
         SourceActor {
+            kept,
             board: Board::new(spec.connections(), spec.backoff()),
             shared,
             spec,
@@ -104,13 +135,16 @@ impl SourceActor {
                         });
                     }
                 }
-                Effect::Show(shown) => show::show(
-                    &self.rt,
-                    &self.spec,
-                    &shown,
-                    &self.shared.counters,
-                    self.board.connection_counts(),
-                ),
+                Effect::Show(shown) => {
+                    self.kept.remember(&shown);
+                    show::show(
+                        &self.rt,
+                        &self.spec,
+                        &shown,
+                        &self.shared.counters,
+                        self.board.connection_counts(),
+                    );
+                }
                 Effect::Reconnected(reason) => {
                     if reason != crate::metrics::ReconnectReason::Refresh {
                         self.shared.counters.add(Count::Reconnects, 1);
@@ -193,7 +227,10 @@ impl Actor for SourceActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         // Counters are written every second by the supervisor (one timer for every source), and
         // by this actor when it stops.
-        let effects = self.board.start(self.initial_delay);
+        let effects = match self.kept.get() {
+            Some((state, detail)) => self.board.start_held(state, detail),
+            None => self.board.start(self.initial_delay),
+        };
         self.apply(effects, ctx);
     }
 

@@ -437,3 +437,23 @@ fn a_failed_replacement_shows_its_retry_once_the_aging_connection_goes() {
     assert_eq!(status.detail.as_deref(), Some("too_many_websockets"));
     assert_eq!(run.board.writable(), None);
 }
+
+#[test]
+fn a_board_started_held_connects_nothing_until_an_operator_acts() {
+    let mut board = Board::new(2, BackoffConfig::default());
+    let effects = board.start_held(SourceState::Paused, Some("paused by an operator".into()));
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Schedule { .. } | Effect::Start { .. })),
+        "{effects:?}"
+    );
+    assert_eq!(board.aggregate().state, SourceState::Paused);
+    let resumed = board.resume();
+    let schedules = resumed
+        .iter()
+        .filter(|e| matches!(e, Effect::Schedule { .. }))
+        .count();
+    assert_eq!(schedules, 2, "{resumed:?}");
+    assert_eq!(board.aggregate().state, SourceState::Connecting);
+}
