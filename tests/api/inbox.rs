@@ -208,10 +208,26 @@ both_backends! {
             switchboard::queue::notifier::RunNotifier::new(),
         );
         // The same event twice while the first is queued or being committed (as the periodic
-        // sweep or start-up recovery can hand it over): it is dispatched once.
+        // sweep or start-up recovery can hand it over): it is dispatched once. A write held on
+        // the event's row keeps the first commit waiting until both have been handed over, so
+        // the second cannot come after it however the threads are scheduled.
+        use sea_orm::ConnectionTrait as _;
+        let hold = switchboard::db::WriteTxn::begin(&app.db).await.unwrap();
+        hold.execute_raw(sea_orm::Statement::from_sql_and_values(
+            hold.get_database_backend(),
+            match hold.get_database_backend() {
+                sea_orm::DbBackend::Postgres => "UPDATE events SET outcome = NULL WHERE id = $1",
+                _ => "UPDATE events SET outcome = NULL WHERE id = ?",
+            },
+            [event.id.into()],
+        ))
+        .await
+        .unwrap();
         let pending = PendingEvent::from(event.clone());
         pool.dispatch(pending.route, vec![pending.clone()]);
         pool.dispatch(pending.route, vec![pending.clone()]);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        hold.commit().await.unwrap();
         let dispatched = crate::helpers::eventually(std::time::Duration::from_secs(10), || async {
             event::Entity::find_by_id(event.id)
                 .one(&app.db)
