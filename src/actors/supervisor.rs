@@ -44,7 +44,8 @@ struct Entry {
     actor: Option<Addr<SourceActor>>,
     incarnation: u64,
     restarts: RestartBudget,
-    /// What the source shows while no actor runs (disabled, or failed after too many restarts).
+    /// What the source shows while no actor answers (disabled, failed after too many restarts, or
+    /// `connecting` between an actor's end and its restart).
     idle: Shown,
 }
 
@@ -117,6 +118,9 @@ impl SourceSupervisor {
         );
         entry.actor = Some(actor.start());
         entry.incarnation = incarnation;
+        // What the source shows should its actor be gone before it answers (a restart is on its
+        // way): not the `disabled` a new entry starts with.
+        entry.idle = Shown::held(SourceState::Connecting, None, 0);
     }
 
     /// Shuts the source's actor down (it shows `farewell` as its last status, when given).
