@@ -12,6 +12,7 @@ pub mod queue;
 pub mod retention;
 pub mod runs;
 pub mod schedule;
+pub mod single_node;
 pub mod slugs;
 pub mod sources;
 pub mod status;
