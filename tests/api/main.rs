@@ -34,6 +34,7 @@ mod page;
 mod protocol;
 mod retention;
 mod rotation;
+mod run_counts;
 mod schedules;
 mod secrets;
 mod slack;
