@@ -104,8 +104,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(web::PathConfig::default().error_handler(path_error))
         .service(page::index)
         .service(page::script)
-        .service(page::view_script)
-        .service(page::runs_script)
         .service(page::stylesheet)
         .service(ops::healthz)
         .service(ops::readyz)
