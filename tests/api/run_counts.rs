@@ -145,3 +145,53 @@ async fn bounded_index_plan(app: &TestApp, stmt: Statement, what: &str) -> Optio
     };
     wrong.map(|why| format!("count of {what} ({backend:?}) {why}:\n{text}"))
 }
+
+/// Not a check but a measurement (docs/benchmarks.md): `GET /v1/runs/counts` over about
+/// 150,000 runs (100,000 events, and the runs the recovery sweep adds for the undispatched ones
+/// when it passes during the load), median and worst of 20 calls.
+/// `cargo test --test api -- --ignored run_counts_cost --nocapture`
+async fn run_counts_cost(app: TestApp) {
+    let loaded = std::time::Instant::now();
+    let h = load(&app, 100_000, 4, 2).await;
+    let backend = app.db.get_database_backend();
+    if backend == DbBackend::Postgres {
+        // What autovacuum does to a table that grew: statistics and the visibility map (which
+        // lets a count read the index alone).
+        app.db
+            .execute_unprepared("VACUUM ANALYZE automation_runs")
+            .await
+            .unwrap();
+    }
+    let load_s = loaded.elapsed().as_secs_f64();
+    let mut took = Vec::new();
+    let mut last = serde_json::Value::Null;
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        let counts = app.get("/v1/runs/counts", ADMIN_KEY).await;
+        took.push(started.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(counts.status, 200, "{}", counts.text);
+        last = counts.body;
+    }
+    took.sort_by(f64::total_cmp);
+    eprintln!(
+        "run_counts_cost {backend:?}: {} runs (loaded in {load_s:.1} s); GET /v1/runs/counts \
+         median {:.1} ms, worst {:.1} ms; {} capped {}",
+        h.runs.len(),
+        took[10],
+        took[19],
+        last["counts"],
+        last["capped"]
+    );
+}
+
+#[actix_web::test]
+#[ignore = "a measurement, run by hand"]
+async fn run_counts_cost_sqlite() {
+    run_counts_cost(crate::helpers::spawn_app(crate::helpers::Backend::Sqlite).await).await;
+}
+
+#[actix_web::test]
+#[ignore = "a measurement, run by hand"]
+async fn run_counts_cost_postgres() {
+    run_counts_cost(crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await).await;
+}
