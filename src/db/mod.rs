@@ -10,6 +10,7 @@ pub mod orgs;
 pub mod pagination;
 pub mod queue;
 pub mod retention;
+pub mod run_counts;
 pub mod runs;
 pub mod schedule;
 pub mod single_node;
