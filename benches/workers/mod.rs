@@ -6,7 +6,7 @@
 use super::*;
 use switchboard::db;
 use switchboard::db::inbox::{self, DispatchRecord};
-use switchboard::db::queue::{ClaimRequest, Finish};
+use switchboard::db::queue::{ClaimRequest, Finish, Leases};
 use switchboard::db::statuses::RunStatus;
 
 /// Stores `count` events of source `jobs` and a PENDING run for each, 1,000 per transaction.
@@ -163,11 +163,10 @@ async fn drain_direct(db: &DatabaseConnection, org: uuid::Uuid) -> usize {
                     sources: None,
                     worker: Some(format!("c{w}")),
                     token: format!("lt_bench_{w}_{done}"),
+                    leases: Leases::uniform(60),
                     now: db::now(),
                 };
-                let rows = db::queue::claim(&db, &req, &Vec::new(), |_| 60)
-                    .await
-                    .unwrap();
+                let rows = db::queue::claim(&db, &req, &Vec::new()).await.unwrap();
                 if rows.is_empty() {
                     return done;
                 }

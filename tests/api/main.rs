@@ -43,5 +43,6 @@ mod supervision;
 mod tls;
 mod tls_slack;
 mod webhooks;
+mod worker_batches;
 mod worker_process;
 mod workers;
