@@ -19,7 +19,7 @@ pub async fn ingest(backend: Backend, events: usize) {
         backend.name(),
         events as f64 / alone,
         events as f64 / with_workers,
-        (alone / with_workers - 1.0) * -100.0,
+        (alone / with_workers - 1.0) * 100.0,
     );
 }
 

@@ -74,17 +74,29 @@ pub async fn claim(
     caps: &Caps,
 ) -> Result<Vec<automation_run::Model>, DbErr> {
     let mut claimed = if caps.is_empty() {
-        let backend = db.get_database_backend();
-        let take = pick_and_lease(backend, req);
-        crate::db::gated(
-            db,
-            automation_run::Entity::find().from_raw_sql(take).all(db),
-        )
-        .await?
+        claim_uncapped(db, req).await?
     } else {
         claim_capped(db, req, caps).await?
     };
     claimed.sort_by_key(|r| (r.available_at, r.id));
+    Ok(claimed)
+}
+
+/// Claims without caps: one statement. On PostgreSQL it runs in a transaction whose commit does
+/// not wait for the disk ([`WriteTxn::begin_unflushed`]: a crash may undo a claim, which is a
+/// lease lost); on SQLite it runs on its own.
+async fn claim_uncapped(
+    db: &DatabaseConnection,
+    req: &ClaimRequest,
+) -> Result<Vec<automation_run::Model>, DbErr> {
+    let backend = db.get_database_backend();
+    let take = automation_run::Entity::find().from_raw_sql(pick_and_lease(backend, req));
+    if backend != DbBackend::Postgres {
+        return crate::db::gated(db, take.all(db)).await;
+    }
+    let txn = WriteTxn::begin_unflushed(db).await?;
+    let claimed = take.all(&txn).await?;
+    txn.commit().await?;
     Ok(claimed)
 }
 
@@ -96,7 +108,7 @@ async fn claim_capped(
     req: &ClaimRequest,
     caps: &Caps,
 ) -> Result<Vec<automation_run::Model>, DbErr> {
-    let txn = WriteTxn::begin(db).await?;
+    let txn = WriteTxn::begin_unflushed(db).await?;
     let mut room = room_left(&txn, caps).await?;
     let picked = pick(&txn, req, &mut room).await?;
     let claimed = if picked.is_empty() {
