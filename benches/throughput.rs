@@ -16,12 +16,15 @@
 //!   received → run claimed, p50/p99/max;
 //! - workers-throughput: 100,000 pending runs drained by 8 HTTP workers (batched claim and
 //!   complete), with the database's own ceiling for the same updates (see `workers/mod.rs`);
+//! - workers-ingest: the 10-automation firehose alone, then while 8 HTTP workers drain its runs
+//!   (see `workers/ingest.rs`);
 //! - history (only with `--only history`): 10,000,000 events and 20,000,000 runs bulk-loaded
 //!   (`--history-events N` for another size), then p50/p99 of the first and the 100th page of every
 //!   documented history filter over HTTP (see `support/history.rs`).
 //!
 //! Options (after `--`): `--events N` (firehose size, default 100000), `--quick` (smaller runs),
-//! `--only NAME` (ceiling | firehose | latency | idle | idle-wss | slack), `--backend postgres|sqlite`,
+//! `--only NAME` (ceiling | firehose | latency | idle | idle-wss | slack | history |
+//! workers-latency | workers-throughput | workers-ingest), `--backend postgres|sqlite`,
 //! `--automations N` (firehose with N automations only), `--without-history-indexes` (firehose
 //! with the history indexes dropped, see `support/history.rs`). The WebSocket peers run in a child
 //! process (this binary with `peer …`) so their memory and CPU are not counted.
@@ -197,6 +200,12 @@ async fn worker_scenarios(options: &Options) {
     if options.want("workers-throughput") {
         for backend in options.backends.iter().copied() {
             workers::throughput(backend, options.events).await;
+        }
+        println!();
+    }
+    if options.want("workers-ingest") {
+        for backend in options.backends.iter().copied() {
+            workers::ingest(backend, options.events).await;
         }
         println!();
     }

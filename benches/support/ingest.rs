@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait};
 use switchboard::actors::publisher::Published;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::env::{Backend, Env, message, start_app};
+use super::env::{Backend, Env, RunningApp, message, start_app};
 use super::history_scenario;
 
 /// Rows/s of 100-row multi-row INSERTs (~200-byte JSON each) over two connections for 3 s.
@@ -77,12 +77,7 @@ pub(crate) async fn firehose(backend: Backend, automations: usize, events: usize
         history_scenario::drop_history_indexes(&app.db).await;
     }
     app.automations(automations).await;
-    let expected_runs = (events / 2) * automations;
-    let (mut peer, url) = spawn_peer(&["firehose", &events.to_string()]);
-    let started = Instant::now();
-    app.source("orders", &url).await;
-    app.wait_for_runs(expected_runs).await;
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = feed_firehose(&app, automations, events).await;
     let stored = entity::event::Entity::find().count(&app.db).await.unwrap();
     let committed_runs = entity::automation_run::Entity::find()
         .count(&app.db)
@@ -98,8 +93,21 @@ pub(crate) async fn firehose(backend: Backend, automations: usize, events: usize
         committed_runs as f64 / elapsed,
         (stored + committed_runs) as f64 / elapsed,
     );
-    let _ = peer.kill();
     app.stop().await;
+}
+
+/// Feeds `events` firehose messages to a new source `orders` of `app` (whose `automations`
+/// automations match half of them) and waits until every run is committed; answers the seconds
+/// from the source's creation until then.
+pub(crate) async fn feed_firehose(app: &RunningApp, automations: usize, events: usize) -> f64 {
+    let expected_runs = (events / 2) * automations;
+    let (mut peer, url) = spawn_peer(&["firehose", &events.to_string()]);
+    let started = Instant::now();
+    app.source("orders", &url).await;
+    app.wait_for_runs(expected_runs).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = peer.kill();
+    elapsed
 }
 
 pub(crate) async fn latency(backend: Backend, rate: usize, seconds: usize) {

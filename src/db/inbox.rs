@@ -212,7 +212,8 @@ pub async fn commit_dispatch_after(
     records: &[DispatchRecord],
     previous: impl std::future::Future<Output = ()>,
 ) -> Result<Vec<Uuid>, DbErr> {
-    let txn = super::WriteTxn::begin(db).await?;
+    // A crash may undo this commit: the events stay undispatched, and recovery redoes it.
+    let txn = super::WriteTxn::begin_unflushed(db).await?;
     let runs: Vec<automation_run::Model> = records
         .iter()
         .flat_map(|r| r.runs.iter().cloned())

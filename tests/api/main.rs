@@ -46,6 +46,7 @@ mod tls;
 mod tls_slack;
 mod webhooks;
 mod worker_backoff;
+mod worker_batches;
 mod worker_process;
 mod worker_shutdown;
 mod workers;

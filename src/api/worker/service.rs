@@ -14,10 +14,11 @@ use super::shapes::{Ask, ClaimIn, ClaimedRun, ItemOut, Outcome};
 use crate::actors::publisher::{Published, RunChange};
 use crate::api::caller::Caller;
 use crate::api::state::AppState;
+use crate::db;
+use crate::db::queue::{Finish, Leases};
 use crate::db::statuses::RunStatus;
-use crate::db::{self, queue::Finish};
 use crate::error::ApiError;
-use crate::queue::lifecycle::{self, AfterFailure, Fenced};
+use crate::queue::lifecycle::{self, AfterFailure, DEFAULT_LEASE_S, Fenced};
 use crate::queue::notifier::RunNotifier;
 
 /// A fresh lease token.
@@ -35,12 +36,7 @@ pub async fn claim(
 ) -> Result<Vec<ClaimedRun>, ApiError> {
     let started = Instant::now();
     let deadline = started + wait;
-    let caps = caps_in_scope(state, caller, input);
-    let lease_of = |automation_id: Uuid| {
-        input
-            .lease_s
-            .unwrap_or_else(|| state.automations.policy(automation_id).lease_s)
-    };
+    let (caps, leases) = scope(state, caller, input);
     let mut request = db::queue::ClaimRequest {
         org_id: caller.org_id,
         limit,
@@ -48,6 +44,7 @@ pub async fn claim(
         sources: input.sources.clone(),
         worker: input.worker.clone(),
         token: String::new(),
+        leases,
         now: db::now(),
     };
     let rows = loop {
@@ -56,7 +53,7 @@ pub async fn claim(
         waiter.as_mut().enable();
         request.token = new_token();
         request.now = db::now();
-        let rows = db::queue::claim(&state.db, &request, &caps, lease_of).await?;
+        let rows = db::queue::claim(&state.db, &request, &caps).await?;
         let now = Instant::now();
         if !rows.is_empty() || now >= deadline {
             break rows;
@@ -73,21 +70,28 @@ pub async fn claim(
     claimed(state, rows).await
 }
 
-/// The concurrency caps of the caller's automations the claim may take runs of.
-fn caps_in_scope(state: &AppState, caller: &Caller, input: &ClaimIn) -> db::queue::Caps {
-    state
-        .automations
-        .info()
-        .iter()
-        .filter(|(id, i)| {
-            i.org_id == caller.org_id
-                && input
-                    .automation_ids
-                    .as_ref()
-                    .is_none_or(|ids| ids.contains(id))
-        })
-        .filter_map(|(id, i)| i.policy.max_concurrency.map(|m| (*id, m)))
-        .collect()
+/// The concurrency caps of the caller's automations the claim may take runs of, and how long
+/// their runs are leased (the claim's `lease_s`, else each automation's).
+fn scope(state: &AppState, caller: &Caller, input: &ClaimIn) -> (db::queue::Caps, Leases) {
+    let info = state.automations.info();
+    let in_scope = info.iter().filter(|(id, i)| {
+        i.org_id == caller.org_id
+            && input
+                .automation_ids
+                .as_ref()
+                .is_none_or(|ids| ids.contains(id))
+    });
+    let mut caps = Vec::new();
+    let mut leases = Leases::uniform(input.lease_s.unwrap_or(DEFAULT_LEASE_S));
+    for (id, i) in in_scope {
+        if let Some(max) = i.policy.max_concurrency {
+            caps.push((*id, max));
+        }
+        if input.lease_s.is_none() && i.policy.lease_s != DEFAULT_LEASE_S {
+            leases.by_automation.push((*id, i.policy.lease_s));
+        }
+    }
+    (caps, leases)
 }
 
 /// Claimed rows as a worker gets them: with the event payload, key and automation name.

@@ -3,11 +3,11 @@
 //! respected. Served by the partial indexes of the run queue migration, whose predicates the
 //! status literals below repeat.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use entity::automation_run;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, Statement};
 use uuid::Uuid;
 
 use super::sql::Sql;
@@ -29,8 +29,30 @@ pub struct ClaimRequest {
     pub worker: Option<String>,
     /// The new lease token of every run this claim takes.
     pub token: String,
+    /// How long each run is leased.
+    pub leases: Leases,
     /// Now.
     pub now: DateTime<Utc>,
+}
+
+/// How long a claim leases each run: `default_s` seconds, or the seconds listed for its
+/// automation.
+#[derive(Debug, Clone, Default)]
+pub struct Leases {
+    /// Seconds for a run of an automation not listed.
+    pub default_s: u32,
+    /// `(automation, seconds)` of the automations whose lease differs from `default_s`.
+    pub by_automation: Vec<(Uuid, u32)>,
+}
+
+impl Leases {
+    /// Every run leased for `seconds`.
+    pub fn uniform(seconds: u32) -> Leases {
+        Leases {
+            default_s: seconds,
+            by_automation: Vec::new(),
+        }
+    }
 }
 
 /// `(automation, max_concurrency)` of the automations in scope that cap concurrency.
@@ -39,31 +61,66 @@ pub type Caps = Vec<(Uuid, u32)>;
 /// Remaining room per capped automation (absent: uncapped).
 type Room = HashMap<Uuid, u32>;
 
-/// Claims up to `limit` claimable runs, oldest available first, leasing each for the seconds
-/// `lease_of(automation_id)` gives; respects every cap in `caps`. Returns the claimed rows.
+/// Claims up to `limit` claimable runs, oldest available first, leasing each as `req.leases`
+/// says; respects every cap in `caps`. Returns the claimed rows, oldest available first.
+///
+/// Without caps (the usual case) the claim is one statement: it picks the rows (PostgreSQL:
+/// `FOR UPDATE SKIP LOCKED`, so concurrent claims skip each other's rows instead of waiting)
+/// and leases them, one round trip in autocommit. With caps, a transaction first counts each
+/// capped automation's RUNNING runs under an advisory lock.
 pub async fn claim(
     db: &DatabaseConnection,
     req: &ClaimRequest,
     caps: &Caps,
-    lease_of: impl Fn(Uuid) -> u32,
 ) -> Result<Vec<automation_run::Model>, DbErr> {
-    let txn = WriteTxn::begin(db).await?;
+    let mut claimed = if caps.is_empty() {
+        claim_uncapped(db, req).await?
+    } else {
+        claim_capped(db, req, caps).await?
+    };
+    claimed.sort_by_key(|r| (r.available_at, r.id));
+    Ok(claimed)
+}
+
+/// Claims without caps: one statement. On PostgreSQL it runs in a transaction whose commit does
+/// not wait for the disk ([`WriteTxn::begin_unflushed`]: a crash may undo a claim, which is a
+/// lease lost); on SQLite it runs on its own.
+async fn claim_uncapped(
+    db: &DatabaseConnection,
+    req: &ClaimRequest,
+) -> Result<Vec<automation_run::Model>, DbErr> {
+    let backend = db.get_database_backend();
+    let take = automation_run::Entity::find().from_raw_sql(pick_and_lease(backend, req));
+    if backend != DbBackend::Postgres {
+        return crate::db::gated(db, take.all(db)).await;
+    }
+    let txn = WriteTxn::begin_unflushed(db).await?;
+    let claimed = take.all(&txn).await?;
+    txn.commit().await?;
+    Ok(claimed)
+}
+
+/// Claims under concurrency caps, in one transaction: the room each capped automation has
+/// left, the runs that fit (looking further than `limit` so that a capped automation's backlog
+/// does not hide the others'), and one update leasing them.
+async fn claim_capped(
+    db: &DatabaseConnection,
+    req: &ClaimRequest,
+    caps: &Caps,
+) -> Result<Vec<automation_run::Model>, DbErr> {
+    let txn = WriteTxn::begin_unflushed(db).await?;
     let mut room = room_left(&txn, caps).await?;
     let picked = pick(&txn, req, &mut room).await?;
-    // One update per lease length (usually one).
-    let mut by_lease: BTreeMap<u32, Vec<Uuid>> = BTreeMap::new();
-    for (id, automation_id) in &picked {
-        by_lease
-            .entry(lease_of(*automation_id))
-            .or_default()
-            .push(*id);
-    }
-    let mut claimed = Vec::with_capacity(picked.len());
-    for (lease_s, ids) in by_lease {
-        claimed.extend(lease(&txn, req, lease_s, &ids).await?);
-    }
+    let claimed = if picked.is_empty() {
+        Vec::new()
+    } else {
+        let s = lease(txn.get_database_backend(), req, &picked);
+        automation_run::Entity::find()
+            .from_raw_sql(s)
+            .all(&txn)
+            .await?
+    };
     txn.commit().await?;
-    claimed.sort_by_key(|r| (r.available_at, r.id));
     Ok(claimed)
 }
 
@@ -79,11 +136,15 @@ async fn room_left(txn: &WriteTxn, caps: &Caps) -> Result<Room, DbErr> {
     let mut sorted = caps.clone();
     sorted.sort_by_key(|(id, _)| *id);
     if backend == DbBackend::Postgres {
-        for (id, _) in &sorted {
-            let mut s = Sql::new(backend, "SELECT pg_advisory_xact_lock(");
-            s.bind(advisory_key(*id)).push(")");
-            txn.execute_raw(s.statement()).await?;
-        }
+        // One statement takes them all, in key order.
+        let mut keys: Vec<i64> = sorted.iter().map(|(id, _)| advisory_key(*id)).collect();
+        keys.sort_unstable();
+        let mut s = Sql::new(
+            backend,
+            "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM UNNEST(",
+        );
+        s.bind(keys).push("::int8[]) AS k ORDER BY k) AS ordered");
+        txn.execute_raw(s.statement()).await?;
     }
     let ids: Vec<Uuid> = sorted.iter().map(|(id, _)| *id).collect();
     let mut s = Sql::new(
@@ -109,13 +170,9 @@ async fn room_left(txn: &WriteTxn, caps: &Caps) -> Result<Room, DbErr> {
     Ok(room)
 }
 
-/// Up to `limit` claimable runs as `(id, automation id)`, oldest available first, taking room
-/// from `room` for each run of a capped automation (and locking the rows on PostgreSQL).
-async fn pick(
-    txn: &WriteTxn,
-    req: &ClaimRequest,
-    room: &mut Room,
-) -> Result<Vec<(Uuid, Uuid)>, DbErr> {
+/// Up to `limit` claimable runs' ids, oldest available first, taking room from `room` for each
+/// run of a capped automation (and locking the rows on PostgreSQL).
+async fn pick(txn: &WriteTxn, req: &ClaimRequest, room: &mut Room) -> Result<Vec<Uuid>, DbErr> {
     let backend = txn.get_database_backend();
     let full: Vec<Uuid> = room
         .iter()
@@ -124,20 +181,9 @@ async fn pick(
         .collect();
     let mut s = Sql::new(
         backend,
-        "SELECT id, automation_id FROM automation_runs WHERE org_id = ",
+        "SELECT id, automation_id FROM automation_runs WHERE ",
     );
-    s.bind(req.org_id)
-        .push(&format!(
-            " AND status = {} AND available_at <= ",
-            RunStatus::Pending.sql()
-        ))
-        .bind(req.now);
-    if let Some(ids) = &req.automation_ids {
-        s.push(" AND automation_id IN ").bind_list(ids);
-    }
-    if let Some(sources) = &req.sources {
-        s.push(" AND source IN ").bind_list(sources);
-    }
+    claimable(&mut s, req);
     if !full.is_empty() {
         s.push(" AND automation_id NOT IN ").bind_list(&full);
     }
@@ -152,7 +198,7 @@ async fn pick(
     if backend == DbBackend::Postgres {
         s.push(" FOR UPDATE SKIP LOCKED");
     }
-    let mut picked: Vec<(Uuid, Uuid)> = Vec::new();
+    let mut picked: Vec<Uuid> = Vec::new();
     for row in txn.query_all_raw(s.statement()).await? {
         if picked.len() as u64 >= req.limit {
             break;
@@ -165,44 +211,86 @@ async fn pick(
             }
             *r -= 1;
         }
-        picked.push((id, automation_id));
+        picked.push(id);
     }
     Ok(picked)
 }
 
-/// Moves the PENDING runs `ids` to RUNNING under the claim's token for `lease_s` seconds;
-/// returns them as updated.
-async fn lease(
-    txn: &WriteTxn,
-    req: &ClaimRequest,
-    lease_s: u32,
-    ids: &[Uuid],
-) -> Result<Vec<automation_run::Model>, DbErr> {
-    let expires = req.now + chrono::Duration::seconds(i64::from(lease_s));
-    let mut s = Sql::new(
-        txn.get_database_backend(),
-        &format!(
-            "UPDATE automation_runs SET status = {}, attempts = attempts + 1, lease_token = ",
-            RunStatus::Running.sql()
-        ),
-    );
-    s.bind(req.token.clone())
-        .push(", lease_owner = ")
-        .bind(req.worker.clone())
-        .push(", lease_expires_at = ")
-        .bind(expires)
-        .push(", started_at = ")
-        .bind(req.now)
+/// Appends the conditions of a claimable run of the claim's scope (served by `ix_runs_claim`).
+fn claimable(s: &mut Sql, req: &ClaimRequest) {
+    s.push("org_id = ")
+        .bind(req.org_id)
         .push(&format!(
-            ", completed_at = NULL WHERE status = {} AND id IN ",
+            " AND status = {} AND available_at <= ",
             RunStatus::Pending.sql()
         ))
-        .bind_list(ids)
-        .push(" RETURNING *");
-    automation_run::Entity::find()
-        .from_raw_sql(s.statement())
-        .all(txn)
-        .await
+        .bind(req.now);
+    if let Some(ids) = &req.automation_ids {
+        s.push(" AND automation_id IN ").bind_list(ids);
+    }
+    if let Some(sources) = &req.sources {
+        s.push(" AND source IN ").bind_list(sources);
+    }
+}
+
+/// One statement that picks up to `limit` claimable runs, oldest available first (PostgreSQL:
+/// skipping rows other claims hold), and leases them; it returns the leased rows.
+fn pick_and_lease(backend: DbBackend, req: &ClaimRequest) -> Statement {
+    let mut s = Sql::new(
+        backend,
+        "WITH picked AS (SELECT id FROM automation_runs WHERE ",
+    );
+    claimable(&mut s, req);
+    s.push(&format!(" ORDER BY available_at, id LIMIT {}", req.limit));
+    if backend == DbBackend::Postgres {
+        s.push(" FOR UPDATE SKIP LOCKED");
+    }
+    s.push(") ");
+    lease_update(&mut s, req);
+    s.push(" id IN (SELECT id FROM picked) RETURNING *");
+    s.statement()
+}
+
+/// One statement moving the PENDING runs `ids` to RUNNING under the claim's token; it returns
+/// them as updated.
+fn lease(backend: DbBackend, req: &ClaimRequest, ids: &[Uuid]) -> Statement {
+    let mut s = Sql::new(backend, "");
+    lease_update(&mut s, req);
+    s.push(" id IN ").bind_list(ids).push(" RETURNING *");
+    s.statement()
+}
+
+/// Appends `UPDATE … SET <the lease> WHERE status = PENDING AND`: the caller appends which rows.
+/// Each run's lease ends `req.leases` seconds from now (a `CASE` over the automations whose lease
+/// differs from the default).
+fn lease_update(s: &mut Sql, req: &ClaimRequest) {
+    let expires = |seconds: u32| req.now + chrono::Duration::seconds(i64::from(seconds));
+    s.push(&format!(
+        "UPDATE automation_runs SET status = {}, attempts = attempts + 1, lease_token = ",
+        RunStatus::Running.sql()
+    ))
+    .bind(req.token.clone())
+    .push(", lease_owner = ")
+    .bind(req.worker.clone())
+    .push(", lease_expires_at = ");
+    if req.leases.by_automation.is_empty() {
+        s.bind(expires(req.leases.default_s));
+    } else {
+        s.push("CASE automation_id");
+        for (automation_id, seconds) in &req.leases.by_automation {
+            s.push(" WHEN ")
+                .bind(*automation_id)
+                .push(" THEN ")
+                .bind(expires(*seconds));
+        }
+        s.push(" ELSE ")
+            .bind(expires(req.leases.default_s))
+            .push(" END");
+    }
+    s.push(", started_at = ").bind(req.now).push(&format!(
+        ", completed_at = NULL WHERE status = {} AND",
+        RunStatus::Pending.sql()
+    ));
 }
 
 /// The advisory lock key of an automation (its id's low 64 bits).

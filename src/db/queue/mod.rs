@@ -12,12 +12,13 @@ use uuid::Uuid;
 
 mod claim;
 mod expiry;
+mod finish;
 mod sql;
 
-pub use claim::{Caps, ClaimRequest, claim};
+pub use claim::{Caps, ClaimRequest, Leases, claim};
 pub use expiry::{Expiry, expire, expired_leases};
+pub use finish::{Finish, finish};
 
-use super::WriteTxn;
 use super::statuses::RunStatus;
 use sql::Sql;
 
@@ -37,76 +38,6 @@ pub async fn heartbeat(
         .filter(automation_run::Column::LeaseToken.eq(token))
         .exec(db);
     Ok(super::gated(db, extend).await?.rows_affected > 0)
-}
-
-/// One fenced outcome to record.
-#[derive(Debug, Clone)]
-pub struct Finish {
-    /// The run.
-    pub id: Uuid,
-    /// The lease token the worker holds.
-    pub token: String,
-    /// The status it moves to.
-    pub status: RunStatus,
-    /// The result (success).
-    pub result: Option<serde_json::Value>,
-    /// The error (failure).
-    pub error: Option<String>,
-    /// When it may be claimed again (a retried failure).
-    pub available_at: Option<DateTime<Utc>>,
-}
-
-/// Applies fenced outcomes in one transaction; for each, whether it matched (RUNNING, same
-/// token).
-pub async fn finish(
-    db: &DatabaseConnection,
-    org_id: Uuid,
-    items: &[Finish],
-    now: DateTime<Utc>,
-) -> Result<Vec<bool>, DbErr> {
-    let txn = WriteTxn::begin(db).await?;
-    let mut applied = Vec::with_capacity(items.len());
-    for item in items {
-        let mut update = automation_run::Entity::update_many()
-            .col_expr(
-                automation_run::Column::Status,
-                Expr::value(item.status.as_str()),
-            )
-            .col_expr(
-                automation_run::Column::LeaseExpiresAt,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            );
-        if item.status == RunStatus::Pending {
-            update = update.col_expr(
-                automation_run::Column::AvailableAt,
-                Expr::value(item.available_at.unwrap_or(now)),
-            );
-        } else {
-            update = update.col_expr(automation_run::Column::CompletedAt, Expr::value(now));
-        }
-        if item.result.is_some() {
-            update = update.col_expr(
-                automation_run::Column::Result,
-                Expr::value(item.result.clone()),
-            );
-        }
-        if item.error.is_some() {
-            update = update.col_expr(
-                automation_run::Column::ErrorDetail,
-                Expr::value(item.error.clone()),
-            );
-        }
-        let result = update
-            .filter(automation_run::Column::Id.eq(item.id))
-            .filter(automation_run::Column::OrgId.eq(org_id))
-            .filter(automation_run::Column::Status.eq(RunStatus::Running.as_str()))
-            .filter(automation_run::Column::LeaseToken.eq(item.token.as_str()))
-            .exec(&txn)
-            .await?;
-        applied.push(result.rows_affected > 0);
-    }
-    txn.commit().await?;
-    Ok(applied)
 }
 
 /// Puts a FAILED or CANCELLED run back to PENDING with a fresh set of attempts; whether it was.
