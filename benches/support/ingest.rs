@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait};
 use switchboard::actors::publisher::Published;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::env::{Backend, Env, message, start_app};
+use super::env::{Backend, Env, RunningApp, message, start_app};
 use super::history_scenario;
 
 /// Rows/s of 100-row multi-row INSERTs (~200-byte JSON each) over two connections for 3 s.
@@ -77,29 +77,54 @@ pub(crate) async fn firehose(backend: Backend, automations: usize, events: usize
         history_scenario::drop_history_indexes(&app.db).await;
     }
     app.automations(automations).await;
+    let rate = firehose_on(&app, automations, events).await;
+    println!(
+        "firehose  {:<9} {:>2} automation(s): {:>7} events in {:>6.2} s = {:>7.0} events/s, {:>7.0} runs/s, {:>7.0} rows/s (stored {}, runs {})",
+        backend.name(),
+        automations,
+        events,
+        rate.seconds,
+        events as f64 / rate.seconds,
+        rate.runs as f64 / rate.seconds,
+        (rate.stored + rate.runs) as f64 / rate.seconds,
+        rate.stored,
+        rate.runs,
+    );
+    app.stop().await;
+}
+
+/// What one firehose pass took: seconds from the source's creation to the last run committed,
+/// and the events and runs then stored.
+pub(crate) struct FirehoseRate {
+    pub(crate) seconds: f64,
+    pub(crate) stored: u64,
+    pub(crate) runs: u64,
+}
+
+/// Feeds `events` firehose messages through a new source `orders` of `app`, whose `automations`
+/// automations (on `order.*`, half the messages match) are already there; times it.
+pub(crate) async fn firehose_on(
+    app: &RunningApp,
+    automations: usize,
+    events: usize,
+) -> FirehoseRate {
     let expected_runs = (events / 2) * automations;
     let (mut peer, url) = spawn_peer(&["firehose", &events.to_string()]);
     let started = Instant::now();
     app.source("orders", &url).await;
     app.wait_for_runs(expected_runs).await;
-    let elapsed = started.elapsed().as_secs_f64();
+    let seconds = started.elapsed().as_secs_f64();
     let stored = entity::event::Entity::find().count(&app.db).await.unwrap();
-    let committed_runs = entity::automation_run::Entity::find()
+    let runs = entity::automation_run::Entity::find()
         .count(&app.db)
         .await
         .unwrap();
-    println!(
-        "firehose  {:<9} {:>2} automation(s): {:>7} events in {:>6.2} s = {:>7.0} events/s, {:>7.0} runs/s, {:>7.0} rows/s (stored {stored}, runs {committed_runs})",
-        backend.name(),
-        automations,
-        events,
-        elapsed,
-        events as f64 / elapsed,
-        committed_runs as f64 / elapsed,
-        (stored + committed_runs) as f64 / elapsed,
-    );
     let _ = peer.kill();
-    app.stop().await;
+    FirehoseRate {
+        seconds,
+        stored,
+        runs,
+    }
 }
 
 pub(crate) async fn latency(backend: Backend, rate: usize, seconds: usize) {
