@@ -71,6 +71,22 @@ pub async fn find_automation_by_id(
     automation::Entity::find_by_id(id).one(db).await
 }
 
+/// The automations of any org among `ids` (those that still exist), read 500 ids per query.
+pub async fn automations_by_ids(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<Vec<automation::Model>, DbErr> {
+    let mut rows = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let found = automation::Entity::find()
+            .filter(automation::Column::Id.is_in(chunk.iter().copied()))
+            .all(db)
+            .await?;
+        rows.extend(found);
+    }
+    Ok(rows)
+}
+
 /// Every automation's id and `updated_at` (what the automation index compares to resync).
 pub async fn automation_versions(
     db: &impl ConnectionTrait,

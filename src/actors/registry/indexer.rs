@@ -137,9 +137,14 @@ async fn resync(
         .iter()
         .filter(|(id, at)| writer.info.get(*id).is_none_or(|i| i.updated_at != **at));
     let ids: Vec<Uuid> = gone.copied().chain(changed.map(|(id, _)| *id)).collect();
+    let mut rows: HashMap<Uuid, entity::automation::Model> =
+        db::automations::automations_by_ids(db, &ids)
+            .await?
+            .into_iter()
+            .map(|row| (row.id, row))
+            .collect();
     for id in &ids {
-        let row = db::automations::find_automation_by_id(db, *id).await?;
-        writer.take(*id, row.as_ref());
+        writer.take(*id, rows.remove(id).as_ref());
     }
     if !ids.is_empty() {
         tracing::debug!(changed = ids.len(), "automation index resynchronised");
