@@ -1,5 +1,5 @@
 //! `POST /v1/automations/test`: a dry run. A sample message goes through a source's expressions
-//! (`prepare`, as ingest does) and one trigger (`AutomationSet::evaluate`, as dispatch does);
+//! (`prepare`, as ingest does) and one trigger (`automations::evaluate`, as dispatch does);
 //! nothing is stored. A schedule trigger shows its next ticks instead.
 
 use actix_web::{HttpResponse, post, web};
