@@ -265,7 +265,7 @@ struct Actors {
     supervisor: Addr<SourceSupervisor>,
 }
 
-/// Loads the automation set, starts the dispatch pool, the source supervisor and the background
+/// Loads the automation index, starts the dispatch pool, the source supervisor and the background
 /// upkeep.
 async fn start_actors(
     settings: &Settings,
