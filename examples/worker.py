@@ -8,12 +8,14 @@ third of the lease, then completes the run with handle's return value as the res
 with the exception as the error (the service retries it with backoff while attempts are left).
 A heartbeat answered 409 means the run was cancelled or the lease lost: the result is dropped.
 Ctrl-C / SIGTERM stops claiming and lets the current run finish. --drain exits once the queue is
-empty (handy in tests and cron jobs).
+empty (handy in tests and cron jobs). A claim that fails (service unreachable, 429, 5xx) is
+retried after a jittered, doubling wait (0.5 s up to 30 s); 401, 403 and 422 stop the worker.
 """
 import argparse
 import datetime
 import json
 import os
+import random
 import signal
 import threading
 import urllib.error
@@ -93,16 +95,21 @@ def main():
     api = Api(args.url, args.key)
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     name = "py-%s-%d" % (os.uname().nodename, os.getpid())
+    backoff = 0.5  # seconds; doubles per failed claim up to 30 s, each wait jittered
     while not stopping.is_set():
         wait = 0 if args.drain else 20
         try:
             status, answer = api.post("/v1/runs/claim", {"limit": 1, "wait_s": wait, "worker": name})
         except (OSError, ValueError) as exc:
-            print("claim failed (%s); retrying" % exc, flush=True)
-            stopping.wait(2)
-            continue
-        if status != 200:
+            status, answer = None, str(exc)
+        if status in (401, 403, 422):  # a wrong key or request: retrying will not help
             raise SystemExit("claim refused: HTTP %s %s" % (status, answer))
+        if status != 200:  # unreachable, 429, 5xx: back off, never spin
+            print("claim failed (%s); retrying in up to %.1f s" % ("HTTP %s" % status if status else answer, backoff), flush=True)
+            stopping.wait(random.uniform(backoff / 2, backoff))
+            backoff = min(backoff * 2, 30.0)
+            continue
+        backoff = 0.5
         if not answer["items"] and args.drain:
             return
         for run in answer["items"]:

@@ -43,6 +43,8 @@ pub struct Application {
     bootstrap_key: Option<String>,
     metrics_server: Option<(Server, u16)>,
     metrics: Arc<Metrics>,
+    /// SQLite only: this process's hold on the database file, released when serving ends.
+    _node_lock: Option<db::single_node::NodeLock>,
 }
 
 impl Application {
@@ -58,6 +60,8 @@ impl Application {
         settings: Settings,
         announce: impl FnOnce(bootstrap::NewAdminKey<'_>),
     ) -> anyhow::Result<Application> {
+        // SQLite: refuse a second process on the same database before touching it.
+        let node_lock = db::single_node::lock_for(&settings).await?;
         let db = db::connect(&settings).await?;
         db::migrate(&db).await?;
         let keyring = Arc::new(keyring_setup::load_keyring(&settings)?);
@@ -112,6 +116,7 @@ impl Application {
             bootstrap_key,
             metrics_server,
             metrics: app_metrics,
+            _node_lock: node_lock,
         })
     }
 

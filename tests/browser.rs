@@ -106,11 +106,13 @@ async fn the_operator_page_follows_and_drives_a_source_live() {
     pause_and_resume(&scene).await;
     let run_id = events_with_outcomes(&scene).await;
     runs_panel(&scene, &run_id).await;
+    cancel_and_retry(&scene, &run_id).await;
     let scene = restart_the_server(scene).await;
     key_stays_in_the_tab(&scene).await;
 
     let png = screenshot_path();
     scene.browser.screenshot(&png).await;
+    a_worker_key_gets_no_run_buttons(&scene, &run_id).await;
     scene.browser.close().await;
     drop(driver);
     scene.app.stop().await;
@@ -280,6 +282,136 @@ async fn runs_panel(scene: &Scene, run_id: &str) {
             .all(|t| paris(t).format("%H:%M").to_string() == "03:00"),
         "{ticks:?}"
     );
+}
+
+/// The run's row (`arguments[0]`) once its status is `arguments[1]`: its buttons and attempts.
+const RUN_ROW: &str =
+    "const row = document.querySelector(`#run-rows tr[data-run-id='${arguments[0]}']`);
+    return row && row.dataset.status === arguments[1]
+        ? {buttons: [...row.querySelectorAll('button[data-action]')].map((b) => b.dataset.action),
+           attempts: row.querySelector('.attempts').textContent}
+        : null;";
+
+/// The counts shown, once they are `arguments[0]` (status → text).
+const COUNTS_ARE: &str = "const shown = {};
+    for (const dd of document.querySelectorAll('#run-counts dd[data-count]')) shown[dd.dataset.count] = dd.textContent;
+    return Object.entries(arguments[0]).every(([status, text]) => shown[status] === text) ? shown : null;";
+
+/// Cancel on the RUNNING run makes it CANCELLED (on the page, in the counts and through the API);
+/// Retry puts it back to PENDING. Each status offers only its own button.
+async fn cancel_and_retry(scene: &Scene, run_id: &str) {
+    let browser = &scene.browser;
+    let running = browser
+        .wait_for(
+            "the run's Cancel button",
+            WAIT,
+            RUN_ROW,
+            json!([run_id, "RUNNING"]),
+        )
+        .await;
+    assert_eq!(running["buttons"], json!(["cancel"]), "{running}");
+    let counts = json!({"PENDING": "0", "RUNNING": "1", "CANCELLED": "0"});
+    browser
+        .wait_for(
+            "the counts with the run running",
+            WAIT,
+            COUNTS_ARE,
+            json!([counts]),
+        )
+        .await;
+    let button =
+        |action: &str| format!("#run-rows tr[data-run-id='{run_id}'] button[data-action={action}]");
+    browser.click(&button("cancel")).await;
+    let cancelled = browser
+        .wait_for(
+            "the run cancelled on the page",
+            WAIT,
+            RUN_ROW,
+            json!([run_id, "CANCELLED"]),
+        )
+        .await;
+    assert_eq!(cancelled["buttons"], json!(["retry"]), "{cancelled}");
+    let run = scene
+        .app
+        .get(&format!("/v1/runs/{run_id}"), ADMIN_KEY)
+        .await;
+    assert_eq!(run.body["status"], "CANCELLED", "{}", run.text);
+    let counts = json!({"PENDING": "0", "RUNNING": "0", "CANCELLED": "1"});
+    browser
+        .wait_for(
+            "the counts with the run cancelled",
+            WAIT,
+            COUNTS_ARE,
+            json!([counts]),
+        )
+        .await;
+
+    browser.click(&button("retry")).await;
+    let pending = browser
+        .wait_for(
+            "the run retried on the page",
+            WAIT,
+            RUN_ROW,
+            json!([run_id, "PENDING"]),
+        )
+        .await;
+    assert_eq!(pending["buttons"], json!(["cancel"]), "{pending}");
+    let run = scene
+        .app
+        .get(&format!("/v1/runs/{run_id}"), ADMIN_KEY)
+        .await;
+    assert_eq!(run.body["status"], "PENDING", "{}", run.text);
+    let counts = json!({"PENDING": "1", "RUNNING": "0", "CANCELLED": "0"});
+    browser
+        .wait_for(
+            "the counts with the run pending again",
+            WAIT,
+            COUNTS_ARE,
+            json!([counts]),
+        )
+        .await;
+    let notice = browser
+        .eval(
+            "return document.getElementById('notice').textContent",
+            json!([]),
+        )
+        .await;
+    assert!(notice.as_str().unwrap().contains("is PENDING"), "{notice}");
+}
+
+/// A `worker` key sees the runs and their counts but no Retry or Cancel button (it may not use
+/// them).
+async fn a_worker_key_gets_no_run_buttons(scene: &Scene, run_id: &str) {
+    let created = scene
+        .app
+        .post(
+            "/v1/api-keys",
+            ADMIN_KEY,
+            json!({"name": "w", "role": "worker"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let browser = &scene.browser;
+    browser.click("#forget-key").await;
+    browser
+        .type_into("#api-key", created.body["key"].as_str().unwrap())
+        .await;
+    browser.click("#key-submit").await;
+    let row = browser
+        .wait_for(
+            "the run, for a worker key",
+            WAIT,
+            RUN_ROW,
+            json!([run_id, "PENDING"]),
+        )
+        .await;
+    assert_eq!(row["buttons"], json!([]), "{row}");
+    let head = "return document.getElementById('run-actions-head').hidden
+        && document.querySelectorAll('#run-rows button').length === 0
+        && document.querySelector('#run-counts dd[data-count=PENDING]').textContent !== '–'";
+    browser
+        .wait_for("no run buttons and the counts", WAIT, head, json!([]))
+        .await;
 }
 
 /// The server restarts on the same port: the page loses its stream, takes a fresh token and

@@ -213,6 +213,39 @@ fn serve_prints_the_first_key_becomes_ready_and_stops_on_sigterm() {
     assert!(!printed.iter().any(|l| l.contains("sbk_")), "{printed:?}");
 }
 
+#[test]
+fn a_second_process_on_the_same_sqlite_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut command = switchboard(dir.path());
+    command
+        .arg("serve")
+        .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"));
+    let _first = Served::start(command);
+    assert!(
+        wait_healthy(dir.path(), port, Duration::from_secs(60)),
+        "never ready"
+    );
+    let other_port = free_port();
+    let mut command = switchboard(dir.path());
+    command
+        .arg("serve")
+        .env("SWITCHBOARD_BIND", format!("127.0.0.1:{other_port}"));
+    let mut second = Served::start(command);
+    let refusal = second.wait_line("another Switchboard process", Duration::from_secs(40));
+    assert!(refusal.contains("switchboard.db"), "{refusal}");
+    let code = second.wait_exit(Duration::from_secs(10));
+    assert!(matches!(code, Some(c) if c != 0), "{code:?}");
+    // The second never served, and the first is untouched.
+    let (code, _, _) = run(switchboard(dir.path()).args([
+        "health",
+        "--url",
+        &format!("http://127.0.0.1:{other_port}"),
+    ]));
+    assert_eq!(code, 1);
+    assert!(wait_healthy(dir.path(), port, Duration::from_secs(5)));
+}
+
 /// A copy of the binary anyone may run (the build directory is usually private to its owner).
 fn public_binary(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt as _;

@@ -80,7 +80,8 @@ pub enum Published {
         outcome: serde_json::Value,
     },
     /// A run changed hands or status in the queue (`run.claimed`, `run.completed`, `run.failed`,
-    /// `run.retrying`, `run.expired`).
+    /// `run.retrying`, `run.expired`), or a person cancelled or retried it (`run.cancelled`,
+    /// `run.retried`).
     #[serde(rename = "run.changed")]
     RunChanged {
         /// What happened.
@@ -116,6 +117,10 @@ pub enum RunChange {
     Retrying,
     /// Its lease expired (it is retried or failed; `status` tells).
     Expired,
+    /// A person cancelled it (`POST /v1/runs/{id}/cancel`).
+    Cancelled,
+    /// A person put it back to PENDING (`POST /v1/runs/{id}/retry`).
+    Retried,
 }
 
 /// The status object of a source as the REST API shows it (`StatusOut`): the snapshot without

@@ -19,6 +19,7 @@ pub mod ops;
 pub mod page;
 pub mod pagination;
 pub mod replay;
+pub mod run_counts;
 pub mod runs;
 pub mod sources;
 pub mod state;
@@ -103,8 +104,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(web::PathConfig::default().error_handler(path_error))
         .service(page::index)
         .service(page::script)
-        .service(page::view_script)
-        .service(page::runs_script)
         .service(page::stylesheet)
         .service(ops::healthz)
         .service(ops::readyz)
@@ -148,6 +147,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(worker::retry_run)
                 .service(runs::list_automation_runs)
                 .service(runs::list_runs)
+                .service(run_counts::count_runs)
                 .service(runs::get_run)
                 .service(runs::cancel_run)
                 .service(events::list_events)

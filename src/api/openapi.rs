@@ -9,8 +9,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use super::openapi_problems::ProblemResponses;
 
 use super::{
-    automations, dry_run, events, expressions, inbound, keys, ops, replay, runs, sources, stream,
-    webhooks, worker,
+    automations, dry_run, events, expressions, inbound, keys, ops, replay, run_counts, runs,
+    sources, stream, webhooks, worker,
 };
 
 struct BearerAuth;
@@ -41,6 +41,7 @@ impl Modify for BearerAuth {
         automations::create_automation, automations::list_automations, automations::get_automation,
         automations::patch_automation, automations::delete_automation,
         runs::list_runs, runs::list_automation_runs, runs::get_run, runs::cancel_run,
+        run_counts::count_runs,
         worker::claim_runs, worker::heartbeat, worker::complete_run, worker::fail_run,
         worker::complete_runs, worker::fail_runs, worker::retry_run,
         events::list_events, events::get_event,

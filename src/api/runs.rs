@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::pagination;
 use super::{CursorOut, Path, Query};
+use crate::actors::publisher::{Published, RunChange};
 use crate::api::caller::Caller;
 use crate::api::state::AppState;
 use crate::db::statuses::RunStatus;
@@ -213,8 +214,8 @@ pub async fn get_run(
     Ok(HttpResponse::Ok().json(shaped(&state, row).await?))
 }
 
-/// Cancels a PENDING or RUNNING run (409 otherwise). A RUNNING run's worker learns it at its next
-/// heartbeat (409 `cancelled`).
+/// Cancels a PENDING or RUNNING run (409 otherwise) and publishes `run.cancelled`. A RUNNING
+/// run's worker learns it at its next heartbeat (409 `cancelled`).
 #[utoipa::path(context_path = "/v1", tag = "runs", security(("bearer" = [])), params(("id" = Uuid, Path)),
     responses((status = 200, body = RunOut), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
 #[post("/runs/{id}/cancel")]
@@ -233,8 +234,13 @@ pub async fn cancel_run(
             detail: format!("run is {} and can no longer be cancelled", row.status),
         });
     }
-    let row = db::runs::find_run(&state.db, caller.org_id, row.id)
+    let cancelled = db::runs::find_run(&state.db, caller.org_id, row.id)
         .await?
         .ok_or(ApiError::NotFound("run"))?;
-    Ok(HttpResponse::Ok().json(shaped(&state, row).await?))
+    if state.publisher.has_subscribers() {
+        // `row` is the run before: its attempt is the one concerned.
+        let change = Published::run_changed(RunChange::Cancelled, &row, RunStatus::Cancelled, None);
+        state.publisher.publish(change);
+    }
+    Ok(HttpResponse::Ok().json(shaped(&state, cancelled).await?))
 }

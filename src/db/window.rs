@@ -82,6 +82,11 @@ fn millis_of(field: &'static str, text: &str) -> Result<i64, WindowError> {
     Ok(ms)
 }
 
+/// The smallest id of rows received at `at` or later (ids of that millisecond included).
+pub fn first_id_at(at: DateTime<Utc>) -> Uuid {
+    first_id_of(at.timestamp_millis().clamp(0, MAX_MILLIS))
+}
+
 /// The smallest id of a millisecond: its time bits, every other bit zero.
 fn first_id_of(ms: i64) -> Uuid {
     let mut bytes = [0u8; 16];

@@ -2,22 +2,32 @@
 //! once per run (the run as JSON on stdin, `SWITCHBOARD_RUN_ID` and `SWITCHBOARD_ATTEMPT` in the
 //! environment), heartbeats at a third of the lease, completes on exit 0 (stdout as the result
 //! when it is JSON) and fails otherwise (the tail of stderr as the error). A heartbeat refused
-//! (the run was cancelled or the lease lost) kills the command and reports nothing. On SIGTERM
-//! or Ctrl-C it stops claiming, lets running commands finish within the grace period, then
-//! exits; runs still running then are killed, and their leases expire and they are retried.
+//! (the run was cancelled or the lease lost) kills the command and reports nothing.
+//!
+//! A claim the service answers with an error other than 401/403, or that cannot reach it, is
+//! tried again after a capped exponential backoff with jitter ([`backoff::Backoff::CLAIMS`]:
+//! 0.5 s doubling to 30 s, each wait between half and all of its step); a 401 or 403 stops the
+//! worker with a message saying the key was refused. On SIGTERM or Ctrl-C it stops claiming
+//! (waiting for the answer of a claim already sent, and running what it brings), lets running
+//! commands finish within the grace period, then exits; commands still running then are
+//! killed, and their leases expire and the runs are retried.
 
+mod api;
+pub mod backoff;
+mod command;
+mod in_flight;
 pub mod protocol;
 
-use std::cell::Cell;
+use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt as _;
 use uuid::Uuid;
+
+use api::Api;
+use backoff::Backoff;
+use in_flight::InFlight;
 
 /// How the worker is started.
 #[derive(Debug, Clone)]
@@ -38,103 +48,97 @@ pub struct WorkerConfig {
     pub name: String,
 }
 
-/// One claimed run as the worker reads it.
-#[derive(Debug, Clone, Deserialize)]
-struct Claimed {
-    id: String,
-    attempt: i64,
-    lease_token: String,
-    lease_expires_at: Option<DateTime<Utc>>,
-}
+/// How long a claim waits for runs (`wait_s`): short enough that a worker told to stop while
+/// idle is done within a few seconds (its claim in flight is waited for, see [`run`]).
+const CLAIM_WAIT_S: u64 = 5;
 
-/// The HTTP side.
-#[derive(Clone)]
-struct Api {
-    client: awc::Client,
-    url: String,
-    key: String,
-}
-
-impl Api {
-    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
-        let mut response = self
-            .client
-            .post(format!("{}{path}", self.url))
-            .insert_header(("Authorization", format!("Bearer {}", self.key)))
-            .send_json(body)
-            .await
-            .map_err(|e| anyhow::anyhow!("POST {path}: {e}"))?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .body()
-            .limit(16 * 1024 * 1024)
-            .await
-            .map_err(|e| anyhow::anyhow!("POST {path}: reading the answer: {e}"))?;
-        Ok((
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
-    }
-}
-
-/// Runs the worker until SIGTERM/SIGINT.
+/// Runs the worker until SIGTERM/SIGINT (then `Ok`), or until the service refuses its key.
+///
+/// On SIGTERM the claim in flight, if any, is not abandoned: the service would still hand it
+/// runs that no one then works on (until their leases expire). It is waited for (at most
+/// [`CLAIM_WAIT_S`], and within the grace period), and the runs it brings are run like the
+/// others; no claim is sent after it.
 pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     anyhow::ensure!(!config.command.is_empty(), "give the command after `--`");
     anyhow::ensure!(config.concurrency >= 1, "--concurrency must be at least 1");
-    let api = Api {
-        client: awc::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .finish(),
-        url: config.url.trim_end_matches('/').to_owned(),
-        key: config.key.clone(),
-    };
+    let api = Api::new(&config.url, &config.key);
     let config = Rc::new(config);
     let in_flight = InFlight::default();
     let stop = shutdown_signal();
     tokio::pin!(stop);
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Backoff::CLAIMS;
     tracing::info!(url = %config.url, concurrency = config.concurrency, "worker started");
-    loop {
+    let stopped_at = loop {
         let free = config.concurrency - in_flight.count();
         if free == 0 {
             tokio::select! {
-                _ = &mut stop => break,
-                _ = in_flight.freed.notified() => continue,
+                _ = &mut stop => break Instant::now(),
+                _ = in_flight.freed() => continue,
             }
         }
-        let body = claim_body(&config, free);
-        let answer = tokio::select! {
-            _ = &mut stop => break,
-            answer = api.post("/v1/runs/claim", &body) => answer,
+        let (answer, stopped_at) = claim(&api, &config, free, stop.as_mut()).await;
+        let Some(answer) = answer else {
+            break stopped_at.unwrap_or_else(Instant::now);
         };
         match read_claim(answer)? {
             Claim::Runs(items) => {
-                backoff = Duration::from_millis(500);
+                backoff.succeeded();
                 for run in items {
                     in_flight.spawn(&api, &config, run);
                 }
             }
-            Claim::Refused => {}
-            Claim::Unreachable => {
+            Claim::Retry(_) if stopped_at.is_some() => {}
+            Claim::Retry(why) => {
+                let wait = backoff.failed(rand::random());
+                let failures = backoff.failures();
+                tracing::warn!(%why, failures, retry_in = ?wait, "claim failed; backing off");
                 tokio::select! {
-                    _ = &mut stop => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = &mut stop => break Instant::now(),
+                    _ = tokio::time::sleep(wait) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
-    }
+        if let Some(at) = stopped_at {
+            break at;
+        }
+    };
     tracing::info!(
         running = in_flight.count(),
         "stopping: no more claims; waiting for running commands"
     );
-    in_flight.drain(config.grace).await;
+    in_flight
+        .drain(config.grace.saturating_sub(stopped_at.elapsed()))
+        .await;
+    tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Claims up to `free` runs. When `stop` resolves meanwhile, the claim is waited for rather than
+/// abandoned (at most the grace period; `None` when that ran out first); answers when the stop
+/// came, if it did.
+async fn claim(
+    api: &Api,
+    config: &WorkerConfig,
+    free: usize,
+    stop: Pin<&mut impl Future<Output = ()>>,
+) -> (Option<anyhow::Result<(u16, Value)>>, Option<Instant>) {
+    let body = claim_body(config, free);
+    let claim = api.post("/v1/runs/claim", &body);
+    tokio::pin!(claim);
+    tokio::select! {
+        answer = &mut claim => (Some(answer), None),
+        () = stop => {
+            let at = Instant::now();
+            tracing::info!("stopping: waiting for the claim in flight");
+            let answer = tokio::time::timeout(config.grace, claim).await.ok();
+            (answer, Some(at))
+        }
+    }
 }
 
 /// The claim request for up to `free` runs.
 fn claim_body(config: &WorkerConfig, free: usize) -> Value {
-    let mut body = json!({"limit": free.min(100), "wait_s": 20, "worker": config.name});
+    let mut body = json!({"limit": free.min(100), "wait_s": CLAIM_WAIT_S, "worker": config.name});
     if !config.automations.is_empty() {
         body["automation_ids"] = json!(config.automations);
     }
@@ -142,80 +146,41 @@ fn claim_body(config: &WorkerConfig, free: usize) -> Value {
 }
 
 /// What a claim call led to.
+#[derive(Debug, PartialEq)]
 enum Claim {
-    /// Claimed runs (perhaps none).
+    /// Claimed runs (perhaps none, after the long poll).
     Runs(Vec<Value>),
-    /// The service answered with an error other than a refused key: claim again.
-    Refused,
-    /// The service could not be reached: claim again after a backoff.
-    Unreachable,
+    /// The service answered another error, or could not be reached: claim again after a
+    /// backoff. Says what happened.
+    Retry(String),
 }
 
-/// Reads a claim's answer; a refused key ends the worker.
+/// Reads a claim's answer; a refused key (401) or role (403) ends the worker.
 fn read_claim(answer: anyhow::Result<(u16, Value)>) -> anyhow::Result<Claim> {
     match answer {
         Ok((200, value)) => Ok(Claim::Runs(
             value["items"].as_array().cloned().unwrap_or_default(),
         )),
-        Ok((status @ (401 | 403), value)) => anyhow::bail!(
-            "the service refused the key (HTTP {status}): {}",
-            value["detail"]
+        Ok((401, value)) => anyhow::bail!(
+            "the service refused the key (HTTP 401: {}); give a valid `worker` or admin API key \
+             with --key or SWITCHBOARD_KEY",
+            detail(&value)
         ),
-        Ok((status, value)) => {
-            tracing::warn!(status, detail = %value["detail"], "claim refused; retrying");
-            Ok(Claim::Refused)
-        }
-        Err(err) => {
-            tracing::warn!(error = %err, "claim failed; retrying");
-            Ok(Claim::Unreachable)
-        }
+        Ok((403, value)) => anyhow::bail!(
+            "the key may not claim runs (HTTP 403: {}); give a `worker` or admin API key",
+            detail(&value)
+        ),
+        Ok((status, value)) => Ok(Claim::Retry(format!("HTTP {status}: {}", detail(&value)))),
+        Err(err) => Ok(Claim::Retry(format!("{err:#}"))),
     }
 }
 
-/// The runs whose commands are running: how many, and a wake-up whenever one ends.
-#[derive(Clone, Default)]
-struct InFlight {
-    running: Rc<Cell<usize>>,
-    freed: Rc<tokio::sync::Notify>,
-}
-
-impl InFlight {
-    fn count(&self) -> usize {
-        self.running.get()
-    }
-
-    /// Runs the command for `run` in the background.
-    fn spawn(&self, api: &Api, config: &Rc<WorkerConfig>, run: Value) {
-        self.running.set(self.running.get() + 1);
-        let (api, config, this) = (api.clone(), config.clone(), self.clone());
-        actix_rt::spawn(async move {
-            let id = run["id"].clone();
-            if let Err(err) = handle(&api, &config, run).await {
-                tracing::warn!(run_id = %id, error = format!("{err:#}"), "reporting the run failed");
-            }
-            this.running.set(this.running.get() - 1);
-            this.freed.notify_waiters();
-        });
-    }
-
-    /// Waits up to `grace` for every running command to end.
-    async fn drain(&self, grace: Duration) {
-        let drained = tokio::time::timeout(grace, async {
-            while self.running.get() > 0 {
-                let notified = self.freed.notified();
-                if self.running.get() == 0 {
-                    break;
-                }
-                notified.await;
-            }
-        })
-        .await;
-        if drained.is_err() {
-            tracing::warn!(
-                running = self.running.get(),
-                "grace period over; their leases will expire and the runs be retried"
-            );
-        }
+/// The `detail` of a problem+json answer, or what there is instead.
+fn detail(value: &Value) -> String {
+    match value.get("detail").and_then(Value::as_str) {
+        Some(detail) => detail.to_owned(),
+        None if value.is_null() => "no JSON answer".to_owned(),
+        None => value.to_string(),
     }
 }
 
@@ -235,107 +200,29 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Runs the command for one run and reports how it ended.
-async fn handle(api: &Api, config: &WorkerConfig, raw: Value) -> anyhow::Result<()> {
-    let run: Claimed = serde_json::from_value(raw.clone()).context("reading a claimed run")?;
-    let spawned = tokio::process::Command::new(&config.command[0])
-        .args(&config.command[1..])
-        .envs(protocol::command_env(&run.id, run.attempt))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(err) => {
-            let error = format!("the command could not be started: {err}");
-            return report(api, &run, Err(error)).await;
-        }
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        let input = serde_json::to_vec(&raw).unwrap_or_default();
-        actix_rt::spawn(async move {
-            // A command that does not read its stdin is not an error.
-            let _ = stdin.write_all(&input).await;
-        });
-    }
-    let every = protocol::heartbeat_interval(run.lease_expires_at, Utc::now());
-    let output = tokio::select! {
-        output = child.wait_with_output() => output.context("waiting for the command")?,
-        why = heartbeat_until_refused(api, &run, every) => {
-            // Dropping the child kills it (kill_on_drop): the run is no longer ours.
-            tracing::warn!(run_id = %run.id, reason = %why, "lease lost; command stopped");
-            return Ok(());
-        }
-    };
-    let outcome = if output.status.success() {
-        Ok(protocol::result_of(&output.stdout))
-    } else {
-        Err(protocol::error_of(output.status.code(), &output.stderr))
-    };
-    report(api, &run, outcome).await
-}
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
 
-/// Extends the run's lease every `every` until the service refuses (the run was cancelled or the
-/// lease lost); returns why.
-async fn heartbeat_until_refused(api: &Api, run: &Claimed, every: Duration) -> String {
-    let path = format!("/v1/runs/{}/heartbeat", run.id);
-    let body = json!({"lease_token": run.lease_token});
-    loop {
-        tokio::time::sleep(every).await;
-        match api.post(&path, &body).await {
-            Ok((200, _)) => {}
-            Ok((409, value)) | Ok((404, value)) => {
-                return value["detail"].as_str().unwrap_or("refused").to_owned();
-            }
-            Ok((status, _)) => {
-                tracing::warn!(run_id = %run.id, status, "heartbeat refused; retrying")
-            }
-            Err(err) => {
-                tracing::warn!(run_id = %run.id, error = %err, "heartbeat failed; retrying")
-            }
-        }
+    #[test]
+    fn a_refused_key_or_role_stops_and_says_so() {
+        let refused = read_claim(Ok((401, json!({"detail": "invalid API key"})))).unwrap_err();
+        let refused = refused.to_string();
+        assert!(refused.contains("refused the key") && refused.contains("invalid API key"));
+        let forbidden = read_claim(Ok((403, json!({"detail": "needs worker"})))).unwrap_err();
+        assert!(forbidden.to_string().contains("may not claim runs"));
     }
-}
 
-/// Completes or fails a run, retrying while the service cannot be reached (the lease bounds it).
-async fn report(
-    api: &Api,
-    run: &Claimed,
-    outcome: Result<Option<Value>, String>,
-) -> anyhow::Result<()> {
-    let (path, body) = match &outcome {
-        Ok(result) => {
-            let mut body = json!({"lease_token": run.lease_token});
-            if let Some(result) = result {
-                body["result"] = result.clone();
-            }
-            (format!("/v1/runs/{}/complete", run.id), body)
-        }
-        Err(error) => (
-            format!("/v1/runs/{}/fail", run.id),
-            json!({"lease_token": run.lease_token, "error": error}),
-        ),
-    };
-    let deadline = run.lease_expires_at.unwrap_or_else(Utc::now);
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match api.post(&path, &body).await {
-            Ok((200, _)) => {
-                tracing::info!(run_id = %run.id, ok = outcome.is_ok(), "run reported");
-                return Ok(());
-            }
-            Ok((status, value)) if status < 500 => {
-                anyhow::bail!("HTTP {status}: {}", value["detail"]);
-            }
-            other => {
-                if Utc::now() > deadline + chrono::Duration::seconds(60) {
-                    anyhow::bail!("giving up: {other:?}");
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
+    #[test]
+    fn other_errors_and_unreachable_services_are_retried() {
+        let busy = read_claim(Ok((503, json!({"detail": "storage down"})))).unwrap();
+        assert_eq!(busy, Claim::Retry("HTTP 503: storage down".to_owned()));
+        let proxy = read_claim(Ok((502, Value::Null))).unwrap();
+        assert_eq!(proxy, Claim::Retry("HTTP 502: no JSON answer".to_owned()));
+        let gone = read_claim(Err(anyhow::anyhow!("connection refused"))).unwrap();
+        assert_eq!(gone, Claim::Retry("connection refused".to_owned()));
+        let runs = read_claim(Ok((200, json!({"items": [{"id": "r"}]})))).unwrap();
+        assert_eq!(runs, Claim::Runs(vec![json!({"id": "r"})]));
     }
 }

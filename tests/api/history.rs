@@ -16,7 +16,7 @@ use crate::helpers::{ADMIN_KEY, TestApp, assert_problem};
 
 /// One generated event, as the tests know it.
 #[derive(Debug, Clone)]
-struct Ev {
+pub struct Ev {
     id: Uuid,
     ms: i64,
     source: String,
@@ -26,19 +26,19 @@ struct Ev {
 
 /// One generated run.
 #[derive(Debug, Clone)]
-struct Run {
-    id: Uuid,
-    ms: i64,
+pub struct Run {
+    pub id: Uuid,
+    pub ms: i64,
     automation: Uuid,
     event: Uuid,
     source: String,
-    status: &'static str,
+    pub status: &'static str,
 }
 
 /// What was loaded.
-struct History {
+pub struct History {
     events: Vec<Ev>,
-    runs: Vec<Run>,
+    pub runs: Vec<Run>,
     automations: Vec<Uuid>,
 }
 
@@ -57,7 +57,7 @@ fn status_of(i: usize) -> &'static str {
 /// Loads `n` events over `sources` sources, one per 10 ms, ending about now, and their runs over
 /// `automations` automations: each dispatched event has a run of one automation, every other one
 /// a run of a second; one run in 25 is `PENDING`, one in 25 `FAILED`.
-async fn load(app: &TestApp, n: usize, sources: usize, automations: usize) -> History {
+pub async fn load(app: &TestApp, n: usize, sources: usize, automations: usize) -> History {
     let org = org_of(app, ADMIN_KEY).await;
     let automations = create_automations(app, automations).await;
     let start = chrono::Utc::now().timestamp_millis() - 10 * i64::try_from(n).unwrap() - 1000;

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod helpers;
+mod http_peer;
 mod ledger_peer;
 mod peer;
 mod peer_support;
@@ -34,6 +35,7 @@ mod page;
 mod protocol;
 mod retention;
 mod rotation;
+mod run_counts;
 mod schedules;
 mod secrets;
 mod slack;
@@ -44,5 +46,7 @@ mod supervision;
 mod tls;
 mod tls_slack;
 mod webhooks;
+mod worker_backoff;
 mod worker_process;
+mod worker_shutdown;
 mod workers;

@@ -549,6 +549,30 @@ both_backends! {
         check("run.expired", &dropped[0], "PENDING", json!("lease expired"));
         assert_eq!(expired["subscription"], "runs");
     }
+
+    async fn cancelling_and_retrying_by_hand_are_published(app: TestApp) {
+        use crate::workers::{enqueue, queue_setup};
+        let (url, automation) = queue_setup(&app, json!({})).await;
+        let mut client = connect(&app, ADMIN_KEY).await;
+        client.subscribe(json!({"id": "hand", "topics": ["run.cancelled", "run.retried"]})).await;
+        enqueue(&app, &url, &automation, 0, 1).await;
+        let run = app.get("/v1/runs?limit=1", ADMIN_KEY).await.body["items"][0].clone();
+        let id = run["id"].as_str().unwrap();
+        for op in ["cancel", "retry"] {
+            let resp = app.post(&format!("/v1/runs/{id}/{op}"), ADMIN_KEY, json!({})).await;
+            assert_eq!(resp.status, 200, "{op}: {}", resp.text);
+        }
+        let (retried, before) = client.until(|m| m["type"] == "run.retried").await;
+        let cancelled: Vec<&Value> = before.iter().filter(|m| m["type"] == "run.cancelled").collect();
+        assert_eq!(cancelled.len(), 1, "{before:?}");
+        for (message, status) in [(cancelled[0], "CANCELLED"), (&retried, "PENDING")] {
+            let data = &message["data"];
+            assert_eq!(data["run_id"], id, "{message}");
+            assert_eq!(data["automation_id"], automation.as_str(), "{message}");
+            assert_eq!((data["status"].as_str(), data["source"].as_str()), (Some(status), Some("jobs")), "{message}");
+            assert_eq!(message["subscription"], "hand");
+        }
+    }
 }
 
 fn big_order(i: usize) -> String {

@@ -1,39 +1,62 @@
-// Switchboard operator page, the runs panel: the most recent runs (status, automation, attempt,
-// duration, error), newest first, and the next ticks of each schedule automation. Runs are read
-// over REST (GET /v1/runs) and read again shortly after any run.* message of the live stream;
-// the next ticks come from the dry run (POST /v1/automations/test with the automation's id), which
-// plans a schedule without storing anything. Text always goes in as textContent.
+// Switchboard operator page, the recent runs: the last 20 runs, newest first (automation, status,
+// attempts, duration, error), with Retry (FAILED or CANCELLED → POST /v1/runs/{id}/retry) and
+// Cancel (PENDING or RUNNING → POST /v1/runs/{id}/cancel) buttons, shown only to member and admin
+// keys (the roles allowed to use them). Read over REST; a run.* message of the live stream changes
+// its row at once and the list is read again shortly after. Text always goes in as textContent.
+import { SignedOut } from "/api.js";
 import { el, formatTime } from "/view.js";
 
 const RECENT = 20;
-const TICKS = 3;
 const RELOAD_DELAY_MS = 250;
+/** Each button: its label and the statuses it is offered in. */
+const ACTIONS = [
+  ["retry", "Retry", ["FAILED", "CANCELLED"]],
+  ["cancel", "Cancel", ["PENDING", "RUNNING"]],
+];
 
-export class RunsPanel {
+export class RecentRuns {
   /**
-   * `api(method, path, body)` is the page's REST call; `nameOf(id)` an automation's name;
-   * `report(promise)` reports a failed load.
+   * `rest` is the page's Api; `nameOf(id)` an automation's name; `report(promise)` reports a
+   * failed load; `notice(text, isError)` tells the operator; `acted()` follows a button's success.
    */
-  constructor(api, nameOf, report) {
-    this.api = api;
+  constructor(rest, nameOf, report, notice, acted) {
+    this.rest = rest;
     this.nameOf = nameOf;
     this.report = report;
+    this.notice = notice;
+    this.acted = acted;
     this.runs = [];
+    this.canAct = false; // member and admin keys
+    this.busy = new Set(); // run ids whose button was clicked and not answered yet
     this.reloadTimer = null;
     this.generation = 0; // bumped by clear(), so answers of an earlier session are dropped
+    document.getElementById("run-rows").addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-action]");
+      if (button && !button.disabled) this.report(this.act(button));
+    });
   }
 
   /** Reads the most recent runs and shows them. */
   async load() {
     const mine = this.generation;
-    const page = await this.api("GET", `/v1/runs?limit=${RECENT}`);
+    const page = await this.rest.call("GET", `/v1/runs?limit=${RECENT}`);
     if (mine !== this.generation) return;
     this.runs = page.items;
     this.render();
   }
 
-  /** A run was created or changed: read the list again soon (one read for a burst). */
-  changed() {
+  /**
+   * A run.* message (`type`, `data`): its row changes at once (a claim starts a new attempt);
+   * the list is read again soon (once per burst).
+   */
+  changed(type, data) {
+    const run = data && this.runs.find((r) => r.id === data.run_id);
+    if (run && data.status) {
+      run.status = data.status;
+      if (type === "run.claimed") run.attempts = data.attempt;
+      if (data.error) run.error_detail = data.error;
+      this.render();
+    }
     if (this.reloadTimer !== null) return;
     this.reloadTimer = setTimeout(() => {
       this.reloadTimer = null;
@@ -41,24 +64,30 @@ export class RunsPanel {
     }, RELOAD_DELAY_MS);
   }
 
-  /** Shows the next ticks of the schedule automations among `automations` (the REST items). */
-  async showSchedules(automations) {
-    const mine = this.generation;
-    const schedules = automations.filter((a) => a.trigger && a.trigger.type === "schedule");
-    const items = [];
-    for (const automation of schedules) {
-      const plan = await this.api("POST", "/v1/automations/test", { automation_id: automation.id });
-      items.push({ automation, ticks: (plan.next_ticks || []).slice(0, TICKS) });
+  /** Retry or Cancel, from its button; the row shows the run as the server answered it. */
+  async act(button) {
+    const id = button.closest("tr").dataset.runId;
+    const label = button.textContent;
+    this.busy.add(id);
+    this.render();
+    try {
+      const run = await this.rest.call("POST", `/v1/runs/${encodeURIComponent(id)}/${button.dataset.action}`);
+      this.runs = this.runs.map((r) => (r.id === run.id ? run : r));
+      this.notice(`${label} done: run ${id.slice(-12)} is ${run.status}.`);
+      this.acted();
+    } catch (err) {
+      if (!(err instanceof SignedOut)) this.notice(`${label} run ${id.slice(-12)} failed: ${err.message}`, true);
+    } finally {
+      this.busy.delete(id);
+      this.render();
     }
-    if (mine !== this.generation) return;
-    renderSchedules(document.getElementById("schedules"), items);
-    this.render(); // names may have arrived
   }
 
   render() {
-    const rows = this.runs.map((run) => runRow(run, this.nameOf(run.automation_id)));
+    const rows = this.runs.map((run) => this.row(run));
     document.getElementById("run-rows").replaceChildren(...rows);
     document.getElementById("runs-empty").hidden = this.runs.length > 0;
+    document.getElementById("run-actions-head").hidden = !this.canAct;
   }
 
   clear() {
@@ -66,28 +95,41 @@ export class RunsPanel {
     clearTimeout(this.reloadTimer);
     this.reloadTimer = null;
     this.runs = [];
+    this.busy.clear();
+    this.canAct = false;
     this.render();
-    renderSchedules(document.getElementById("schedules"), []);
   }
-}
 
-function runRow(run, automationName) {
-  const row = el("tr", {
-    "data-run-id": run.id,
-    "data-status": run.status,
-    "data-automation-id": run.automation_id,
-    "data-attempts": String(run.attempts),
-  });
-  const id = el("th", { scope: "row" });
-  id.append(el("code", { class: "run-id", title: run.id }, run.id.slice(-12)));
-  const automation = el("td", { class: "automation" }, automationName || run.automation_id.slice(0, 8));
-  const status = el("td");
-  status.append(el("span", { class: "run-status", "data-status": run.status }, run.status));
-  const created = el("td");
-  created.append(el("time", { datetime: run.created_at, title: run.created_at }, formatTime(run.created_at, true)));
-  const error = el("td", { class: "run-error" }, run.error_detail || "");
-  row.append(id, automation, status, el("td", { class: "num attempts" }, String(run.attempts)), el("td", { class: "num" }, durationOf(run)), created, error);
-  return row;
+  row(run) {
+    const row = el("tr", {
+      "data-run-id": run.id,
+      "data-status": run.status,
+      "data-automation-id": run.automation_id,
+      "data-attempts": String(run.attempts),
+    });
+    const id = el("th", { scope: "row" });
+    id.append(el("code", { class: "run-id", title: run.id }, run.id.slice(-12)));
+    const automation = el("td", { class: "automation" }, this.nameOf(run.automation_id) || run.automation_id.slice(0, 8));
+    const status = el("td");
+    status.append(el("span", { class: "run-status", "data-status": run.status }, run.status));
+    const created = el("td");
+    created.append(el("time", { datetime: run.created_at, title: run.created_at }, formatTime(run.created_at, true)));
+    const error = el("td", { class: "run-error" }, run.error_detail || "");
+    row.append(id, automation, status, el("td", { class: "num attempts" }, String(run.attempts)), el("td", { class: "num" }, durationOf(run)), created, error);
+    if (this.canAct) row.append(this.buttons(run));
+    return row;
+  }
+
+  buttons(run) {
+    const cell = el("td", { class: "actions" });
+    for (const [action, label, from] of ACTIONS) {
+      if (!from.includes(run.status)) continue;
+      const button = el("button", { type: "button", "data-action": action, "aria-label": `${label} run ${run.id.slice(-12)}` }, label);
+      button.disabled = this.busy.has(run.id);
+      cell.append(button);
+    }
+    return cell;
+  }
 }
 
 /** Started → finished (or → now while RUNNING), as `1.2 s`; empty before a worker started it. */
@@ -96,19 +138,4 @@ function durationOf(run) {
   const end = run.completed_at ? Date.parse(run.completed_at) : Date.now();
   const ms = Math.max(0, end - Date.parse(run.started_at));
   return ms < 1000 ? `${ms} ms` : ms < 60000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms / 60000)} min`;
-}
-
-function renderSchedules(list, items) {
-  list.replaceChildren(...items.map(({ automation, ticks }) => {
-    const item = el("li", { "data-automation-id": automation.id });
-    const trigger = automation.trigger;
-    item.append(el("strong", {}, automation.name), document.createTextNode(" "));
-    item.append(el("code", {}, `${trigger.cron} (${trigger.timezone || "UTC"})`), document.createTextNode(" next: "));
-    ticks.forEach((tick, i) => {
-      if (i > 0) item.append(document.createTextNode(", "));
-      item.append(el("time", { class: "tick", datetime: tick, title: tick }, formatTime(tick, true)));
-    });
-    return item;
-  }));
-  document.getElementById("schedules-section").hidden = items.length === 0;
 }

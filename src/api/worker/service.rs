@@ -333,5 +333,10 @@ pub async fn retry(
     }
     state.notifier.signal();
     state.metrics.queue.retries.inc();
-    find_run(state, caller, id).await
+    let retried = find_run(state, caller, id).await?;
+    if state.publisher.has_subscribers() {
+        let change = Published::run_changed(RunChange::Retried, &row, RunStatus::Pending, None);
+        state.publisher.publish(change);
+    }
+    Ok(retried)
 }

@@ -46,11 +46,15 @@ pub enum Topic {
     RunRetrying,
     /// Every lease that expired.
     RunExpired,
+    /// Every run a person cancelled.
+    RunCancelled,
+    /// Every FAILED or CANCELLED run a person put back to PENDING.
+    RunRetried,
 }
 
 impl Topic {
     /// Every topic, in the order the documentation lists them.
-    pub const ALL: [Topic; 9] = [
+    pub const ALL: [Topic; 11] = [
         Topic::SourceStatus,
         Topic::EventReceived,
         Topic::EventDispatched,
@@ -60,6 +64,8 @@ impl Topic {
         Topic::RunFailed,
         Topic::RunRetrying,
         Topic::RunExpired,
+        Topic::RunCancelled,
+        Topic::RunRetried,
     ];
 
     /// The name on the wire.
@@ -74,6 +80,8 @@ impl Topic {
             Topic::RunFailed => "run.failed",
             Topic::RunRetrying => "run.retrying",
             Topic::RunExpired => "run.expired",
+            Topic::RunCancelled => "run.cancelled",
+            Topic::RunRetried => "run.retried",
         }
     }
 

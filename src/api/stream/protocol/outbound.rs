@@ -17,6 +17,8 @@ pub fn run_topic(kind: RunChange) -> Topic {
         RunChange::Failed => Topic::RunFailed,
         RunChange::Retrying => Topic::RunRetrying,
         RunChange::Expired => Topic::RunExpired,
+        RunChange::Cancelled => Topic::RunCancelled,
+        RunChange::Retried => Topic::RunRetried,
     }
 }
 
