@@ -18,12 +18,16 @@
 //!   complete), with the database's own ceiling for the same updates (see `workers/mod.rs`);
 //! - workers-ingest: the 10-automation firehose alone, then while 8 HTTP workers drain its runs
 //!   (see `workers/ingest.rs`);
+//! - automations: 10,000 automations created through the API (10 on the firehose source, 100 on
+//!   one source, the rest over 5,000 sources): create latency of the last 1,000 at 100/s with
+//!   `GET /v1/me` meanwhile, memory per automation, and the firehose with 10 automations among
+//!   them against a fresh service (see `support/automations.rs`);
 //! - history (only with `--only history`): 10,000,000 events and 20,000,000 runs bulk-loaded
 //!   (`--history-events N` for another size), then p50/p99 of the first and the 100th page of every
 //!   documented history filter over HTTP (see `support/history.rs`).
 //!
 //! Options (after `--`): `--events N` (firehose size, default 100000), `--quick` (smaller runs),
-//! `--only NAME` (ceiling | firehose | latency | idle | idle-wss | slack | history |
+//! `--only NAME` (ceiling | firehose | latency | automations | idle | idle-wss | slack | history |
 //! workers-latency | workers-throughput | workers-ingest), `--backend postgres|sqlite`,
 //! `--automations N` (firehose with N automations only), `--without-history-indexes` (firehose
 //! with the history indexes dropped, see `support/history.rs`). The WebSocket peers run in a child
@@ -32,6 +36,8 @@
 #![warn(clippy::too_many_lines)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+#[path = "support/automations.rs"]
+mod automations;
 #[path = "support/env.rs"]
 mod env;
 #[path = "support/history_load.rs"]
@@ -184,6 +190,12 @@ async fn ingest_scenarios(options: &Options) {
     if options.want("latency") {
         for backend in options.backends.iter().copied() {
             ingest::latency(backend, 1_000, options.pick(5, 10)).await;
+        }
+        println!();
+    }
+    if options.want("automations") {
+        for backend in options.backends.iter().copied() {
+            automations::automations(backend, options.events).await;
         }
         println!();
     }

@@ -270,7 +270,7 @@ struct Actors {
     supervisor: Addr<SourceSupervisor>,
 }
 
-/// Loads the automation set, starts the dispatch pool, the source supervisor and the background
+/// Loads the automation index, starts the dispatch pool, the source supervisor and the background
 /// upkeep.
 async fn start_actors(
     settings: &Settings,
@@ -301,7 +301,7 @@ async fn start_actors(
         metrics.clone(),
     )
     .await?;
-    spawn_maintenance(db.clone(), registry.clone(), dispatch.clone());
+    spawn_maintenance(db.clone(), dispatch.clone());
     spawn_queue_upkeep(settings, db, &registry, &notifier, &metrics, &publisher);
     Ok(Actors {
         registry,
@@ -370,27 +370,18 @@ fn spawn_queue_upkeep(
     .start();
 }
 
-/// Background upkeep: reload the automation set (changes made through other replicas) and sweep
-/// events left undispatched for over a minute (a crash between commit and dispatch).
-fn spawn_maintenance(
-    db: DatabaseConnection,
-    registry: Arc<AutomationRegistry>,
-    dispatch: DispatchPool,
-) {
+/// Background upkeep: sweep events left undispatched for over a minute (a crash between commit
+/// and dispatch). The automation indexer resynchronises itself (changes made through other
+/// replicas) on its own arbiter.
+fn spawn_maintenance(db: DatabaseConnection, dispatch: DispatchPool) {
     actix::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(10));
-        let mut round = 0u64;
+        let period = Duration::from_secs(60);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tick.tick().await;
-            round += 1;
-            if let Err(err) = registry.reload().await {
-                tracing::warn!(error = %err, "reloading automations failed");
-            }
-            if round.is_multiple_of(6) {
-                let cutoff = db::now() - chrono::Duration::seconds(60);
-                if let Err(err) = dispatch.recover(&db, Some(cutoff)).await {
-                    tracing::warn!(error = %err, "sweeping undispatched events failed");
-                }
+            let cutoff = db::now() - chrono::Duration::seconds(60);
+            if let Err(err) = dispatch.recover(&db, Some(cutoff)).await {
+                tracing::warn!(error = %err, "sweeping undispatched events failed");
             }
         }
     });

@@ -77,37 +77,61 @@ pub(crate) async fn firehose(backend: Backend, automations: usize, events: usize
         history_scenario::drop_history_indexes(&app.db).await;
     }
     app.automations(automations).await;
-    let elapsed = feed_firehose(&app, automations, events).await;
-    let stored = entity::event::Entity::find().count(&app.db).await.unwrap();
-    let committed_runs = entity::automation_run::Entity::find()
-        .count(&app.db)
-        .await
-        .unwrap();
+    let rate = firehose_on(&app, automations, events).await;
     println!(
-        "firehose  {:<9} {:>2} automation(s): {:>7} events in {:>6.2} s = {:>7.0} events/s, {:>7.0} runs/s, {:>7.0} rows/s (stored {stored}, runs {committed_runs})",
+        "firehose  {:<9} {:>2} automation(s): {:>7} events in {:>6.2} s = {:>7.0} events/s, {:>7.0} runs/s, {:>7.0} rows/s (stored {}, runs {})",
         backend.name(),
         automations,
         events,
-        elapsed,
-        events as f64 / elapsed,
-        committed_runs as f64 / elapsed,
-        (stored + committed_runs) as f64 / elapsed,
+        rate.seconds,
+        events as f64 / rate.seconds,
+        rate.runs as f64 / rate.seconds,
+        (rate.stored + rate.runs) as f64 / rate.seconds,
+        rate.stored,
+        rate.runs,
     );
     app.stop().await;
+}
+
+/// What one firehose pass took: seconds from the source's creation to the last run committed,
+/// and the events and runs then stored.
+pub(crate) struct FirehoseRate {
+    pub(crate) seconds: f64,
+    pub(crate) stored: u64,
+    pub(crate) runs: u64,
+}
+
+/// Feeds `events` firehose messages through a new source `orders` of `app`, whose `automations`
+/// automations (on `order.*`, half the messages match) are already there; times it.
+pub(crate) async fn firehose_on(
+    app: &RunningApp,
+    automations: usize,
+    events: usize,
+) -> FirehoseRate {
+    let expected_runs = (events / 2) * automations;
+    let (mut peer, url) = spawn_peer(&["firehose", &events.to_string()]);
+    let started = Instant::now();
+    app.source("orders", &url).await;
+    app.wait_for_runs(expected_runs).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let stored = entity::event::Entity::find().count(&app.db).await.unwrap();
+    let runs = entity::automation_run::Entity::find()
+        .count(&app.db)
+        .await
+        .unwrap();
+    let _ = peer.kill();
+    FirehoseRate {
+        seconds,
+        stored,
+        runs,
+    }
 }
 
 /// Feeds `events` firehose messages to a new source `orders` of `app` (whose `automations`
 /// automations match half of them) and waits until every run is committed; answers the seconds
 /// from the source's creation until then.
 pub(crate) async fn feed_firehose(app: &RunningApp, automations: usize, events: usize) -> f64 {
-    let expected_runs = (events / 2) * automations;
-    let (mut peer, url) = spawn_peer(&["firehose", &events.to_string()]);
-    let started = Instant::now();
-    app.source("orders", &url).await;
-    app.wait_for_runs(expected_runs).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let _ = peer.kill();
-    elapsed
+    firehose_on(app, automations, events).await.seconds
 }
 
 pub(crate) async fn latency(backend: Backend, rate: usize, seconds: usize) {

@@ -1,115 +1,87 @@
-//! The compiled automation set in force: rebuilt once per automation change (and periodically, to
-//! pick up changes made by other replicas), swapped atomically, read lock-free by dispatch.
+//! The automation index in force and every automation's queue facts, published as snapshots that
+//! dispatch and the run queue read lock-free. Changes are applied one automation at a time by the
+//! [`indexer::AutomationIndexer`] on its own arbiter: never on the HTTP workers' threads nor on the
+//! source supervisor's.
 
-use std::collections::HashMap;
+mod indexer;
+mod rows;
+
 use std::sync::Arc;
 
+use actix::Addr;
 use arc_swap::ArcSwap;
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DbErr};
+use uuid::Uuid;
 
-use crate::db;
-use crate::pipeline::automations::AutomationSet;
+pub use indexer::{ApplyChange, AutomationIndexer, RESYNC_INTERVAL, Resync};
+pub use rows::AutomationInfo;
+
+use crate::pipeline::automation_index::AutomationIndex;
 use crate::queue::lifecycle::RunPolicy;
-use crate::queue::schedule::Schedule;
 
-/// What the run queue needs to know of an automation (enabled or not: its runs outlive that).
-#[derive(Debug, Clone)]
-pub struct AutomationInfo {
-    /// Its org.
-    pub org_id: uuid::Uuid,
-    /// Its name (claims show it).
-    pub name: String,
-    /// Its queue policy, defaults applied.
-    pub policy: RunPolicy,
-    /// Its schedule, when it is an enabled schedule automation that parses.
-    pub schedule: Option<Schedule>,
-    /// What its schedule was planned from (the trigger's text and `updated_at`).
-    pub schedule_signature: String,
-    /// Last changed.
-    pub updated_at: chrono::DateTime<chrono::Utc>,
+/// Every automation's queue facts by id (a persistent map: a snapshot is an O(1) clone).
+pub type InfoMap = imbl::HashMap<Uuid, Arc<AutomationInfo>>;
+
+/// What readers see: swapped by the indexer after every change.
+#[derive(Default)]
+pub(crate) struct Published {
+    index: ArcSwap<AutomationIndex>,
+    info: ArcSwap<InfoMap>,
 }
 
-/// Holder of the current automation set.
+/// Holder of the automation snapshots in force and the address of the indexer that changes them.
 pub struct AutomationRegistry {
-    db: DatabaseConnection,
-    current: ArcSwap<AutomationSet>,
-    info: ArcSwap<HashMap<uuid::Uuid, AutomationInfo>>,
-    reload_lock: tokio::sync::Mutex<()>,
+    published: Arc<Published>,
+    indexer: Addr<AutomationIndexer>,
 }
 
 impl AutomationRegistry {
-    /// Loads the set once.
-    pub async fn load(db: DatabaseConnection) -> Result<Arc<AutomationRegistry>, sea_orm::DbErr> {
-        let registry = Arc::new(AutomationRegistry {
-            db,
-            current: ArcSwap::from_pointee(AutomationSet::default()),
-            info: ArcSwap::from_pointee(HashMap::new()),
-            reload_lock: tokio::sync::Mutex::new(()),
-        });
-        registry.reload().await?;
-        Ok(registry)
+    /// Loads every automation once (the only full load) and starts the indexer on its own
+    /// arbiter. Needs a running actix system.
+    pub async fn load(db: DatabaseConnection) -> Result<Arc<AutomationRegistry>, DbErr> {
+        let published = Arc::new(Published::default());
+        let indexer = AutomationIndexer::load(db, published.clone()).await?;
+        Ok(Arc::new(AutomationRegistry { published, indexer }))
     }
 
-    /// The set in force (cheap; the same `Arc` until the next reload).
-    pub fn current(&self) -> Arc<AutomationSet> {
-        self.current.load_full()
+    /// The index in force (cheap; the same `Arc` until the next change).
+    pub fn current(&self) -> Arc<AutomationIndex> {
+        self.published.index.load_full()
     }
 
     /// Every automation's name and queue policy, by id (cheap; the same `Arc` until the next
-    /// reload).
-    pub fn info(&self) -> Arc<HashMap<uuid::Uuid, AutomationInfo>> {
-        self.info.load_full()
+    /// change).
+    pub fn info(&self) -> Arc<InfoMap> {
+        self.published.info.load_full()
     }
 
     /// The queue policy of an automation (the default for one deleted or not loaded yet).
-    pub fn policy(&self, automation_id: uuid::Uuid) -> RunPolicy {
-        self.info
+    pub fn policy(&self, automation_id: Uuid) -> RunPolicy {
+        self.published
+            .info
             .load()
             .get(&automation_id)
             .map(|i| i.policy)
             .unwrap_or_default()
     }
 
-    /// Rebuilds the set from storage and swaps it in. Reloads never interleave, so the newest
-    /// committed state always wins.
-    pub async fn reload(&self) -> Result<(), sea_orm::DbErr> {
-        let _guard = self.reload_lock.lock().await;
-        let rows = db::automations::all_automations(&self.db).await?;
-        let info = rows
-            .iter()
-            .map(|r| {
-                let policy =
-                    RunPolicy::from_columns(r.retry.as_ref(), r.lease_s, r.max_concurrency);
-                let schedule = match Schedule::from_trigger(&r.trigger) {
-                    Some(Ok(s)) if r.enabled => Some(s),
-                    Some(Err(why)) => {
-                        tracing::warn!(automation_id = %r.id, error = %why, "schedule skipped: it does not parse");
-                        None
-                    }
-                    _ => None,
-                };
-                let info = AutomationInfo {
-                    org_id: r.org_id,
-                    name: r.name.clone(),
-                    policy,
-                    schedule,
-                    schedule_signature: format!("{}|{}", r.trigger, r.updated_at),
-                    updated_at: r.updated_at,
-                };
-                (r.id, info)
-            })
-            .collect();
-        let set = AutomationSet::build(
-            rows.into_iter()
-                .filter(|r| r.enabled && Schedule::from_trigger(&r.trigger).is_none())
-                .map(|r| (r.id, r.org_id, r.trigger)),
-        );
-        for (id, why) in &set.skipped {
-            tracing::warn!(automation_id = %id, error = %why, "automation skipped: it does not compile");
-        }
-        tracing::debug!(automations = set.len(), "automation set reloaded");
-        self.current.store(Arc::new(set));
-        self.info.store(Arc::new(info));
-        Ok(())
+    /// Applies what storage now holds of automation `id` (created, changed or deleted) and
+    /// answers once readers see it: a handler that awaits this after its commit gives its caller
+    /// read-your-writes (the next event dispatched matches the change).
+    pub async fn apply(&self, id: Uuid) -> Result<(), DbErr> {
+        self.indexer
+            .send(ApplyChange { id })
+            .await
+            .map_err(|err| DbErr::Custom(format!("automation indexer: {err}")))?
+    }
+
+    /// Compares every stored automation's `updated_at` with the index and applies what differs
+    /// (changes made through other replicas); answers how many automations changed. The indexer
+    /// also does this every [`RESYNC_INTERVAL`].
+    pub async fn resync(&self) -> Result<usize, DbErr> {
+        self.indexer
+            .send(Resync)
+            .await
+            .map_err(|err| DbErr::Custom(format!("automation indexer: {err}")))?
     }
 }

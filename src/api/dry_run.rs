@@ -1,5 +1,5 @@
 //! `POST /v1/automations/test`: a dry run. A sample message goes through a source's expressions
-//! (`prepare`, as ingest does) and one trigger (`AutomationSet::evaluate`, as dispatch does);
+//! (`prepare`, as ingest does) and one trigger (`automations::evaluate`, as dispatch does);
 //! nothing is stored. A schedule trigger shows its next ticks instead.
 
 use actix_web::{HttpResponse, post, web};
@@ -14,7 +14,7 @@ use crate::api::caller::Caller;
 use crate::api::state::AppState;
 use crate::db;
 use crate::error::ApiError;
-use crate::pipeline::automations::AutomationSet;
+use crate::pipeline::automations;
 use crate::pipeline::expr::{Limits, to_value};
 use crate::pipeline::ingest::{Prepared, SourceExprs, prepare};
 use crate::queue::schedule::Schedule;
@@ -156,17 +156,20 @@ async fn try_message(
         Prepared::Filtered => return Ok(DryRunOut::empty(true, None)),
         Prepared::Event(event) => event,
     };
-    let set = AutomationSet::build([(
+    let compiled = automations::compile(
         Uuid::nil(),
-        org_id,
-        json!({"source": slug, "on": trigger.on, "filter": trigger.filter}),
-    )]);
+        &json!({"source": slug, "on": trigger.on, "filter": trigger.filter}),
+        None,
+    )
+    .ok()
+    .map(|(_, automation)| [std::sync::Arc::new(automation)]);
     let shown_payload = event.payload().cloned();
     let payload = shown_payload.as_ref().map(to_value);
     let verdict = payload
         .as_ref()
-        .and_then(|p| {
-            set.evaluate(org_id, &slug, event.event_key.as_deref(), p)
+        .zip(compiled.as_ref())
+        .and_then(|(p, automation)| {
+            automations::evaluate(automation, event.event_key.as_deref(), p)
                 .into_iter()
                 .next()
         })

@@ -28,7 +28,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The source supervisor.
     pub supervisor: Addr<SourceSupervisor>,
-    /// The automation set in force.
+    /// The automation index in force.
     pub automations: Arc<AutomationRegistry>,
     /// Where committed webhook events go.
     pub dispatch: DispatchPool,

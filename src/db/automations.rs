@@ -63,6 +63,43 @@ pub async fn all_automations(db: &impl ConnectionTrait) -> Result<Vec<automation
         .await
 }
 
+/// Finds one automation of any org (the automation index applies changes by id).
+pub async fn find_automation_by_id(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+) -> Result<Option<automation::Model>, DbErr> {
+    automation::Entity::find_by_id(id).one(db).await
+}
+
+/// The automations of any org among `ids` (those that still exist), read 500 ids per query.
+pub async fn automations_by_ids(
+    db: &impl ConnectionTrait,
+    ids: &[Uuid],
+) -> Result<Vec<automation::Model>, DbErr> {
+    let mut rows = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(500) {
+        let found = automation::Entity::find()
+            .filter(automation::Column::Id.is_in(chunk.iter().copied()))
+            .all(db)
+            .await?;
+        rows.extend(found);
+    }
+    Ok(rows)
+}
+
+/// Every automation's id and `updated_at` (what the automation index compares to resync).
+pub async fn automation_versions(
+    db: &impl ConnectionTrait,
+) -> Result<Vec<(Uuid, chrono::DateTime<chrono::Utc>)>, DbErr> {
+    automation::Entity::find()
+        .select_only()
+        .column(automation::Column::Id)
+        .column(automation::Column::UpdatedAt)
+        .into_tuple()
+        .all(db)
+        .await
+}
+
 /// Deletes an automation.
 pub async fn delete_automation(db: &impl ConnectionTrait, id: Uuid) -> Result<(), DbErr> {
     automation::Entity::delete_by_id(id).exec(db).await?;

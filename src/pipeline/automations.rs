@@ -1,13 +1,13 @@
-//! The compiled automation set: every enabled automation's `on` globs and filter, compiled once per
-//! change and shared read-only with the dispatch actors; and matching one event against it.
+//! One compiled automation (its `on` globs and filter) and how it judges an event. The index of
+//! every enabled automation by source is `automation_index`.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::expr::{CompiledExpr, Value, is_truthy};
-use super::glob::OnPatterns;
+use super::glob::{GlobInterner, OnPatterns};
 
 /// One automation as the matcher needs it.
 #[derive(Debug, Clone)]
@@ -34,14 +34,6 @@ struct TriggerDef {
 enum OnDef {
     One(String),
     Many(Vec<String>),
-}
-
-/// Every enabled automation, indexed by (org, source slug).
-#[derive(Debug, Default)]
-pub struct AutomationSet {
-    by_source: HashMap<(Uuid, String), Vec<CompiledAutomation>>,
-    /// Automations that could not be compiled (skipped), with why.
-    pub skipped: Vec<(Uuid, String)>,
 }
 
 /// How one automation judged one event.
@@ -74,56 +66,24 @@ pub struct Outcome {
     pub run_id: Option<Uuid>,
 }
 
-impl AutomationSet {
-    /// Compiles `(id, org, trigger JSON)` rows; rows that do not compile are skipped and listed.
-    pub fn build(rows: impl IntoIterator<Item = (Uuid, Uuid, serde_json::Value)>) -> AutomationSet {
-        let mut set = AutomationSet::default();
-        for (id, org_id, trigger) in rows {
-            match compile(id, trigger) {
-                Ok((source, automation)) => set
-                    .by_source
-                    .entry((org_id, source))
-                    .or_default()
-                    .push(automation),
-                Err(why) => set.skipped.push((id, why)),
-            }
-        }
-        set
-    }
-
-    /// Number of compiled automations.
-    pub fn len(&self) -> usize {
-        self.by_source.values().map(Vec::len).sum()
-    }
-
-    /// Whether no automation is compiled.
-    pub fn is_empty(&self) -> bool {
-        self.by_source.is_empty()
-    }
-
-    /// Judges an event against every automation of its org and source. Events without a key
-    /// match nothing (and produce no outcome rows).
-    pub fn evaluate(
-        &self,
-        org_id: Uuid,
-        source: &str,
-        event_key: Option<&str>,
-        payload: &Value,
-    ) -> Vec<Outcome> {
-        let (Some(key), Some(automations)) =
-            (event_key, self.by_source.get(&(org_id, source.to_owned())))
-        else {
-            return Vec::new();
-        };
-        automations
-            .iter()
-            .map(|a| Outcome {
-                automation_id: a.id,
-                result: judge(a, key, payload),
-                run_id: None,
-            })
-            .collect()
-    }
+/// Judges an event against `automations` (those of its org and source), in their order. Events
+/// without a key match nothing (and produce no outcome rows).
+pub fn evaluate(
+    automations: &[Arc<CompiledAutomation>],
+    event_key: Option<&str>,
+    payload: &Value,
+) -> Vec<Outcome> {
+    let Some(key) = event_key else {
+        return Vec::new();
+    };
+    automations
+        .iter()
+        .map(|a| Outcome {
+            automation_id: a.id,
+            result: judge(a, key, payload),
+            run_id: None,
+        })
+        .collect()
 }
 
 fn judge(a: &CompiledAutomation, key: &str, payload: &Value) -> MatchResult {
@@ -142,19 +102,29 @@ fn judge(a: &CompiledAutomation, key: &str, payload: &Value) -> MatchResult {
     }
 }
 
-fn compile(id: Uuid, trigger: serde_json::Value) -> Result<(String, CompiledAutomation), String> {
-    let def: TriggerDef = serde_json::from_value(trigger).map_err(|e| e.to_string())?;
+/// Compiles one event trigger into its source slug and matcher; the `on` globs come from `globs`
+/// when given (the index), else are compiled on their own (a dry run). Says why it cannot.
+pub fn compile(
+    id: Uuid,
+    trigger: &serde_json::Value,
+    globs: Option<&mut GlobInterner>,
+) -> Result<(String, CompiledAutomation), String> {
+    let def = TriggerDef::deserialize(trigger).map_err(|e| e.to_string())?;
     let patterns = match def.on {
         OnDef::One(p) => vec![p],
         OnDef::Many(ps) => ps,
     };
-    let on = OnPatterns::compile(&patterns).map_err(|e| e.to_string())?;
     let filter = def
         .filter
         .as_deref()
         .map(CompiledExpr::compile)
         .transpose()
         .map_err(|e| e.to_string())?;
+    let on = match globs {
+        Some(globs) => globs.acquire(&patterns),
+        None => OnPatterns::compile(&patterns),
+    }
+    .map_err(|e| e.to_string())?;
     Ok((def.source, CompiledAutomation { id, on, filter }))
 }
 
@@ -166,56 +136,48 @@ mod tests {
     use super::*;
     use crate::pipeline::expr::to_value;
 
+    fn compiled(trigger: serde_json::Value) -> Arc<CompiledAutomation> {
+        Arc::new(compile(Uuid::now_v7(), &trigger, None).unwrap().1)
+    }
+
     #[test]
     fn judges_on_and_filter() {
-        let org = Uuid::now_v7();
-        let (a, b, c, d) = (
-            Uuid::now_v7(),
-            Uuid::now_v7(),
-            Uuid::now_v7(),
-            Uuid::now_v7(),
-        );
-        let set = AutomationSet::build([
-            (
-                a,
-                org,
-                json!({"type": "event", "source": "s", "on": "order.*"}),
-            ),
-            (
-                b,
-                org,
+        let automations = [
+            compiled(json!({"type": "event", "source": "s", "on": "order.*"})),
+            compiled(
                 json!({"type": "event", "source": "s", "on": ["x", "order.created"], "filter": "amount > `100`"}),
             ),
-            (
-                c,
-                org,
+            compiled(
                 json!({"type": "event", "source": "s", "on": "*", "filter": "length(amount)"}),
             ),
-            (
-                d,
-                org,
-                json!({"type": "event", "source": "other", "on": "*"}),
-            ),
-        ]);
-        assert_eq!(set.len(), 4);
+        ];
         let payload = to_value(&json!({"amount": 50}));
-        let outcomes = set.evaluate(org, "s", Some("order.created"), &payload);
+        let outcomes = evaluate(&automations, Some("order.created"), &payload);
         let results: Vec<_> = outcomes
             .iter()
             .map(|o| (o.automation_id, o.result.clone()))
             .collect();
-        assert_eq!(results[0], (a, MatchResult::Matched));
-        assert_eq!(results[1], (b, MatchResult::FilterFalse));
+        assert_eq!(results[0], (automations[0].id, MatchResult::Matched));
+        assert_eq!(results[1], (automations[1].id, MatchResult::FilterFalse));
         assert!(matches!(results[2].1, MatchResult::FilterError { .. }));
         assert_eq!(
-            set.evaluate(org, "s", Some("user.created"), &payload)[0].result,
+            evaluate(&automations, Some("user.created"), &payload)[0].result,
             MatchResult::OnMismatch
         );
-        assert!(set.evaluate(org, "s", None, &payload).is_empty());
-        assert!(
-            set.evaluate(Uuid::now_v7(), "s", Some("order.created"), &payload)
-                .is_empty()
-        );
+        assert!(evaluate(&automations, None, &payload).is_empty());
+    }
+
+    #[test]
+    fn refuses_what_does_not_compile() {
+        let mut globs = GlobInterner::default();
+        for trigger in [
+            json!({"type": "event", "source": "s", "on": []}),
+            json!({"type": "event", "source": "s", "on": "a", "filter": "a +"}),
+            json!({"type": "event", "on": "a"}),
+        ] {
+            assert!(compile(Uuid::nil(), &trigger, Some(&mut globs)).is_err());
+        }
+        assert!(globs.is_empty(), "a refused trigger holds no glob");
     }
 
     #[test]

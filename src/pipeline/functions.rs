@@ -136,10 +136,8 @@ fn to_number_fn(args: &[Rcvar], _: &mut Context<'_>) -> SearchResult {
 /// `glob(s, pattern)`: fnmatch match of the whole of `s`.
 fn glob_fn(args: &[Rcvar], ctx: &mut Context<'_>) -> SearchResult {
     let (subject, pattern) = (text(args, 0, ctx)?, text(args, 1, ctx)?);
-    let matcher = GLOBS
-        .get_or_try_insert(pattern, || GlobMatcher::new(pattern).map(Arc::new))
-        .map_err(|err| value_error(ctx, format!("invalid glob pattern {pattern:?}: {err}")))?;
-    boolean(matcher.is_match(subject))
+    // Compiling a glob is a few token pushes, cheaper than a cache look-up under a lock.
+    boolean(GlobMatcher::new(pattern).is_match(subject))
 }
 
 /// `icontains(s, sub)`: substring test after Unicode lowercasing of both sides.
@@ -190,7 +188,6 @@ const CACHE_LIMIT: usize = 256;
 
 // `Arc`: a cloned `Regex` gets a fresh, empty matching-cache pool, costly on its first search.
 static REGEXES: LazyLock<BoundedCache<Arc<Regex>>> = LazyLock::new(BoundedCache::new);
-static GLOBS: LazyLock<BoundedCache<Arc<GlobMatcher>>> = LazyLock::new(BoundedCache::new);
 
 /// Compiled patterns by source text, shared by every thread.
 struct BoundedCache<T> {

@@ -1,6 +1,7 @@
 //! The pure expression pipeline: JMESPath expressions with Switchboard's filter functions, and the
 //! fnmatch globs of a trigger's `on` field. No I/O, no actors: values in, results out.
 
+pub mod automation_index;
 pub mod automations;
 pub mod event_row;
 pub mod expr;

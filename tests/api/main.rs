@@ -14,6 +14,7 @@ mod process;
 mod slack_peer;
 mod tls_front;
 
+mod automation_index;
 mod automations;
 mod contract_snapshots;
 mod durability;

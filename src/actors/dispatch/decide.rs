@@ -13,7 +13,7 @@ use crate::db::inbox::{self, DispatchRecord};
 use crate::pipeline::automations::{MatchResult, Outcome};
 use crate::pipeline::expr::to_value;
 
-/// Matches a batch against the automation set in force.
+/// Matches a batch against the automation index in force.
 pub fn decide(registry: &AutomationRegistry, batch: &[PendingEvent]) -> Vec<DispatchRecord> {
     let set = registry.current();
     batch

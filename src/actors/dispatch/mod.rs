@@ -1,6 +1,6 @@
 //! The dispatch pool: N `DispatchActor`s, each on its own arbiter (thread). A source always maps to
 //! the same actor, so its events are dispatched in order. Each actor batches the events queued
-//! while it was busy, matches them against the current automation set and commits runs plus
+//! while it was busy, matches them against the current automation index and commits runs plus
 //! outcomes in one transaction per batch, retrying while storage is down. On PostgreSQL two
 //! batches are written at once, the later one holding its `COMMIT` until the earlier one has
 //! committed, so runs still become visible in order. Nothing here delays ACKs.

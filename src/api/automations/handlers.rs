@@ -1,5 +1,5 @@
-//! The `/v1/automations` endpoints (members may change automations): check, store, reload the
-//! automation set the dispatch pool matches against.
+//! The `/v1/automations` endpoints (members may change automations): check, store, then have the
+//! automation index apply that one change before answering.
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use entity::automation;
@@ -43,7 +43,7 @@ pub async fn create_automation(
         updated_at: now,
     };
     let row = db::automations::insert_automation(&state.db, row).await?;
-    state.automations.reload().await?;
+    state.automations.apply(row.id).await?;
     Ok(HttpResponse::Created().json(AutomationOut::new(row, warnings)))
 }
 
@@ -119,7 +119,7 @@ pub async fn patch_automation(
     row.trigger = serde_json::to_value(&input.trigger).map_err(|e| ApiError::Internal(e.into()))?;
     row.updated_at = db::now();
     let row = db::automations::update_automation(&state.db, row).await?;
-    state.automations.reload().await?;
+    state.automations.apply(row.id).await?;
     Ok(HttpResponse::Ok().json(AutomationOut::new(row, warnings)))
 }
 
@@ -135,6 +135,6 @@ pub async fn delete_automation(
     caller.require_member()?;
     let row = find(&state, &caller, *id).await?;
     db::automations::delete_automation(&state.db, row.id).await?;
-    state.automations.reload().await?;
+    state.automations.apply(row.id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
