@@ -17,7 +17,7 @@ use tracing_actix_web::TracingLogger;
 use crate::actors::commands::Shutdown;
 use crate::actors::dispatch::DispatchPool;
 use crate::actors::publisher::Publisher;
-use crate::actors::rate_limit::ConnectRateLimiter;
+use crate::actors::rate_limit::{ConnectPacer, PacingRates};
 use crate::actors::registry::AutomationRegistry;
 use crate::actors::run_queue::watchdog::Watchdog;
 use crate::actors::runtime::{SourceRuntime, StatusWriter};
@@ -239,7 +239,10 @@ async fn start_sources(
         slack_open_interval: Duration::from_secs_f64(1.0 / settings.slack_opens_per_second),
         metrics,
         refresh_grace: Duration::from_secs(settings.refresh_grace_s),
-        connects: std::sync::Mutex::new(ConnectRateLimiter::new(settings.connects_per_second, 10)),
+        connects: std::sync::Mutex::new(ConnectPacer::new(PacingRates {
+            per_host: settings.connects_per_second_per_host,
+            global: settings.connects_per_second,
+        })),
     });
     let supervisor = SourceSupervisor::new(rt, initial).start();
     let recovered = dispatch

@@ -1,5 +1,5 @@
 //! What every source actor shares: storage, the dispatch pool, the network policy, the TLS
-//! configuration, the ordered status writer, the publisher and the global connect rate.
+//! configuration, the ordered status writer, the publisher and the connect pacer.
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::dispatch::DispatchPool;
 use super::publisher::Publisher;
-use super::rate_limit::ConnectRateLimiter;
+use super::rate_limit::ConnectPacer;
 use crate::db::status::{self, StateRecord};
 use crate::netpolicy::NetworkPolicy;
 
@@ -34,17 +34,18 @@ pub struct SourceRuntime {
     /// How long a connection the peer asked to refresh keeps serving, once its replacement is
     /// ready, while waiting for the peer to close it.
     pub refresh_grace: std::time::Duration,
-    /// The global connect rate, shared by every source actor.
-    pub connects: std::sync::Mutex<ConnectRateLimiter>,
+    /// Connect pacing per destination host under the global cap, shared by every source actor.
+    pub connects: std::sync::Mutex<ConnectPacer>,
 }
 
 impl SourceRuntime {
-    /// Books one connect at `now` under the global connect rate; answers how long to wait first.
-    pub fn reserve_connect(&self, now: std::time::Instant) -> std::time::Duration {
+    /// Books one connect to `host` at `now` under its host's rate and the global cap; answers how
+    /// long to wait first.
+    pub fn reserve_connect(&self, host: &str, now: std::time::Instant) -> std::time::Duration {
         self.connects
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .reserve(now)
+            .reserve(host, now)
     }
 }
 

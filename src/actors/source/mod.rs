@@ -69,6 +69,8 @@ pub struct SourceActor {
     timers: HashMap<usize, SpawnHandle>,
     rng: StdRng,
     initial_delay: Duration,
+    /// The destination host its connects are paced by (from the spec).
+    pacing_host: String,
     exit: ExitNotice,
     /// Shutdowns waiting for the last connection to end.
     drained: Vec<oneshot::Sender<()>>,
@@ -86,6 +88,7 @@ impl SourceActor {
         exit: ExitNotice,
     ) -> SourceActor {
         SourceActor {
+            pacing_host: spec.pacing_host(),
             kept,
             board: Board::new(spec.connections(), spec.backoff()),
             shared,
@@ -161,7 +164,7 @@ impl SourceActor {
         }
     }
 
-    /// Waits `after`, then for a connect permit of the global connect rate, then tells the board
+    /// Waits `after`, then for a connect permit of its host's rate and the global cap, then tells the board
     /// the start is due (unless it was superseded meanwhile).
     fn schedule(
         &mut self,
@@ -174,7 +177,7 @@ impl SourceActor {
             if !act.board.is_due(slot, generation) {
                 return;
             }
-            let wait = act.rt.reserve_connect(Instant::now());
+            let wait = act.rt.reserve_connect(&act.pacing_host, Instant::now());
             if wait.is_zero() {
                 let effects = act.board.start_due(slot, generation);
                 act.apply(effects, ctx);
