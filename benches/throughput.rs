@@ -16,12 +16,16 @@
 //!   received → run claimed, p50/p99/max;
 //! - workers-throughput: 100,000 pending runs drained by 8 HTTP workers (batched claim and
 //!   complete), with the database's own ceiling for the same updates (see `workers/mod.rs`);
+//! - reconnect: 5,000 generic sources over 50 loopback hosts (`--quick`: 1,000): a restart until
+//!   every source is connected, then the peer drops every socket at once until all are back; the
+//!   peer's accept times per host are checked against the per-host connect rate (see
+//!   `support/reconnect.rs`);
 //! - history (only with `--only history`): 10,000,000 events and 20,000,000 runs bulk-loaded
 //!   (`--history-events N` for another size), then p50/p99 of the first and the 100th page of every
 //!   documented history filter over HTTP (see `support/history.rs`).
 //!
 //! Options (after `--`): `--events N` (firehose size, default 100000), `--quick` (smaller runs),
-//! `--only NAME` (ceiling | firehose | latency | idle | idle-wss | slack), `--backend postgres|sqlite`,
+//! `--only NAME` (ceiling | firehose | latency | idle | idle-wss | slack | reconnect | …), `--backend postgres|sqlite`,
 //! `--automations N` (firehose with N automations only), `--without-history-indexes` (firehose
 //! with the history indexes dropped, see `support/history.rs`). The WebSocket peers run in a child
 //! process (this binary with `peer …`) so their memory and CPU are not counted.
@@ -35,12 +39,16 @@ mod env;
 mod history_load;
 #[path = "support/history.rs"]
 mod history_scenario;
+#[path = "support/hosts_peer.rs"]
+mod hosts_peer;
 #[path = "support/idle.rs"]
 mod idle;
 #[path = "support/ingest.rs"]
 mod ingest;
 #[path = "support/peer.rs"]
 mod peer;
+#[path = "support/reconnect.rs"]
+mod reconnect;
 #[path = "support/slack.rs"]
 mod slack;
 mod workers;
@@ -117,6 +125,10 @@ impl Options {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("peer") {
+        if args.get(2).map(String::as_str) == Some("hosts") {
+            let hosts = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(50);
+            return hosts_peer::hosts_peer_main(hosts);
+        }
         return peer::peer_main(&args[2..]);
     }
     let options = Options::parse(&args);
@@ -143,6 +155,12 @@ fn main() {
             println!();
         }
         worker_scenarios(&options).await;
+        if options.want("reconnect") {
+            for backend in options.backends.iter().copied() {
+                reconnect::reconnect(backend, options.pick(1_000, 5_000), 50).await;
+            }
+            println!();
+        }
         println!(
             "peak RSS of the benchmark process: {:.1} MiB",
             idle::proc_kib("VmHWM") as f64 / 1024.0
