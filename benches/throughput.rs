@@ -20,6 +20,9 @@
 //!   every source is connected, then the peer drops every socket at once until all are back; the
 //!   peer's accept times per host are checked against the per-host connect rate (see
 //!   `support/reconnect.rs`);
+//! - many-sources: 5,000 generic sources x 1 message/s, one automation each, for a minute
+//!   (`--quick`: 15 s): send -> run p50/p99/max, every event and run committed, CPU and RSS (see
+//!   `support/many_sources.rs`);
 //! - history (only with `--only history`): 10,000,000 events and 20,000,000 runs bulk-loaded
 //!   (`--history-events N` for another size), then p50/p99 of the first and the 100th page of every
 //!   documented history filter over HTTP (see `support/history.rs`).
@@ -45,6 +48,8 @@ mod hosts_peer;
 mod idle;
 #[path = "support/ingest.rs"]
 mod ingest;
+#[path = "support/many_sources.rs"]
+mod many_sources;
 #[path = "support/peer.rs"]
 mod peer;
 #[path = "support/reconnect.rs"]
@@ -155,6 +160,12 @@ fn main() {
             println!();
         }
         worker_scenarios(&options).await;
+        if options.want("many-sources") {
+            for backend in options.backends.iter().copied() {
+                many_sources::many_sources(backend, 5_000, options.pick(15, 60)).await;
+            }
+            println!();
+        }
         if options.want("reconnect") {
             for backend in options.backends.iter().copied() {
                 reconnect::reconnect(backend, options.pick(1_000, 5_000), 50).await;

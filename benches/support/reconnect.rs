@@ -23,7 +23,7 @@ use super::env::{Backend, Env, RunningApp, start_app};
 const ACCEPT_SLACK_MS: u64 = 50;
 
 /// The peer child process and its command pipe.
-struct HostsPeer {
+pub(crate) struct HostsPeer {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
@@ -31,7 +31,7 @@ struct HostsPeer {
 }
 
 impl HostsPeer {
-    fn spawn(hosts: usize) -> HostsPeer {
+    pub(crate) fn spawn(hosts: usize) -> HostsPeer {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["peer", "hosts", &hosts.to_string()])
             .stdin(Stdio::piped())
@@ -54,12 +54,16 @@ impl HostsPeer {
         }
     }
 
-    fn ask(&mut self, command: &str) -> String {
+    pub(crate) fn ask(&mut self, command: &str) -> String {
         writeln!(self.stdin, "{command}").unwrap();
         self.stdin.flush().unwrap();
         let mut line = String::new();
         self.stdout.read_line(&mut line).unwrap();
         line.trim().to_owned()
+    }
+
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
     }
 
     fn open(&mut self) -> usize {
@@ -74,7 +78,7 @@ impl HostsPeer {
 
     /// Waits until `count` connections are open (at most `limit`); answers how long it took
     /// from `since`, or `None` with the count reached.
-    async fn wait_open(
+    pub(crate) async fn wait_open(
         &mut self,
         count: usize,
         since: Instant,
@@ -95,7 +99,7 @@ impl HostsPeer {
 
 impl HostsPeer {
     /// Waits (at most `limit`) until no connection is open; answers how many still are.
-    async fn wait_closed(&mut self, limit: Duration) -> usize {
+    pub(crate) async fn wait_closed(&mut self, limit: Duration) -> usize {
         let since = Instant::now();
         loop {
             let open = self.open();
@@ -108,7 +112,7 @@ impl HostsPeer {
 }
 
 /// Fails with a clear message when this process may not open enough sockets.
-fn check_open_files(needed: usize) {
+pub(crate) fn check_open_files(needed: usize) {
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
     let soft = limits
         .lines()
@@ -160,7 +164,7 @@ pub(crate) async fn reconnect(backend: Backend, sources: usize, hosts: usize) {
     println!(
         "          per-host accept rate (at most {HOST_BURST} + {rate}/s × (window + {ACCEPT_SLACK_MS} ms)): {check}"
     );
-    let _ = peer.child.kill();
+    peer.kill();
     app.stop().await;
     assert!(
         check.starts_with("ok"),
@@ -186,7 +190,7 @@ fn report(what: &str, took: Result<Duration, usize>, target_s: f64) {
 }
 
 /// Creates the sources through the API, 16 requests at a time.
-async fn create_sources(app: &RunningApp, peer: &HostsPeer, sources: usize) {
+pub(crate) async fn create_sources(app: &RunningApp, peer: &HostsPeer, sources: usize) {
     let urls: Vec<String> = (0..sources).map(|i| peer.url(i)).collect();
     futures_util::stream::iter(urls.iter().enumerate())
         .for_each_concurrent(16, |(i, url)| async move {
