@@ -29,7 +29,7 @@
 //!
 //! Options (after `--`): `--events N` (firehose size, default 100000), `--quick` (smaller runs),
 //! `--only NAME` (ceiling | firehose | latency | idle | idle-wss | slack | reconnect | …), `--backend postgres|sqlite`,
-//! `--automations N` (firehose with N automations only), `--without-history-indexes` (firehose
+//! `--automations N` (firehose with N automations only), `--idle-sources N` (idle with N sources), `--without-history-indexes` (firehose
 //! with the history indexes dropped, see `support/history.rs`). The WebSocket peers run in a child
 //! process (this binary with `peer …`) so their memory and CPU are not counted.
 
@@ -142,7 +142,8 @@ fn main() {
         // First, while the heap is fresh: later scenarios leave freed memory behind that new
         // connections would reuse, hiding their real cost.
         if options.want("idle") {
-            idle::idle(Backend::Postgres, 1_000, false).await;
+            let sources = arg_value(&args, "--idle-sources").unwrap_or(1_000);
+            idle::idle(Backend::Postgres, sources, false).await;
             println!();
         }
         if options.want("idle-wss") {

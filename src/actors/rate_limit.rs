@@ -112,6 +112,9 @@ pub struct ConnectPacer {
     rates: PacingRates,
     hosts: HashMap<String, ConnectRateLimiter>,
     global: SlotCalendar,
+    /// Per host, the connects actually started: a timer that fires late (a busy thread) must not
+    /// let several booked connects start together, so each start is admitted against these too.
+    started: HashMap<String, ConnectRateLimiter>,
 }
 
 impl ConnectPacer {
@@ -121,6 +124,28 @@ impl ConnectPacer {
             rates,
             hosts: HashMap::new(),
             global: SlotCalendar::new(rates.global),
+            started: HashMap::new(),
+        }
+    }
+
+    /// Admits a booked connect to `host` that is about to start at `now`: zero when it may start
+    /// now (and it is counted), else how long to wait before asking again. Booked connects whose
+    /// timers fire on time are always admitted at once.
+    pub fn admit(&mut self, host: &str, now: Instant) -> Duration {
+        if self.started.len() >= HOSTS_BEFORE_PRUNE {
+            self.started.retain(|_, bucket| !bucket.is_idle(now));
+        }
+        let rate = self.rates.per_host;
+        let bucket = self
+            .started
+            .entry(host.to_ascii_lowercase())
+            .or_insert_with(|| ConnectRateLimiter::new(rate, HOST_BURST));
+        let at = bucket.earliest(now);
+        if at <= now {
+            bucket.book(now);
+            Duration::ZERO
+        } else {
+            at - now
         }
     }
 

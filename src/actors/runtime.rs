@@ -81,6 +81,15 @@ impl SourceRuntime {
         }))
     }
 
+    /// Admits a booked connect to `host` about to start at `now`: zero when it may start now,
+    /// else how long to wait before asking again ([`ConnectPacer::admit`]).
+    pub fn admit_connect(&self, host: &str, now: std::time::Instant) -> std::time::Duration {
+        self.connects
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(host, now)
+    }
+
     /// Books one connect to `host` at `now` under its host's rate and the global cap; answers how
     /// long to wait first.
     pub fn reserve_connect(&self, host: &str, now: std::time::Instant) -> std::time::Duration {

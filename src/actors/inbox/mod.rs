@@ -2,14 +2,14 @@
 //! tasks (always the same one for a source, so a source's messages stay in order), which commit
 //! whatever has arrived while the previous commit ran in one transaction, whichever connections
 //! it came from (group commit). After the commit that covers a message, its ACK frame goes back
-//! to its own connection, its event to dispatch. The queue of each writer is bounded: when it is
-//! full, a connection keeps the message in its backlog and stops reading its socket
-//! (backpressure, never a drop).
+//! to its own connection, its event to dispatch. The queue of each writer is bounded, and so is
+//! each connection's share of it: when either is full, a connection keeps the message in its
+//! backlog and stops reading its socket (backpressure, never a drop).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use uuid::Uuid;
 
 use crate::actors::spec::SourceSpec;
@@ -22,6 +22,9 @@ pub use writer::WriterCtx;
 
 /// Messages queued per writer before connections must wait (and stop reading).
 pub const QUEUE: usize = 16 * 1024;
+/// Messages one connection may have queued and not yet taken into a batch; beyond that it waits
+/// (and stops reading), so a firehose cannot take the whole shared queue from quieter sources.
+pub const PER_CONNECTION: usize = 4096;
 /// Writer tasks; a source always maps to the same one.
 pub const WRITERS: usize = 2;
 
@@ -61,6 +64,8 @@ pub struct Queued {
     pub link: Arc<Link>,
     /// The message.
     pub item: Inbound,
+    /// Its place among its connection's [`PER_CONNECTION`], freed when the writer takes it.
+    pub room: OwnedSemaphorePermit,
 }
 
 /// The writers' inputs, shared by every connection (held by the source runtime).
@@ -101,7 +106,8 @@ impl SharedInbox {
             counters,
             acks,
         });
-        (InboxHandle { tx, link }, ack_rx)
+        let room = Arc::new(Semaphore::new(PER_CONNECTION));
+        (InboxHandle { tx, link, room }, ack_rx)
     }
 }
 
@@ -111,17 +117,20 @@ fn writer_of(source: Uuid, writers: usize) -> usize {
     (source.as_u128() % writers.max(1) as u128) as usize
 }
 
-/// A connection's input to its writer (a clone is another handle on the same link).
+/// A connection's input to its writer (a clone is another handle on the same link and room).
 #[derive(Clone)]
 pub struct InboxHandle {
     tx: mpsc::Sender<Queued>,
     link: Arc<Link>,
+    /// The connection's own room in the queue ([`PER_CONNECTION`] messages).
+    room: Arc<Semaphore>,
 }
 
 /// Room for one message in a writer's queue.
 pub struct InboxPermit<'a> {
     permit: mpsc::Permit<'a, Queued>,
     link: &'a Arc<Link>,
+    room: OwnedSemaphorePermit,
 }
 
 impl InboxPermit<'_> {
@@ -130,6 +139,7 @@ impl InboxPermit<'_> {
         self.permit.send(Queued {
             link: self.link.clone(),
             item,
+            room: self.room,
         });
     }
 }
@@ -139,30 +149,39 @@ impl InboxHandle {
     /// a writer that is gone (the process is stopping) is dropped unacknowledged: the sender
     /// redelivers it.
     pub fn try_send(&self, item: Inbound) -> Result<(), Inbound> {
-        match self.tx.try_send(self.queued(item)) {
+        let Ok(room) = self.room.clone().try_acquire_owned() else {
+            return Err(item);
+        };
+        match self.tx.try_send(self.queued(item, room)) {
             Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
             Err(mpsc::error::TrySendError::Full(queued)) => Err(queued.item),
         }
     }
 
-    /// Waits for room for one message; `None` once the writer is gone.
+    /// Waits for room for one message (the connection's own, then the writer's queue); `None`
+    /// once the writer is gone.
     pub async fn reserve(&self) -> Option<InboxPermit<'_>> {
+        let room = self.room.clone().acquire_owned().await.ok()?;
         let permit = self.tx.reserve().await.ok()?;
         Some(InboxPermit {
             permit,
             link: &self.link,
+            room,
         })
     }
 
     /// Waits for room and queues `item`; `Err` once the writer is gone.
     pub async fn send(&self, item: Inbound) -> Result<(), ()> {
-        self.tx.send(self.queued(item)).await.map_err(|_| ())
+        let permit = self.reserve().await.ok_or(())?;
+        permit.send(item);
+        Ok(())
     }
 
-    fn queued(&self, item: Inbound) -> Queued {
+    fn queued(&self, item: Inbound, room: OwnedSemaphorePermit) -> Queued {
         Queued {
             link: self.link.clone(),
             item,
+            room,
         }
     }
 }

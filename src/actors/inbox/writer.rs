@@ -77,7 +77,8 @@ async fn insert(ctx: Arc<WriterCtx>, batch: Vec<Queued>) -> Inserted {
     let now = db::now();
     let mut frames = Vec::new();
     let mut rows = Vec::with_capacity(batch.len());
-    for Queued { link, item } in batch {
+    for Queued { link, item, room } in batch {
+        drop(room);
         if let Some(ack) = item.ack {
             frames.push((link.clone(), (ack, item.received)));
         }

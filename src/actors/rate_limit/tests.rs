@@ -116,7 +116,49 @@ fn five_thousand_sources_over_fifty_hosts_connect_within_three_seconds_at_the_de
     assert!(last < SEC * 3, "{last:?}");
 }
 
+/// Starts that bunch (timers firing late) are spread again by `admit`.
+#[test]
+fn late_timers_are_admitted_at_the_host_rate() {
+    let mut pacer = ConnectPacer::new(PacingRates {
+        per_host: 50.0,
+        global: 2_000.0,
+    });
+    let now = Instant::now();
+    let waits: Vec<Duration> = (0..30).map(|_| pacer.reserve("h", now)).collect();
+    // Every timer fires 600 ms late, at once: only the burst starts, the rest wait their turn.
+    let late = now + SEC * 6 / 10;
+    let admitted: Vec<Duration> = waits.iter().map(|_| pacer.admit("h", late)).collect();
+    assert!(admitted[..10].iter().all(Duration::is_zero));
+    assert!(
+        admitted[10..].iter().all(|w| *w == SEC / 50),
+        "{admitted:?}"
+    );
+}
+
 proptest! {
+    /// Whenever the connects ask to start, and however often they are turned away and ask
+    /// again after the wait they were given, the starts admitted keep the host's rate.
+    #[test]
+    fn admitted_starts_keep_the_host_rate(
+        asks in prop::collection::vec(0u64..3_000, 1..120),
+    ) {
+        let mut pacer = ConnectPacer::new(PacingRates { per_host: 50.0, global: 2_000.0 });
+        let start = Instant::now();
+        let mut pending: Vec<Instant> = asks.iter().map(|ms| start + Duration::from_millis(*ms)).collect();
+        let mut started = Vec::new();
+        while !pending.is_empty() {
+            pending.sort();
+            let at = pending.remove(0);
+            let wait = pacer.admit("h", at);
+            if wait.is_zero() {
+                started.push(at);
+            } else {
+                pending.push(at + wait);
+            }
+        }
+        assert_rate(started, 50.0, HOST_BURST)?;
+    }
+
     #[test]
     fn limiter_never_exceeds_burst_plus_rate(
         rate in 0.2f64..50.0, burst in 1u32..10, gaps in prop::collection::vec(0u64..2_000, 1..60),
