@@ -22,14 +22,22 @@
 //!   one source, the rest over 5,000 sources): create latency of the last 1,000 at 100/s with
 //!   `GET /v1/me` meanwhile, memory per automation, and the firehose with 10 automations among
 //!   them against a fresh service (see `support/automations.rs`);
+//! - reconnect: 5,000 generic sources over 50 loopback hosts (`--quick`: 1,000): a restart until
+//!   every source is connected, then the peer drops every socket at once until all are back; the
+//!   peer's accept times per host are checked against the per-host connect rate (see
+//!   `support/reconnect.rs`);
+//! - many-sources: 5,000 generic sources x 1 message/s, one automation each, for a minute
+//!   (`--quick`: 15 s): send -> run p50/p99/max, every event and run committed, CPU and RSS (see
+//!   `support/many_sources.rs`);
 //! - history (only with `--only history`): 10,000,000 events and 20,000,000 runs bulk-loaded
 //!   (`--history-events N` for another size), then p50/p99 of the first and the 100th page of every
 //!   documented history filter over HTTP (see `support/history.rs`).
 //!
 //! Options (after `--`): `--events N` (firehose size, default 100000), `--quick` (smaller runs),
-//! `--only NAME` (ceiling | firehose | latency | automations | idle | idle-wss | slack | history |
-//! workers-latency | workers-throughput | workers-ingest), `--backend postgres|sqlite`,
-//! `--automations N` (firehose with N automations only), `--without-history-indexes` (firehose
+//! `--only NAME` (ceiling | firehose | latency | automations | idle | idle-wss | slack | reconnect |
+//! many-sources | history | workers-latency | workers-throughput | workers-ingest),
+//! `--backend postgres|sqlite`, `--automations N` (firehose with N automations only),
+//! `--idle-sources N` (idle with N sources), `--without-history-indexes` (firehose
 //! with the history indexes dropped, see `support/history.rs`). The WebSocket peers run in a child
 //! process (this binary with `peer …`) so their memory and CPU are not counted.
 
@@ -44,12 +52,18 @@ mod env;
 mod history_load;
 #[path = "support/history.rs"]
 mod history_scenario;
+#[path = "support/hosts_peer.rs"]
+mod hosts_peer;
 #[path = "support/idle.rs"]
 mod idle;
 #[path = "support/ingest.rs"]
 mod ingest;
+#[path = "support/many_sources.rs"]
+mod many_sources;
 #[path = "support/peer.rs"]
 mod peer;
+#[path = "support/reconnect.rs"]
+mod reconnect;
 #[path = "support/slack.rs"]
 mod slack;
 mod workers;
@@ -126,6 +140,10 @@ impl Options {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("peer") {
+        if args.get(2).map(String::as_str) == Some("hosts") {
+            let hosts = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(50);
+            return hosts_peer::hosts_peer_main(hosts);
+        }
         return peer::peer_main(&args[2..]);
     }
     let options = Options::parse(&args);
@@ -134,7 +152,8 @@ fn main() {
         // First, while the heap is fresh: later scenarios leave freed memory behind that new
         // connections would reuse, hiding their real cost.
         if options.want("idle") {
-            idle::idle(Backend::Postgres, 1_000, false).await;
+            let sources = arg_value(&args, "--idle-sources").unwrap_or(1_000);
+            idle::idle(Backend::Postgres, sources, false).await;
             println!();
         }
         if options.want("idle-wss") {
@@ -152,6 +171,18 @@ fn main() {
             println!();
         }
         worker_scenarios(&options).await;
+        if options.want("many-sources") {
+            for backend in options.backends.iter().copied() {
+                many_sources::many_sources(backend, 5_000, options.pick(15, 60)).await;
+            }
+            println!();
+        }
+        if options.want("reconnect") {
+            for backend in options.backends.iter().copied() {
+                reconnect::reconnect(backend, options.pick(1_000, 5_000), 50).await;
+            }
+            println!();
+        }
         println!(
             "peak RSS of the benchmark process: {:.1} MiB",
             idle::proc_kib("VmHWM") as f64 / 1024.0

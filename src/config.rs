@@ -68,8 +68,11 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Dispatch actors (each on its own thread); default: the number of cores.
     pub dispatch_workers: Option<usize>,
-    /// Global limit of new source connections per second (start-up spreads under it).
+    /// Global safety cap on new source connections per second, over all destination hosts.
     pub connects_per_second: f64,
+    /// New source connections per second to one destination host (the URL's host as written;
+    /// a Slack source's is its Web API's host), in bursts of up to 10.
+    pub connects_per_second_per_host: f64,
     /// Events each dispatch actor keeps in memory; beyond that they are read back from storage.
     pub dispatch_queue_limit: usize,
     /// Seconds between the live stream's pings; a client that has not answered by the next one is
@@ -126,7 +129,8 @@ impl Default for Settings {
             log_level: "info".to_owned(),
             max_body_bytes: 1024 * 1024,
             dispatch_workers: None,
-            connects_per_second: 50.0,
+            connects_per_second: 2_000.0,
+            connects_per_second_per_host: 50.0,
             dispatch_queue_limit: 20_000,
             stream_ping_interval_s: 20,
             refresh_grace_s: 30,
@@ -263,6 +267,15 @@ impl Settings {
             return invalid(
                 "SWITCHBOARD_CONNECTS_PER_SECOND",
                 "must be a positive number",
+            );
+        }
+        if !(self.connects_per_second_per_host.is_finite()
+            && self.connects_per_second_per_host > 0.0
+            && self.connects_per_second_per_host <= self.connects_per_second)
+        {
+            return invalid(
+                "SWITCHBOARD_CONNECTS_PER_SECOND_PER_HOST",
+                "must be a positive number, at most SWITCHBOARD_CONNECTS_PER_SECOND",
             );
         }
         if !(self.slack_opens_per_second.is_finite() && self.slack_opens_per_second > 0.0) {

@@ -17,17 +17,15 @@ use tracing_actix_web::TracingLogger;
 use crate::actors::commands::Shutdown;
 use crate::actors::dispatch::DispatchPool;
 use crate::actors::publisher::Publisher;
-use crate::actors::rate_limit::ConnectRateLimiter;
 use crate::actors::registry::AutomationRegistry;
 use crate::actors::run_queue::watchdog::Watchdog;
-use crate::actors::runtime::{SourceRuntime, StatusWriter};
+use crate::actors::runtime::SourceRuntime;
 use crate::actors::spec::SourceSpec;
 use crate::actors::supervisor::SourceSupervisor;
 use crate::api::state::AppState;
 use crate::config::Settings;
 use crate::crypto::Keyring;
 use crate::metrics::Metrics;
-use crate::netpolicy::NetworkPolicy;
 use crate::queue::notifier::RunNotifier;
 use crate::{api, bootstrap, db, keyring_setup, rotate};
 
@@ -231,21 +229,7 @@ async fn start_sources(
             }
         }
     }
-    let rt = Arc::new(SourceRuntime {
-        db: db.clone(),
-        dispatch: dispatch.clone(),
-        policy: NetworkPolicy {
-            allow_private: settings.allow_private_networks,
-        },
-        tls: crate::tls::TlsContext::new(crate::tls::load_roots(settings)?)
-            .context("building the TLS client configuration")?,
-        status: StatusWriter::start(db.clone()),
-        publisher,
-        slack_open_interval: Duration::from_secs_f64(1.0 / settings.slack_opens_per_second),
-        metrics,
-        refresh_grace: Duration::from_secs(settings.refresh_grace_s),
-        connects: std::sync::Mutex::new(ConnectRateLimiter::new(settings.connects_per_second, 10)),
-    });
+    let rt = SourceRuntime::build(settings, db, dispatch.clone(), publisher, metrics)?;
     let supervisor = SourceSupervisor::new(rt, initial).start();
     let recovered = dispatch
         .recover(db, None)

@@ -134,6 +134,23 @@ fn check_and_migrate_report_and_fail_clearly() {
         .env("SWITCHBOARD_REFRESH_GRACE_S", "5"));
     assert_eq!(code, 1);
     assert!(err.contains("SWITCHBOARD_REFRESH_GRACE_S"), "{err}");
+    // Per-host pacing above the global cap could never be reached: refused, naming the setting.
+    for (per_host, global) in [("0", "2000"), ("3000", "2000"), ("-5", "2000")] {
+        let (code, _, err) = run(switchboard(dir.path())
+            .arg("check")
+            .env("SWITCHBOARD_CONNECTS_PER_SECOND_PER_HOST", per_host)
+            .env("SWITCHBOARD_CONNECTS_PER_SECOND", global));
+        assert_eq!(code, 1, "{per_host} under {global}");
+        assert!(
+            err.contains("SWITCHBOARD_CONNECTS_PER_SECOND_PER_HOST"),
+            "{err}"
+        );
+    }
+    let (code, _, err) = run(switchboard(dir.path())
+        .arg("check")
+        .env("SWITCHBOARD_CONNECTS_PER_SECOND_PER_HOST", "200")
+        .env("SWITCHBOARD_CONNECTS_PER_SECOND", "200"));
+    assert_eq!(code, 0, "{err}");
     let (code, _, err) = run(switchboard(dir.path()).arg("frobnicate"));
     assert_eq!(code, 2, "clap's usage error");
     assert!(err.contains("frobnicate"), "{err}");

@@ -56,6 +56,7 @@ async fn soak(backend: Backend) {
     settings.slack_api_base = peer.api_base();
     settings.slack_opens_per_second = 1_000.0;
     settings.connects_per_second = 1_000.0;
+    settings.connects_per_second_per_host = 1_000.0;
     let app = spawn_with(backend, settings, dir, pg).await;
     let body = json!({"name": "soak", "source": "soak", "kind": "slack",
         "config": {"app_token": TOKEN, "connections": 1}});

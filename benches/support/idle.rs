@@ -1,4 +1,4 @@
-//! The idle scenario (1,000 connected sources, plain or `wss://`): resident memory and heap per
+//! The idle scenario (1,000 connected sources by default, `--idle-sources N`, plain or `wss://`): resident memory and heap per
 //! connection, CPU while idle; with the process figures it reads.
 
 use std::time::{Duration, Instant};
@@ -10,6 +10,8 @@ use super::ingest::spawn_peer;
 
 pub(crate) async fn idle(backend: Backend, sources: usize, tls: bool) {
     let mut env = Env::new(backend).await;
+    // One peer host for every source: pace them at the global cap, not at 50/s.
+    env.settings.connects_per_second_per_host = env.settings.connects_per_second;
     let (mut peer, url) = if tls {
         let dir = env.settings.data_dir.clone();
         let (ca, cert, key) = write_test_pki(&dir);

@@ -8,6 +8,7 @@ use entity::websocket_source;
 use uuid::Uuid;
 
 use super::policy::BackoffConfig;
+use super::rate_limit::pacing_host;
 use crate::crypto::Keyring;
 use crate::pipeline::ingest::SourceExprs;
 use crate::sealed::open_source_secrets;
@@ -135,6 +136,17 @@ impl SourceSpec {
         self.slack
             .as_ref()
             .map_or(1, |adapter| usize::from(adapter.connections()))
+    }
+
+    /// The destination host its connects are paced by ([`pacing_host`]): a generic source's URL
+    /// host; for Slack the Web API's host, which every connection calls first
+    /// (`apps.connections.open` answers a fresh WebSocket URL each time).
+    pub fn pacing_host(&self) -> String {
+        match (&self.settings, &self.slack) {
+            (SourceSettings::Generic(g), _) => pacing_host(&g.url),
+            (SourceSettings::Slack(_), Some(slack)) => pacing_host(slack.api_base()),
+            (SourceSettings::Slack(_), None) => String::new(),
+        }
     }
 
     /// Whether `other` connects exactly like `self` (only expressions or the name differ), so it

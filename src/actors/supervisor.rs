@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::commands::{Pause, Reconnect, Remove, Resume, SendError, SendFrame, Shutdown, Update};
 use super::connection::SourceShared;
-use super::rate_limit::startup_jitter;
+use super::rate_limit::{startup_jitter, startup_spread};
 use super::restart_budget::{MAX_RESTARTS, RestartBudget};
 use super::runtime::SourceRuntime;
 use super::source::board::Shown;
@@ -226,7 +226,7 @@ impl Actor for SourceSupervisor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let initial = std::mem::take(&mut self.initial);
-        let spread = Duration::from_millis((initial.len() as u64 * 5).min(10_000));
+        let spread = startup_spread(initial.len());
         for (spec, stored_counters) in initial {
             let counters = Arc::new(SourceCounters::default());
             counters.restore(&stored_counters);

@@ -78,6 +78,11 @@ impl SlackAdapter {
         })
     }
 
+    /// The Web API base URL every connection of the source calls first.
+    pub fn api_base(&self) -> &str {
+        &self.api_base
+    }
+
     /// Connections to keep open (1..=10).
     pub fn connections(&self) -> u8 {
         self.connections

@@ -21,6 +21,7 @@ mod durability;
 mod events_runs;
 mod expressions;
 mod faults;
+mod group_commit;
 mod health;
 mod history;
 mod hostile;

@@ -20,7 +20,6 @@ use crate::sources::status::SourceCounters;
 pub mod connect;
 pub mod dial;
 pub mod outbound;
-pub mod persister;
 pub mod protocol;
 pub mod reports;
 pub mod run;

@@ -16,11 +16,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until};
 
 use super::connect::{self, WsSink, WsStream};
-use super::persister::{self, AckFrames, Inbound};
 use super::protocol::Protocol;
 use super::reports::DownReason;
 use super::slack_open;
 use crate::actors::commands::SendError;
+use crate::actors::inbox::{AckFrames, Inbound, InboxHandle, InboxPermit};
 use crate::actors::runtime::SourceRuntime;
 use crate::actors::spec::SourceSpec;
 use crate::sources::reassembly::Reassembler;
@@ -96,13 +96,7 @@ pub async fn run(mut ctx: ConnectionCtx) -> DownReason {
         Ok(halves) => halves,
         Err(reason) => return reason,
     };
-    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-    let inbox = persister::start(
-        ctx.spec.clone(),
-        ctx.rt.clone(),
-        ctx.counters.clone(),
-        ack_tx,
-    );
+    let (inbox, ack_rx) = ctx.rt.inbox.connect(ctx.spec.clone(), ctx.counters.clone());
     let mut conn = Conn::new(ctx, protocol, sink, stream, inbox, ack_rx);
     conn.run().await
 }
@@ -125,7 +119,7 @@ struct Conn {
     protocol: Protocol,
     sink: WsSink,
     stream: WsStream,
-    inbox: Option<mpsc::Sender<Inbound>>,
+    inbox: Option<InboxHandle>,
     acks: mpsc::UnboundedReceiver<AckFrames>,
     backlog: VecDeque<Inbound>,
     partial: Reassembler,
@@ -149,7 +143,7 @@ impl Conn {
         protocol: Protocol,
         sink: WsSink,
         stream: WsStream,
-        inbox: mpsc::Sender<Inbound>,
+        inbox: InboxHandle,
         acks: mpsc::UnboundedReceiver<AckFrames>,
     ) -> Conn {
         let on_ready = std::mem::replace(&mut ctx.on_ready, Box::new(|_| {}));
@@ -380,9 +374,9 @@ impl Conn {
     }
 }
 
-async fn reserve(inbox: Option<&mpsc::Sender<Inbound>>) -> Option<mpsc::Permit<'_, Inbound>> {
+async fn reserve(inbox: Option<&InboxHandle>) -> Option<InboxPermit<'_>> {
     match inbox {
-        Some(tx) => tx.reserve().await.ok(),
+        Some(tx) => tx.reserve().await,
         None => std::future::pending().await,
     }
 }

@@ -56,6 +56,7 @@ impl Handler<Update> for SourceActor {
             return;
         }
         let same_connection = self.spec.same_connection(&spec);
+        self.pacing_host = spec.pacing_host();
         self.spec = spec;
         let effects = self.board.update(
             self.spec.connections(),

@@ -69,6 +69,8 @@ pub struct SourceActor {
     timers: HashMap<usize, SpawnHandle>,
     rng: StdRng,
     initial_delay: Duration,
+    /// The destination host its connects are paced by (from the spec).
+    pacing_host: String,
     exit: ExitNotice,
     /// Shutdowns waiting for the last connection to end.
     drained: Vec<oneshot::Sender<()>>,
@@ -86,6 +88,7 @@ impl SourceActor {
         exit: ExitNotice,
     ) -> SourceActor {
         SourceActor {
+            pacing_host: spec.pacing_host(),
             kept,
             board: Board::new(spec.connections(), spec.backoff()),
             shared,
@@ -161,8 +164,8 @@ impl SourceActor {
         }
     }
 
-    /// Waits `after`, then for a connect permit of the global connect rate, then tells the board
-    /// the start is due (unless it was superseded meanwhile).
+    /// Waits `after`, then for a connect permit of its host's rate and the global cap, then tells
+    /// the board the start is due (unless it was superseded meanwhile).
     fn schedule(
         &mut self,
         slot: usize,
@@ -174,20 +177,40 @@ impl SourceActor {
             if !act.board.is_due(slot, generation) {
                 return;
             }
-            let wait = act.rt.reserve_connect(Instant::now());
-            if wait.is_zero() {
-                let effects = act.board.start_due(slot, generation);
-                act.apply(effects, ctx);
-            } else {
-                let handle = ctx.run_later(wait, move |act, ctx| {
-                    let effects = act.board.start_due(slot, generation);
-                    act.apply(effects, ctx);
-                });
-                act.timers.insert(slot, handle);
-            }
+            let wait = act.rt.reserve_connect(&act.pacing_host, Instant::now());
+            act.start_when_admitted(slot, generation, wait, ctx);
         });
         if let Some(old) = self.timers.insert(slot, handle) {
             ctx.cancel_future(old);
+        }
+    }
+
+    /// After `wait` (the booked slot), starts the connection once the pacer admits it at the
+    /// time it actually starts (a late timer waits its turn again).
+    fn start_when_admitted(
+        &mut self,
+        slot: usize,
+        generation: Generation,
+        wait: Duration,
+        ctx: &mut Context<Self>,
+    ) {
+        let admit = move |act: &mut Self, ctx: &mut Context<Self>| {
+            if !act.board.is_due(slot, generation) {
+                return;
+            }
+            let again = act.rt.admit_connect(&act.pacing_host, Instant::now());
+            if again.is_zero() {
+                let effects = act.board.start_due(slot, generation);
+                act.apply(effects, ctx);
+            } else {
+                act.start_when_admitted(slot, generation, again, ctx);
+            }
+        };
+        if wait.is_zero() {
+            admit(self, ctx);
+        } else {
+            let handle = ctx.run_later(wait, admit);
+            self.timers.insert(slot, handle);
         }
     }
 

@@ -7,14 +7,13 @@ use actix_http::ws::Item;
 use awc::ws::{Frame, Message};
 use bytes::Bytes;
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::super::connect;
-use super::super::persister::Inbound;
 use super::super::protocol::Step;
 use super::super::reports::DownReason;
 use super::Conn;
+use crate::actors::inbox::Inbound;
 use crate::pipeline::ingest::{Prepared, prepare};
 use crate::sources::reassembly::{Piece, ReassemblyError};
 use crate::sources::status::Count;
@@ -195,7 +194,7 @@ impl Conn {
             return;
         }
         if let Some(inbox) = &self.inbox
-            && let Err(mpsc::error::TrySendError::Full(item)) = inbox.try_send(item)
+            && let Err(item) = inbox.try_send(item)
         {
             self.backlog.push_back(item);
         }

@@ -1,0 +1,272 @@
+//! One shared inbox writer: takes what its queue holds (up to [`MAX_BATCH`] messages from any
+//! connections), commits it in one transaction while the next batch gathers, retrying while
+//! storage is down (never dropping, never acknowledging before the commit), then hands each
+//! connection its ACK frames, passes stored events to dispatch and tells live observers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesOrdered;
+use sea_orm::DatabaseConnection;
+use tokio::sync::mpsc;
+
+use super::{AckFrames, Link, Queued};
+use crate::actors::dispatch::{DispatchPool, PendingEvent};
+use crate::actors::publisher::{Published, Publisher};
+use crate::db;
+use crate::db::inbox::RowOutcome;
+use crate::metrics::Metrics;
+use crate::sources::status::Count;
+
+/// Largest batch per commit.
+const MAX_BATCH: usize = 500;
+/// Batches being committed at once per writer (storage latency, not CPU, bounds one writer);
+/// they finish in order, so ACKs and dispatch keep the arrival order.
+const IN_FLIGHT: usize = 2;
+/// Longest wait between two attempts to store a batch while storage is unavailable.
+const RETRY_CAP: Duration = Duration::from_millis(250);
+
+/// What the writers use: storage, dispatch, metrics and live observers (not the source runtime,
+/// which holds the writers' inputs).
+pub struct WriterCtx {
+    /// The connection pool.
+    pub db: DatabaseConnection,
+    /// Where committed events go.
+    pub dispatch: DispatchPool,
+    /// The application's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Live observers.
+    pub publisher: Publisher,
+}
+
+/// Starts one writer; answers its input.
+pub(super) fn start(ctx: Arc<WriterCtx>, queue: usize) -> mpsc::Sender<Queued> {
+    let (tx, mut rx) = mpsc::channel::<Queued>(queue);
+    actix::spawn(async move {
+        let mut inflight = FuturesOrdered::new();
+        let mut open = true;
+        while open || !inflight.is_empty() {
+            let mut batch = Vec::new();
+            tokio::select! {
+                received = rx.recv_many(&mut batch, MAX_BATCH), if open && inflight.len() < IN_FLIGHT => {
+                    if received == 0 {
+                        open = false;
+                    } else {
+                        inflight.push_back(insert(ctx.clone(), batch));
+                    }
+                }
+                Some(inserted) = inflight.next() => finish(&ctx, inserted),
+            }
+        }
+    });
+    tx
+}
+
+/// One committed batch: per row, its link and what storage made of it; per message, the link
+/// and the ACK frame.
+struct Inserted {
+    rows: Vec<(Arc<Link>, entity::event::Model)>,
+    stored: Vec<RowOutcome>,
+    frames: Vec<(Arc<Link>, (String, Instant))>,
+    now: chrono::DateTime<chrono::Utc>,
+}
+
+async fn insert(ctx: Arc<WriterCtx>, batch: Vec<Queued>) -> Inserted {
+    let now = db::now();
+    let mut frames = Vec::new();
+    let mut rows = Vec::with_capacity(batch.len());
+    for Queued { link, item, room } in batch {
+        drop(room);
+        if let Some(ack) = item.ack {
+            frames.push((link.clone(), (ack, item.received)));
+        }
+        if let Some(event) = item.event {
+            let row = event_row(&link, *event, item.meta, now);
+            rows.push((link, row));
+        }
+    }
+    let models: Vec<entity::event::Model> = rows.iter().map(|(_, row)| row.clone()).collect();
+    let started = Instant::now();
+    let stored = insert_with_retry(&ctx, &rows, &models).await;
+    if !models.is_empty() {
+        ctx.metrics.db_write("events", started.elapsed());
+    }
+    Inserted {
+        rows,
+        stored,
+        frames,
+        now,
+    }
+}
+
+/// What one connection gets from a committed batch.
+#[derive(Default)]
+struct PerLink {
+    pending: Vec<PendingEvent>,
+    frames: AckFrames,
+    new: u64,
+    duplicates: u64,
+}
+
+fn finish(ctx: &Arc<WriterCtx>, inserted: Inserted) {
+    let Inserted {
+        rows,
+        stored,
+        frames,
+        now,
+    } = inserted;
+    if ctx.publisher.has_subscribers() {
+        publish_received(ctx, &rows, &stored);
+    }
+    // By link, in order of first appearance, so each source's events keep their order.
+    let mut groups: Vec<(Arc<Link>, PerLink)> = Vec::new();
+    let mut index: HashMap<*const Link, usize> = HashMap::new();
+    let mut group_of = |link: &Arc<Link>, groups: &mut Vec<(Arc<Link>, PerLink)>| {
+        *index.entry(Arc::as_ptr(link)).or_insert_with(|| {
+            groups.push((link.clone(), PerLink::default()));
+            groups.len() - 1
+        })
+    };
+    for ((link, row), outcome) in rows.into_iter().zip(stored) {
+        let at = group_of(&link, &mut groups);
+        let per = &mut groups[at].1;
+        match outcome {
+            RowOutcome::Stored => {
+                per.new += 1;
+                if row.dispatched_at.is_none() {
+                    per.pending.push(PendingEvent::from(row));
+                }
+            }
+            RowOutcome::Duplicate => per.duplicates += 1,
+            RowOutcome::Refused(reason) => {
+                // Logged without the message; ACKed with the others (it can never be stored).
+                tracing::warn!(source_id = %link.spec.id, reason = %reason, "message rejected by storage");
+                link.counters.rejected(&reason);
+            }
+        }
+    }
+    for (link, frame) in frames {
+        let at = group_of(&link, &mut groups);
+        groups[at].1.frames.push(frame);
+    }
+    for (link, per) in groups {
+        settle(ctx, &link, per, now);
+    }
+}
+
+/// Counts, ACKs and dispatches what one connection had in a committed batch.
+fn settle(ctx: &WriterCtx, link: &Link, per: PerLink, now: chrono::DateTime<chrono::Utc>) {
+    let counters = &link.counters;
+    counters.add(Count::EventsStored, per.new);
+    counters.add(Count::Duplicates, per.duplicates);
+    if per.new > 0 {
+        counters.event_stored_at(now);
+    }
+    if !per.frames.is_empty() {
+        counters.add(Count::Acks, per.frames.len() as u64);
+        // The connection may be gone: the sender then redelivers, and dedup absorbs it.
+        let _ = link.acks.send(per.frames);
+    }
+    ctx.dispatch.dispatch(link.spec.id, per.pending);
+}
+
+/// Tells live observers about every committed event, and about every duplicate with the id of
+/// the event it repeats once that is looked up (after the ACKs, off the receive path).
+fn publish_received(
+    ctx: &Arc<WriterCtx>,
+    rows: &[(Arc<Link>, entity::event::Model)],
+    stored: &[RowOutcome],
+) {
+    let mut duplicates: HashMap<(uuid::Uuid, String), Vec<entity::event::Model>> = HashMap::new();
+    for ((_, row), outcome) in rows.iter().zip(stored) {
+        match outcome {
+            RowOutcome::Stored => ctx.publisher.publish(received(row, Some(row.id), false)),
+            RowOutcome::Duplicate => duplicates
+                .entry((row.org_id, row.source.clone()))
+                .or_default()
+                .push(row.clone()),
+            RowOutcome::Refused(_) => {}
+        }
+    }
+    for ((org_id, source), rows) in duplicates {
+        let ctx = ctx.clone();
+        actix::spawn(async move {
+            let keys = rows.iter().map(|r| r.dedup_key.clone()).collect();
+            let earlier = db::events::find_event_ids_by_dedup_keys(&ctx.db, org_id, &source, keys)
+                .await
+                .unwrap_or_else(|err| {
+                    tracing::debug!(error = %err, "looking up the events duplicates repeat failed");
+                    HashMap::new()
+                });
+            for row in &rows {
+                let event_id = earlier.get(&row.dedup_key).copied();
+                ctx.publisher.publish(received(row, event_id, true));
+            }
+        });
+    }
+}
+
+fn received(
+    row: &entity::event::Model,
+    event_id: Option<uuid::Uuid>,
+    duplicate: bool,
+) -> Published {
+    Published::EventReceived {
+        org_id: row.org_id,
+        event_id,
+        origin: "websocket",
+        source: row.source.clone(),
+        event_key: row.event_key.clone(),
+        status: row.status.clone(),
+        duplicate,
+        received_at: row.received_at,
+    }
+}
+
+/// Inserts the batch, isolating rows storage refuses (each refused alone, every other row of
+/// every source stored); retries while storage is unavailable (nothing is acknowledged until
+/// stored). A storage error is counted on every source with a row in the batch.
+async fn insert_with_retry(
+    ctx: &WriterCtx,
+    rows: &[(Arc<Link>, entity::event::Model)],
+    models: &[entity::event::Model],
+) -> Vec<RowOutcome> {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match db::inbox::insert_events_isolating(&ctx.db, models).await {
+            Ok(stored) => return stored,
+            Err(err) => {
+                let mut counted: Vec<*const Link> = Vec::new();
+                for (link, _) in rows {
+                    if !counted.contains(&Arc::as_ptr(link)) {
+                        counted.push(Arc::as_ptr(link));
+                        link.counters.add(Count::StorageErrors, 1);
+                    }
+                }
+                tracing::warn!(error = %err, batch = models.len(), retry_in_ms = delay.as_millis() as u64,
+                    "storing events failed; retrying (nothing is acknowledged until stored)");
+                tokio::time::sleep(delay).await;
+                // Capped low: once storage is back, ACKs resume within this long.
+                delay = (delay * 2).min(RETRY_CAP);
+            }
+        }
+    }
+}
+
+fn event_row(
+    link: &Link,
+    event: crate::pipeline::ingest::PreparedEvent,
+    meta: serde_json::Value,
+    now: chrono::DateTime<chrono::Utc>,
+) -> entity::event::Model {
+    let spec = &link.spec;
+    let from = crate::pipeline::event_row::EventOrigin {
+        org_id: spec.org_id,
+        origin: "websocket",
+        source: &spec.slug,
+        source_id: spec.id,
+    };
+    crate::pipeline::event_row::event_row(from, event, meta, now)
+}
