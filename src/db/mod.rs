@@ -144,15 +144,22 @@ pub fn is_unavailable(err: &DbErr) -> bool {
 
 /// Error codes that mean "try again later", not "this data is wrong". PostgreSQL: connection
 /// exceptions (class 08), insufficient resources such as a full disk (53), shutting down or
-/// starting (57), system errors (58). SQLite (primary code of an extended one): busy (5),
+/// starting (57), system errors (58), and the transient conflicts a retry resolves: serialization
+/// failure (40001), deadlock (40P01), statement completion unknown (40003), lock not available
+/// (55P03, e.g. under a `lock_timeout`). SQLite (primary code of an extended one): busy (5),
 /// locked (6), I/O error (10), disk full (13), cannot open (14).
+///
+/// A SQLSTATE always has five characters, some all digits (`53100`, disk full); SQLite's extended
+/// codes stay below 10,000, so the length tells the two apart.
 fn unavailable_code(code: &str) -> bool {
-    if let Ok(sqlite) = code.parse::<u32>() {
-        return matches!(sqlite & 0xff, 5 | 6 | 10 | 13 | 14);
+    if code.len() != 5 {
+        return code
+            .parse::<u32>()
+            .is_ok_and(|sqlite| matches!(sqlite & 0xff, 5 | 6 | 10 | 13 | 14));
     }
-    ["08", "53", "57", "58"]
+    ["08", "53", "57", "58", "40001", "40P01", "40003", "55P03"]
         .iter()
-        .any(|class| code.starts_with(class))
+        .any(|prefix| code.starts_with(prefix))
 }
 
 /// A description of why storage refused data that holds none of the data (PostgreSQL quotes
@@ -189,4 +196,29 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
 /// A new time-ordered id.
 pub fn new_id() -> uuid::Uuid {
     uuid::Uuid::now_v7()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unavailable_code;
+
+    #[test]
+    fn transient_codes_of_both_engines_mean_unavailable() {
+        // PostgreSQL: all-digit SQLSTATEs too.
+        for code in [
+            "08006", "53100", "57P01", "58030", "40001", "40P01", "55P03",
+        ] {
+            assert!(unavailable_code(code), "{code}");
+        }
+        for code in ["23505", "22P02", "42601", "22001"] {
+            assert!(!unavailable_code(code), "{code}");
+        }
+        // SQLite: busy, locked, I/O error (extended), full, cannot open; not a constraint.
+        for code in ["5", "6", "266", "3338", "13", "14"] {
+            assert!(unavailable_code(code), "{code}");
+        }
+        for code in ["19", "2067", "1"] {
+            assert!(!unavailable_code(code), "{code}");
+        }
+    }
 }
