@@ -459,6 +459,15 @@ async fn restart_the_server(scene: Scene) -> Scene {
         .wait_event("an event after the restart", "order.shipped")
         .await;
     assert_eq!(shipped["outcome"], "matched", "{shipped}");
+    // Its run reaches the runs panel and the counts live, over the reopened stream.
+    let counts = json!({"PENDING": "2"});
+    let what = "the new run in the counts";
+    browser
+        .wait_for(what, WAIT, COUNTS_ARE, json!([counts]))
+        .await;
+    let args = json!([shipped["run"], "PENDING"]);
+    let what = "the new run in the runs panel";
+    browser.wait_for(what, WAIT, RUN_ROW, args).await;
     scene
 }
 
