@@ -459,23 +459,77 @@ async fn postgres_restarted_mid_stream() {
     .check();
 }
 
-/// File descriptors, threads and resident memory of this process.
-/// File descriptors, threads and resident KiB of the service process (a child of its own, so the
-/// other tests running in this process do not count).
-fn process_sample(pid: u32) -> (usize, usize, u64) {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0);
+/// What the service process holds, as a leak check reads it. The SQLite pool opens connections
+/// lazily (up to its maximum), each with its own worker thread and database files, so those are
+/// counted apart: pool growth under a loaded machine is not a leak, a socket or a thread per flap is.
+struct ProcessSample {
+    /// Open descriptors other than the database's files under the data dir.
+    fds: usize,
+    /// Threads other than the SQLite pool's `sqlx-sqlite-worker-N`.
+    threads: usize,
+    /// TCP sockets the process holds to `peer_port`, in any state.
+    peer_sockets: usize,
+    /// Resident memory in KiB.
+    rss_kib: u64,
+}
+
+/// Reads [`ProcessSample`] of `pid` from `/proc`; `data_dir` holds its database files.
+fn process_sample(pid: u32, data_dir: &std::path::Path, peer_port: u16) -> ProcessSample {
+    let mut fds = 0;
+    let mut socket_inodes = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        if target.starts_with(data_dir) {
+            continue;
+        }
+        fds += 1;
+        let text = target.to_string_lossy();
+        if let Some(inode) = text
+            .strip_prefix("socket:[")
+            .and_then(|t| t.strip_suffix(']'))
+        {
+            socket_inodes.insert(inode.to_owned());
+        }
+    }
+    // /proc/PID/net/tcp lists the namespace's sockets: "sl local rem st ... uid timeout inode".
+    let remote_port = format!(":{peer_port:04X}");
+    let peer_sockets = std::fs::read_to_string(format!("/proc/{pid}/net/tcp"))
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            cols.len() > 9 && cols[2].ends_with(&remote_port) && socket_inodes.contains(cols[9])
+        })
+        .count();
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|task| {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            !comm.starts_with("sqlx-sqlite")
+        })
+        .count();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (fds, field("Threads:") as usize, field("VmRSS:"))
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    ProcessSample {
+        fds,
+        threads,
+        peer_sockets,
+        rss_kib,
+    }
 }
 
 #[actix_web::test]
@@ -501,10 +555,19 @@ async fn a_flapping_peer_backs_off_and_leaks_nothing() {
         .unwrap()
         .to_owned();
     service.wait_connected(&id).await;
+    let connected = process_sample(pid, service.dir.path(), peer.port());
+    assert_eq!(
+        connected.peer_sockets, 1,
+        "a connected source holds one socket to its peer"
+    );
     let path = |action: &str| format!("/v1/websocket-sources/{id}/{action}");
     service.act(&path("pause")).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = process_sample(pid);
+    let before = process_sample(pid, service.dir.path(), peer.port());
+    assert_eq!(
+        before.peer_sockets, 0,
+        "a paused source holds no socket to its peer"
+    );
 
     // The peer accepts, sends one message and drops, every time. Left to itself the source backs
     // off as documented: full jitter under a cap doubling from 1 s, so attempts thin out.
@@ -524,7 +587,10 @@ async fn a_flapping_peer_backs_off_and_leaks_nothing() {
         natural.len()
     );
     for (n, pair) in natural.windows(2).enumerate() {
-        let cap = Duration::from_secs(1 << n.min(8)) + Duration::from_millis(500);
+        // The slack covers the connection's own life (accept, one message, the drop noticed) and
+        // a loaded machine's scheduling; a backoff that did not grow would still be caught by the
+        // attempt count above.
+        let cap = Duration::from_secs(1 << n.min(8)) + Duration::from_millis(1500);
         let gap = pair[1].duration_since(pair[0]);
         assert!(
             gap <= cap,
@@ -562,21 +628,25 @@ async fn a_flapping_peer_backs_off_and_leaks_nothing() {
     );
     service.act(&path("pause")).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let after = process_sample(pid);
+    let after = process_sample(pid, service.dir.path(), peer.port());
     assert!(flaps >= 100, "{flaps} flaps");
+    assert_eq!(
+        after.peer_sockets, 0,
+        "sockets to the peer left open after {flaps} flaps and a pause"
+    );
     assert!(
-        after.0 <= before.0 + 2,
+        after.fds <= before.fds + 2,
         "file descriptors {} → {}",
-        before.0,
-        after.0
+        before.fds,
+        after.fds
     );
     assert!(
-        after.1 <= before.1 + 2,
+        after.threads <= before.threads + 2,
         "threads {} → {}",
-        before.1,
-        after.1
+        before.threads,
+        after.threads
     );
-    let grown_kib = after.2.saturating_sub(before.2);
+    let grown_kib = after.rss_kib.saturating_sub(before.rss_kib);
     assert!(
         grown_kib < 32 * 1024,
         "resident memory grew {grown_kib} KiB"
@@ -594,10 +664,10 @@ async fn a_flapping_peer_backs_off_and_leaks_nothing() {
             "{} attempts in 20 s left alone; {flaps} forced flaps in {:.0} s; at rest fds {} → {}, threads {} → {}, RSS +{grown_kib} KiB (the service process)",
             natural.len(),
             forced.elapsed().as_secs_f64(),
-            before.0,
-            after.0,
-            before.1,
-            after.1
+            before.fds,
+            after.fds,
+            before.threads,
+            after.threads
         ),
     }
     .check();

@@ -80,6 +80,11 @@ impl LedgerPeer {
         }
     }
 
+    /// The loopback port the peer listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The URL a source connects to.
     pub fn url(&self) -> String {
         format!("ws://127.0.0.1:{}/feed", self.port)
