@@ -1,5 +1,6 @@
 //! Boot order, top to bottom: database → migrations → keyring → first-start bootstrap → automation
-//! set → dispatch pool → source supervisor (and recovery of undispatched events) → HTTP server.
+//! set → dispatch pool → webhook deliveries' writer → source supervisor (and recovery of undispatched
+//! events) → HTTP server.
 //! `Application::build` binds (port 0 works) and `run_until_stopped` serves, then shuts the
 //! sources down gracefully.
 
@@ -16,6 +17,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::actors::commands::Shutdown;
 use crate::actors::dispatch::DispatchPool;
+use crate::actors::inbox::deliveries::{DeliveryCtx, DeliveryInbox};
 use crate::actors::publisher::Publisher;
 use crate::actors::registry::AutomationRegistry;
 use crate::actors::run_queue::watchdog::Watchdog;
@@ -70,7 +72,7 @@ impl Application {
             publisher,
             metrics,
             notifier,
-            dispatch,
+            deliveries,
             supervisor,
         } = start_actors(&settings, &db, &keyring).await?;
         let listener = TcpListener::bind(settings.bind)
@@ -85,11 +87,11 @@ impl Application {
         );
         let state = web::Data::new(AppState {
             db,
+            deliveries,
             keyring,
             settings: Arc::new(settings),
             supervisor: supervisor.clone(),
             automations: registry,
-            dispatch,
             publisher: publisher.clone(),
             webhook_limits: std::sync::Mutex::new(std::collections::HashMap::new()),
             webhook_counters: Default::default(),
@@ -250,12 +252,12 @@ struct Actors {
     publisher: Publisher,
     metrics: Arc<Metrics>,
     notifier: RunNotifier,
-    dispatch: DispatchPool,
+    deliveries: DeliveryInbox,
     supervisor: Addr<SourceSupervisor>,
 }
 
-/// Loads the automation index, starts the dispatch pool, the source supervisor and the background
-/// upkeep.
+/// Loads the automation index, starts the dispatch pool, the webhook deliveries' writer, the
+/// source supervisor and the background upkeep.
 async fn start_actors(
     settings: &Settings,
     db: &DatabaseConnection,
@@ -287,12 +289,18 @@ async fn start_actors(
     .await?;
     spawn_maintenance(db.clone(), dispatch.clone());
     spawn_queue_upkeep(settings, db, &registry, &notifier, &metrics, &publisher);
+    let deliveries = DeliveryInbox::start(DeliveryCtx {
+        db: db.clone(),
+        dispatch,
+        metrics: metrics.clone(),
+        publisher: publisher.clone(),
+    });
     Ok(Actors {
         registry,
         publisher,
         metrics,
         notifier,
-        dispatch,
+        deliveries,
         supervisor,
     })
 }

@@ -57,7 +57,10 @@ impl Env {
             bind: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().to_path_buf(),
             database_url: url,
-            database_max_connections: 10,
+            database_max_connections: std::env::var("BENCH_DB_POOL")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10),
             secret_keys: Some(SecretString::from(Keyring::generate_entry("b1"))),
             bootstrap_api_key: Some(SecretString::from(KEY.to_owned())),
             allow_private_networks: true,

@@ -14,7 +14,6 @@ use uuid::Uuid;
 
 use super::Path;
 use super::webhooks::row::open_secrets;
-use crate::actors::dispatch::PendingEvent;
 use crate::actors::publisher::Published;
 use crate::api::state::AppState;
 use crate::db;
@@ -246,36 +245,38 @@ async fn ingest(
     };
     let mut row = event_row(hook, event, meta);
     row.replay_key = replay_key;
-    let outcome = db::inbox::insert_events_isolating(&state.db, std::slice::from_ref(&row))
-        .await?
-        .pop();
-    if let Some(RowOutcome::Refused(reason)) = outcome {
-        tracing::warn!(webhook_id = %hook.id, reason = %reason, "delivery rejected by storage");
-        return Err(ApiError::BadRequest(format!("delivery refused: {reason}")));
-    }
-    if outcome == Some(RowOutcome::Stored) {
-        publish_received(state, &row, Some(row.id), false);
-        if row.dispatched_at.is_none() {
-            let pending = PendingEvent::from(row.clone());
-            state.dispatch.dispatch(pending.route, vec![pending]);
+    // What a duplicate's answer and notice need, kept before the row goes to the writer.
+    let notice = Notice::of(&row);
+    // Committed with whatever other deliveries arrived meanwhile (group commit); the writer
+    // publishes and dispatches a stored event itself, so its runs follow its notice.
+    let outcome = state
+        .deliveries
+        .store(row)
+        .await
+        .map_err(|_| ApiError::Unavailable)?;
+    match outcome {
+        RowOutcome::Stored => {
+            let body = json!({"event_id": notice.id, "duplicate": false});
+            return Ok((HttpResponse::Ok().json(body), "accepted"));
         }
-        return Ok((
-            HttpResponse::Ok().json(json!({"event_id": row.id, "duplicate": false})),
-            "accepted",
-        ));
+        RowOutcome::Refused(reason) => {
+            tracing::warn!(webhook_id = %hook.id, reason = %reason, "delivery rejected by storage");
+            return Err(ApiError::BadRequest(format!("delivery refused: {reason}")));
+        }
+        RowOutcome::Duplicate => {}
     }
     let existing = match db::events::find_event_ids_by_dedup_keys(
         &state.db,
         hook.org_id,
         &hook.source,
-        vec![row.dedup_key.clone()],
+        vec![notice.dedup_key.clone()],
     )
     .await?
-    .remove(&row.dedup_key)
+    .remove(&notice.dedup_key)
     {
         Some(id) => Some(id),
         // Not the dedup key: the replay guard (the same signed body under a fresh delivery id).
-        None => match &row.replay_key {
+        None => match &notice.replay_key {
             Some(key) => {
                 db::events::find_event_id_by_replay_key(&state.db, hook.org_id, &hook.source, key)
                     .await?
@@ -283,29 +284,51 @@ async fn ingest(
             None => None,
         },
     };
-    publish_received(state, &row, existing, true);
+    if state.publisher.has_subscribers() {
+        state.publisher.publish(notice.duplicate_of(existing));
+    }
     let body = json!({"event_id": existing, "duplicate": true});
     Ok((HttpResponse::Ok().json(body), "duplicate"))
 }
 
-/// Tells live observers about a stored delivery or a duplicate of one.
-fn publish_received(
-    state: &AppState,
-    row: &entity::event::Model,
-    event_id: Option<Uuid>,
-    duplicate: bool,
-) {
-    if state.publisher.has_subscribers() {
-        state.publisher.publish(Published::EventReceived {
+/// The parts of a delivery's row its answer and a duplicate's live notice need (not its payload).
+struct Notice {
+    id: Uuid,
+    org_id: Uuid,
+    source: String,
+    event_key: Option<String>,
+    status: String,
+    dedup_key: String,
+    replay_key: Option<String>,
+    received_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Notice {
+    fn of(row: &entity::event::Model) -> Notice {
+        Notice {
+            id: row.id,
             org_id: row.org_id,
-            event_id,
-            origin: "webhook",
             source: row.source.clone(),
             event_key: row.event_key.clone(),
             status: row.status.clone(),
-            duplicate,
+            dedup_key: row.dedup_key.clone(),
+            replay_key: row.replay_key.clone(),
             received_at: row.received_at,
-        });
+        }
+    }
+
+    /// The live notice of a duplicate of the stored event `event_id`.
+    fn duplicate_of(self, event_id: Option<Uuid>) -> Published {
+        Published::EventReceived {
+            org_id: self.org_id,
+            event_id,
+            origin: "webhook",
+            source: self.source,
+            event_key: self.event_key,
+            status: self.status,
+            duplicate: true,
+            received_at: self.received_at,
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix::Addr;
 use sea_orm::DatabaseConnection;
 
-use crate::actors::dispatch::DispatchPool;
+use crate::actors::inbox::deliveries::DeliveryInbox;
 use crate::actors::publisher::Publisher;
 use crate::actors::registry::AutomationRegistry;
 use crate::actors::supervisor::SourceSupervisor;
@@ -30,8 +30,8 @@ pub struct AppState {
     pub supervisor: Addr<SourceSupervisor>,
     /// The automation index in force.
     pub automations: Arc<AutomationRegistry>,
-    /// Where committed webhook events go.
-    pub dispatch: DispatchPool,
+    /// The webhook deliveries' group commit.
+    pub deliveries: DeliveryInbox,
     /// Live observers: webhook ingest publishes here, live-stream sessions subscribe.
     pub publisher: Publisher,
     /// Per-webhook rate-limit buckets (per process).

@@ -214,6 +214,35 @@ both_backends! {
         assert!(got.body["meta"]["verified_with"].is_null());
     }
 
+    async fn concurrent_deliveries_share_commits_and_are_answered_each(app: TestApp) {
+        // Deliveries arriving together are committed together (the deliveries' group commit):
+        // each still gets its own answer, a key repeated inside one batch is stored once and
+        // every copy names that one event, and each stored event gets its run.
+        let (_, url, _) = hook(&app, json!({"name": "Burst", "source": "burst", "verifier": {"preset": "stripe"}, "insecure": true})).await;
+        let automation = create_automation(&app, "burst", json!("*"), None).await;
+        let deliver = |id: String| {
+            let (app, url) = (&app, url.clone());
+            async move {
+                let body = format!(r#"{{"id":"{id}","type":"charge.succeeded"}}"#);
+                app.deliver(&url, &[JSON.clone_pair()], body.as_bytes()).await
+            }
+        };
+        let same = futures_util::future::join_all((0..40).map(|_| deliver("evt_same".to_owned()))).await;
+        let distinct = futures_util::future::join_all((0..60).map(|i| deliver(format!("evt_{i}")))).await;
+        assert!(same.iter().chain(&distinct).all(|r| r.status == 200), "every delivery answered 200");
+        let stored: Vec<&Value> = same.iter().filter(|r| r.body["duplicate"] == false).map(|r| &r.body["event_id"]).collect();
+        assert_eq!(stored.len(), 1, "one copy of a repeated key is stored");
+        assert!(same.iter().all(|r| &r.body["event_id"] == stored[0]), "every copy names the stored event");
+        let ids: std::collections::HashSet<String> = distinct.iter().map(|r| {
+            assert_eq!(r.body["duplicate"], false);
+            r.body["event_id"].as_str().unwrap().to_owned()
+        }).collect();
+        assert_eq!(ids.len(), 60, "distinct deliveries are distinct events");
+        assert!(eventually(Duration::from_secs(10), || async { undispatched(&app).await == 0 }).await);
+        assert_eq!(event_count(&app, "burst").await, 61);
+        assert_eq!(runs_of(&app, &automation).await, 61);
+    }
+
     async fn orgs_are_isolated_and_unknown_hooks_are_404(app: TestApp) {
         let other = app.new_org("other").await;
         let (_, url_a, secret_a) = hook(&app, json!({"name": "A", "source": "same", "verifier": {"preset": "github"}})).await;

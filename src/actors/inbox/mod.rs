@@ -16,6 +16,7 @@ use crate::actors::spec::SourceSpec;
 use crate::pipeline::ingest::PreparedEvent;
 use crate::sources::status::SourceCounters;
 
+pub mod deliveries;
 mod writer;
 
 pub use writer::WriterCtx;
