@@ -116,7 +116,7 @@ async fn handle(
         state,
         hook,
         &verifier,
-        (inbound::message(&headers, parsed), limits),
+        (inbound::message(&headers, parsed), limits, body.len()),
         (meta, replay_key),
     )
     .await
@@ -231,7 +231,7 @@ async fn ingest(
     state: &AppState,
     hook: &entity::webhook::Model,
     verifier: &Verifier,
-    (raw, limits): (Value, Limits),
+    (raw, limits, size): (Value, Limits, usize),
     (meta, replay_key): (Value, Option<String>),
 ) -> Result<(HttpResponse, &'static str), ApiError> {
     let exprs = compiled_exprs(state, hook, verifier)?;
@@ -251,7 +251,7 @@ async fn ingest(
     // publishes and dispatches a stored event itself, so its runs follow its notice.
     let outcome = state
         .deliveries
-        .store(row)
+        .store(row, size)
         .await
         .map_err(|_| ApiError::Unavailable)?;
     match outcome {

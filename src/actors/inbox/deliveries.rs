@@ -1,6 +1,7 @@
 //! The webhook deliveries' group commit. Every accepted delivery's event row goes to one writer
 //! task, which commits whatever has arrived while its previous commit ran in one transaction (up
-//! to [`MAX_BATCH`] rows, [`IN_FLIGHT`] transactions at once, finishing in order), then answers
+//! to [`MAX_BATCH`] rows and [`MAX_BATCH_BYTES`] of bodies; [`IN_FLIGHT`] batches at once,
+//! finishing in order), then answers
 //! each delivery with what storage made of its row, tells live observers and hands the stored
 //! events to dispatch. A webhook's answer (200) therefore still follows the commit that holds its
 //! event, but a thousand deliveries a second cost a few commits a second, not a thousand.
@@ -22,8 +23,10 @@ use crate::db;
 use crate::db::inbox::RowOutcome;
 use crate::metrics::Metrics;
 
-/// Largest batch per commit.
+/// Most deliveries taken at once.
 const MAX_BATCH: usize = 500;
+/// Most bytes of bodies per transaction (a batch of large deliveries commits in several).
+const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Batches being committed at once (storage latency, not CPU, bounds the writer).
 const IN_FLIGHT: usize = 2;
 /// Deliveries queued before handlers wait for room (each waiting handler holds its request).
@@ -38,10 +41,15 @@ pub enum StoreError {
     Unavailable,
 }
 
+/// What storage made of one delivery's row.
+type Answer = Result<RowOutcome, StoreError>;
+
 /// One delivery waiting for its commit.
 struct Delivery {
     row: entity::event::Model,
-    answer: oneshot::Sender<Result<RowOutcome, StoreError>>,
+    /// Its body's size (bounds a transaction's size).
+    bytes: usize,
+    answer: oneshot::Sender<Answer>,
 }
 
 /// The input of the deliveries' writer (cheap to clone; held by the HTTP handlers' state).
@@ -71,13 +79,13 @@ impl DeliveryInbox {
         DeliveryInbox { tx }
     }
 
-    /// Queues `row` for the next commit and waits for it: `Stored` (the event is committed and
-    /// on its way to dispatch), `Duplicate` (its dedup key was stored before, or earlier in the
-    /// same batch) or `Refused` (storage cannot hold it).
-    pub async fn store(&self, row: entity::event::Model) -> Result<RowOutcome, StoreError> {
+    /// Queues `row` (from a body of `bytes`) for the next commit and waits for it: `Stored` (the
+    /// event is committed and on its way to dispatch), `Duplicate` (its dedup key was stored
+    /// before, or earlier in the same batch) or `Refused` (storage cannot hold it).
+    pub async fn store(&self, row: entity::event::Model, bytes: usize) -> Answer {
         let (answer, answered) = oneshot::channel();
         self.tx
-            .send(Delivery { row, answer })
+            .send(Delivery { row, bytes, answer })
             .await
             .map_err(|_| StoreError::Unavailable)?;
         answered.await.map_err(|_| StoreError::Unavailable)?
@@ -97,55 +105,79 @@ async fn run(ctx: std::sync::Arc<DeliveryCtx>, mut rx: mpsc::Receiver<Delivery>)
                     inflight.push_back(commit(ctx.clone(), batch));
                 }
             }
-            Some((batch, outcomes)) = inflight.next() => settle(&ctx, batch, outcomes),
+            Some((batch, answers)) = inflight.next() => settle(&ctx, batch, answers),
         }
     }
 }
 
-/// A batch: the rows in arrival order, and beside each the delivery waiting for it.
+/// A batch: the rows in arrival order, the size of each delivery's body, and beside each row the
+/// delivery waiting for it.
 struct Batch {
     rows: Vec<entity::event::Model>,
-    answers: Vec<oneshot::Sender<Result<RowOutcome, StoreError>>>,
+    bytes: Vec<usize>,
+    answers: Vec<oneshot::Sender<Answer>>,
 }
 
-/// Commits one batch; `Err` when storage is unavailable (nothing of it is stored).
+/// Commits one batch, in transactions of at most [`MAX_BATCH_BYTES`] of bodies (one at least);
+/// answers per row. Once one transaction finds storage unavailable, it and the rest of the batch
+/// are answered [`StoreError::Unavailable`] (nothing of them is stored).
 async fn commit(
     ctx: std::sync::Arc<DeliveryCtx>,
     deliveries: Vec<Delivery>,
-) -> (Batch, Result<Vec<RowOutcome>, StoreError>) {
-    let (rows, answers) = deliveries
-        .into_iter()
-        .map(|Delivery { row, answer }| (row, answer))
-        .unzip();
-    let batch = Batch { rows, answers };
-    let started = Instant::now();
-    let outcomes = match db::inbox::insert_events_isolating(&ctx.db, &batch.rows).await {
-        Ok(outcomes) => Ok(outcomes),
-        Err(err) => {
-            tracing::warn!(error = %err, batch = batch.rows.len(), "storing webhook deliveries failed; answering 503");
-            Err(StoreError::Unavailable)
-        }
+) -> (Batch, Vec<Answer>) {
+    let mut batch = Batch {
+        rows: Vec::with_capacity(deliveries.len()),
+        bytes: Vec::with_capacity(deliveries.len()),
+        answers: Vec::with_capacity(deliveries.len()),
     };
-    ctx.metrics.db_write("events", started.elapsed());
-    (batch, outcomes)
+    for Delivery { row, bytes, answer } in deliveries {
+        batch.rows.push(row);
+        batch.bytes.push(bytes);
+        batch.answers.push(answer);
+    }
+    let mut answers = Vec::with_capacity(batch.rows.len());
+    let mut start = 0;
+    while start < batch.rows.len() {
+        let end = chunk_end(&batch.bytes, start);
+        let rows = &batch.rows[start..end];
+        let started = Instant::now();
+        match db::inbox::insert_events_isolating(&ctx.db, rows).await {
+            Ok(outcomes) => answers.extend(outcomes.into_iter().map(Ok)),
+            Err(err) => {
+                tracing::warn!(error = %err, deliveries = batch.rows.len() - start, "storing webhook deliveries failed; answering 503");
+                answers.resize(batch.rows.len(), Err(StoreError::Unavailable));
+                break;
+            }
+        }
+        ctx.metrics.db_write("events", started.elapsed());
+        start = end;
+    }
+    (batch, answers)
+}
+
+/// The end of the transaction starting at `start`: as many deliveries as fit in
+/// [`MAX_BATCH_BYTES`] of bodies, one at least.
+fn chunk_end(bytes: &[usize], start: usize) -> usize {
+    let mut total = 0;
+    let mut end = start;
+    while end < bytes.len() && (end == start || total + bytes[end] <= MAX_BATCH_BYTES) {
+        total += bytes[end];
+        end += 1;
+    }
+    end
 }
 
 /// Answers each delivery of a committed batch, then publishes and dispatches the stored events
 /// (grouped by route, in commit order, so each webhook's events keep their order).
-fn settle(ctx: &DeliveryCtx, batch: Batch, outcomes: Result<Vec<RowOutcome>, StoreError>) {
-    let Batch { rows, answers } = batch;
-    let outcomes = match outcomes {
-        Ok(outcomes) => outcomes,
-        Err(err) => {
-            for answer in answers {
-                let _ = answer.send(Err(err));
-            }
-            return;
-        }
-    };
+fn settle(ctx: &DeliveryCtx, batch: Batch, answers: Vec<Answer>) {
+    let Batch {
+        rows,
+        answers: waiting,
+        ..
+    } = batch;
     let mut routes: Vec<(uuid::Uuid, Vec<PendingEvent>)> = Vec::new();
-    for ((row, answer), outcome) in rows.into_iter().zip(answers).zip(outcomes) {
-        if outcome == RowOutcome::Stored {
+    for ((row, waiting), answer) in rows.into_iter().zip(waiting).zip(answers) {
+        if answer == Ok(RowOutcome::Stored) {
             if ctx.publisher.has_subscribers() {
                 ctx.publisher.publish(received(&row));
             }
@@ -157,8 +189,8 @@ fn settle(ctx: &DeliveryCtx, batch: Batch, outcomes: Result<Vec<RowOutcome>, Sto
                 }
             }
         }
-        // The handler may have gone (the client hung up); the event is stored all the same.
-        let _ = answer.send(Ok(outcome));
+        // The handler may have gone (the client hung up); a stored event stays stored.
+        let _ = waiting.send(answer);
     }
     for (route, events) in routes {
         ctx.dispatch.dispatch(route, events);
@@ -176,5 +208,31 @@ fn received(row: &entity::event::Model) -> Published {
         status: row.status.clone(),
         duplicate: false,
         received_at: row.received_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_BATCH_BYTES, chunk_end};
+
+    #[test]
+    fn transactions_are_cut_by_body_bytes_and_never_empty() {
+        let small = vec![1024; 10];
+        assert_eq!(
+            chunk_end(&small, 0),
+            10,
+            "small bodies share one transaction"
+        );
+        let half = MAX_BATCH_BYTES / 2;
+        let large = vec![half, half, half, 10];
+        assert_eq!(chunk_end(&large, 0), 2, "two halves fill one transaction");
+        assert_eq!(chunk_end(&large, 2), 4);
+        let huge = vec![MAX_BATCH_BYTES * 3, 1];
+        assert_eq!(
+            chunk_end(&huge, 0),
+            1,
+            "an oversized body goes alone, never nowhere"
+        );
+        assert_eq!(chunk_end(&huge, 1), 2);
     }
 }
