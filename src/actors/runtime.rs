@@ -112,30 +112,41 @@ pub enum StatusWrite {
     ),
 }
 
-/// Persists status writes in the order they were made, off the actors' paths. A write that fails
-/// is logged and skipped: status is advisory, the next transition or flush overwrites it.
+/// Persists status writes off the actors' paths. Whatever is queued when the writer comes round
+/// is taken at once and coalesced per source (the last state, the last counters, the latest
+/// event time), states are written one by one (they are rare), and every source's counters in one
+/// statement. A write that fails is logged and skipped: status is advisory, the next transition
+/// or flush overwrites it.
 #[derive(Clone)]
 pub struct StatusWriter {
     tx: mpsc::UnboundedSender<StatusWrite>,
 }
+
+/// Most writes taken at once.
+const STATUS_BATCH: usize = 10_000;
 
 impl StatusWriter {
     /// Starts the writer task on the current arbiter.
     pub fn start(db: DatabaseConnection) -> StatusWriter {
         let (tx, mut rx) = mpsc::unbounded_channel::<StatusWrite>();
         actix::spawn(async move {
-            while let Some(write) = rx.recv().await {
-                // In line with the inbox and dispatch writers for SQLite's write lock.
-                let result = match write {
-                    StatusWrite::State(id, record) => {
-                        crate::db::gated(&db, status::write_state(&db, id, record)).await
+            let mut taken = Vec::new();
+            while rx.recv_many(&mut taken, STATUS_BATCH).await > 0 {
+                let (states, counters) = coalesce(taken.drain(..));
+                for (id, record) in states {
+                    // In line with the inbox and dispatch writers for SQLite's write lock.
+                    let written = crate::db::gated(&db, status::write_state(&db, id, record));
+                    if let Err(err) = written.await {
+                        tracing::warn!(error = %err, "status write failed");
                     }
-                    StatusWrite::Counters(id, counters, at) => {
-                        crate::db::gated(&db, status::write_counters(&db, id, counters, at)).await
+                }
+                // A chunk per turn of SQLite's write lock, so the inbox writers get theirs in
+                // between (five thousand sources' counters at once would hold it for 100+ ms).
+                for chunk in counters.chunks(status::COUNTERS_CHUNK) {
+                    let written = crate::db::gated(&db, status::write_counters_batch(&db, chunk));
+                    if let Err(err) = written.await {
+                        tracing::warn!(error = %err, sources = chunk.len(), "status counters write failed");
                     }
-                };
-                if let Err(err) = result {
-                    tracing::warn!(error = %err, "status write failed");
                 }
             }
         });
@@ -145,5 +156,80 @@ impl StatusWriter {
     /// Queues a write.
     pub fn write(&self, write: StatusWrite) {
         let _ = self.tx.send(write);
+    }
+}
+
+/// Per source, the last state and the last counters of `writes` (in the order each source last
+/// appeared), with the latest event time any of its counter writes carried.
+fn coalesce(
+    writes: impl Iterator<Item = StatusWrite>,
+) -> (Vec<(Uuid, StateRecord)>, Vec<status::CountersWrite>) {
+    let mut states: Vec<(Uuid, StateRecord)> = Vec::new();
+    let mut counters: Vec<status::CountersWrite> = Vec::new();
+    let mut state_at: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+    let mut counters_at: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+    for write in writes {
+        match write {
+            StatusWrite::State(id, record) => match state_at.get(&id) {
+                Some(&i) => states[i].1 = record,
+                None => {
+                    state_at.insert(id, states.len());
+                    states.push((id, record));
+                }
+            },
+            StatusWrite::Counters(id, values, at) => match counters_at.get(&id) {
+                Some(&i) => {
+                    let earlier = counters[i].2;
+                    counters[i] = (id, values, at.max(earlier));
+                }
+                None => {
+                    counters_at.insert(id, counters.len());
+                    counters.push((id, values, at));
+                }
+            },
+        }
+    }
+    (states, counters)
+}
+
+#[cfg(test)]
+mod coalesce_tests {
+    use super::*;
+
+    fn record(state: &str) -> StateRecord {
+        StateRecord {
+            state: state.to_owned(),
+            detail: None,
+            connected_at: None,
+            next_retry_at: None,
+            consecutive_failures: 0,
+        }
+    }
+
+    #[test]
+    fn the_last_write_of_each_source_wins_and_event_times_only_move_forward() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let t1 = chrono::Utc::now();
+        let t2 = t1 + chrono::Duration::seconds(1);
+        let writes = vec![
+            StatusWrite::State(a, record("connecting")),
+            StatusWrite::Counters(a, serde_json::json!({"n": 1}), Some(t2)),
+            StatusWrite::State(b, record("connecting")),
+            StatusWrite::State(a, record("connected")),
+            StatusWrite::Counters(a, serde_json::json!({"n": 2}), None),
+            StatusWrite::Counters(b, serde_json::json!({"n": 5}), Some(t1)),
+        ];
+        let (states, counters) = coalesce(writes.into_iter());
+        assert_eq!(
+            states,
+            vec![(a, record("connected")), (b, record("connecting"))]
+        );
+        assert_eq!(
+            counters,
+            vec![
+                (a, serde_json::json!({"n": 2}), Some(t2)),
+                (b, serde_json::json!({"n": 5}), Some(t1))
+            ]
+        );
     }
 }

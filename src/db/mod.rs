@@ -16,6 +16,7 @@ pub mod schedule;
 pub mod single_node;
 pub mod slugs;
 pub mod sources;
+pub(crate) mod sql;
 pub mod status;
 pub mod statuses;
 pub mod stream_tokens;

@@ -100,3 +100,46 @@ async fn status_is_right_and_survives_a_restart_sqlite() {
 async fn status_is_right_and_survives_a_restart_postgres() {
     status_survives(Backend::Postgres).await;
 }
+
+crate::both_backends! {
+    async fn counters_of_many_sources_are_written_in_one_statement(app: TestApp) {
+        use entity::source_status;
+        use sea_orm::EntityTrait as _;
+        use switchboard::db::status::{StateRecord, write_counters_batch, write_state};
+        let record = || StateRecord {
+            state: "connected".to_owned(),
+            detail: None,
+            connected_at: None,
+            next_retry_at: None,
+            consecutive_failures: 0,
+        };
+        let ids: Vec<uuid::Uuid> = (0..1_200).map(|_| uuid::Uuid::now_v7()).collect();
+        for id in &ids {
+            write_state(&app.db, *id, record()).await.unwrap();
+        }
+        let earlier: DateTime<Utc> = "2026-01-02T03:04:05.678901Z".parse().unwrap();
+        // Every source gets an event time, then a second batch (more rows than one SQLite chunk)
+        // with none for the even ones: those keep what was stored.
+        let first: Vec<_> = ids.iter().map(|id| (*id, json!({"events_stored": 1}), Some(earlier))).collect();
+        write_counters_batch(&app.db, &first).await.unwrap();
+        let later = earlier + chrono::Duration::seconds(90);
+        let second: Vec<_> = ids.iter().enumerate().map(|(i, id)| {
+            let at = (i % 2 == 1).then_some(later);
+            (*id, json!({"events_stored": i, "text": "a \"quoted\" ü"}), at)
+        }).collect();
+        // A source without a status row is skipped, not created.
+        let mut with_unknown = second.clone();
+        with_unknown.push((uuid::Uuid::now_v7(), json!({}), None));
+        write_counters_batch(&app.db, &with_unknown).await.unwrap();
+        let rows = source_status::Entity::find().all(&app.db).await.unwrap();
+        assert_eq!(rows.len(), ids.len());
+        let by_id: std::collections::HashMap<_, _> = rows.into_iter().map(|r| (r.source_id, r)).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let row = &by_id[id];
+            assert_eq!(row.counters, json!({"events_stored": i, "text": "a \"quoted\" ü"}));
+            let expected = if i % 2 == 1 { later } else { earlier };
+            assert_eq!(row.last_event_at.map(|t| t.timestamp_micros()), Some(expected.timestamp_micros()), "source {i}");
+            assert_eq!(row.state, "connected");
+        }
+    }
+}

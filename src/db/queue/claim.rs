@@ -10,8 +10,8 @@ use entity::automation_run;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, Statement};
 use uuid::Uuid;
 
-use super::sql::Sql;
 use crate::db::WriteTxn;
+use crate::db::sql::Sql;
 use crate::db::statuses::RunStatus;
 
 /// What a claim asks for.

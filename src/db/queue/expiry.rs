@@ -8,8 +8,8 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::sql::Sql;
 use crate::db::WriteTxn;
+use crate::db::sql::Sql;
 use crate::db::statuses::RunStatus;
 
 /// Up to `limit` RUNNING runs whose lease expired before `now`, earliest expiry first.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
 use uuid::Uuid;
 
-use super::sql::Sql;
+use crate::db::sql::Sql;
 use crate::db::statuses::RunStatus;
 
 /// One fenced outcome to record.

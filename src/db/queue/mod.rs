@@ -13,14 +13,13 @@ use uuid::Uuid;
 mod claim;
 mod expiry;
 mod finish;
-mod sql;
 
 pub use claim::{Caps, ClaimRequest, Leases, claim};
 pub use expiry::{Expiry, expire, expired_leases};
 pub use finish::{Finish, finish};
 
 use super::statuses::RunStatus;
-use sql::Sql;
+use crate::db::sql::Sql;
 
 /// Extends the lease of a RUNNING run held with `token` to `expires`; whether it was.
 pub async fn heartbeat(

@@ -1,16 +1,17 @@
-//! A small raw-SQL builder for the queue's statements: placeholders numbered for the engine.
+//! A small raw-SQL builder for hand-written batch statements (the run queue, status counters):
+//! placeholders numbered for the engine.
 
 use sea_orm::{DbBackend, Statement, Value};
 
 /// Raw SQL with its bound values, placeholders numbered for the engine.
-pub(super) struct Sql {
+pub(crate) struct Sql {
     backend: DbBackend,
     text: String,
     values: Vec<Value>,
 }
 
 impl Sql {
-    pub(super) fn new(backend: DbBackend, text: &str) -> Sql {
+    pub(crate) fn new(backend: DbBackend, text: &str) -> Sql {
         Sql {
             backend,
             text: text.to_owned(),
@@ -18,13 +19,13 @@ impl Sql {
         }
     }
 
-    pub(super) fn push(&mut self, text: &str) -> &mut Sql {
+    pub(crate) fn push(&mut self, text: &str) -> &mut Sql {
         self.text.push_str(text);
         self
     }
 
     /// Appends a placeholder bound to `value`.
-    pub(super) fn bind(&mut self, value: impl Into<Value>) -> &mut Sql {
+    pub(crate) fn bind(&mut self, value: impl Into<Value>) -> &mut Sql {
         self.values.push(value.into());
         match self.backend {
             DbBackend::Postgres => {
@@ -37,7 +38,7 @@ impl Sql {
     }
 
     /// Appends `(v1, v2, …)`.
-    pub(super) fn bind_list<T: Into<Value> + Clone>(&mut self, items: &[T]) -> &mut Sql {
+    pub(crate) fn bind_list<T: Into<Value> + Clone>(&mut self, items: &[T]) -> &mut Sql {
         self.push("(");
         for (i, item) in items.iter().enumerate() {
             if i > 0 {
@@ -48,7 +49,7 @@ impl Sql {
         self.push(")")
     }
 
-    pub(super) fn statement(self) -> Statement {
+    pub(crate) fn statement(self) -> Statement {
         Statement::from_sql_and_values(self.backend, self.text, self.values)
     }
 }
