@@ -21,7 +21,7 @@ use crate::actors::inbox::deliveries::{DeliveryCtx, DeliveryInbox};
 use crate::actors::publisher::Publisher;
 use crate::actors::registry::AutomationRegistry;
 use crate::actors::run_queue::watchdog::Watchdog;
-use crate::actors::runtime::SourceRuntime;
+use crate::actors::runtime::{SourceRuntime, StatusWriter};
 use crate::actors::spec::SourceSpec;
 use crate::actors::supervisor::SourceSupervisor;
 use crate::api::state::AppState;
@@ -39,6 +39,8 @@ pub struct Application {
     port: u16,
     server: Server,
     supervisor: Addr<SourceSupervisor>,
+    /// Persists source status; drained before the process ends.
+    status: StatusWriter,
     publisher: Publisher,
     bootstrap_key: Option<String>,
     metrics_server: Option<(Server, u16)>,
@@ -74,6 +76,7 @@ impl Application {
             notifier,
             deliveries,
             supervisor,
+            status,
         } = start_actors(&settings, &db, &keyring).await?;
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("binding {}", settings.bind))?;
@@ -112,6 +115,7 @@ impl Application {
             port,
             server,
             supervisor,
+            status,
             publisher,
             bootstrap_key,
             metrics_server,
@@ -170,6 +174,14 @@ impl Application {
                 farewell: None,
             })
             .await;
+        // The sources' last counters are queued now: write them before the runtime goes (a
+        // write cut off mid-statement would also panic as the runtime is dropped).
+        if tokio::time::timeout(SHUTDOWN_TIMEOUT, self.status.flushed())
+            .await
+            .is_err()
+        {
+            tracing::warn!("source status not written before the process ended");
+        }
         served
     }
 }
@@ -208,7 +220,7 @@ async fn start_sources(
     dispatch: DispatchPool,
     publisher: Publisher,
     metrics: Arc<Metrics>,
-) -> anyhow::Result<Addr<SourceSupervisor>> {
+) -> anyhow::Result<(Addr<SourceSupervisor>, StatusWriter)> {
     let rows = db::sources::all_sources(db)
         .await
         .context("loading sources")?;
@@ -232,6 +244,7 @@ async fn start_sources(
         }
     }
     let rt = SourceRuntime::build(settings, db, dispatch.clone(), publisher, metrics)?;
+    let status = rt.status.clone();
     let supervisor = SourceSupervisor::new(rt, initial).start();
     let recovered = dispatch
         .recover(db, None)
@@ -243,7 +256,7 @@ async fn start_sources(
             "dispatching events committed before the last stop"
         );
     }
-    Ok(supervisor)
+    Ok((supervisor, status))
 }
 
 /// The actors and what they share, started.
@@ -254,6 +267,7 @@ struct Actors {
     notifier: RunNotifier,
     deliveries: DeliveryInbox,
     supervisor: Addr<SourceSupervisor>,
+    status: StatusWriter,
 }
 
 /// Loads the automation index, starts the dispatch pool, the webhook deliveries' writer, the
@@ -278,7 +292,7 @@ async fn start_actors(
         metrics.clone(),
         notifier.clone(),
     );
-    let supervisor = start_sources(
+    let (supervisor, status) = start_sources(
         settings,
         db,
         keyring,
@@ -302,6 +316,7 @@ async fn start_actors(
         notifier,
         deliveries,
         supervisor,
+        status,
     })
 }
 

@@ -110,6 +110,8 @@ pub enum StatusWrite {
         serde_json::Value,
         Option<chrono::DateTime<chrono::Utc>>,
     ),
+    /// Answered once every write queued before it is written (see [`StatusWriter::flushed`]).
+    Flushed(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Persists status writes off the actors' paths. Whatever is queued when the writer comes round
@@ -132,7 +134,7 @@ impl StatusWriter {
         actix::spawn(async move {
             let mut taken = Vec::new();
             while rx.recv_many(&mut taken, STATUS_BATCH).await > 0 {
-                let (states, counters) = coalesce(taken.drain(..));
+                let (states, counters, flushed) = coalesce(taken.drain(..));
                 for (id, record) in states {
                     // In line with the inbox and dispatch writers for SQLite's write lock.
                     let written = crate::db::gated(&db, status::write_state(&db, id, record));
@@ -148,9 +150,21 @@ impl StatusWriter {
                         tracing::warn!(error = %err, sources = chunk.len(), "status counters write failed");
                     }
                 }
+                for waiter in flushed {
+                    let _ = waiter.send(());
+                }
             }
         });
         StatusWriter { tx }
+    }
+
+    /// Resolves once every write queued before this call is written (or failed and was logged);
+    /// at once when the writer is gone. The application awaits it before the process ends.
+    pub async fn flushed(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(StatusWrite::Flushed(tx)).is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// Queues a write.
@@ -159,11 +173,18 @@ impl StatusWriter {
     }
 }
 
-/// Per source, the last state and the last counters of `writes` (in the order each source last
-/// appeared), with the latest event time any of its counter writes carried.
-fn coalesce(
-    writes: impl Iterator<Item = StatusWrite>,
-) -> (Vec<(Uuid, StateRecord)>, Vec<status::CountersWrite>) {
+/// What a batch of status writes comes to: per source its last state and last counters.
+type Coalesced = (
+    Vec<(Uuid, StateRecord)>,
+    Vec<status::CountersWrite>,
+    Vec<tokio::sync::oneshot::Sender<()>>,
+);
+
+/// Per source, the last state and the last counters of `writes` (in the order each source first
+/// appeared), with the latest event time any of its counter writes carried; and the flush waiters
+/// to answer once they are written.
+fn coalesce(writes: impl Iterator<Item = StatusWrite>) -> Coalesced {
+    let mut flushed = Vec::new();
     let mut states: Vec<(Uuid, StateRecord)> = Vec::new();
     let mut counters: Vec<status::CountersWrite> = Vec::new();
     let mut state_at: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
@@ -187,9 +208,10 @@ fn coalesce(
                     counters.push((id, values, at));
                 }
             },
+            StatusWrite::Flushed(waiter) => flushed.push(waiter),
         }
     }
-    (states, counters)
+    (states, counters, flushed)
 }
 
 #[cfg(test)]
@@ -219,7 +241,11 @@ mod coalesce_tests {
             StatusWrite::Counters(a, serde_json::json!({"n": 2}), None),
             StatusWrite::Counters(b, serde_json::json!({"n": 5}), Some(t1)),
         ];
-        let (states, counters) = coalesce(writes.into_iter());
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let mut writes = writes;
+        writes.push(StatusWrite::Flushed(tx));
+        let (states, counters, flushed) = coalesce(writes.into_iter());
+        assert_eq!(flushed.len(), 1);
         assert_eq!(
             states,
             vec![(a, record("connected")), (b, record("connecting"))]

@@ -833,3 +833,48 @@ async fn sqlite_disk_full_then_space_again() {
     }
     .check();
 }
+
+/// A graceful stop writes every source's last counters before the process exits: events stored
+/// just before SIGTERM are counted in the persisted status, which a restart continues from.
+#[actix_web::test]
+async fn a_graceful_stop_persists_the_last_counters() {
+    let (mut service, _pg) = Service::new(Backend::Sqlite, &[]).await;
+    service.start().await;
+    let peer = LedgerPeer::start();
+    let body = json!({"name": "last", "source": "last", "kind": "generic", "event_key_expr": "type",
+        "dedup_key_expr": "id", "config": {"url": peer.url(), "ack_expr": "{ack: id}"}});
+    let id = service.post("/v1/websocket-sources", body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    service.wait_connected(&id).await;
+    let db = switchboard::db::connect_url(&service.database_url(), 2)
+        .await
+        .unwrap();
+    for round in 0..3 {
+        // The counters are written once a second: a stop right after a burst finds the newest
+        // increments not written yet, unless the stop writes them itself.
+        let before = count_events(&db, "last").await;
+        peer.append(&format!("r{round}-"), 25);
+        assert!(
+            crate::helpers::eventually(Duration::from_secs(20), || async {
+                count_events(&db, "last").await == before + 25
+            })
+            .await
+        );
+    }
+    let served = service.served.as_mut().unwrap();
+    served.signal("TERM");
+    assert_eq!(
+        served.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "a clean exit"
+    );
+    let status = entity::source_status::Entity::find_by_id(id.parse::<uuid::Uuid>().unwrap())
+        .one(&db)
+        .await
+        .unwrap()
+        .expect("a status row");
+    assert_eq!(status.counters["events_stored"], 75, "{}", status.counters);
+    assert_eq!(status.counters["acks"], 75, "{}", status.counters);
+}
