@@ -33,6 +33,8 @@ use crate::{api, bootstrap, db, keyring_setup, rotate};
 
 /// How long graceful shutdown of the sources may take.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a stop waits for the sources' last status to be written.
+const STATUS_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A built, bound, not yet running service.
 pub struct Application {
@@ -78,12 +80,7 @@ impl Application {
             supervisor,
             status,
         } = start_actors(&settings, &db, &keyring).await?;
-        let listener = TcpListener::bind(settings.bind)
-            .with_context(|| format!("binding {}", settings.bind))?;
-        let port = listener
-            .local_addr()
-            .context("reading the bound address")?
-            .port();
+        let (listener, port) = bind(settings.bind)?;
         let stream_sessions = crate::api::stream::registry::StreamSessions::new(
             settings.stream_max_sessions,
             settings.stream_max_sessions_per_key,
@@ -176,7 +173,7 @@ impl Application {
             .await;
         // The sources' last counters are queued now: write them before the runtime goes (a
         // write cut off mid-statement would also panic as the runtime is dropped).
-        if tokio::time::timeout(SHUTDOWN_TIMEOUT, self.status.flushed())
+        if tokio::time::timeout(STATUS_FLUSH_TIMEOUT, self.status.flushed())
             .await
             .is_err()
         {
@@ -184,6 +181,16 @@ impl Application {
         }
         served
     }
+}
+
+/// Binds the API's listener; answers it with its port (port 0 picks one).
+fn bind(address: std::net::SocketAddr) -> anyhow::Result<(TcpListener, u16)> {
+    let listener = TcpListener::bind(address).with_context(|| format!("binding {address}"))?;
+    let port = listener
+        .local_addr()
+        .context("reading the bound address")?
+        .port();
+    Ok((listener, port))
 }
 
 /// A server for `GET /metrics` alone, on its own address; returns it with its port.

@@ -28,7 +28,7 @@ pub struct SourceRuntime {
     pub policy: NetworkPolicy,
     /// Trusted roots and the shared client configuration for `wss://` and `https://`.
     pub tls: crate::tls::TlsContext,
-    /// Ordered writer of state transitions.
+    /// Writes state transitions and counters (coalesced per source).
     pub status: StatusWriter,
     /// Time between two `apps.connections.open` calls of one Slack source at the steady rate.
     pub slack_open_interval: std::time::Duration,

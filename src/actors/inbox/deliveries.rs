@@ -1,21 +1,26 @@
 //! The webhook deliveries' group commit. Every accepted delivery's event row goes to one writer
 //! task, which commits whatever has arrived while its previous commit ran in one transaction (up
-//! to [`MAX_BATCH`] rows and [`MAX_BATCH_BYTES`] of bodies; [`IN_FLIGHT`] batches at once,
-//! finishing in order), then answers
-//! each delivery with what storage made of its row, tells live observers and hands the stored
-//! events to dispatch. A webhook's answer (200) therefore still follows the commit that holds its
-//! event, but a thousand deliveries a second cost a few commits a second, not a thousand.
+//! to [`MAX_BATCH`] rows and [`MAX_BATCH_BYTES`] of bodies, a larger body alone; [`IN_FLIGHT`]
+//! batches at once, answered in order), then answers each delivery with what storage made of its
+//! row, tells live observers and hands the stored events to dispatch. A webhook's answer (200)
+//! therefore still follows the commit that holds its event, but a thousand deliveries a second
+//! cost a few commits a second, not a thousand.
 //!
 //! Unlike the WebSocket writers, nothing is retried here: while storage is unavailable each
 //! delivery in the failed batch is answered [`StoreError::Unavailable`] (the handler answers 503
-//! with `Retry-After`) and its sender retries, as it would after any 5xx.
+//! with `Retry-After`) and its sender retries, as it would after any 5xx. The same answer goes to
+//! a delivery that finds [`QUEUED_BYTES`] of bodies already waiting, or that is not answered
+//! within [`ANSWER_DEADLINE`]: a slow database sheds load instead of piling up requests. Such a
+//! delivery may still be stored; its retry is then answered as a duplicate of it.
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use futures_util::FutureExt as _;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesOrdered;
 use sea_orm::DatabaseConnection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use crate::actors::dispatch::{DispatchPool, PendingEvent};
 use crate::actors::publisher::{Published, Publisher};
@@ -23,14 +28,19 @@ use crate::db;
 use crate::db::inbox::RowOutcome;
 use crate::metrics::Metrics;
 
-/// Most deliveries taken at once.
+/// Most deliveries per batch.
 const MAX_BATCH: usize = 500;
-/// Most bytes of bodies per transaction (a batch of large deliveries commits in several).
+/// Most bytes of bodies per batch (a larger body goes alone).
 const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Batches being committed at once (storage latency, not CPU, bounds the writer).
 const IN_FLIGHT: usize = 2;
-/// Deliveries queued before handlers wait for room (each waiting handler holds its request).
+/// Deliveries queued at most.
 const QUEUE: usize = 4096;
+/// Bytes of bodies queued or being committed at most; a delivery beyond waits for room, up to
+/// [`ANSWER_DEADLINE`].
+pub const QUEUED_BYTES: usize = 256 << 20;
+/// The longest a delivery waits for room and for its commit before it is answered 503.
+pub const ANSWER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// Why a delivery's row was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -47,15 +57,19 @@ type Answer = Result<RowOutcome, StoreError>;
 /// One delivery waiting for its commit.
 struct Delivery {
     row: entity::event::Model,
-    /// Its body's size (bounds a transaction's size).
+    /// Its body's size (bounds a batch's size).
     bytes: usize,
     answer: oneshot::Sender<Answer>,
+    /// Its share of [`QUEUED_BYTES`], released once it is answered.
+    _room: OwnedSemaphorePermit,
 }
 
 /// The input of the deliveries' writer (cheap to clone; held by the HTTP handlers' state).
 #[derive(Clone)]
 pub struct DeliveryInbox {
     tx: mpsc::Sender<Delivery>,
+    /// [`QUEUED_BYTES`] in KiB.
+    room: Arc<Semaphore>,
 }
 
 /// What the writer uses: storage, dispatch, metrics and live observers.
@@ -65,7 +79,7 @@ pub struct DeliveryCtx {
     /// Where committed events go.
     pub dispatch: DispatchPool,
     /// The application's metrics.
-    pub metrics: std::sync::Arc<Metrics>,
+    pub metrics: Arc<Metrics>,
     /// Live observers.
     pub publisher: Publisher,
 }
@@ -75,106 +89,141 @@ impl DeliveryInbox {
     /// its queue is committed.
     pub fn start(ctx: DeliveryCtx) -> DeliveryInbox {
         let (tx, rx) = mpsc::channel(QUEUE);
-        actix::spawn(run(std::sync::Arc::new(ctx), rx));
-        DeliveryInbox { tx }
+        actix::spawn(run(Arc::new(ctx), rx));
+        DeliveryInbox {
+            tx,
+            room: Arc::new(Semaphore::new(QUEUED_BYTES / 1024)),
+        }
     }
 
     /// Queues `row` (from a body of `bytes`) for the next commit and waits for it: `Stored` (the
     /// event is committed and on its way to dispatch), `Duplicate` (its dedup key was stored
     /// before, or earlier in the same batch) or `Refused` (storage cannot hold it).
+    /// [`StoreError::Unavailable`] when the writer is gone or the answer does not come within
+    /// [`ANSWER_DEADLINE`].
     pub async fn store(&self, row: entity::event::Model, bytes: usize) -> Answer {
-        let (answer, answered) = oneshot::channel();
-        self.tx
-            .send(Delivery { row, bytes, answer })
-            .await
-            .map_err(|_| StoreError::Unavailable)?;
-        answered.await.map_err(|_| StoreError::Unavailable)?
+        let waited = tokio::time::timeout(ANSWER_DEADLINE, async {
+            let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+            let room = self.room.clone().acquire_many_owned(kib).await;
+            let room = room.map_err(|_| StoreError::Unavailable)?;
+            let (answer, answered) = oneshot::channel();
+            let delivery = Delivery {
+                row,
+                bytes,
+                answer,
+                _room: room,
+            };
+            self.tx
+                .send(delivery)
+                .await
+                .map_err(|_| StoreError::Unavailable)?;
+            answered.await.map_err(|_| StoreError::Unavailable)?
+        });
+        waited.await.unwrap_or(Err(StoreError::Unavailable))
     }
 }
 
-async fn run(ctx: std::sync::Arc<DeliveryCtx>, mut rx: mpsc::Receiver<Delivery>) {
+async fn run(ctx: Arc<DeliveryCtx>, mut rx: mpsc::Receiver<Delivery>) {
     let mut inflight = FuturesOrdered::new();
+    // A delivery taken from the queue that did not fit the batch before it.
+    let mut carried: Option<Delivery> = None;
     let mut open = true;
-    while open || !inflight.is_empty() {
-        let mut batch = Vec::new();
+    while open || carried.is_some() || !inflight.is_empty() {
         tokio::select! {
-            received = rx.recv_many(&mut batch, MAX_BATCH), if open && inflight.len() < IN_FLIGHT => {
-                if received == 0 {
-                    open = false;
-                } else {
-                    inflight.push_back(commit(ctx.clone(), batch));
+            first = next(&mut rx, &mut carried), if (open || carried.is_some()) && inflight.len() < IN_FLIGHT => {
+                match first {
+                    Some(first) => {
+                        let batch = gather(first, &mut rx, &mut carried);
+                        // A panic while committing drops the batch's answers (503 each), not the
+                        // writer: the next batch goes on.
+                        let committed = std::panic::AssertUnwindSafe(commit(ctx.clone(), batch));
+                        inflight.push_back(committed.catch_unwind());
+                    }
+                    None => open = false,
                 }
             }
-            Some((batch, answers)) = inflight.next() => settle(&ctx, batch, answers),
-        }
-    }
-}
-
-/// A batch: the rows in arrival order, the size of each delivery's body, and beside each row the
-/// delivery waiting for it.
-struct Batch {
-    rows: Vec<entity::event::Model>,
-    bytes: Vec<usize>,
-    answers: Vec<oneshot::Sender<Answer>>,
-}
-
-/// Commits one batch, in transactions of at most [`MAX_BATCH_BYTES`] of bodies (one at least);
-/// answers per row. Once one transaction finds storage unavailable, it and the rest of the batch
-/// are answered [`StoreError::Unavailable`] (nothing of them is stored).
-async fn commit(
-    ctx: std::sync::Arc<DeliveryCtx>,
-    deliveries: Vec<Delivery>,
-) -> (Batch, Vec<Answer>) {
-    let mut batch = Batch {
-        rows: Vec::with_capacity(deliveries.len()),
-        bytes: Vec::with_capacity(deliveries.len()),
-        answers: Vec::with_capacity(deliveries.len()),
-    };
-    for Delivery { row, bytes, answer } in deliveries {
-        batch.rows.push(row);
-        batch.bytes.push(bytes);
-        batch.answers.push(answer);
-    }
-    let mut answers = Vec::with_capacity(batch.rows.len());
-    let mut start = 0;
-    while start < batch.rows.len() {
-        let end = chunk_end(&batch.bytes, start);
-        let rows = &batch.rows[start..end];
-        let started = Instant::now();
-        match db::inbox::insert_events_isolating(&ctx.db, rows).await {
-            Ok(outcomes) => answers.extend(outcomes.into_iter().map(Ok)),
-            Err(err) => {
-                tracing::warn!(error = %err, deliveries = batch.rows.len() - start, "storing webhook deliveries failed; answering 503");
-                answers.resize(batch.rows.len(), Err(StoreError::Unavailable));
-                break;
+            Some(committed) = inflight.next() => {
+                let Ok((batch, answers)) = committed else {
+                    tracing::error!("committing webhook deliveries panicked; their senders were answered 503");
+                    continue;
+                };
+                let settled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| settle(&ctx, batch, answers)));
+                if settled.is_err() {
+                    tracing::error!("settling webhook deliveries panicked");
+                }
             }
         }
-        ctx.metrics.db_write("events", started.elapsed());
-        start = end;
     }
-    (batch, answers)
 }
 
-/// The end of the transaction starting at `start`: as many deliveries as fit in
-/// [`MAX_BATCH_BYTES`] of bodies, one at least.
-fn chunk_end(bytes: &[usize], start: usize) -> usize {
-    let mut total = 0;
-    let mut end = start;
-    while end < bytes.len() && (end == start || total + bytes[end] <= MAX_BATCH_BYTES) {
-        total += bytes[end];
-        end += 1;
+/// The carried delivery, else the next one queued; `None` once the queue is closed and empty.
+async fn next(
+    rx: &mut mpsc::Receiver<Delivery>,
+    carried: &mut Option<Delivery>,
+) -> Option<Delivery> {
+    match carried.take() {
+        Some(delivery) => Some(delivery),
+        None => rx.recv().await,
     }
-    end
+}
+
+/// `first` and whatever else is queued now, up to [`MAX_BATCH`] deliveries and
+/// [`MAX_BATCH_BYTES`] of bodies (`first` goes even when larger); the first delivery that does
+/// not fit is `carried` to the next batch.
+fn gather(
+    first: Delivery,
+    rx: &mut mpsc::Receiver<Delivery>,
+    carried: &mut Option<Delivery>,
+) -> Vec<Delivery> {
+    let mut bytes = first.bytes;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        let Ok(delivery) = rx.try_recv() else { break };
+        if bytes + delivery.bytes > MAX_BATCH_BYTES {
+            *carried = Some(delivery);
+            break;
+        }
+        bytes += delivery.bytes;
+        batch.push(delivery);
+    }
+    batch
+}
+
+/// A batch: the rows in arrival order, and beside each row the delivery waiting for it (with its
+/// share of the queue's room).
+struct Batch {
+    rows: Vec<entity::event::Model>,
+    waiting: Vec<(oneshot::Sender<Answer>, OwnedSemaphorePermit)>,
+}
+
+/// Commits one batch in one transaction (a row storage refuses is isolated by splitting it);
+/// answers per row, every row [`StoreError::Unavailable`] when storage is unavailable.
+async fn commit(ctx: Arc<DeliveryCtx>, deliveries: Vec<Delivery>) -> (Batch, Vec<Answer>) {
+    let mut batch = Batch {
+        rows: Vec::with_capacity(deliveries.len()),
+        waiting: Vec::with_capacity(deliveries.len()),
+    };
+    for delivery in deliveries {
+        batch.rows.push(delivery.row);
+        batch.waiting.push((delivery.answer, delivery._room));
+    }
+    let started = Instant::now();
+    let answers = match db::inbox::insert_events_isolating(&ctx.db, &batch.rows).await {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Err(err) => {
+            tracing::warn!(error = %err, deliveries = batch.rows.len(), "storing webhook deliveries failed; answering 503");
+            vec![Err(StoreError::Unavailable); batch.rows.len()]
+        }
+    };
+    ctx.metrics.db_write("events", started.elapsed());
+    (batch, answers)
 }
 
 /// Answers each delivery of a committed batch, then publishes and dispatches the stored events
 /// (grouped by route, in commit order, so each webhook's events keep their order).
 fn settle(ctx: &DeliveryCtx, batch: Batch, answers: Vec<Answer>) {
-    let Batch {
-        rows,
-        answers: waiting,
-        ..
-    } = batch;
+    let Batch { rows, waiting } = batch;
+    debug_assert_eq!(rows.len(), answers.len(), "one answer per row");
     let mut routes: Vec<(uuid::Uuid, Vec<PendingEvent>)> = Vec::new();
     for ((row, waiting), answer) in rows.into_iter().zip(waiting).zip(answers) {
         if answer == Ok(RowOutcome::Stored) {
@@ -189,8 +238,10 @@ fn settle(ctx: &DeliveryCtx, batch: Batch, answers: Vec<Answer>) {
                 }
             }
         }
-        // The handler may have gone (the client hung up); a stored event stays stored.
-        let _ = waiting.send(answer);
+        // The handler may have gone (the client hung up, or its deadline passed); a stored event
+        // stays stored.
+        let (waiter, _room) = waiting;
+        let _ = waiter.send(answer);
     }
     for (route, events) in routes {
         ctx.dispatch.dispatch(route, events);
@@ -213,26 +264,73 @@ fn received(row: &entity::event::Model) -> Published {
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_BATCH_BYTES, chunk_end};
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn delivery(bytes: usize, room: &Arc<Semaphore>) -> (Delivery, oneshot::Receiver<Answer>) {
+        let (answer, answered) = oneshot::channel();
+        let row = entity::event::Model {
+            id: uuid::Uuid::now_v7(),
+            org_id: uuid::Uuid::now_v7(),
+            origin: "webhook".to_owned(),
+            source: "s".to_owned(),
+            source_id: None,
+            dedup_key: "k".to_owned(),
+            event_key: None,
+            raw: serde_json::json!({}),
+            payload: None,
+            meta: serde_json::json!({}),
+            status: "received".to_owned(),
+            error: None,
+            outcome: None,
+            received_at: chrono::Utc::now(),
+            dispatched_at: None,
+            replay_key: None,
+        };
+        let permit = room.clone().try_acquire_owned().expect("room");
+        let delivery = Delivery {
+            row,
+            bytes,
+            answer,
+            _room: permit,
+        };
+        (delivery, answered)
+    }
 
     #[test]
-    fn transactions_are_cut_by_body_bytes_and_never_empty() {
-        let small = vec![1024; 10];
-        assert_eq!(
-            chunk_end(&small, 0),
-            10,
-            "small bodies share one transaction"
-        );
+    fn batches_are_cut_by_body_bytes_and_a_large_body_goes_alone() {
+        let room = Arc::new(Semaphore::new(100));
+        let (tx, mut rx) = mpsc::channel(100);
         let half = MAX_BATCH_BYTES / 2;
-        let large = vec![half, half, half, 10];
-        assert_eq!(chunk_end(&large, 0), 2, "two halves fill one transaction");
-        assert_eq!(chunk_end(&large, 2), 4);
-        let huge = vec![MAX_BATCH_BYTES * 3, 1];
+        let mut answers = Vec::new();
+        for bytes in [1024, half, half, MAX_BATCH_BYTES * 2, 10, 10] {
+            let (d, a) = delivery(bytes, &room);
+            answers.push(a);
+            assert!(tx.try_send(d).is_ok(), "queued");
+        }
+        let mut carried = None;
+        let sizes = |batch: &[Delivery]| batch.iter().map(|d| d.bytes).collect::<Vec<_>>();
+        let first = rx.try_recv().expect("first");
+        let batch = gather(first, &mut rx, &mut carried);
         assert_eq!(
-            chunk_end(&huge, 0),
-            1,
-            "an oversized body goes alone, never nowhere"
+            sizes(&batch),
+            vec![1024, half],
+            "the next half would pass the budget"
         );
-        assert_eq!(chunk_end(&huge, 1), 2);
+        let batch = gather(carried.take().expect("carried"), &mut rx, &mut carried);
+        assert_eq!(
+            sizes(&batch),
+            vec![half],
+            "an oversized body does not join it"
+        );
+        let batch = gather(carried.take().expect("carried"), &mut rx, &mut carried);
+        assert_eq!(
+            sizes(&batch),
+            vec![MAX_BATCH_BYTES * 2],
+            "an oversized body goes alone"
+        );
+        let batch = gather(carried.take().expect("carried"), &mut rx, &mut carried);
+        assert_eq!(sizes(&batch), vec![10, 10]);
+        assert!(carried.is_none());
     }
 }

@@ -1,5 +1,6 @@
 //! Showing a source's status: the snapshot the API and the live stream see, and the one place a
-//! status change is logged, written (in order, off the actor's path) and published.
+//! status change is logged, written (off the actor's path; the writer keeps each source's last
+//! state) and published.
 
 use super::super::publisher::Published;
 use super::super::runtime::{SourceRuntime, StatusWrite};
