@@ -4,16 +4,14 @@
 //! `Application::build` binds (port 0 works) and `run_until_stopped` serves, then shuts the
 //! sources down gracefully.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor as _, Addr};
 use actix_web::dev::Server;
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use anyhow::Context as _;
 use sea_orm::DatabaseConnection;
-use tracing_actix_web::TracingLogger;
 
 use crate::actors::commands::Shutdown;
 use crate::actors::dispatch::DispatchPool;
@@ -24,12 +22,13 @@ use crate::actors::run_queue::watchdog::Watchdog;
 use crate::actors::runtime::{SourceRuntime, StatusWriter};
 use crate::actors::spec::SourceSpec;
 use crate::actors::supervisor::SourceSupervisor;
+use crate::api::server::{api_server, bind, metrics_server};
 use crate::api::state::AppState;
 use crate::config::Settings;
 use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::queue::notifier::RunNotifier;
-use crate::{api, bootstrap, db, keyring_setup, rotate};
+use crate::{bootstrap, db, keyring_setup, rotate};
 
 /// How long graceful shutdown of the sources may take.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -183,41 +182,6 @@ impl Application {
     }
 }
 
-/// Binds the API's listener; answers it with its port (port 0 picks one).
-fn bind(address: std::net::SocketAddr) -> anyhow::Result<(TcpListener, u16)> {
-    let listener = TcpListener::bind(address).with_context(|| format!("binding {address}"))?;
-    let port = listener
-        .local_addr()
-        .context("reading the bound address")?
-        .port();
-    Ok((listener, port))
-}
-
-/// A server for `GET /metrics` alone, on its own address; returns it with its port.
-fn metrics_server(
-    bind: std::net::SocketAddr,
-    state: web::Data<AppState>,
-) -> anyhow::Result<(Server, u16)> {
-    let listener =
-        TcpListener::bind(bind).with_context(|| format!("binding the metrics address {bind}"))?;
-    let port = listener
-        .local_addr()
-        .context("reading the bound metrics address")?
-        .port();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .service(api::metrics::metrics)
-    })
-    .workers(1)
-    .listen(listener)
-    .context("listening for metrics")?
-    .shutdown_timeout(1)
-    .run();
-    tracing::info!(port, "serving metrics");
-    Ok((server, port))
-}
-
 /// Loads every source, starts the supervisor, and dispatches what was committed but not yet
 /// dispatched before the last stop.
 async fn start_sources(
@@ -325,32 +289,6 @@ async fn start_actors(
         supervisor,
         status,
     })
-}
-
-/// The HTTP server of the API (and of `GET /metrics` when `with_metrics`) on `listener`.
-fn api_server(
-    state: web::Data<AppState>,
-    listener: TcpListener,
-    with_metrics: bool,
-) -> anyhow::Result<Server> {
-    let server = HttpServer::new(move || {
-        App::new()
-            .wrap(TracingLogger::default())
-            // Outermost: takes a stream token out of the URL before anything logs it.
-            .wrap(actix_web::middleware::from_fn(api::stream::hide_token))
-            .app_data(state.clone())
-            .configure(api::configure)
-            .configure(|cfg| {
-                if with_metrics {
-                    cfg.service(api::metrics::metrics);
-                }
-            })
-    })
-    .listen(listener)
-    .context("listening")?
-    .shutdown_timeout(10)
-    .run();
-    Ok(server)
 }
 
 /// The run queue's background work: retention, schedule ticks and the lease watchdog.

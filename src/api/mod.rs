@@ -21,6 +21,7 @@ pub mod pagination;
 pub mod replay;
 pub mod run_counts;
 pub mod runs;
+pub(crate) mod server;
 pub mod sources;
 pub mod state;
 pub mod stream;
