@@ -76,6 +76,15 @@ fn run(command: &mut Command) -> (i32, String, String) {
 }
 
 /// `switchboard health` against `port` until it reports ready (or `timeout`).
+/// `switchboard serve` with its data under `dir`, listening on 127.0.0.1:`port`.
+fn serve(dir: &Path, port: u16) -> Served {
+    let mut command = switchboard(dir);
+    command
+        .arg("serve")
+        .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"));
+    Served::start(command)
+}
+
 fn wait_healthy(dir: &Path, port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
@@ -198,11 +207,7 @@ async fn migrate_orgs_create_and_keys_rotate_on_postgres() {
 fn serve_prints_the_first_key_becomes_ready_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut command = switchboard(dir.path());
-    command
-        .arg("serve")
-        .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"));
-    let mut served = Served::start(command);
+    let mut served = serve(dir.path(), port);
     let key_line = served.wait_line("sbk_", Duration::from_secs(60));
     assert!(key_line.trim().starts_with("sbk_"), "{key_line}");
     assert!(
@@ -219,11 +224,7 @@ fn serve_prints_the_first_key_becomes_ready_and_stops_on_sigterm() {
     assert_eq!(code, 1);
     assert!(err.contains("did not answer"), "{err}");
     // A second start finds the key and prints none.
-    let mut command = switchboard(dir.path());
-    command
-        .arg("serve")
-        .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"));
-    let again = Served::start(command);
+    let again = serve(dir.path(), port);
     assert!(wait_healthy(dir.path(), port, Duration::from_secs(30)));
     std::thread::sleep(Duration::from_millis(300));
     let printed: Vec<String> = again.lines.try_iter().collect();
@@ -234,21 +235,13 @@ fn serve_prints_the_first_key_becomes_ready_and_stops_on_sigterm() {
 fn a_second_process_on_the_same_sqlite_database_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut command = switchboard(dir.path());
-    command
-        .arg("serve")
-        .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"));
-    let _first = Served::start(command);
+    let _first = serve(dir.path(), port);
     assert!(
         wait_healthy(dir.path(), port, Duration::from_secs(60)),
         "never ready"
     );
     let other_port = free_port();
-    let mut command = switchboard(dir.path());
-    command
-        .arg("serve")
-        .env("SWITCHBOARD_BIND", format!("127.0.0.1:{other_port}"));
-    let mut second = Served::start(command);
+    let mut second = serve(dir.path(), other_port);
     let refusal = second.wait_line("another Switchboard process", Duration::from_secs(40));
     assert!(refusal.contains("switchboard.db"), "{refusal}");
     let code = second.wait_exit(Duration::from_secs(10));

@@ -243,6 +243,16 @@ impl Service {
         serde_json::from_slice(&resp.body().await.unwrap()).unwrap()
     }
 
+    /// Creates the source `body` describes and waits until it is connected; answers its id.
+    async fn connect_source(&self, body: Value) -> String {
+        let id = self.post("/v1/websocket-sources", body).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.wait_connected(&id).await;
+        id
+    }
+
     async fn wait_connected(&self, id: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -255,6 +265,12 @@ impl Service {
         }
         panic!("source {id} never connected");
     }
+}
+
+/// A generic source `slug` reading `peer`: event key `type`, dedup key `id`, ACK `{ack: id}`.
+fn ledger_source(slug: &str, peer: &LedgerPeer) -> Value {
+    json!({"name": slug, "source": slug, "kind": "generic", "event_key_expr": "type",
+        "dedup_key_expr": "id", "config": {"url": peer.url(), "ack_expr": "{ack: id}"}})
 }
 
 /// Waits until every event of the service's database is dispatched.
@@ -333,8 +349,7 @@ async fn sigkill_mid_burst_generic(backend: Backend) {
             json!({"name": "all", "trigger": {"type": "event", "source": "feed", "on": "*"}}),
         )
         .await;
-    let body = json!({"name": "feed", "source": "feed", "kind": "generic", "event_key_expr": "type",
-        "dedup_key_expr": "id", "config": {"url": peer.url(), "ack_expr": "{ack: id}"}});
+    let body = ledger_source("feed", &peer);
     service.post("/v1/websocket-sources", body).await;
     assert!(
         peer.wait_until(Duration::from_secs(60), |p| p.acked() >= 500)
@@ -398,8 +413,7 @@ async fn postgres_restarted_mid_stream() {
     let app = spawn_with(Backend::Postgres, settings, dir, None).await;
     let peer = LedgerPeer::start();
     let automation = create_automation(&app, "stream", json!("*"), None).await;
-    let body = json!({"name": "stream", "source": "stream", "kind": "generic", "event_key_expr": "type",
-        "dedup_key_expr": "id", "config": {"url": peer.url(), "ack_expr": "{ack: id}"}});
+    let body = ledger_source("stream", &peer);
     let id = create_source(&app, body).await;
     wait_state(&app, &id, "connected").await;
     peer.append_paced("p", 2_000, 40.0);
@@ -548,13 +562,7 @@ async fn a_flapping_peer_backs_off_and_leaks_nothing() {
         .as_str()
         .unwrap()
         .to_owned();
-    let body = json!({"name": "flap", "source": "flap", "kind": "generic", "event_key_expr": "type",
-        "dedup_key_expr": "id", "config": {"url": peer.url(), "ack_expr": "{ack: id}"}});
-    let id = service.post("/v1/websocket-sources", body).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    service.wait_connected(&id).await;
+    let id = service.connect_source(ledger_source("flap", &peer)).await;
     let connected = process_sample(pid, service.dir.path(), peer.port());
     assert_eq!(
         connected.peer_sockets, 1,
@@ -742,8 +750,7 @@ async fn sqlite_disk_full_then_space_again() {
     let app = spawn_with(Backend::Sqlite, settings, dir, None).await;
     let peer = LedgerPeer::start();
     let automation = create_automation(&app, "disk", json!("*"), None).await;
-    let body = json!({"name": "disk", "source": "disk", "kind": "generic", "event_key_expr": "type",
-        "dedup_key_expr": "id", "config": {"url": peer.url(), "ack_expr": "{ack: id}"}});
+    let body = ledger_source("disk", &peer);
     let id = create_source(&app, body).await;
     wait_state(&app, &id, "connected").await;
     peer.append("a", 200);
@@ -841,13 +848,7 @@ async fn a_graceful_stop_persists_the_last_counters() {
     let (mut service, _pg) = Service::new(Backend::Sqlite, &[]).await;
     service.start().await;
     let peer = LedgerPeer::start();
-    let body = json!({"name": "last", "source": "last", "kind": "generic", "event_key_expr": "type",
-        "dedup_key_expr": "id", "config": {"url": peer.url(), "ack_expr": "{ack: id}"}});
-    let id = service.post("/v1/websocket-sources", body).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    service.wait_connected(&id).await;
+    let id = service.connect_source(ledger_source("last", &peer)).await;
     let db = switchboard::db::connect_url(&service.database_url(), 2)
         .await
         .unwrap();

@@ -376,3 +376,21 @@ pub fn assert_problem(resp: &Resp, status: u16, field: Option<&str>) {
         );
     }
 }
+
+/// The plan the engine gives `stmt`, one line per step (`EXPLAIN` on PostgreSQL, `EXPLAIN QUERY
+/// PLAN` on SQLite).
+pub async fn explain(app: &TestApp, stmt: sea_orm::Statement) -> Vec<String> {
+    use sea_orm::ConnectionTrait as _;
+    let (prefix, column) = match stmt.db_backend {
+        sea_orm::DbBackend::Postgres => ("EXPLAIN ", "QUERY PLAN"),
+        _ => ("EXPLAIN QUERY PLAN ", "detail"),
+    };
+    let explain = sea_orm::Statement {
+        sql: format!("{prefix}{}", stmt.sql),
+        ..stmt
+    };
+    let rows = app.db.query_all_raw(explain).await.unwrap();
+    rows.iter()
+        .map(|r| r.try_get::<String>("", column).unwrap())
+        .collect()
+}

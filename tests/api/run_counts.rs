@@ -105,19 +105,7 @@ both_backends! {
 async fn bounded_index_plan(app: &TestApp, stmt: Statement, what: &str) -> Option<String> {
     let backend = stmt.db_backend;
     let limited = stmt.sql.contains("LIMIT");
-    let (prefix, column) = match backend {
-        DbBackend::Postgres => ("EXPLAIN ", "QUERY PLAN"),
-        _ => ("EXPLAIN QUERY PLAN ", "detail"),
-    };
-    let explain = Statement {
-        sql: format!("{prefix}{}", stmt.sql),
-        ..stmt
-    };
-    let rows = app.db.query_all_raw(explain).await.unwrap();
-    let plan: Vec<String> = rows
-        .iter()
-        .map(|r| r.try_get::<String>("", column).unwrap())
-        .collect();
+    let plan = crate::helpers::explain(app, stmt).await;
     let text = plan.join("\n");
     let wrong = if !limited {
         Some("has no LIMIT".to_owned())

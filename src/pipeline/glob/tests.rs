@@ -111,7 +111,7 @@ fn translate(pattern: &str) -> String {
             '*' if after_star => {}
             '*' => out.push_str("(?s:.*)"),
             '?' => out.push_str("(?s:.)"),
-            '[' => match class_end(&chars, i) {
+            '[' => match super::matcher::class_end(&chars, i) {
                 Some(end) => {
                     out.push_str(&translate_class(&chars[i..end]));
                     i = end + 1;
@@ -124,21 +124,6 @@ fn translate(pattern: &str) -> String {
     }
     out.push_str(r"\z");
     out
-}
-
-/// Index of the `]` closing a class whose content starts at `start`, if any.
-fn class_end(chars: &[char], start: usize) -> Option<usize> {
-    let mut j = start;
-    if chars.get(j) == Some(&'!') {
-        j += 1;
-    }
-    if chars.get(j) == Some(&']') {
-        j += 1;
-    }
-    chars[j.min(chars.len())..]
-        .iter()
-        .position(|&c| c == ']')
-        .map(|offset| j + offset)
 }
 
 /// Translates the content of `[...]` (without the brackets) into a regex class.
