@@ -256,12 +256,7 @@ fn run_statements(
         ("runs since+until", run(None, None, None, window)),
     ]
     .into_iter()
-    .map(|(name, f)| {
-        (
-            name,
-            db::runs::runs_page(backend, org, &f, None, 51).build(backend),
-        )
-    })
+    .map(|(name, f)| (name, db::runs::runs_page(backend, org, &f, None, 51)))
     .collect()
 }
 

@@ -9,6 +9,7 @@ mod m20261202_000003_history_indexes;
 mod m20261203_000001_run_queue;
 mod m20261203_000002_retention_index;
 mod m20261204_000001_runs_automation_status_index;
+mod m20261205_000001_drop_run_list_indexes;
 
 /// The ordered list of Switchboard's migrations.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_run_queue::Migration),
             Box::new(m20261203_000002_retention_index::Migration),
             Box::new(m20261204_000001_runs_automation_status_index::Migration),
+            Box::new(m20261205_000001_drop_run_list_indexes::Migration),
         ]
     }
 }

@@ -50,6 +50,14 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<DatabaseConnection> 
     connect_url(&url, settings.database_max_connections).await
 }
 
+/// Page cache per SQLite connection, in KiB (allocated as pages are read, up to this much).
+/// SQLite's default (2 MiB) is far below the index pages that busy sources' writes touch: with
+/// 5,000 sources, each commit's inserts land on pages spread over several indexes, and with the
+/// default cache the writer re-read them from the file on every transaction. 64 MiB cut the
+/// many-sources benchmark's send → run latency on SQLite from about 1.9 s to 0.3-0.9 s at p50
+/// (docs/benchmarks.md).
+const SQLITE_CACHE_KIB: u32 = 65_536;
+
 /// Opens `url` with a pool of at most `max_connections`.
 pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_owned());
@@ -60,13 +68,15 @@ pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<Data
         .acquire_timeout(Duration::from_secs(3))
         .sqlx_logging(false)
         // Every pooled SQLite connection: WAL, a busy timeout instead of "database is locked",
-        // and checkpoints in the background (below) rather than inside a writer's commit.
+        // checkpoints in the background (below) rather than inside a writer's commit, and a page
+        // cache that holds the write path's working set (see `SQLITE_CACHE_KIB`).
         .map_sqlx_sqlite_opts(|opts| {
             opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
                 .pragma("wal_autocheckpoint", "0")
+                .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"))
         })
         // A connection returned still inside a transaction is closed, not reused. That happens
         // when a write fails with a full disk or an I/O error: SQLite rolls the transaction back
