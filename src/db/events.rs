@@ -140,18 +140,19 @@ pub async fn find_event(
 }
 
 /// Up to `fetch` events of an org, newest first, strictly older than `before` when given.
+/// Planned with its values on PostgreSQL ([`super::planned`]).
 pub async fn list_events(
-    db: &impl ConnectionTrait,
+    db: &sea_orm::DatabaseConnection,
     org_id: Uuid,
     filter: &EventFilter,
     before: Option<Uuid>,
     fetch: u64,
 ) -> Result<Vec<event::Model>, DbErr> {
-    super::event_rows::all_models(
-        db,
-        events_page(db.get_database_backend(), org_id, filter, before, fetch),
-    )
-    .await
+    let page = events_page(db.get_database_backend(), org_id, filter, before, fetch);
+    let txn = super::planned::planned_read(db).await?;
+    let rows = super::event_rows::all_models(&txn, page).await?;
+    txn.commit().await?;
+    Ok(rows)
 }
 
 /// The query of one page of [`list_events`] (public so plan tests can `EXPLAIN` it).

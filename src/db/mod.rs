@@ -8,6 +8,7 @@ pub mod events;
 pub mod inbox;
 pub mod orgs;
 pub mod pagination;
+pub mod planned;
 pub mod queue;
 pub mod retention;
 pub mod run_counts;

@@ -5,8 +5,8 @@ use super::window::id_bound;
 use entity::automation_run;
 use sea_orm::sea_query::{Alias, Asterisk, Expr, Order, Query, SelectStatement, UnionType};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait as _, Select, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, QueryTrait as _, Select, Statement,
 };
 use uuid::Uuid;
 
@@ -62,23 +62,22 @@ pub async fn find_runs(
 }
 
 /// Up to `fetch` runs of an org, newest first, strictly older than `before` when given.
+/// Planned with its values on PostgreSQL ([`super::planned`]).
 pub async fn list_runs(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     org_id: Uuid,
     filter: &RunFilter,
     before: Option<Uuid>,
     fetch: u64,
 ) -> Result<Vec<automation_run::Model>, DbErr> {
-    automation_run::Entity::find()
-        .from_raw_sql(runs_page(
-            db.get_database_backend(),
-            org_id,
-            filter,
-            before,
-            fetch,
-        ))
-        .all(db)
-        .await
+    let page = runs_page(db.get_database_backend(), org_id, filter, before, fetch);
+    let txn = super::planned::planned_read(db).await?;
+    let rows = automation_run::Entity::find()
+        .from_raw_sql(page)
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(rows)
 }
 
 /// The query of one page of [`list_runs`] (public so plan tests can `EXPLAIN` it).
