@@ -29,6 +29,7 @@ pub(crate) async fn many_sources(backend: Backend, sources: usize, seconds: usiz
     let total = sources * seconds;
     let (rss_before, cpu_before, started) = (proc_kib("VmRSS"), cpu_seconds(), Instant::now());
     let going = peer.ask(&format!("go {seconds}"));
+    // On stderr, for scripts that profile only the sending phase (perf, /proc/PID/io).
     eprintln!("many-sources: the peer is sending");
     let deadline = started + Duration::from_secs(seconds as u64 + 60);
     let (mut samples, rss_max) = collect(&app, runs, total, deadline).await;

@@ -4,8 +4,8 @@
 //! (automation_id, status, id)` (at most five times a page of index entries, whatever the
 //! history's size; plans in docs/operations.md). Each of the two cost every run insert one more
 //! index entry: with both gone, the 10-automation firehose (five runs per event) keeps most of its
-//! throughput (docs/benchmarks.md). Foreign keys and cascades on `org_id` and `automation_id` are
-//! served by the two remaining indexes, which start with those columns.
+//! throughput (docs/benchmarks.md). Any other look-up by `org_id` or `automation_id` is served by
+//! the two remaining indexes, which start with those columns.
 use sea_orm_migration::prelude::*;
 
 /// Drops the two run indexes the per-status merge replaces.

@@ -3,7 +3,7 @@
 //! Prepared statements are cached per connection, and after five executions of one statement
 //! text PostgreSQL may switch to a generic plan made without the parameter values. Its guess for
 //! an unknown range (`id >= $2 AND id < $3`: 0.5 % of the rows) and an unknown source makes the
-//! primary key walk look cheapest for the history lists, and at scale that walk reads a whole
+//! primary key walk look cheapest for the history lists and the operator's run counts, and at scale that walk reads a whole
 //! time window, or every run, for one page. With the values, the planner picks the filter's index
 //! (plans in docs/operations.md). Planning a list query takes about a millisecond.
 

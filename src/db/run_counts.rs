@@ -27,14 +27,28 @@ pub struct StatusCount {
 }
 
 /// Counts the org's runs of every status: all `PENDING` and `RUNNING` runs, and finished runs
-/// with an id at or above `finished_from`; each count stops at `cap`.
+/// with an id at or above `finished_from`; each count stops at `cap`. Planned with its values on
+/// PostgreSQL ([`super::planned`]).
 pub async fn count_runs_by_status(
-    db: &impl ConnectionTrait,
+    db: &sea_orm::DatabaseConnection,
     org_id: Uuid,
     finished_from: Uuid,
     cap: u64,
 ) -> Result<Vec<StatusCount>, DbErr> {
     let backend = db.get_database_backend();
+    let txn = super::planned::planned_read(db).await?;
+    let counts = count_each(&txn, backend, org_id, finished_from, cap).await?;
+    txn.commit().await?;
+    Ok(counts)
+}
+
+async fn count_each(
+    db: &impl ConnectionTrait,
+    backend: DbBackend,
+    org_id: Uuid,
+    finished_from: Uuid,
+    cap: u64,
+) -> Result<Vec<StatusCount>, DbErr> {
     let mut counts = Vec::with_capacity(RunStatus::ALL.len());
     for status in RunStatus::ALL {
         let from = status.is_terminal().then_some(finished_from);

@@ -3,7 +3,9 @@
 use super::statuses::RunStatus;
 use super::window::id_bound;
 use entity::automation_run;
-use sea_orm::sea_query::{Alias, Asterisk, Expr, Order, Query, SelectStatement, UnionType};
+use sea_orm::sea_query::{
+    Alias, Asterisk, Expr, ExprTrait as _, Func, Order, Query, SelectStatement, UnionType,
+};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
     IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, QueryTrait as _, Select, Statement,
@@ -87,7 +89,8 @@ pub async fn list_runs(
 /// run insert one more index entry): they are the newest `fetch` of a merge of one ordered read
 /// per status, of `ix_runs_org_status (org_id, status, id)` and `ix_runs_automation_status
 /// (automation_id, status, id)`, so a page reads at most five times `fetch` index entries
-/// whatever the history's size.
+/// whatever the history's size. An automation's runs of one source take the same merge (nearly
+/// all of an automation's runs come from its source), checking the source per row.
 pub fn runs_page(
     backend: DbBackend,
     org_id: Uuid,
@@ -95,49 +98,82 @@ pub fn runs_page(
     before: Option<Uuid>,
     fetch: u64,
 ) -> Statement {
-    let by_status = filter.status.is_none() && filter.source.is_none() && filter.event_id.is_none();
-    if !by_status {
-        return runs_query(backend, org_id, filter, before, fetch).build(backend);
+    let merge = filter.status.is_none()
+        && filter.event_id.is_none()
+        && (filter.source.is_none() || filter.automation_id.is_some());
+    if !merge {
+        return runs_filtered(backend, org_id, filter, before)
+            .order_by_desc(automation_run::Column::Id)
+            .limit(fetch)
+            .build(backend);
     }
-    let mut merged: Option<SelectStatement> = None;
+    let mut union: Option<SelectStatement> = None;
     for (i, status) in RunStatus::ALL.into_iter().enumerate() {
-        let one = RunFilter {
-            status: Some(status),
-            ..filter.clone()
-        };
         let branch = Query::select()
             .column(Asterisk)
             .from_subquery(
-                runs_query(backend, org_id, &one, before, fetch).into_query(),
+                status_read(backend, org_id, filter, status, before, fetch).into_query(),
                 Alias::new(format!("s{i}")),
             )
             .to_owned();
-        match merged.as_mut() {
-            None => merged = Some(branch),
+        match union.as_mut() {
+            None => union = Some(branch),
             Some(union) => {
                 union.union(UnionType::All, branch);
             }
         }
     }
-    let Some(union) = merged else {
-        return runs_query(backend, org_id, filter, before, fetch).build(backend);
-    };
-    let page = Query::select()
-        .column(Asterisk)
-        .from_subquery(union, Alias::new("runs"))
-        .order_by(automation_run::Column::Id, Order::Desc)
-        .limit(fetch)
-        .to_owned();
+    let mut page = Query::select();
+    page.column(Asterisk);
+    if let Some(union) = union {
+        page.from_subquery(union, Alias::new("runs"));
+    }
+    page.order_by(automation_run::Column::Id, Order::Desc)
+        .limit(fetch);
     backend.build(&page)
 }
 
-/// One ordered index read: the runs matching every filter, newest first.
-fn runs_query(
+/// One branch of the merge: the newest `fetch` runs of one status, in the order of the status
+/// indexes. The status is a range of one value and the order is `(status, id)`, which the
+/// primary key cannot give: so the planner never walks the primary key and checks the status per
+/// row, which would read the whole history for an org or automation with no run of a status
+/// common elsewhere.
+fn status_read(
+    backend: DbBackend,
+    org_id: Uuid,
+    filter: &RunFilter,
+    status: RunStatus,
+    before: Option<Uuid>,
+    fetch: u64,
+) -> Select<automation_run::Entity> {
+    let unsourced = RunFilter {
+        source: None,
+        ..filter.clone()
+    };
+    let mut read = runs_filtered(backend, org_id, &unsourced, before);
+    if let Some(source) = &filter.source {
+        // Checked per row of the automation's runs (nearly all from its source), written so that
+        // no index on `source` can serve it: a read of the source's runs would not be in order.
+        read = read.filter(
+            Expr::expr(Func::coalesce([
+                Expr::col((automation_run::Entity, automation_run::Column::Source)),
+                Expr::val(""),
+            ]))
+            .eq(source.as_str()),
+        );
+    }
+    read.filter(automation_run::Column::Status.between(status.as_str(), status.as_str()))
+        .order_by_desc(automation_run::Column::Status)
+        .order_by_desc(automation_run::Column::Id)
+        .limit(fetch)
+}
+
+/// The runs of an org matching every filter of `filter` and older than `before`, unordered.
+fn runs_filtered(
     backend: DbBackend,
     org_id: Uuid,
     filter: &RunFilter,
     before: Option<Uuid>,
-    fetch: u64,
 ) -> Select<automation_run::Entity> {
     let mut query = automation_run::Entity::find().filter(automation_run::Column::OrgId.eq(org_id));
     if let Some(id) = filter.automation_id {
@@ -161,7 +197,7 @@ fn runs_query(
     if let Some(below) = filter.window.below {
         query = query.filter(id_bound(backend, automation_run::Column::Id.lt(below)));
     }
-    query.order_by_desc(automation_run::Column::Id).limit(fetch)
+    query
 }
 
 /// Cancels a run if it is still PENDING or RUNNING; returns whether it was. The lease token stays,

@@ -277,6 +277,7 @@ both_backends! {
             ("/v1/runs?status=PENDING".into(), Box::new(|r| r.status == "PENDING")),
             (format!("/v1/runs?automation_id={b}"), Box::new(|r| r.automation == b)),
             ("/v1/runs?source=s2".into(), Box::new(|r| r.source == "s2")),
+            (format!("/v1/runs?automation_id={b}&source=s2"), Box::new(|r| r.automation == b && r.source == "s2")),
             (format!("/v1/runs?since={since}&until={until}"), Box::new(|r| in_window(r.ms))),
             (format!("/v1/runs?source=s1&status=SUCCEEDED&since={since}"), Box::new(|r| r.source == "s1" && r.status == "SUCCEEDED" && r.ms >= lo)),
             (format!("/v1/automations/{a}/runs?"), Box::new(|r| r.automation == a)),
@@ -358,12 +359,14 @@ both_backends! {
         let run_cases = [
             // Without a status: a merge of one ordered read per status (see `merged`); for a status
             // that is nearly every run of the one org, PostgreSQL walks the primary key instead.
-            ("none", run(None, None, None, none), "ix_runs_org_status|automation_runs_pkey"),
+            ("none", run(None, None, None, none), "ix_runs_org_status"),
             ("status", run(None, None, Some("PENDING"), none), "ix_runs_org_status"),
-            ("automation", run(Some(a), None, None, none), "ix_runs_automation_status|automation_runs_pkey"),
+            ("automation", run(Some(a), None, None, none), "ix_runs_automation_status"),
+            // An automation's runs come from its source: the same merge, the source checked per row.
+            ("automation+source", run(Some(a), Some("s3"), None, none), "ix_runs_automation_status"),
             ("source", run(None, Some("s3"), None, none), "ix_runs_org_source"),
-            ("window", run(None, None, None, window), "ix_runs_org_status|automation_runs_pkey"),
-            ("automation+window", run(Some(a), None, None, window), "ix_runs_automation_status|automation_runs_pkey"),
+            ("window", run(None, None, None, window), "ix_runs_org_status"),
+            ("automation+window", run(Some(a), None, None, window), "ix_runs_automation_status"),
             ("status+window", run(None, None, Some("PENDING"), window), "ix_runs_org_status"),
             // `/v1/automations/{id}/runs?status=`: the automation's runs of that status, not every
             // run of that status in the org checked one by one.
@@ -450,7 +453,11 @@ fn plan_problem(
 fn merged(what: &str) -> bool {
     matches!(
         what,
-        "runs none" | "runs automation" | "runs window" | "runs automation+window"
+        "runs none"
+            | "runs automation"
+            | "runs automation+source"
+            | "runs window"
+            | "runs automation+window"
     )
 }
 
@@ -461,14 +468,21 @@ fn merged(what: &str) -> bool {
 fn merge_plan_problem(backend: DbBackend, plan: &[String], indexes: &[&str]) -> Option<String> {
     let text = plan.join("\n");
     let statuses = RunStatus::ALL.len();
+    // `RUNNING` may come from the partial index of running runs (a handful) and a sort of them.
     let reads: usize = indexes
         .iter()
+        .chain(&["ix_runs_running"])
         .map(|ix| text.matches(&format!("{ix} ")).count())
         .sum();
     if reads < statuses {
         return Some(format!(
             "reads {indexes:?} {reads} times, not once per status"
         ));
+    }
+    if text.contains("automation_runs_pkey") {
+        // For an org or automation with no run of a status common elsewhere, that walk reads
+        // the whole history.
+        return Some("walks the primary key for a status".to_owned());
     }
     if backend == DbBackend::Postgres {
         return text
