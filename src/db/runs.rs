@@ -3,9 +3,7 @@
 use super::statuses::RunStatus;
 use super::window::id_bound;
 use entity::automation_run;
-use sea_orm::sea_query::{
-    Alias, Asterisk, Expr, ExprTrait as _, Func, Order, Query, SelectStatement, UnionType,
-};
+use sea_orm::sea_query::{Alias, Asterisk, Expr, ExprTrait as _, Func, Order, Query, UnionType};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
     IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, QueryTrait as _, Select, Statement,
@@ -107,29 +105,26 @@ pub fn runs_page(
             .limit(fetch)
             .build(backend);
     }
-    let mut union: Option<SelectStatement> = None;
-    for (i, status) in RunStatus::ALL.into_iter().enumerate() {
-        let branch = Query::select()
+    let branch = |i: usize, status: RunStatus| {
+        Query::select()
             .column(Asterisk)
             .from_subquery(
                 status_read(backend, org_id, filter, status, before, fetch).into_query(),
                 Alias::new(format!("s{i}")),
             )
-            .to_owned();
-        match union.as_mut() {
-            None => union = Some(branch),
-            Some(union) => {
-                union.union(UnionType::All, branch);
-            }
-        }
+            .to_owned()
+    };
+    let [first, rest @ ..] = RunStatus::ALL;
+    let mut union = branch(0, first);
+    for (i, status) in rest.into_iter().enumerate() {
+        union.union(UnionType::All, branch(i + 1, status));
     }
-    let mut page = Query::select();
-    page.column(Asterisk);
-    if let Some(union) = union {
-        page.from_subquery(union, Alias::new("runs"));
-    }
-    page.order_by(automation_run::Column::Id, Order::Desc)
-        .limit(fetch);
+    let page = Query::select()
+        .column(Asterisk)
+        .from_subquery(union, Alias::new("runs"))
+        .order_by(automation_run::Column::Id, Order::Desc)
+        .limit(fetch)
+        .to_owned();
     backend.build(&page)
 }
 
