@@ -99,6 +99,17 @@ pub struct Settings {
     pub tls_roots: TlsRoots,
     /// A PEM bundle of extra trusted roots (a company CA), added to `tls_roots`.
     pub tls_ca_file: Option<PathBuf>,
+    /// Run as one of several replicas on one PostgreSQL: each source runs on exactly one replica
+    /// (leases with fencing epochs), commands reach its holder from any replica. Every replica of
+    /// one database must set it (and share `secret_keys`). Not available on SQLite.
+    pub cluster: bool,
+    /// Seconds a replica's source leases last without renewal (renewed every sixth of it): a
+    /// replica that stops renewing stops its sources after three quarters of it, and the others
+    /// take them over once it has passed.
+    pub cluster_lease_s: f64,
+    /// Most sources a replica takes over from one other replica per turn while the cluster
+    /// rebalances (a replica joined or is draining).
+    pub cluster_handover_batch: u32,
 }
 
 fn serialize_redacted<S: serde::Serializer>(
@@ -141,6 +152,9 @@ impl Default for Settings {
             metrics_token: None,
             tls_roots: TlsRoots::Webpki,
             tls_ca_file: None,
+            cluster: false,
+            cluster_lease_s: 10.0,
+            cluster_handover_batch: 50,
         }
     }
 }
@@ -292,6 +306,21 @@ impl Settings {
                     "must be an http:// or https:// URL",
                 );
             }
+        }
+        if self.cluster && self.is_sqlite() {
+            return invalid(
+                "SWITCHBOARD_CLUSTER",
+                "needs PostgreSQL (DATABASE_URL=postgres://…): SQLite is single-node",
+            );
+        }
+        if !(self.cluster_lease_s.is_finite() && (3.0..=300.0).contains(&self.cluster_lease_s)) {
+            return invalid("SWITCHBOARD_CLUSTER_LEASE_S", "must be between 3 and 300");
+        }
+        if !(1..=10_000).contains(&self.cluster_handover_batch) {
+            return invalid(
+                "SWITCHBOARD_CLUSTER_HANDOVER_BATCH",
+                "must be between 1 and 10000",
+            );
         }
         if let Err(err) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
             return invalid("SWITCHBOARD_LOG_LEVEL", &err.to_string());

@@ -9,6 +9,7 @@ pub mod api;
 pub mod auth;
 pub mod bootstrap;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod crypto;
 pub mod db;

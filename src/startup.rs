@@ -24,6 +24,7 @@ use crate::actors::spec::SourceSpec;
 use crate::actors::supervisor::SourceSupervisor;
 use crate::api::server::{api_server, bind, metrics_server};
 use crate::api::state::AppState;
+use crate::cluster::ClusterShared;
 use crate::config::Settings;
 use crate::crypto::Keyring;
 use crate::metrics::Metrics;
@@ -32,6 +33,8 @@ use crate::{bootstrap, db, keyring_setup, rotate};
 
 /// How long graceful shutdown of the sources may take.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a replica's stop waits for the other replicas to take its sources over.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stop waits for the sources' last status to be written.
 const STATUS_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -48,6 +51,9 @@ pub struct Application {
     metrics: Arc<Metrics>,
     /// SQLite only: this process's hold on the database file, released when serving ends.
     _node_lock: Option<db::single_node::NodeLock>,
+    /// This replica's cluster state (a single node's when not clustered).
+    cluster: Arc<ClusterShared>,
+    db: DatabaseConnection,
 }
 
 impl Application {
@@ -70,6 +76,16 @@ impl Application {
         let keyring = Arc::new(keyring_setup::load_keyring(&settings)?);
         rotate::verify_all(&db, &keyring).await?;
         let bootstrap_key = bootstrap::bootstrap(&db, &settings, announce).await?;
+        let cluster = Arc::new(if settings.cluster {
+            ClusterShared::new(
+                true,
+                settings.public_base_url(),
+                Duration::from_secs_f64(settings.cluster_lease_s),
+                i64::from(settings.cluster_handover_batch),
+            )
+        } else {
+            ClusterShared::single()
+        });
         let Actors {
             registry,
             publisher,
@@ -78,12 +94,13 @@ impl Application {
             deliveries,
             supervisor,
             status,
-        } = start_actors(&settings, &db, &keyring).await?;
+        } = start_actors(&settings, &db, &keyring, &cluster).await?;
         let (listener, port) = bind(settings.bind)?;
         let stream_sessions = crate::api::stream::registry::StreamSessions::new(
             settings.stream_max_sessions,
             settings.stream_max_sessions_per_key,
         );
+        let db_handle = db.clone();
         let state = web::Data::new(AppState {
             db,
             deliveries,
@@ -99,6 +116,7 @@ impl Application {
             key_uses: Default::default(),
             notifier,
             stream_sessions,
+            cluster: cluster.clone(),
         });
         let app_metrics = state.metrics.clone();
         let metrics_server = match state.settings.metrics_bind {
@@ -117,6 +135,8 @@ impl Application {
             metrics_server,
             metrics: app_metrics,
             _node_lock: node_lock,
+            cluster,
+            db: db_handle,
         })
     }
 
@@ -163,6 +183,8 @@ impl Application {
             handle.stop(true).await;
         }
         tracing::info!("HTTP server stopped; closing sources");
+        // With replicas: hand the sources over to the others first (make-before-break).
+        self.cluster.drain(DRAIN_TIMEOUT).await;
         let _ = self
             .supervisor
             .send(Shutdown {
@@ -178,6 +200,7 @@ impl Application {
         {
             tracing::warn!("source status not written before the process ended");
         }
+        self.cluster.leave(&self.db).await;
         served
     }
 }
@@ -191,7 +214,15 @@ async fn start_sources(
     dispatch: DispatchPool,
     publisher: Publisher,
     metrics: Arc<Metrics>,
+    cluster: &Arc<ClusterShared>,
 ) -> anyhow::Result<(Addr<SourceSupervisor>, StatusWriter)> {
+    if !cluster.enabled {
+        // A single node runs every source: status written under any earlier replica's epoch
+        // must not refuse its writes.
+        db::status::reset_epochs(db)
+            .await
+            .context("resetting source status epochs")?;
+    }
     let rows = db::sources::all_sources(db)
         .await
         .context("loading sources")?;
@@ -214,7 +245,14 @@ async fn start_sources(
             }
         }
     }
-    let rt = SourceRuntime::build(settings, db, dispatch.clone(), publisher, metrics)?;
+    let rt = SourceRuntime::build(
+        settings,
+        db,
+        dispatch.clone(),
+        publisher,
+        metrics,
+        cluster.epochs.clone(),
+    )?;
     let status = rt.status.clone();
     let supervisor = SourceSupervisor::new(rt, initial).start();
     let recovered = dispatch
@@ -246,7 +284,8 @@ struct Actors {
 async fn start_actors(
     settings: &Settings,
     db: &DatabaseConnection,
-    keyring: &Keyring,
+    keyring: &Arc<Keyring>,
+    cluster: &Arc<ClusterShared>,
 ) -> anyhow::Result<Actors> {
     let registry = AutomationRegistry::load(db.clone())
         .await
@@ -270,10 +309,25 @@ async fn start_actors(
         dispatch.clone(),
         publisher.clone(),
         metrics.clone(),
+        cluster,
     )
     .await?;
-    spawn_maintenance(db.clone(), dispatch.clone());
-    spawn_queue_upkeep(settings, db, &registry, &notifier, &metrics, &publisher);
+    if cluster.enabled {
+        crate::cluster::spawn(crate::cluster::listener::Listener {
+            url: settings.database_url(),
+            db: db.clone(),
+            shared: cluster.clone(),
+            supervisor: supervisor.clone(),
+            keyring: keyring.clone(),
+            slack_api_base: settings.slack_api_base.clone(),
+            notifier: notifier.clone(),
+            registry: registry.clone(),
+        });
+    }
+    spawn_maintenance(db.clone(), dispatch.clone(), cluster.clone());
+    spawn_queue_upkeep(
+        settings, db, &registry, &notifier, &metrics, &publisher, cluster,
+    );
     let deliveries = DeliveryInbox::start(DeliveryCtx {
         db: db.clone(),
         dispatch,
@@ -299,9 +353,11 @@ fn spawn_queue_upkeep(
     notifier: &RunNotifier,
     metrics: &Arc<Metrics>,
     publisher: &Publisher,
+    cluster: &Arc<ClusterShared>,
 ) {
     crate::queue::retention::spawn(
         db.clone(),
+        cluster.clone(),
         settings.retention_events_days,
         settings.retention_runs_days,
     );
@@ -323,14 +379,18 @@ fn spawn_queue_upkeep(
 }
 
 /// Background upkeep: sweep events left undispatched for over a minute (a crash between commit
-/// and dispatch). The automation indexer resynchronises itself (changes made through other
-/// replicas) on its own arbiter.
-fn spawn_maintenance(db: DatabaseConnection, dispatch: DispatchPool) {
+/// and dispatch), on the cluster's leader only (dispatch is exactly once either way: unique
+/// indexes). The automation indexer resynchronises itself (changes made through other replicas)
+/// on its own arbiter.
+fn spawn_maintenance(db: DatabaseConnection, dispatch: DispatchPool, cluster: Arc<ClusterShared>) {
     actix::spawn(async move {
         let period = Duration::from_secs(60);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tick.tick().await;
+            if !cluster.is_leader() {
+                continue;
+            }
             let cutoff = db::now() - chrono::Duration::seconds(60);
             if let Err(err) = dispatch.recover(&db, Some(cutoff)).await {
                 tracing::warn!(error = %err, "sweeping undispatched events failed");

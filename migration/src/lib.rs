@@ -10,6 +10,7 @@ mod m20261203_000001_run_queue;
 mod m20261203_000002_retention_index;
 mod m20261204_000001_runs_automation_status_index;
 mod m20261205_000001_drop_run_list_indexes;
+mod m20261206_000001_cluster;
 
 /// The ordered list of Switchboard's migrations.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000002_retention_index::Migration),
             Box::new(m20261204_000001_runs_automation_status_index::Migration),
             Box::new(m20261205_000001_drop_run_list_indexes::Migration),
+            Box::new(m20261206_000001_cluster::Migration),
         ]
     }
 }

@@ -129,3 +129,24 @@ impl Shutdown {
     /// deleted) may take to close its connections.
     pub const ON_CHANGE: Duration = Duration::from_secs(5);
 }
+
+/// Cluster coordinator → supervisor: this replica now holds the source's lease (or its previous
+/// holder confirmed that it closed): start its actor when the source is enabled and none runs.
+/// On a single node every source is held from the start and this is never sent. Answers nothing.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Hold {
+    /// The source.
+    pub source_id: Uuid,
+}
+
+/// Cluster coordinator → supervisor: this replica no longer holds the source (it handed it over,
+/// its lease lapsed, or the replica is stopping): close its connections gracefully and stop its
+/// actor, leaving its status to the new holder. Answers once the actor has stopped (or after
+/// [`Shutdown::ON_CHANGE`]).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct LetGo {
+    /// The source.
+    pub source_id: Uuid,
+}

@@ -43,6 +43,9 @@ pub struct SourceRuntime {
     pub inbox: super::inbox::SharedInbox,
     /// Connect pacing per destination host under the global cap, shared by every source actor.
     pub connects: std::sync::Mutex<ConnectPacer>,
+    /// Whether sources run only where this replica holds their lease (several replicas on one
+    /// PostgreSQL) instead of all of them.
+    pub clustered: bool,
 }
 
 impl SourceRuntime {
@@ -53,6 +56,7 @@ impl SourceRuntime {
         dispatch: DispatchPool,
         publisher: Publisher,
         metrics: Arc<Metrics>,
+        epochs: crate::cluster::Epochs,
     ) -> anyhow::Result<Arc<SourceRuntime>> {
         let inbox = SharedInbox::start(WriterCtx {
             db: db.clone(),
@@ -68,7 +72,7 @@ impl SourceRuntime {
             },
             tls: crate::tls::TlsContext::new(crate::tls::load_roots(settings)?)
                 .context("building the TLS client configuration")?,
-            status: StatusWriter::start(db.clone()),
+            status: StatusWriter::start(db.clone(), epochs.clone()),
             publisher,
             slack_open_interval: Duration::from_secs_f64(1.0 / settings.slack_opens_per_second),
             metrics,
@@ -78,6 +82,7 @@ impl SourceRuntime {
                 per_host: settings.connects_per_second_per_host,
                 global: settings.connects_per_second,
             })),
+            clustered: settings.cluster,
         }))
     }
 
@@ -128,8 +133,9 @@ pub struct StatusWriter {
 const STATUS_BATCH: usize = 10_000;
 
 impl StatusWriter {
-    /// Starts the writer task on the current arbiter.
-    pub fn start(db: DatabaseConnection) -> StatusWriter {
+    /// Starts the writer task on the current arbiter; every write carries its source's fencing
+    /// epoch from `epochs`.
+    pub fn start(db: DatabaseConnection, epochs: crate::cluster::Epochs) -> StatusWriter {
         let (tx, mut rx) = mpsc::unbounded_channel::<StatusWrite>();
         actix::spawn(async move {
             let mut taken = Vec::new();
@@ -137,7 +143,9 @@ impl StatusWriter {
                 let (states, counters, flushed) = coalesce(taken.drain(..));
                 for (id, record) in states {
                     // In line with the inbox and dispatch writers for SQLite's write lock.
-                    let written = crate::db::gated(&db, status::write_state(&db, id, record));
+                    let epoch = epochs.get(id);
+                    let written =
+                        crate::db::gated(&db, status::write_state(&db, id, record, epoch));
                     if let Err(err) = written.await {
                         tracing::warn!(error = %err, "status write failed");
                     }
@@ -145,7 +153,9 @@ impl StatusWriter {
                 // A chunk per turn of SQLite's write lock, so the inbox writers get theirs in
                 // between (five thousand sources' counters at once would hold it for 100+ ms).
                 for chunk in counters.chunks(status::COUNTERS_CHUNK) {
-                    let written = crate::db::gated(&db, status::write_counters_batch(&db, chunk));
+                    let epoch_of = |id: Uuid| epochs.get(id);
+                    let written =
+                        crate::db::gated(&db, status::write_counters_batch(&db, chunk, &epoch_of));
                     if let Err(err) = written.await {
                         tracing::warn!(error = %err, sources = chunk.len(), "status counters write failed");
                     }

@@ -27,6 +27,7 @@ use super::spec::SourceSpec;
 use crate::sources::slack::OpenBudget;
 use crate::sources::status::{ConnectionCounts, SourceCounters, SourceState};
 
+mod holding;
 mod listing;
 
 /// How long a restarted source actor waits before it connects: the connections its predecessor
@@ -47,10 +48,14 @@ struct Entry {
     /// What the source shows while no actor answers (disabled, failed after too many restarts, or
     /// `connecting` between an actor's end and its restart).
     idle: Shown,
+    /// Whether this replica runs the source: always on a single node; with replicas, while it
+    /// holds the source's lease ([`Hold`], [`LetGo`]).
+    held: bool,
 }
 
 impl Entry {
     fn new(spec: Arc<SourceSpec>, counters: Arc<SourceCounters>, rt: &SourceRuntime) -> Entry {
+        let held = !rt.clustered;
         let open_budget = OpenBudget::new(rt.slack_open_interval, 2);
         Entry {
             spec,
@@ -63,6 +68,7 @@ impl Entry {
             incarnation: 0,
             restarts: RestartBudget::default(),
             idle: Shown::held(SourceState::Disabled, None, 0),
+            held,
         }
     }
 
@@ -180,10 +186,11 @@ impl SourceSupervisor {
     ) {
         let (id, enabled) = (spec.id, spec.enabled);
         let entry = Entry::new(spec, counters, &self.rt);
+        let held = entry.held;
         self.entries.insert(id, entry);
-        if enabled {
+        if enabled && held {
             self.spawn(id, delay, ctx);
-        } else {
+        } else if !enabled {
             self.show_idle(id, Shown::held(SourceState::Disabled, None, 0));
         }
     }
@@ -197,7 +204,7 @@ impl SourceSupervisor {
         ctx: &mut Context<Self>,
     ) -> Result<Option<Addr<SourceActor>>, ()> {
         let entry = self.entries.get_mut(&id).ok_or(())?;
-        if entry.actor.is_none() && revive && entry.spec.enabled && !self.stopping {
+        if entry.actor.is_none() && revive && entry.spec.enabled && entry.held && !self.stopping {
             entry.restarts.reset();
             self.spawn(id, Duration::ZERO, ctx);
         }
@@ -257,11 +264,12 @@ impl Handler<Update> for SourceSupervisor {
         entry.spec = spec.clone();
         match (&entry.actor, spec.enabled) {
             (Some(addr), true) => addr.do_send(Update { spec }),
-            (None, true) => {
+            (None, true) if entry.held => {
                 entry.restarts.reset();
                 entry.kept.clear();
                 self.spawn(id, Duration::ZERO, ctx);
             }
+            (None, true) => {}
             (Some(_), false) => self.shut_down(id, Some(SourceState::Disabled)),
             (None, false) if was_enabled => {
                 self.show_idle(id, Shown::held(SourceState::Disabled, None, 0));

@@ -4,6 +4,7 @@
 pub mod automations;
 pub mod body;
 pub mod caller;
+pub mod cluster;
 pub mod dry_run;
 pub mod events;
 pub mod expressions;
@@ -114,6 +115,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::scope("/v1")
                 .wrap(actix_web::middleware::from_fn(nul_guard::refuse_nul))
                 .service(keys::me)
+                .service(cluster::get_cluster)
                 .service(keys::create_api_key)
                 .service(keys::list_api_keys)
                 .service(keys::delete_api_key)

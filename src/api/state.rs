@@ -48,4 +48,6 @@ pub struct AppState {
     pub notifier: crate::queue::notifier::RunNotifier,
     /// The live-stream sessions of this process (caps, revocation).
     pub stream_sessions: Arc<crate::api::stream::registry::StreamSessions>,
+    /// This replica's cluster state (commands for sources held elsewhere are relayed).
+    pub cluster: Arc<crate::cluster::ClusterShared>,
 }

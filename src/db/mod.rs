@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod automations;
+pub mod cluster;
 pub mod event_rows;
 pub mod events;
 pub mod inbox;

@@ -3,9 +3,7 @@
 //! five thousand busy sources must not cost five thousand commits a second).
 
 use chrono::{DateTime, Utc};
-use entity::source_status;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, Set, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 use uuid::Uuid;
 
 /// A state transition to persist.
@@ -23,38 +21,46 @@ pub struct StateRecord {
     pub consecutive_failures: i32,
 }
 
-/// Writes a state transition (creating the row when missing).
+/// Writes a state transition (creating the row when missing) under the holder's fencing `epoch`
+/// (always 0 on a single node): a row last written under a newer epoch is left as it is, so a
+/// replica that lost the source cannot overwrite what its successor shows.
 pub async fn write_state(
     db: &impl ConnectionTrait,
     source_id: Uuid,
     record: StateRecord,
+    epoch: i64,
 ) -> Result<(), DbErr> {
-    let row = source_status::ActiveModel {
-        source_id: Set(source_id),
-        state: Set(record.state),
-        detail: Set(record.detail),
-        connected_at: Set(record.connected_at),
-        last_event_at: Set(None),
-        next_retry_at: Set(record.next_retry_at),
-        consecutive_failures: Set(record.consecutive_failures),
-        counters: Set(serde_json::json!({})),
-        updated_at: Set(super::now()),
-    };
-    source_status::Entity::insert(row)
-        .on_conflict(
-            OnConflict::column(source_status::Column::SourceId)
-                .update_columns([
-                    source_status::Column::State,
-                    source_status::Column::Detail,
-                    source_status::Column::ConnectedAt,
-                    source_status::Column::NextRetryAt,
-                    source_status::Column::ConsecutiveFailures,
-                    source_status::Column::UpdatedAt,
-                ])
-                .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
+    let mut s = super::sql::Sql::new(
+        db.get_database_backend(),
+        "INSERT INTO source_status (source_id, state, detail, connected_at, last_event_at, \
+         next_retry_at, consecutive_failures, counters, updated_at, owner_epoch) VALUES (",
+    );
+    s.bind(source_id)
+        .push(", ")
+        .bind(record.state)
+        .push(", ")
+        .bind(record.detail)
+        .push(", ")
+        .bind(record.connected_at)
+        .push(", NULL, ")
+        .bind(record.next_retry_at)
+        .push(", ")
+        .bind(record.consecutive_failures)
+        .push(", ")
+        .bind(serde_json::json!({}))
+        .push(", ")
+        .bind(super::now())
+        .push(", ")
+        .bind(epoch)
+        .push(
+            ") ON CONFLICT (source_id) DO UPDATE SET state = excluded.state, \
+             detail = excluded.detail, connected_at = excluded.connected_at, \
+             next_retry_at = excluded.next_retry_at, \
+             consecutive_failures = excluded.consecutive_failures, \
+             updated_at = excluded.updated_at, owner_epoch = excluded.owner_epoch \
+             WHERE source_status.owner_epoch <= excluded.owner_epoch",
+        );
+    db.execute_raw(s.statement()).await?;
     Ok(())
 }
 
@@ -72,6 +78,7 @@ pub const COUNTERS_CHUNK: usize = 200;
 pub async fn write_counters_batch(
     db: &impl ConnectionTrait,
     writes: &[CountersWrite],
+    epoch_of: &(dyn Fn(Uuid) -> i64 + Sync),
 ) -> Result<(), DbErr> {
     if writes.is_empty() {
         return Ok(());
@@ -86,11 +93,19 @@ pub async fn write_counters_batch(
             .iter()
             .map(|w| w.2.map(|t| t.to_rfc3339()).unwrap_or_default())
             .collect();
+        let epochs: Vec<i64> = writes.iter().map(|w| epoch_of(w.0)).collect();
         let sql = "UPDATE source_status AS s SET counters = v.counters::jsonb, \
              last_event_at = COALESCE(NULLIF(v.at, '')::timestamptz, s.last_event_at), \
-             updated_at = $4 FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS v(id, counters, at) \
-             WHERE s.source_id = v.id";
-        let values: Vec<Value> = vec![ids.into(), counters.into(), at.into(), now.into()];
+             updated_at = $4 \
+             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $5::bigint[]) AS v(id, counters, at, epoch) \
+             WHERE s.source_id = v.id AND s.owner_epoch <= v.epoch";
+        let values: Vec<Value> = vec![
+            ids.into(),
+            counters.into(),
+            at.into(),
+            now.into(),
+            epochs.into(),
+        ];
         db.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             sql,
@@ -121,5 +136,12 @@ pub async fn write_counters_batch(
         .push(" FROM v WHERE source_status.source_id = v.id");
         db.execute_raw(s.statement()).await?;
     }
+    Ok(())
+}
+
+/// Forgets every status row's fencing epoch (a single node starting on a database replicas used).
+pub async fn reset_epochs(db: &impl ConnectionTrait) -> Result<(), DbErr> {
+    db.execute_unprepared("UPDATE source_status SET owner_epoch = 0 WHERE owner_epoch <> 0")
+        .await?;
     Ok(())
 }

@@ -1,8 +1,9 @@
 //! Wakes claims waiting for work (`POST /v1/runs/claim` with `wait_s`) when runs may have become
 //! claimable: the dispatch commit path, the watchdog and the retry endpoints call
-//! [`RunNotifier::signal`] after their commit. Waiters wake in this process only; a PostgreSQL
-//! `LISTEN/NOTIFY` bridge can later call `signal` when another replica commits runs, without
-//! changing the waiters.
+//! [`RunNotifier::signal`] after their commit. Waiters in this process wake at once; with replicas,
+//! the signal is also announced to the others through PostgreSQL `NOTIFY` (coalesced: one
+//! announcement covers every signal raised while the previous one was sent), whose listener calls
+//! [`RunNotifier::wake_local`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,8 @@ use tokio::sync::Notify;
 #[derive(Clone, Default)]
 pub struct RunNotifier {
     notify: Arc<Notify>,
+    /// Raised at every signal; the cluster's announcer waits on it.
+    outbound: Arc<Notify>,
 }
 
 impl RunNotifier {
@@ -21,9 +24,22 @@ impl RunNotifier {
         RunNotifier::default()
     }
 
-    /// Runs may have become claimable: wakes every waiting claim.
+    /// Runs may have become claimable: wakes every waiting claim, here and (with replicas) on the
+    /// other replicas.
     pub fn signal(&self) {
         self.notify.notify_waiters();
+        self.outbound.notify_one();
+    }
+
+    /// Runs committed by another replica: wakes the claims waiting here only.
+    pub fn wake_local(&self) {
+        self.notify.notify_waiters();
+    }
+
+    /// Resolves at the next [`RunNotifier::signal`] (or at once when one was raised since the
+    /// last call): the announcer to other replicas waits here.
+    pub async fn signalled(&self) {
+        self.outbound.notified().await;
     }
 
     /// Waits for the next signal, at most `timeout`. Create the waiter with

@@ -19,13 +19,23 @@ pub const BATCH: u64 = 500;
 const PAUSE: Duration = Duration::from_millis(50);
 
 /// Starts the loop on the current actix system (nothing when both retentions are 0).
-pub fn spawn(db: DatabaseConnection, events_days: u32, runs_days: u32) {
+pub fn spawn(
+    db: DatabaseConnection,
+    cluster: std::sync::Arc<crate::cluster::ClusterShared>,
+    events_days: u32,
+    runs_days: u32,
+) {
     if events_days == 0 && runs_days == 0 {
         return;
     }
     actix::spawn(async move {
         tokio::time::sleep(FIRST_PASS).await;
         loop {
+            // With replicas, the leader prunes (pruning twice at once would only cost twice).
+            if !cluster.is_leader() {
+                tokio::time::sleep(EVERY).await;
+                continue;
+            }
             if runs_days > 0 {
                 drain("runs", || {
                     let cutoff = db::now() - chrono::Duration::days(i64::from(runs_days));

@@ -16,6 +16,7 @@ mod tls_front;
 
 mod automation_index;
 mod automations;
+mod cluster;
 mod contract_snapshots;
 mod durability;
 mod events_runs;

@@ -115,13 +115,13 @@ crate::both_backends! {
         };
         let ids: Vec<uuid::Uuid> = (0..1_200).map(|_| uuid::Uuid::now_v7()).collect();
         for id in &ids {
-            write_state(&app.db, *id, record()).await.unwrap();
+            write_state(&app.db, *id, record(), 0).await.unwrap();
         }
         let earlier: DateTime<Utc> = "2026-01-02T03:04:05.678901Z".parse().unwrap();
         // Every source gets an event time, then a second batch (more rows than one SQLite chunk)
         // with none for the even ones: those keep what was stored.
         let first: Vec<_> = ids.iter().map(|id| (*id, json!({"events_stored": 1}), Some(earlier))).collect();
-        write_counters_batch(&app.db, &first).await.unwrap();
+        write_counters_batch(&app.db, &first, &|_| 0).await.unwrap();
         let later = earlier + chrono::Duration::seconds(90);
         let second: Vec<_> = ids.iter().enumerate().map(|(i, id)| {
             let at = (i % 2 == 1).then_some(later);
@@ -130,7 +130,7 @@ crate::both_backends! {
         // A source without a status row is skipped, not created.
         let mut with_unknown = second.clone();
         with_unknown.push((uuid::Uuid::now_v7(), json!({}), None));
-        write_counters_batch(&app.db, &with_unknown).await.unwrap();
+        write_counters_batch(&app.db, &with_unknown, &|_| 0).await.unwrap();
         let rows = source_status::Entity::find().all(&app.db).await.unwrap();
         assert_eq!(rows.len(), ids.len());
         let by_id: std::collections::HashMap<_, _> = rows.into_iter().map(|r| (r.source_id, r)).collect();
@@ -140,6 +140,39 @@ crate::both_backends! {
             let expected = if i % 2 == 1 { later } else { earlier };
             assert_eq!(row.last_event_at.map(|t| t.timestamp_micros()), Some(expected.timestamp_micros()), "source {i}");
             assert_eq!(row.state, "connected");
+        }
+    }
+}
+
+crate::both_backends! {
+    async fn a_stale_holder_cannot_overwrite_its_successors_status(app: TestApp) {
+        use entity::source_status;
+        use sea_orm::EntityTrait as _;
+        use switchboard::db::status::{StateRecord, write_counters_batch, write_state};
+        let record = |state: &str| StateRecord {
+            state: state.to_owned(),
+            detail: None,
+            connected_at: None,
+            next_retry_at: None,
+            consecutive_failures: 0,
+        };
+        let id = uuid::Uuid::now_v7();
+        write_state(&app.db, id, record("connected"), 4).await.unwrap();
+        write_state(&app.db, id, record("connecting"), 5).await.unwrap();
+        // The holder of epoch 4 lost the source: what it writes now is refused.
+        write_state(&app.db, id, record("backoff"), 4).await.unwrap();
+        let row = source_status::Entity::find_by_id(id).one(&app.db).await.unwrap().unwrap();
+        assert_eq!(row.state, "connecting");
+        write_state(&app.db, id, record("connected"), 5).await.unwrap();
+        let row = source_status::Entity::find_by_id(id).one(&app.db).await.unwrap().unwrap();
+        assert_eq!(row.state, "connected");
+        if app.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            write_counters_batch(&app.db, &[(id, json!({"stale": true}), None)], &|_| 4).await.unwrap();
+            let row = source_status::Entity::find_by_id(id).one(&app.db).await.unwrap().unwrap();
+            assert_eq!(row.counters, json!({}));
+            write_counters_batch(&app.db, &[(id, json!({"fresh": true}), None)], &|_| 5).await.unwrap();
+            let row = source_status::Entity::find_by_id(id).one(&app.db).await.unwrap().unwrap();
+            assert_eq!(row.counters, json!({"fresh": true}));
         }
     }
 }

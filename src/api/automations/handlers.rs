@@ -12,6 +12,7 @@ use crate::api::body::{Body, parse_json};
 use crate::api::caller::Caller;
 use crate::api::pagination::OffsetQuery;
 use crate::api::state::AppState;
+use crate::cluster::AUTOMATIONS_CHANNEL;
 use crate::api::{ListOut, Path, Query};
 use crate::db;
 use crate::error::ApiError;
@@ -44,6 +45,7 @@ pub async fn create_automation(
     };
     let row = db::automations::insert_automation(&state.db, row).await?;
     state.automations.apply(row.id).await?;
+    crate::cluster::announce(&state.db, &state.cluster, AUTOMATIONS_CHANNEL, row.id).await;
     Ok(HttpResponse::Created().json(AutomationOut::new(row, warnings)))
 }
 
@@ -120,6 +122,7 @@ pub async fn patch_automation(
     row.updated_at = db::now();
     let row = db::automations::update_automation(&state.db, row).await?;
     state.automations.apply(row.id).await?;
+    crate::cluster::announce(&state.db, &state.cluster, AUTOMATIONS_CHANNEL, row.id).await;
     Ok(HttpResponse::Ok().json(AutomationOut::new(row, warnings)))
 }
 
@@ -136,5 +139,6 @@ pub async fn delete_automation(
     let row = find(&state, &caller, *id).await?;
     db::automations::delete_automation(&state.db, row.id).await?;
     state.automations.apply(row.id).await?;
+    crate::cluster::announce(&state.db, &state.cluster, AUTOMATIONS_CHANNEL, row.id).await;
     Ok(HttpResponse::NoContent().finish())
 }

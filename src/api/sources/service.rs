@@ -15,6 +15,7 @@ use crate::actors::commands::{Remove, SendFrame, Update};
 use crate::actors::spec::SourceSpec;
 use crate::actors::supervisor::SourceSupervisor;
 use crate::api::state::AppState;
+use crate::cluster::relay::{self, Answer, Relayable, Relayed};
 use crate::db;
 use crate::error::ApiError;
 
@@ -42,7 +43,7 @@ pub async fn create_source(
     db::slugs::claim_slug(&txn, org_id, &row.source, "websocket", id).await?;
     let row = db::sources::insert_source(&txn, row).await?;
     txn.commit().await?;
-    notify_supervisor(state, &row)?;
+    notify_supervisor(state, &row).await?;
     tracing::info!(source_id = %id, slug = %row.source, "source created");
     Ok(row)
 }
@@ -68,7 +69,7 @@ pub async fn patch_source(
     }
     let row = db::sources::update_source(&txn, row).await?;
     txn.commit().await?;
-    notify_supervisor(state, &row)?;
+    notify_supervisor(state, &row).await?;
     tracing::info!(source_id = %row.id, revision = row.revision, "source updated");
     Ok(row)
 }
@@ -81,16 +82,21 @@ pub async fn delete_source(state: &AppState, org_id: Uuid, id: Uuid) -> Result<(
     db::sources::delete_source(&txn, row.id).await?;
     txn.commit().await?;
     state.supervisor.do_send(Remove { source_id: row.id });
+    crate::cluster::announce_source(&state.db, &state.cluster, row.id).await;
     tracing::info!(source_id = %row.id, "source deleted");
     Ok(())
 }
 
-/// Sends an operator command to the supervisor; a source it does not know is a 409.
+/// Sends an operator command to the supervisor, or with replicas to the replica holding the
+/// source; a source it does not know is a 409.
 pub async fn command<M>(state: &AppState, message: M) -> Result<(), ApiError>
 where
-    M: actix::Message<Result = bool> + std::marker::Send + 'static,
+    M: Relayable + actix::Message<Result = bool> + std::marker::Send + 'static,
     SourceSupervisor: actix::Handler<M>,
 {
+    if !state.cluster.runs_here(message.source_id()) {
+        return relayed(state, message.source_id(), message.relayed()).await;
+    }
     let known = state
         .supervisor
         .send(message)
@@ -108,8 +114,12 @@ where
     }
 }
 
-/// Sends one text frame on the source's ready connection (409 when it has none).
+/// Sends one text frame on the source's ready connection (409 when it has none), through the
+/// replica holding the source.
 pub async fn send_frame(state: &AppState, source_id: Uuid, text: String) -> Result<(), ApiError> {
+    if !state.cluster.runs_here(source_id) {
+        return relayed(state, source_id, Relayed::Send(text)).await;
+    }
     let sent = state
         .supervisor
         .send(SendFrame { source_id, text })
@@ -121,12 +131,34 @@ pub async fn send_frame(state: &AppState, source_id: Uuid, text: String) -> Resu
     })
 }
 
-/// Tells the supervisor about a committed row.
-fn notify_supervisor(state: &AppState, row: &websocket_source::Model) -> Result<(), ApiError> {
+/// Sends a command to the replica holding its source and reads its answer.
+async fn relayed(state: &AppState, source_id: Uuid, command: Relayed) -> Result<(), ApiError> {
+    let conflict = |detail: &str| ApiError::Conflict {
+        field: None,
+        detail: detail.to_owned(),
+    };
+    match relay::relay(&state.db, source_id, command).await? {
+        Some(Answer::Done) => Ok(()),
+        Some(Answer::NotConnected) => Err(conflict("the source is not connected")),
+        Some(Answer::Unknown) => Err(conflict(
+            "the source cannot run: its stored configuration does not compile (see the logs)",
+        )),
+        None => Err(conflict(
+            "no replica holds the source right now (it is being handed over or disabled); try again in a few seconds",
+        )),
+    }
+}
+
+/// Tells the supervisor about a committed row (and, with replicas, every other replica).
+async fn notify_supervisor(
+    state: &AppState,
+    row: &websocket_source::Model,
+) -> Result<(), ApiError> {
     let spec = SourceSpec::from_row(row, &state.keyring, &state.settings.slack_api_base)
         .map_err(ApiError::Internal)?;
     state.supervisor.do_send(Update {
         spec: Arc::new(spec),
     });
+    crate::cluster::announce_source(&state.db, &state.cluster, row.id).await;
     Ok(())
 }

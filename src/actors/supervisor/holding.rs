@@ -1,0 +1,49 @@
+//! The supervisor's side of the cluster: the coordinator tells it which sources this replica
+//! holds. A held, enabled source gets an actor; a source let go has its actor shut down (its
+//! connections closed gracefully) before the answer, so the coordinator can tell the next holder
+//! that it may connect.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::SourceSupervisor;
+use crate::actors::commands::{Hold, LetGo, Shutdown};
+
+impl Handler<Hold> for SourceSupervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Hold, ctx: &mut Context<Self>) {
+        let Some(entry) = self.entries.get_mut(&msg.source_id) else {
+            return;
+        };
+        entry.held = true;
+        if entry.actor.is_none() && entry.spec.enabled && !self.stopping {
+            entry.restarts.reset();
+            self.spawn(msg.source_id, Duration::ZERO, ctx);
+        }
+    }
+}
+
+impl Handler<LetGo> for SourceSupervisor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: LetGo, _: &mut Context<Self>) -> Self::Result {
+        let Some(entry) = self.entries.get_mut(&msg.source_id) else {
+            return Box::pin(async {});
+        };
+        entry.held = false;
+        let Some(addr) = entry.actor.take() else {
+            return Box::pin(async {});
+        };
+        self.closing.insert(entry.incarnation, addr.clone());
+        Box::pin(async move {
+            let shutdown = Shutdown {
+                timeout: Shutdown::ON_CHANGE,
+                farewell: None,
+            };
+            let asked = addr.send(shutdown);
+            let _ = tokio::time::timeout(Shutdown::ON_CHANGE + Duration::from_secs(1), asked).await;
+        })
+    }
+}

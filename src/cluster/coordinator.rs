@@ -1,0 +1,250 @@
+//! The coordinator: one task per replica that, every sixth of a lease, beats the replica's heart,
+//! renews its leases, starts the sources it holds and stops those it lost, hands over and takes
+//! over sources until every replica has its share, and names the leader that runs the cluster's
+//! once-only upkeep. It fences itself: when it could not renew for three quarters of a lease it
+//! stops every source it runs, before any other replica may take them (they wait for the whole
+//! lease to expire, by the database's clock).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use sea_orm::{DatabaseConnection, DbErr};
+use uuid::Uuid;
+
+use super::balance::{Load, Move, next_move};
+use super::{ClusterShared, db_cluster};
+use crate::actors::commands::{Hold, LetGo};
+use crate::actors::supervisor::SourceSupervisor;
+
+/// One replica's coordinator.
+pub struct Coordinator {
+    /// Storage.
+    pub db: DatabaseConnection,
+    /// What it shares with the API and the status writer.
+    pub shared: Arc<ClusterShared>,
+    /// The supervisor it tells what to run.
+    pub supervisor: Addr<SourceSupervisor>,
+    /// Sources with an actor started here (held, or handed over and still closing).
+    running: HashSet<Uuid>,
+    /// When the last successful renewal started.
+    renewed_at: Option<Instant>,
+    /// Turns so far.
+    turns: u64,
+}
+
+impl Coordinator {
+    /// A coordinator for this replica.
+    pub fn new(
+        db: DatabaseConnection,
+        shared: Arc<ClusterShared>,
+        supervisor: Addr<SourceSupervisor>,
+    ) -> Coordinator {
+        Coordinator {
+            db,
+            shared,
+            supervisor,
+            running: HashSet::new(),
+            renewed_at: None,
+            turns: 0,
+        }
+    }
+
+    /// Runs until the replica leaves ([`ClusterShared::leave`]).
+    pub async fn run(mut self) {
+        let period = self.shared.lease.div_f64(6.0);
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.shared.left.load(Ordering::Acquire) {
+                return;
+            }
+            let started = Instant::now();
+            let budget = self.fence_budget();
+            match tokio::time::timeout(budget, self.turn(started)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "cluster coordination failed; retrying");
+                }
+                Err(_) => tracing::warn!("cluster coordination timed out; retrying"),
+            }
+            self.fence_if_stale().await;
+            self.turns += 1;
+        }
+    }
+
+    /// Time left before this replica must stop its sources (at least a tick's worth).
+    fn fence_budget(&self) -> Duration {
+        let fence_after = self.shared.lease.mul_f64(0.75);
+        let left = match self.renewed_at {
+            Some(at) => fence_after.saturating_sub(at.elapsed()),
+            None => fence_after,
+        };
+        left.max(Duration::from_millis(200))
+    }
+
+    /// Stops every source when the leases may have lapsed (no renewal for 3/4 of a lease).
+    async fn fence_if_stale(&mut self) {
+        let stale = self
+            .renewed_at
+            .is_some_and(|at| at.elapsed() > self.shared.lease.mul_f64(0.75));
+        if !stale || self.running.is_empty() {
+            return;
+        }
+        tracing::error!(
+            sources = self.running.len(),
+            "cannot renew this replica's source leases; stopping its sources before another replica takes them"
+        );
+        let ids: Vec<Uuid> = self.running.drain().collect();
+        for id in &ids {
+            self.shared.epochs.remove(*id);
+        }
+        self.let_go(ids).await;
+    }
+
+    /// One turn: heartbeat, renewal, handovers, balance, leadership.
+    async fn turn(&mut self, started: Instant) -> Result<(), DbErr> {
+        let shared = self.shared.clone();
+        let lease_s = shared.lease.as_secs_f64();
+        let draining = shared.draining.load(Ordering::Acquire);
+        db_cluster::replicas::heartbeat(
+            &self.db,
+            shared.replica_id,
+            &shared.address,
+            env!("CARGO_PKG_VERSION"),
+            draining,
+        )
+        .await?;
+        let held = db_cluster::leases::renew(&self.db, shared.replica_id, lease_s).await?;
+        self.renewed_at = Some(started);
+        let held_ids: HashSet<Uuid> = held.iter().map(|l| l.source_id).collect();
+        shared.epochs.retain(&held_ids);
+        let mine = self.apply_held(&held);
+        self.close_handed(&held_ids).await?;
+        let alive = db_cluster::replicas::alive(&self.db, lease_s).await?;
+        let leader = alive
+            .iter()
+            .filter(|r| !r.draining)
+            .map(|r| r.id)
+            .min()
+            .is_some_and(|id| id == shared.replica_id);
+        shared.leader.store(leader, Ordering::Release);
+        if draining {
+            let others = alive
+                .iter()
+                .any(|r| r.id != shared.replica_id && !r.draining);
+            if self.running.is_empty() || !others {
+                shared.drained.notify_waiters();
+                shared.drained_flag.store(true, Ordering::Release);
+            }
+            return Ok(());
+        }
+        // The first turn only registers, so replicas started together see each other before
+        // they take anything.
+        if self.turns == 0 {
+            return Ok(());
+        }
+        let loads: Vec<Load> = alive
+            .iter()
+            .map(|r| Load {
+                replica: r.id,
+                connections: r.connections,
+                draining: r.draining,
+            })
+            .collect();
+        let (total, free) = db_cluster::leases::weights(&self.db).await?;
+        let taken = match next_move(
+            shared.replica_id,
+            mine,
+            &loads,
+            total,
+            free,
+            shared.handover_batch,
+        ) {
+            Move::Stay => Vec::new(),
+            Move::TakeFree(n) => {
+                db_cluster::leases::acquire_free(&self.db, shared.replica_id, lease_s, n).await?
+            }
+            Move::TakeOver(from, n) => {
+                tracing::info!(from = %from, sources = n, "taking over sources to balance the cluster");
+                db_cluster::leases::take_over(&self.db, shared.replica_id, from, lease_s, n).await?
+            }
+        };
+        self.apply_held(&taken);
+        if leader && self.turns % 30 == 0 {
+            db_cluster::commands::prune(&self.db).await?;
+        }
+        Ok(())
+    }
+
+    /// Records the leases held and starts the sources among them that may connect; answers the
+    /// connections they weigh.
+    fn apply_held(&mut self, held: &[db_cluster::leases::Held]) -> i64 {
+        let mut weight = 0;
+        for lease in held {
+            weight += lease.weight;
+            self.shared.epochs.set(lease.source_id, lease.epoch);
+            if !lease.waiting && self.running.insert(lease.source_id) {
+                self.supervisor.do_send(Hold {
+                    source_id: lease.source_id,
+                });
+            }
+        }
+        weight
+    }
+
+    /// Stops the sources this replica runs without holding them any more: lost (lease expired)
+    /// at once, handed over once the new holder is ready (a Slack source) or at once (a generic
+    /// source, whose new holder waits for the confirmation written here).
+    async fn close_handed(&mut self, held: &HashSet<Uuid>) -> Result<(), DbErr> {
+        let me = self.shared.replica_id;
+        let handing: HashMap<Uuid, bool> = db_cluster::leases::handing(&self.db, me)
+            .await?
+            .into_iter()
+            .collect();
+        let mut closing = Vec::new();
+        let mut confirm = Vec::new();
+        for id in self.running.iter().copied() {
+            if held.contains(&id) {
+                continue;
+            }
+            match handing.get(&id) {
+                // Still serving while the new holder gets ready; its status is the new holder's
+                // to write from now on (the epoch is gone from this replica already).
+                Some(false) => {}
+                Some(true) => {
+                    closing.push(id);
+                    confirm.push(id);
+                }
+                None => closing.push(id),
+            }
+        }
+        // Handed over while not running here (never started, or already closed).
+        confirm.extend(
+            handing
+                .iter()
+                .filter(|(id, _)| !self.running.contains(id))
+                .map(|(id, _)| *id),
+        );
+        for id in &closing {
+            self.running.remove(id);
+            self.shared.epochs.remove(*id);
+        }
+        self.let_go(closing).await;
+        if !confirm.is_empty() {
+            db_cluster::leases::handed(&self.db, me, confirm).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops these sources' actors here, all at once, and waits until they closed.
+    async fn let_go(&self, ids: Vec<Uuid>) {
+        let asked = ids
+            .into_iter()
+            .map(|source_id| self.supervisor.send(LetGo { source_id }));
+        let _ = futures_util::future::join_all(asked).await;
+    }
+}

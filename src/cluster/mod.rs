@@ -1,0 +1,196 @@
+//! Several replicas on one PostgreSQL (`SWITCHBOARD_CLUSTER=true`; docs/architecture.md,
+//! "Replicas"). Each replica registers itself and holds sources through leases with a fencing
+//! epoch ([`crate::db::cluster`]); its [`coordinator`] keeps the sources spread evenly and moves
+//! them make-before-break; its [`listener`] follows the other replicas through PostgreSQL
+//! `LISTEN/NOTIFY` (source changes, operator commands, new runs); [`relay`] carries a command to
+//! the replica that holds its source. On a single node (SQLite, or PostgreSQL without the
+//! setting) nothing here runs: every source is this process's and it is always the leader.
+
+pub mod balance;
+pub mod coordinator;
+pub mod epochs;
+pub mod listener;
+pub mod relay;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+pub use epochs::Epochs;
+
+use crate::db::cluster as db_cluster;
+
+/// The channel a committed source change is announced on (payload: the source's id).
+pub const SOURCES_CHANNEL: &str = "switchboard_sources";
+/// The channel a committed automation change is announced on (payload: the automation's id).
+pub const AUTOMATIONS_CHANNEL: &str = "switchboard_automations";
+/// The channel new claimable runs are announced on (no payload).
+pub const RUNS_CHANNEL: &str = "switchboard_runs";
+
+/// What the coordinator shares with the rest of the replica.
+#[derive(Debug)]
+pub struct ClusterShared {
+    /// Whether replicas coordinate at all.
+    pub enabled: bool,
+    /// This replica's id (new at every start).
+    pub replica_id: Uuid,
+    /// Where this replica serves its API (shown by `GET /v1/cluster`).
+    pub address: String,
+    /// How long a lease lasts without renewal.
+    pub lease: Duration,
+    /// Most sources taken over from one replica per turn.
+    pub handover_batch: i64,
+    /// The sources held here with their epochs.
+    pub epochs: Epochs,
+    /// Whether this replica runs the once-per-cluster upkeep.
+    pub leader: AtomicBool,
+    /// Set when the replica starts handing its sources over before it stops.
+    pub draining: AtomicBool,
+    /// Set once nothing runs here any more while draining (or nobody could take over).
+    pub drained_flag: AtomicBool,
+    /// Woken when `drained_flag` is set.
+    pub drained: Notify,
+    /// Set when the replica left: the coordinator stops.
+    pub left: AtomicBool,
+    /// The coordinator's, the listener's and the announcer's tasks, stopped when the replica
+    /// leaves (inside the runtime: their database connections must not outlive it).
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl ClusterShared {
+    /// A single node: no coordination, always the leader.
+    pub fn single() -> ClusterShared {
+        ClusterShared::new(false, String::new(), Duration::from_secs(10), 50)
+    }
+
+    /// A replica's shared cluster state.
+    pub fn new(enabled: bool, address: String, lease: Duration, batch: i64) -> ClusterShared {
+        ClusterShared {
+            enabled,
+            replica_id: Uuid::new_v4(),
+            address,
+            lease,
+            handover_batch: batch,
+            epochs: Epochs::default(),
+            leader: AtomicBool::new(!enabled),
+            draining: AtomicBool::new(false),
+            drained_flag: AtomicBool::new(false),
+            drained: Notify::new(),
+            left: AtomicBool::new(false),
+            tasks: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether this replica runs the cluster's once-only upkeep now (always on a single node).
+    pub fn is_leader(&self) -> bool {
+        !self.enabled || self.leader.load(Ordering::Acquire)
+    }
+
+    /// Whether a command for `source_id` is executed here (else it is relayed to its holder).
+    pub fn runs_here(&self, source_id: Uuid) -> bool {
+        !self.enabled || self.epochs.holds(source_id)
+    }
+
+    /// Hands every source over to the other replicas (make-before-break) and waits until none
+    /// runs here, at most `timeout`. At once on a single node or when no other replica is alive.
+    pub async fn drain(&self, timeout: Duration) {
+        if !self.enabled {
+            return;
+        }
+        self.draining.store(true, Ordering::Release);
+        let drained = async {
+            while !self.drained_flag.load(Ordering::Acquire) {
+                let woken = self.drained.notified();
+                if self.drained_flag.load(Ordering::Acquire) {
+                    break;
+                }
+                let _ = tokio::time::timeout(Duration::from_millis(200), woken).await;
+            }
+        };
+        if tokio::time::timeout(timeout, drained).await.is_err() {
+            tracing::warn!("not every source was handed over before the stop");
+        }
+    }
+
+    /// Leaves the cluster once this replica's sources are closed: its remaining leases are let go
+    /// (the others take them at their next turn) and its registration removed.
+    pub async fn leave(&self, db: &DatabaseConnection) {
+        if !self.enabled {
+            return;
+        }
+        self.left.store(true, Ordering::Release);
+        let tasks = std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        if let Err(err) = db_cluster::leases::release(db, self.replica_id).await {
+            tracing::warn!(error = %err, "letting this replica's leases go failed; they expire");
+        }
+        if let Err(err) = db_cluster::replicas::deregister(db, self.replica_id).await {
+            tracing::warn!(error = %err, "removing this replica's registration failed");
+        }
+    }
+}
+
+/// Announces a committed change of a source to every replica (a no-op on a single node).
+pub async fn announce_source(db: &DatabaseConnection, shared: &ClusterShared, source_id: Uuid) {
+    announce(db, shared, SOURCES_CHANNEL, source_id).await;
+}
+
+/// Announces a committed change of the row `id` on `channel` to every replica (a no-op on a
+/// single node). The others also resynchronise by themselves, so a lost announcement only
+/// delays the change.
+pub async fn announce(db: &DatabaseConnection, shared: &ClusterShared, channel: &str, id: Uuid) {
+    if !shared.enabled {
+        return;
+    }
+    let stmt = sea_orm::Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        vec![channel.into(), id.to_string().into()],
+    );
+    if let Err(err) = sea_orm::ConnectionTrait::execute_raw(db, stmt).await {
+        tracing::warn!(error = %err, id = %id, channel, "announcing a change failed");
+    }
+}
+
+/// Starts this replica's coordinator, its listener and the announcer of new runs to the other
+/// replicas (on the current arbiter).
+pub fn spawn(listener: listener::Listener) {
+    let coordinator = coordinator::Coordinator::new(
+        listener.db.clone(),
+        listener.shared.clone(),
+        listener.supervisor.clone(),
+    );
+    let shared = listener.shared.clone();
+    let (db, notifier) = (listener.db.clone(), listener.notifier.clone());
+    let coordinating = actix::spawn(coordinator.run());
+    let listening = actix::spawn(listener.run());
+    let announcing = actix::spawn(async move {
+        loop {
+            notifier.signalled().await;
+            let stmt = sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!("SELECT pg_notify('{RUNS_CHANNEL}', '')"),
+            );
+            if let Err(err) = sea_orm::ConnectionTrait::execute_raw(&db, stmt).await {
+                tracing::warn!(error = %err, "announcing new runs to the other replicas failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    shared
+        .tasks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .extend([coordinating, listening, announcing]);
+}

@@ -1,0 +1,87 @@
+//! The replica registry: each replica's row with its heartbeat, read by every replica to know who
+//! is alive (a heartbeat younger than the lease time) and by `GET /v1/cluster`.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbErr};
+use uuid::Uuid;
+
+use super::pg;
+
+/// One registered replica as the others see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaRow {
+    /// Its id (new at every start).
+    pub id: Uuid,
+    /// Where it serves its API.
+    pub address: String,
+    /// Its version.
+    pub version: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Milliseconds since its last heartbeat, by the database's clock.
+    pub heartbeat_age_ms: i64,
+    /// Whether it is handing its sources over before it stops.
+    pub draining: bool,
+    /// Sources it holds.
+    pub sources: i64,
+    /// Connections those sources keep (their weight).
+    pub connections: i64,
+}
+
+/// Registers the replica (or refreshes its row): its heartbeat is now.
+pub async fn heartbeat(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    address: &str,
+    version: &str,
+    draining: bool,
+) -> Result<(), DbErr> {
+    let sql = "INSERT INTO replicas (id, address, version, started_at, heartbeat_at, draining) \
+         VALUES ($1, $2, $3, now(), now(), $4) ON CONFLICT (id) DO UPDATE \
+         SET heartbeat_at = now(), draining = excluded.draining";
+    db.execute_raw(pg(
+        sql,
+        vec![id.into(), address.into(), version.into(), draining.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Every replica whose heartbeat is younger than `alive_s` seconds, with what it holds; replicas
+/// silent for ten times that are forgotten on the way.
+pub async fn alive(db: &impl ConnectionTrait, alive_s: f64) -> Result<Vec<ReplicaRow>, DbErr> {
+    db.execute_raw(pg(
+        "DELETE FROM replicas WHERE heartbeat_at < now() - make_interval(secs => $1 * 10)",
+        vec![alive_s.into()],
+    ))
+    .await?;
+    let sql = "SELECT r.id, r.address, r.version, r.started_at, r.draining, \
+         (EXTRACT(EPOCH FROM (now() - r.heartbeat_at)) * 1000)::bigint AS age, \
+         COUNT(l.source_id) AS sources, COALESCE(SUM(l.weight), 0)::bigint AS connections \
+         FROM replicas r LEFT JOIN source_leases l \
+           ON l.replica_id = r.id AND l.expires_at >= now() \
+         WHERE r.heartbeat_at >= now() - make_interval(secs => $1) \
+         GROUP BY r.id ORDER BY r.id";
+    let rows = db.query_all_raw(pg(sql, vec![alive_s.into()])).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ReplicaRow {
+                id: row.try_get("", "id")?,
+                address: row.try_get("", "address")?,
+                version: row.try_get("", "version")?,
+                started_at: row.try_get("", "started_at")?,
+                heartbeat_age_ms: row.try_get("", "age")?,
+                draining: row.try_get("", "draining")?,
+                sources: row.try_get("", "sources")?,
+                connections: row.try_get("", "connections")?,
+            })
+        })
+        .collect()
+}
+
+/// Removes the replica's row (a graceful stop).
+pub async fn deregister(db: &impl ConnectionTrait, id: Uuid) -> Result<(), DbErr> {
+    db.execute_raw(pg("DELETE FROM replicas WHERE id = $1", vec![id.into()]))
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! Several replicas on one PostgreSQL, as real processes of the binary started and killed by the
+//! test: sources spread evenly with exactly one connection each, commands and changes sent to any
+//! replica reach the holder, a SIGKILLed replica's sources are connected elsewhere within 15 s
+//! with no duplicate run, and a SIGTERMed replica hands its sources over before it exits.
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait as _, Database, DatabaseConnection, Statement};
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_KEY, PgDatabase, Resp, create_pg_database, read};
+use crate::ingest::source_body;
+use crate::peer::{ConnectionScript, Peer, Step};
+use crate::process::{Served, free_port, switchboard};
+
+const KEYS: &str = "k1:MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI=";
+
+/// One replica process.
+struct Replica {
+    served: Served,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Replica {
+    fn start(url: &str) -> Replica {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut command = switchboard(dir.path());
+        command
+            .arg("serve")
+            .env("SWITCHBOARD_BIND", format!("127.0.0.1:{port}"))
+            .env("DATABASE_URL", url)
+            .env("SWITCHBOARD_CLUSTER", "true")
+            .env("SWITCHBOARD_SECRET_KEYS", KEYS)
+            .env("SWITCHBOARD_BOOTSTRAP_API_KEY", ADMIN_KEY)
+            .env("SWITCHBOARD_ALLOW_PRIVATE_NETWORKS", "true")
+            .env("SWITCHBOARD_LOG_LEVEL", "warn,switchboard::cluster=info");
+        Replica {
+            served: Served::start(command),
+            port,
+            _dir: dir,
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .finish();
+        let method = awc::http::Method::from_bytes(method.as_bytes()).unwrap();
+        let req = client
+            .request(method, format!("http://127.0.0.1:{}{path}", self.port))
+            .insert_header(("Authorization", format!("Bearer {ADMIN_KEY}")));
+        let res = match body {
+            Some(body) => req.send_json(&body).await,
+            None => req.send().await,
+        };
+        read(res.unwrap()).await
+    }
+
+    async fn ready(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let client = awc::Client::default();
+            if let Ok(res) = client
+                .get(format!("http://127.0.0.1:{}/readyz", self.port))
+                .send()
+                .await
+                && res.status().is_success()
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    async fn cluster(&self) -> Value {
+        let resp = self.call("GET", "/v1/cluster", None).await;
+        assert_eq!(resp.status, 200, "{}", resp.text);
+        resp.body
+    }
+}
+
+/// Three replicas on a fresh database, started one after the other (the first creates the schema
+/// and the admin key).
+async fn three_replicas() -> (Vec<Replica>, DatabaseConnection, PgDatabase) {
+    let (url, guard) = create_pg_database().await;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let replica = Replica::start(&url);
+        assert!(replica.ready(Duration::from_secs(60)).await, "a replica never got ready");
+        replicas.push(replica);
+    }
+    let db = Database::connect(&url).await.unwrap();
+    (replicas, db, guard)
+}
+
+/// Which replica (by id) holds each source.
+async fn holders(db: &DatabaseConnection) -> HashMap<String, String> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT source_id::text AS s, replica_id::text AS r FROM source_leases \
+             WHERE expires_at >= now()",
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| {
+            (
+                row.try_get::<String>("", "s").unwrap(),
+                row.try_get::<String>("", "r").unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The replica ids, in the order the replicas were started.
+async fn replica_ids(replicas: &[Replica]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for replica in replicas {
+        let cluster = replica.cluster().await;
+        let me = cluster["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["this_replica"] == json!(true))
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        ids.push(me);
+    }
+    ids
+}
+
+async fn eventually(timeout: Duration, mut cond: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cond().await
+}
+
+fn all_connected_once(peers: &[Peer]) -> bool {
+    peers.iter().all(|p| p.open_connections() == 1)
+}
+
+/// Nine sources, each on its own peer, with one automation each; answers their ids.
+async fn nine_sources(a: &Replica, peers: &[Peer]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (i, peer) in peers.iter().enumerate() {
+        let slug = format!("feed-{i}");
+        let resp = a
+            .call("POST", "/v1/websocket-sources", Some(source_body(&slug, peer, json!({}))))
+            .await;
+        assert_eq!(resp.status, 201, "{}", resp.text);
+        ids.push(resp.body["id"].as_str().unwrap().to_owned());
+        let trigger = json!({"type": "event", "source": slug, "on": ["*"]});
+        let resp = a
+            .call("POST", "/v1/automations", Some(json!({"name": slug, "trigger": trigger})))
+            .await;
+        assert_eq!(resp.status, 201, "{}", resp.text);
+    }
+    ids
+}
+
+async fn runs(db: &DatabaseConnection) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM automation_runs",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
+}
+
+fn peers(n: usize) -> Vec<Peer> {
+    (0..n)
+        .map(|_| Peer::start(vec![ConnectionScript::accept(vec![Step::Echo])]))
+        .collect()
+}
+
+#[actix_web::test]
+async fn replicas_share_sources_route_commands_and_take_over_a_killed_one() {
+    let (mut replicas, db, _guard) = three_replicas().await;
+    let peers = peers(9);
+    let sources = nine_sources(&replicas[0], &peers).await;
+    let ids = replica_ids(&replicas).await;
+
+    // Spread evenly, one connection per source.
+    let spread = eventually(Duration::from_secs(20), async || {
+        let held = holders(&db).await;
+        let counts: Vec<usize> = ids
+            .iter()
+            .map(|id| held.values().filter(|r| *r == id).count())
+            .collect();
+        held.len() == 9 && counts.iter().all(|&n| n == 3) && all_connected_once(&peers)
+    })
+    .await;
+    assert!(spread, "not spread 3/3/3 with one connection each: {:?}", holders(&db).await);
+    let cluster = replicas[0].cluster().await;
+    let shown: Vec<i64> = cluster["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["sources"].as_i64().unwrap())
+        .collect();
+    assert_eq!(shown, vec![3, 3, 3], "{cluster}");
+    assert_eq!(
+        cluster["replicas"].as_array().unwrap().iter().filter(|r| r["leader"] == json!(true)).count(),
+        1
+    );
+
+    // A reconnect sent to the first replica reaches the third, which holds the source.
+    let held = holders(&db).await;
+    let on_c = |i: usize| held.get(&sources[i]).is_some_and(|r| *r == ids[2]);
+    let target = (0..9).find(|&i| on_c(i)).unwrap();
+    let before = peers[target].attempts();
+    let sent = Instant::now();
+    let resp = replicas[0]
+        .call("POST", &format!("/v1/websocket-sources/{}/reconnect", sources[target]), None)
+        .await;
+    assert_eq!(resp.status, 202, "{}", resp.text);
+    assert!(
+        peers[target].wait_until(Duration::from_secs(1), |p| p.attempts() > before).await,
+        "the holder did not reconnect within 1 s of the command"
+    );
+    // A frame sent through the second replica goes out on the holder's connection.
+    let resp = replicas[1]
+        .call(
+            "POST",
+            &format!("/v1/websocket-sources/{}/send", sources[target]),
+            Some(json!({"message": "hello from b"})),
+        )
+        .await;
+    assert_eq!(resp.status, 202, "{}", resp.text);
+    assert!(peers[target].wait_until(Duration::from_secs(2), |p| p.texts().iter().any(|t| t == "hello from b")).await);
+    // A PATCH on the first replica changes the holder's connection within a second.
+    let attempts = peers[target].attempts();
+    let url = format!("ws://127.0.0.1:{}/patched", peers[target].port());
+    let resp = replicas[0]
+        .call(
+            "PATCH",
+            &format!("/v1/websocket-sources/{}", sources[target]),
+            Some(json!({"config": {"url": url}})),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    let patched = peers[target]
+        .wait_until(Duration::from_secs(1), |p| {
+            p.attempts() > attempts
+                && p.request_uri(p.attempts() - 1).is_some_and(|u| u.contains("patched"))
+        })
+        .await;
+    assert!(patched, "the holder did not apply the change within 1 s");
+    assert!(sent.elapsed() < Duration::from_secs(10));
+
+    // Events before the kill: one run each.
+    for (i, peer) in peers.iter().enumerate() {
+        peer.broadcast(json!({"type": "t", "id": format!("before-{i}")}).to_string());
+    }
+    assert!(eventually(Duration::from_secs(10), async || runs(&db).await == 9).await);
+
+    // SIGKILL the third replica: its sources are connected elsewhere within 15 s.
+    replicas[2].served.signal("KILL");
+    let killed = Instant::now();
+    let taken = eventually(Duration::from_secs(15), async || {
+        let held = holders(&db).await;
+        held.len() == 9 && held.values().all(|r| *r != ids[2]) && all_connected_once(&peers)
+    })
+    .await;
+    assert!(taken, "not taken over within 15 s: {:?}", holders(&db).await);
+    eprintln!("taken over after {:?}", killed.elapsed());
+    let cluster = replicas[0].cluster().await;
+    let live = cluster["replicas"].as_array().unwrap();
+    assert_eq!(live.len(), 2, "{cluster}");
+    assert_eq!(live.iter().map(|r| r["sources"].as_i64().unwrap()).sum::<i64>(), 9);
+
+    // Every event once, also those received after the take-over; the same event again (a
+    // redelivery) adds nothing.
+    for (i, peer) in peers.iter().enumerate() {
+        peer.broadcast(json!({"type": "t", "id": format!("after-{i}")}).to_string());
+        peer.broadcast(json!({"type": "t", "id": format!("before-{i}")}).to_string());
+    }
+    assert!(eventually(Duration::from_secs(10), async || runs(&db).await == 18).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(runs(&db).await, 18, "a duplicate run");
+    assert!(all_connected_once(&peers));
+    replicas.truncate(2);
+}
+
+#[actix_web::test]
+async fn a_stopping_replica_hands_its_sources_over_and_exits() {
+    let (mut replicas, db, _guard) = three_replicas().await;
+    let peers = peers(6);
+    let mut sources = Vec::new();
+    for (i, peer) in peers.iter().enumerate() {
+        let slug = format!("feed-{i}");
+        let resp = replicas[1]
+            .call("POST", "/v1/websocket-sources", Some(source_body(&slug, peer, json!({}))))
+            .await;
+        assert_eq!(resp.status, 201, "{}", resp.text);
+        sources.push(resp.body["id"].as_str().unwrap().to_owned());
+    }
+    let ids = replica_ids(&replicas).await;
+    assert!(
+        eventually(Duration::from_secs(20), async || {
+            let held = holders(&db).await;
+            held.len() == 6 && ids.iter().all(|id| held.values().filter(|r| *r == id).count() == 2)
+                && all_connected_once(&peers)
+        })
+        .await
+    );
+    replicas[0].served.signal("TERM");
+    let (code, output) = tokio::task::spawn_blocking({
+        let mut replica = replicas.remove(0);
+        move || {
+            let code = replica.served.wait_exit(Duration::from_secs(40));
+            let output: Vec<String> = replica.served.lines.try_iter().collect();
+            (code, output)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "the stopped replica did not exit cleanly:\n{}", output.join("\n"));
+    // Handed over before it exited: every source is held by the others and connected once.
+    let held = holders(&db).await;
+    assert_eq!(held.len(), 6, "{held:?}");
+    assert!(held.values().all(|r| *r != ids[0]));
+    assert!(
+        eventually(Duration::from_secs(5), async || all_connected_once(&peers)).await,
+        "{:?}",
+        peers.iter().map(Peer::open_connections).collect::<Vec<_>>()
+    );
+    let cluster = replicas[0].cluster().await;
+    assert_eq!(cluster["replicas"].as_array().unwrap().len(), 2, "{cluster}");
+}
