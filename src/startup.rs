@@ -322,7 +322,17 @@ async fn start_actors(
             slack_api_base: settings.slack_api_base.clone(),
             notifier: notifier.clone(),
             registry: registry.clone(),
+            stream: crate::api::stream::relay::receiver(
+                db.clone(),
+                cluster.replica_id,
+                publisher.clone(),
+            ),
         });
+        cluster.track(actix::spawn(crate::api::stream::relay::relay(
+            db.clone(),
+            cluster.clone(),
+            publisher.clone(),
+        )));
     }
     spawn_maintenance(db.clone(), dispatch.clone(), cluster.clone());
     spawn_queue_upkeep(

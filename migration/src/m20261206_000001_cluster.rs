@@ -1,6 +1,7 @@
 //! Replicas on one PostgreSQL (docs/architecture.md, "Replicas"): the registry of running
-//! replicas, one ownership lease per source with a fencing epoch, the command table that carries
-//! operator commands to a source's owner, and the epoch a status row was last written under (a
+//! replicas (with how many live-stream clients each serves), one ownership lease per source with a
+//! fencing epoch, the command table that carries operator commands to a source's owner, the
+//! relay table for live-stream messages too large for a `NOTIFY` payload, and the epoch a status row was last written under (a
 //! write under an older epoch is refused, so a stale owner cannot overwrite its successor's
 //! status). The tables exist on SQLite too (one schema for both engines) and stay empty there:
 //! SQLite is single-node.
@@ -24,6 +25,7 @@ impl MigrationTrait for Migration {
                 .col(timestamp_with_time_zone("started_at"))
                 .col(timestamp_with_time_zone("heartbeat_at"))
                 .col(boolean("draining").default(false))
+                .col(integer("streams").default(0))
                 .to_owned(),
         )
         .await?;
@@ -63,6 +65,16 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
+        m.create_table(
+            Table::create()
+                .table("stream_relay")
+                .if_not_exists()
+                .col(big_integer("id").primary_key().auto_increment())
+                .col(text("body"))
+                .col(timestamp_with_time_zone("created_at"))
+                .to_owned(),
+        )
+        .await?;
         m.alter_table(
             Table::alter()
                 .table("source_status")
@@ -81,7 +93,7 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        for table in ["source_commands", "source_leases", "replicas"] {
+        for table in ["stream_relay", "source_commands", "source_leases", "replicas"] {
             m.drop_table(Table::drop().table(table).if_exists().to_owned())
                 .await?;
         }

@@ -101,6 +101,19 @@ pub enum Published {
         /// The worker's error, or why (`lease expired`).
         error: Option<String>,
     },
+    /// A message published on another replica, relayed through PostgreSQL: already routed and
+    /// shaped there (never relayed again).
+    #[serde(rename = "relayed")]
+    Relayed {
+        /// The stream topic's name (one the stream protocol knows: checked on arrival).
+        topic_name: String,
+        /// Org.
+        org_id: Uuid,
+        /// Source slug.
+        source: String,
+        /// The `data` a client receives.
+        data: Arc<serde_json::Value>,
+    },
 }
 
 /// What happened to a run, for the `run.*` stream topics.
@@ -183,6 +196,11 @@ impl Publisher {
     pub fn new() -> Publisher {
         let (tx, _) = broadcast::channel(CAPACITY);
         Publisher { tx }
+    }
+
+    /// How many subscriptions are open.
+    pub fn receiver_count(&self) -> usize {
+        self.tx.receiver_count()
     }
 
     /// Whether anyone listens (so callers can skip building messages).

@@ -32,6 +32,8 @@ pub struct ReplicaOut {
     pub sources: i64,
     /// Connections those sources keep.
     pub connections: i64,
+    /// Live-stream subscribers it serves.
+    pub streams: i32,
     /// Whether it runs the once-per-cluster upkeep (undispatched-event sweep, retention).
     pub leader: bool,
     /// Whether this is the replica that answered.
@@ -78,6 +80,7 @@ pub async fn get_cluster(
             draining: r.draining,
             sources: r.sources,
             connections: r.connections,
+            streams: r.streams,
         })
         .collect();
     Ok(HttpResponse::Ok().json(ClusterOut {

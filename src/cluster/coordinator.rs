@@ -19,6 +19,10 @@ use super::{ClusterShared, db_cluster};
 use crate::actors::commands::{Hold, LetGo};
 use crate::actors::supervisor::SourceSupervisor;
 
+/// The part of a lease after which a replica that could not renew stops its sources: the other
+/// half leaves their connections time to close before the lease expires.
+const FENCE_AFTER: f64 = 0.5;
+
 /// One replica's coordinator.
 pub struct Coordinator {
     /// Storage.
@@ -78,7 +82,7 @@ impl Coordinator {
 
     /// Time left before this replica must stop its sources (at least a tick's worth).
     fn fence_budget(&self) -> Duration {
-        let fence_after = self.shared.lease.mul_f64(0.75);
+        let fence_after = self.shared.lease.mul_f64(FENCE_AFTER);
         let left = match self.renewed_at {
             Some(at) => fence_after.saturating_sub(at.elapsed()),
             None => fence_after,
@@ -86,11 +90,11 @@ impl Coordinator {
         left.max(Duration::from_millis(200))
     }
 
-    /// Stops every source when the leases may have lapsed (no renewal for 3/4 of a lease).
+    /// Stops every source when the leases may lapse soon (no renewal for half a lease).
     async fn fence_if_stale(&mut self) {
         let stale = self
             .renewed_at
-            .is_some_and(|at| at.elapsed() > self.shared.lease.mul_f64(0.75));
+            .is_some_and(|at| at.elapsed() > self.shared.lease.mul_f64(FENCE_AFTER));
         if !stale || self.running.is_empty() {
             return;
         }
@@ -110,14 +114,14 @@ impl Coordinator {
         let shared = self.shared.clone();
         let lease_s = shared.lease.as_secs_f64();
         let draining = shared.draining.load(Ordering::Acquire);
-        db_cluster::replicas::heartbeat(
-            &self.db,
-            shared.replica_id,
-            &shared.address,
-            env!("CARGO_PKG_VERSION"),
+        let beat = db_cluster::replicas::Beat {
+            id: shared.replica_id,
+            address: &shared.address,
+            version: env!("CARGO_PKG_VERSION"),
             draining,
-        )
-        .await?;
+            streams: i32::try_from(shared.local_streams.load(Ordering::Acquire)).unwrap_or(i32::MAX),
+        };
+        db_cluster::replicas::heartbeat(&self.db, beat).await?;
         let held = db_cluster::leases::renew(&self.db, shared.replica_id, lease_s).await?;
         self.renewed_at = Some(started);
         let held_ids: HashSet<Uuid> = held.iter().map(|l| l.source_id).collect();
@@ -132,6 +136,12 @@ impl Coordinator {
             .min()
             .is_some_and(|id| id == shared.replica_id);
         shared.leader.store(leader, Ordering::Release);
+        let others_streaming = alive
+            .iter()
+            .any(|r| r.id != shared.replica_id && r.streams > 0);
+        shared
+            .others_streaming
+            .store(others_streaming, Ordering::Release);
         if draining {
             let others = alive
                 .iter()
@@ -176,6 +186,7 @@ impl Coordinator {
         self.apply_held(&taken);
         if leader && self.turns % 30 == 0 {
             db_cluster::commands::prune(&self.db).await?;
+            db_cluster::stream::prune(&self.db).await?;
         }
         Ok(())
     }

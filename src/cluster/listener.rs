@@ -1,6 +1,7 @@
 //! Follows the other replicas through PostgreSQL `LISTEN`: a committed source change (created,
 //! changed, enabled, disabled, deleted on any replica) is read back and handed to this replica's
-//! supervisor; an automation change is applied to this replica's automation index; an operator command for a source held here is executed; new runs committed
+//! supervisor; an automation change is applied to this replica's automation index; live-stream
+//! messages relayed by other replicas are published here; an operator command for a source held here is executed; new runs committed
 //! elsewhere wake the claims waiting here. The connection is re-opened when it drops, and every
 //! source is read again then (changes announced meanwhile were missed).
 
@@ -13,7 +14,9 @@ use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{DatabaseConnection, EntityTrait as _};
 use uuid::Uuid;
 
-use super::{AUTOMATIONS_CHANNEL, ClusterShared, RUNS_CHANNEL, SOURCES_CHANNEL, relay};
+use super::{
+    AUTOMATIONS_CHANNEL, ClusterShared, RUNS_CHANNEL, SOURCES_CHANNEL, STREAM_CHANNEL, relay,
+};
 use crate::actors::commands::{Remove, Update};
 use crate::actors::spec::SourceSpec;
 use crate::actors::supervisor::SourceSupervisor;
@@ -37,6 +40,8 @@ pub struct Listener {
     pub slack_api_base: String,
     /// Wakes waiting claims.
     pub notifier: RunNotifier,
+    /// Publishes here what other replicas relay for the live stream.
+    pub stream: Arc<dyn Fn(String) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>,
     /// The automation index, updated for changes made on other replicas.
     pub registry: Arc<crate::actors::registry::AutomationRegistry>,
 }
@@ -64,6 +69,7 @@ impl Listener {
                 AUTOMATIONS_CHANNEL,
                 commands::CHANNEL,
                 RUNS_CHANNEL,
+                STREAM_CHANNEL,
             ])
             .await?;
         if !first {
@@ -82,6 +88,7 @@ impl Listener {
     async fn handle(&self, channel: &str, payload: &str) {
         match channel {
             RUNS_CHANNEL => self.notifier.wake_local(),
+            STREAM_CHANNEL => (self.stream)(payload.to_owned()).await,
             AUTOMATIONS_CHANNEL => {
                 if let Ok(id) = payload.parse::<Uuid>()
                     && let Err(err) = self.registry.apply(id).await

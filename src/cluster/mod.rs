@@ -27,6 +27,9 @@ use crate::db::cluster as db_cluster;
 pub const SOURCES_CHANNEL: &str = "switchboard_sources";
 /// The channel a committed automation change is announced on (payload: the automation's id).
 pub const AUTOMATIONS_CHANNEL: &str = "switchboard_automations";
+/// The channel live-stream messages are relayed on (payload: a JSON array of messages, or
+/// `@<id>` of a row of `stream_relay` when they do not fit).
+pub const STREAM_CHANNEL: &str = "switchboard_stream";
 /// The channel new claimable runs are announced on (no payload).
 pub const RUNS_CHANNEL: &str = "switchboard_runs";
 
@@ -53,6 +56,11 @@ pub struct ClusterShared {
     pub drained_flag: AtomicBool,
     /// Woken when `drained_flag` is set.
     pub drained: Notify,
+    /// Live-stream subscribers in this replica (reported with the heartbeat).
+    pub local_streams: std::sync::atomic::AtomicUsize,
+    /// Whether another replica serves live-stream clients (this one then relays what it
+    /// publishes).
+    pub others_streaming: AtomicBool,
     /// Set when the replica left: the coordinator stops.
     pub left: AtomicBool,
     /// The coordinator's, the listener's and the announcer's tasks, stopped when the replica
@@ -61,6 +69,14 @@ pub struct ClusterShared {
 }
 
 impl ClusterShared {
+    /// Registers a background task to stop when the replica leaves.
+    pub fn track(&self, task: tokio::task::JoinHandle<()>) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(task);
+    }
+
     /// A single node: no coordination, always the leader.
     pub fn single() -> ClusterShared {
         ClusterShared::new(false, String::new(), Duration::from_secs(10), 50)
@@ -79,6 +95,8 @@ impl ClusterShared {
             draining: AtomicBool::new(false),
             drained_flag: AtomicBool::new(false),
             drained: Notify::new(),
+            local_streams: std::sync::atomic::AtomicUsize::new(0),
+            others_streaming: AtomicBool::new(false),
             left: AtomicBool::new(false),
             tasks: std::sync::Mutex::new(Vec::new()),
         }
@@ -188,9 +206,7 @@ pub fn spawn(listener: listener::Listener) {
             }
         }
     });
-    shared
-        .tasks
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .extend([coordinating, listening, announcing]);
+    for task in [coordinating, listening, announcing] {
+        shared.track(task);
+    }
 }

@@ -342,3 +342,176 @@ async fn a_stopping_replica_hands_its_sources_over_and_exits() {
     let cluster = replicas[0].cluster().await;
     assert_eq!(cluster["replicas"].as_array().unwrap().len(), 2, "{cluster}");
 }
+
+/// A live-stream client of one replica.
+async fn stream_client(
+    replica: &Replica,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    use futures_util::SinkExt as _;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut request = format!("ws://127.0.0.1:{}/v1/stream", replica.port)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {ADMIN_KEY}").parse().unwrap());
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", replica.port)).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    let subscribe = json!({"type": "subscribe", "id": "all", "topics": ["event.received", "run.created"]});
+    ws.send(tokio_tungstenite::tungstenite::Message::text(subscribe.to_string()))
+        .await
+        .unwrap();
+    ws
+}
+
+async fn claim_all(replica: &Replica, key: &str) -> Vec<String> {
+    let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    let mut claimed = Vec::new();
+    loop {
+        let mut res = client
+            .post(format!("http://127.0.0.1:{}/v1/runs/claim", replica.port))
+            .insert_header(("Authorization", format!("Bearer {key}")))
+            .send_json(&json!({"limit": 3}))
+            .await
+            .unwrap();
+        let body: Value = res.json().await.unwrap();
+        let items = body["items"].as_array().cloned().unwrap_or_default();
+        if items.is_empty() {
+            return claimed;
+        }
+        claimed.extend(items.iter().map(|r| r["id"].as_str().unwrap().to_owned()));
+    }
+}
+
+#[actix_web::test]
+async fn streams_claims_and_schedules_span_the_replicas() {
+    use futures_util::StreamExt as _;
+    let (replicas, db, _guard) = three_replicas().await;
+    let peers = peers(3);
+    let mut sources = Vec::new();
+    for (i, peer) in peers.iter().enumerate() {
+        let slug = format!("feed-{i}");
+        let resp = replicas[0]
+            .call("POST", "/v1/websocket-sources", Some(source_body(&slug, peer, json!({}))))
+            .await;
+        assert_eq!(resp.status, 201, "{}", resp.text);
+        sources.push(resp.body["id"].as_str().unwrap().to_owned());
+        let trigger = json!({"type": "event", "source": slug, "on": ["*"]});
+        let resp = replicas[2]
+            .call("POST", "/v1/automations", Some(json!({"name": slug, "trigger": trigger})))
+            .await;
+        assert_eq!(resp.status, 201, "{}", resp.text);
+    }
+    let ids = replica_ids(&replicas).await;
+    assert!(
+        eventually(Duration::from_secs(20), async || {
+            let held = holders(&db).await;
+            held.len() == 3
+                && ids.iter().all(|id| held.values().filter(|r| *r == id).count() == 1)
+                && all_connected_once(&peers)
+        })
+        .await
+    );
+
+    // A stream client on the first replica sees what the other two receive, in order per source.
+    let mut ws = stream_client(&replicas[0]).await;
+    let first = ws.next().await.unwrap().unwrap();
+    assert!(first.to_text().unwrap().contains("subscribed"), "{first:?}");
+    // The others learn that the first replica has a client at their next turns.
+    let streaming = eventually(Duration::from_secs(10), async || {
+        let cluster = replicas[1].cluster().await;
+        cluster["replicas"].as_array().unwrap().iter().any(|r| r["streams"].as_i64() > Some(0))
+    })
+    .await;
+    assert!(streaming);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for round in 0..5 {
+        for (i, peer) in peers.iter().enumerate() {
+            peer.broadcast(json!({"type": "t", "id": format!("{i}-{round}")}).to_string());
+        }
+    }
+    let mut received: HashMap<String, Vec<String>> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while received.values().map(Vec::len).sum::<usize>() < 15 && Instant::now() < deadline {
+        let Ok(Some(Ok(frame))) = tokio::time::timeout(Duration::from_secs(1), ws.next()).await else {
+            continue;
+        };
+        let Ok(text) = frame.to_text() else { continue };
+        let Ok(message) = serde_json::from_str::<Value>(text) else { continue };
+        if message["type"] == "event.received" {
+            let source = message["data"]["source"].as_str().unwrap().to_owned();
+            let key = message["data"]["event_id"].as_str().unwrap_or_default().to_owned();
+            received.entry(source).or_default().push(key);
+        }
+    }
+    assert_eq!(received.len(), 3, "{received:?}");
+    for keys in received.values() {
+        assert_eq!(keys.len(), 5, "{received:?}");
+        // Event ids are time-ordered: in order per source.
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(&sorted, keys, "out of order: {received:?}");
+    }
+
+    // Workers on all three replicas at once never get one run twice.
+    assert!(eventually(Duration::from_secs(10), async || runs(&db).await == 15).await);
+    let resp = replicas[0]
+        .call("POST", "/v1/api-keys", Some(json!({"name": "w", "role": "worker"})))
+        .await;
+    assert_eq!(resp.status, 201, "{}", resp.text);
+    let key = resp.body["key"].as_str().unwrap().to_owned();
+    let (a, b, c) = futures_util::join!(
+        claim_all(&replicas[0], &key),
+        claim_all(&replicas[1], &key),
+        claim_all(&replicas[2], &key)
+    );
+    let mut all: Vec<String> = a.into_iter().chain(b).chain(c).collect();
+    assert_eq!(all.len(), 15);
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 15, "a run was handed out twice");
+
+    // A schedule whose tick was missed runs once, whichever replica's scheduler gets there.
+    let automation = uuid::Uuid::now_v7();
+    let org: String = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT org_id::text AS o FROM websocket_sources LIMIT 1",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "o")
+        .unwrap();
+    let trigger = json!({"type": "schedule", "cron": "* * * * *", "timezone": "UTC", "catch_up": "latest"});
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "INSERT INTO automations (id, org_id, name, enabled, trigger, created_at, updated_at) \
+         VALUES ($1, $2::uuid, 'every minute', true, $3, now() - interval '10 minutes', now() - interval '10 minutes')",
+        [automation.into(), org.into(), trigger.into()],
+    ))
+    .await
+    .unwrap();
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT pg_notify('switchboard_automations', $1)",
+        [automation.to_string().into()],
+    ))
+    .await
+    .unwrap();
+    let schedule_runs = async || {
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM automation_runs WHERE automation_id = $1",
+                [automation.into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    };
+    assert!(eventually(Duration::from_secs(20), async || schedule_runs().await >= 1).await);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(schedule_runs().await, 1, "the missed tick ran more than once");
+}

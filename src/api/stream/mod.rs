@@ -7,6 +7,7 @@
 pub mod outbox;
 pub mod protocol;
 pub mod registry;
+pub mod relay;
 pub mod session;
 
 use actix_web::body::MessageBody;

@@ -26,24 +26,38 @@ pub struct ReplicaRow {
     pub sources: i64,
     /// Connections those sources keep (their weight).
     pub connections: i64,
+    /// Live-stream clients it serves.
+    pub streams: i32,
+}
+
+/// What a replica says of itself at every heartbeat.
+#[derive(Debug, Clone, Copy)]
+pub struct Beat<'a> {
+    /// Its id.
+    pub id: Uuid,
+    /// Where it serves its API.
+    pub address: &'a str,
+    /// Its version.
+    pub version: &'a str,
+    /// Whether it is handing its sources over before it stops.
+    pub draining: bool,
+    /// Live-stream clients it serves.
+    pub streams: i32,
 }
 
 /// Registers the replica (or refreshes its row): its heartbeat is now.
-pub async fn heartbeat(
-    db: &impl ConnectionTrait,
-    id: Uuid,
-    address: &str,
-    version: &str,
-    draining: bool,
-) -> Result<(), DbErr> {
-    let sql = "INSERT INTO replicas (id, address, version, started_at, heartbeat_at, draining) \
-         VALUES ($1, $2, $3, now(), now(), $4) ON CONFLICT (id) DO UPDATE \
-         SET heartbeat_at = now(), draining = excluded.draining";
-    db.execute_raw(pg(
-        sql,
-        vec![id.into(), address.into(), version.into(), draining.into()],
-    ))
-    .await?;
+pub async fn heartbeat(db: &impl ConnectionTrait, beat: Beat<'_>) -> Result<(), DbErr> {
+    let sql = "INSERT INTO replicas (id, address, version, started_at, heartbeat_at, draining, streams) \
+         VALUES ($1, $2, $3, now(), now(), $4, $5) ON CONFLICT (id) DO UPDATE \
+         SET heartbeat_at = now(), draining = excluded.draining, streams = excluded.streams";
+    let values = vec![
+        beat.id.into(),
+        beat.address.into(),
+        beat.version.into(),
+        beat.draining.into(),
+        beat.streams.into(),
+    ];
+    db.execute_raw(pg(sql, values)).await?;
     Ok(())
 }
 
@@ -55,7 +69,7 @@ pub async fn alive(db: &impl ConnectionTrait, alive_s: f64) -> Result<Vec<Replic
         vec![alive_s.into()],
     ))
     .await?;
-    let sql = "SELECT r.id, r.address, r.version, r.started_at, r.draining, \
+    let sql = "SELECT r.id, r.address, r.version, r.started_at, r.draining, r.streams, \
          (EXTRACT(EPOCH FROM (now() - r.heartbeat_at)) * 1000)::bigint AS age, \
          COUNT(l.source_id) AS sources, COALESCE(SUM(l.weight), 0)::bigint AS connections \
          FROM replicas r LEFT JOIN source_leases l \
@@ -74,6 +88,7 @@ pub async fn alive(db: &impl ConnectionTrait, alive_s: f64) -> Result<Vec<Replic
                 draining: row.try_get("", "draining")?,
                 sources: row.try_get("", "sources")?,
                 connections: row.try_get("", "connections")?,
+                streams: row.try_get("", "streams")?,
             })
         })
         .collect()

@@ -48,6 +48,17 @@ pub fn route(message: &Published) -> (Topic, Uuid, &str) {
             source,
             ..
         } => (run_topic(*kind), *org_id, source),
+        // Only relayed with a topic that parses (checked on arrival).
+        Published::Relayed {
+            topic_name,
+            org_id,
+            source,
+            ..
+        } => (
+            Topic::parse(topic_name).unwrap_or(Topic::SourceStatus),
+            *org_id,
+            source,
+        ),
     }
 }
 
@@ -105,6 +116,7 @@ pub fn data(message: &Published) -> Value {
             "run_id": run_id, "automation_id": automation_id, "source": source,
             "attempt": attempt, "status": status, "error": error,
         }),
+        Published::Relayed { data, .. } => (**data).clone(),
     }
 }
 
