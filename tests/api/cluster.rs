@@ -24,6 +24,10 @@ struct Replica {
 
 impl Replica {
     fn start(url: &str) -> Replica {
+        Replica::start_with(url, &[])
+    }
+
+    fn start_with(url: &str, extra: &[(&str, String)]) -> Replica {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut command = switchboard(dir.path());
@@ -36,6 +40,9 @@ impl Replica {
             .env("SWITCHBOARD_BOOTSTRAP_API_KEY", ADMIN_KEY)
             .env("SWITCHBOARD_ALLOW_PRIVATE_NETWORKS", "true")
             .env("SWITCHBOARD_LOG_LEVEL", "warn,switchboard::cluster=info");
+        for (name, value) in extra {
+            command.env(name, value);
+        }
         Replica {
             served: Served::start(command),
             port,
@@ -514,4 +521,71 @@ async fn streams_claims_and_schedules_span_the_replicas() {
     assert!(eventually(Duration::from_secs(20), async || schedule_runs().await >= 1).await);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(schedule_runs().await, 1, "the missed tick ran more than once");
+}
+
+#[actix_web::test]
+async fn a_rolling_restart_keeps_a_slack_app_connected_and_everything_acked() {
+    use crate::slack::{TOKEN, messages, slack_body};
+    use crate::slack_peer::{SlackPeer, SlackPeerConfig};
+    // As Slack does, an envelope not ACKed within a few seconds (one written to a socket just as
+    // its replica closed it) is delivered again, on any connection.
+    let peer = SlackPeer::start(SlackPeerConfig::new(TOKEN).ack_deadline(Duration::from_secs(3)));
+    let (url, _guard) = create_pg_database().await;
+    let env = [("SWITCHBOARD_SLACK_API_BASE", peer.api_base())];
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let replica = Replica::start_with(&url, &env);
+        assert!(replica.ready(Duration::from_secs(60)).await);
+        replicas.push(replica);
+    }
+    let db = Database::connect(&url).await.unwrap();
+    let resp = replicas[0]
+        .call("POST", "/v1/websocket-sources", Some(slack_body("slack", json!({"connections": 2}))))
+        .await;
+    assert_eq!(resp.status, 201, "{}", resp.text);
+    let trigger = json!({"type": "event", "source": "slack", "on": ["*"]});
+    let resp = replicas[0]
+        .call("POST", "/v1/automations", Some(json!({"name": "all", "trigger": trigger})))
+        .await;
+    assert_eq!(resp.status, 201, "{}", resp.text);
+    assert!(peer.wait_until(Duration::from_secs(20), |p| p.ready_sockets() == 2).await);
+    let connected = Instant::now();
+
+    // Steady traffic for the whole restart: 20 envelopes a second.
+    let total = 600;
+    peer.send_envelopes_paced(messages(total, "roll"), 20.0);
+    for _ in 0..3 {
+        // Stop the replica that holds the source, then start its replacement.
+        let held = holders(&db).await;
+        let holder = held.values().next().cloned().unwrap();
+        let ids = replica_ids(&replicas).await;
+        let at = ids.iter().position(|id| *id == holder).unwrap();
+        let mut stopping = replicas.remove(at);
+        stopping.served.signal("TERM");
+        let code = tokio::task::spawn_blocking(move || stopping.served.wait_exit(Duration::from_secs(40)))
+            .await
+            .unwrap();
+        assert_eq!(code, Some(0));
+        let replica = Replica::start_with(&url, &env);
+        assert!(replica.ready(Duration::from_secs(60)).await);
+        replicas.push(replica);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert!(
+        eventually(Duration::from_secs(60), async || runs(&db).await == total as i64).await,
+        "runs: {}, events: {:?}, unacked: {:?}",
+        runs(&db).await,
+        db.query_one_raw(Statement::from_string(db.get_database_backend(), "SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE dispatched_at IS NULL) AS u FROM events")).await.unwrap().map(|r| (r.try_get::<i64>("", "n").unwrap(), r.try_get::<i64>("", "u").unwrap())),
+        peer.unacked()
+    );
+    assert!(
+        peer.wait_until(Duration::from_secs(20), |p| p.unacked().is_empty()).await,
+        "unacked: {:?}",
+        peer.unacked()
+    );
+    assert!(
+        peer.gaps_without_ready(connected).is_empty(),
+        "moments without a ready connection: {:?}",
+        peer.gaps_without_ready(connected)
+    );
 }
