@@ -29,12 +29,16 @@
 //! - many-sources: 5,000 generic sources x 1 message/s, one automation each, for a minute
 //!   (`--quick`: 15 s): send -> run p50/p99/max, every event and run committed, CPU and RSS (see
 //!   `support/many_sources.rs`);
+//! - replicas (PostgreSQL): 5,000 generic sources over 50 hosts (`--quick`: 1,000) held by one
+//!   replica; time until a second replica (a child process) has its even share with every source
+//!   connected once, then until the second one's sources are back after a SIGKILL (see
+//!   `support/replicas.rs`);
 //! - history (only with `--only history`): 10,000,000 events and 20,000,000 runs bulk-loaded
 //!   (`--history-events N` for another size), then p50/p99 of the first and the 100th page of every
 //!   documented history filter over HTTP (see `support/history.rs`).
 //!
 //! Options (after `--`): `--events N` (firehose size, default 100000), `--quick` (smaller runs),
-//! `--only NAME` (ceiling | firehose | latency | automations | idle | idle-wss | slack | reconnect |
+//! `--only NAME` (ceiling | firehose | latency | automations | idle | idle-wss | slack | reconnect | replicas |
 //! many-sources | history | workers-latency | workers-throughput | workers-ingest),
 //! `--backend postgres|sqlite`, `--automations N` (firehose with N automations only),
 //! `--idle-sources N` (idle with N sources), `--without-history-indexes` (firehose
@@ -64,6 +68,8 @@ mod many_sources;
 mod peer;
 #[path = "support/reconnect.rs"]
 mod reconnect;
+#[path = "support/replicas.rs"]
+mod replicas;
 #[path = "support/slack.rs"]
 mod slack;
 mod workers;
@@ -175,6 +181,10 @@ fn main() {
             for backend in options.backends.iter().copied() {
                 many_sources::many_sources(backend, 5_000, options.pick(15, 60)).await;
             }
+            println!();
+        }
+        if options.want("replicas") {
+            replicas::replicas(options.pick(1_000, 5_000)).await;
             println!();
         }
         if options.want("reconnect") {

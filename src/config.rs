@@ -154,7 +154,7 @@ impl Default for Settings {
             tls_ca_file: None,
             cluster: false,
             cluster_lease_s: 10.0,
-            cluster_handover_batch: 50,
+            cluster_handover_batch: 250,
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::actors::dispatch::DispatchPool;
 use crate::actors::inbox::deliveries::{DeliveryCtx, DeliveryInbox};
 use crate::actors::publisher::Publisher;
 use crate::actors::registry::AutomationRegistry;
-use crate::actors::run_queue::watchdog::Watchdog;
+
 use crate::actors::runtime::{SourceRuntime, StatusWriter};
 use crate::actors::spec::SourceSpec;
 use crate::actors::supervisor::SourceSupervisor;
@@ -30,6 +30,9 @@ use crate::crypto::Keyring;
 use crate::metrics::Metrics;
 use crate::queue::notifier::RunNotifier;
 use crate::{bootstrap, db, keyring_setup, rotate};
+
+mod upkeep;
+use upkeep::{spawn_maintenance, spawn_queue_upkeep};
 
 /// How long graceful shutdown of the sources may take.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,6 +79,7 @@ impl Application {
         let keyring = Arc::new(keyring_setup::load_keyring(&settings)?);
         rotate::verify_all(&db, &keyring).await?;
         let bootstrap_key = bootstrap::bootstrap(&db, &settings, announce).await?;
+        crate::cluster::refuse_beside_replicas(&settings, &db).await?;
         let cluster = Arc::new(if settings.cluster {
             ClusterShared::new(
                 true,
@@ -177,6 +181,13 @@ impl Application {
             let handle = server.handle();
             actix_web::rt::spawn(server);
             handle
+        });
+        // `POST /v1/cluster/drain` stops the server like a SIGTERM does.
+        let (server, cluster) = (self.server.handle(), self.cluster.clone());
+        actix_web::rt::spawn(async move {
+            cluster.stop_requested.notified().await;
+            tracing::info!("drain requested; stopping");
+            server.stop(true).await;
         });
         let served = self.server.await;
         if let Some(handle) = metrics {
@@ -353,58 +364,4 @@ async fn start_actors(
         supervisor,
         status,
     })
-}
-
-/// The run queue's background work: retention, schedule ticks and the lease watchdog.
-fn spawn_queue_upkeep(
-    settings: &Settings,
-    db: &DatabaseConnection,
-    registry: &Arc<AutomationRegistry>,
-    notifier: &RunNotifier,
-    metrics: &Arc<Metrics>,
-    publisher: &Publisher,
-    cluster: &Arc<ClusterShared>,
-) {
-    crate::queue::retention::spawn(
-        db.clone(),
-        cluster.clone(),
-        settings.retention_events_days,
-        settings.retention_runs_days,
-    );
-    crate::actors::run_queue::scheduler::spawn(
-        db.clone(),
-        registry.clone(),
-        notifier.clone(),
-        metrics.clone(),
-        settings.retention_events_days,
-    );
-    Watchdog::new(
-        db.clone(),
-        registry.clone(),
-        notifier.clone(),
-        metrics.clone(),
-        publisher.clone(),
-    )
-    .start();
-}
-
-/// Background upkeep: sweep events left undispatched for over a minute (a crash between commit
-/// and dispatch), on the cluster's leader only (dispatch is exactly once either way: unique
-/// indexes). The automation indexer resynchronises itself (changes made through other replicas)
-/// on its own arbiter.
-fn spawn_maintenance(db: DatabaseConnection, dispatch: DispatchPool, cluster: Arc<ClusterShared>) {
-    actix::spawn(async move {
-        let period = Duration::from_secs(60);
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        loop {
-            tick.tick().await;
-            if !cluster.is_leader() {
-                continue;
-            }
-            let cutoff = db::now() - chrono::Duration::seconds(60);
-            if let Err(err) = dispatch.recover(&db, Some(cutoff)).await {
-                tracing::warn!(error = %err, "sweeping undispatched events failed");
-            }
-        }
-    });
 }

@@ -1,7 +1,8 @@
 //! Replicas on one PostgreSQL (docs/architecture.md, "Replicas"): the registry of running
 //! replicas (with how many live-stream clients each serves), one ownership lease per source with a
 //! fencing epoch, the command table that carries operator commands to a source's owner, the
-//! relay table for live-stream messages too large for a `NOTIFY` payload, and the epoch a status row was last written under (a
+//! relay table for live-stream messages too large for a `NOTIFY` payload, the
+//! `apps.connections.open` budget of each Slack app shared by all replicas, and the epoch a status row was last written under (a
 //! write under an older epoch is refused, so a stale owner cannot overwrite its successor's
 //! status). The tables exist on SQLite too (one schema for both engines) and stay empty there:
 //! SQLite is single-node.
@@ -75,6 +76,17 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
+        m.create_table(
+            Table::create()
+                .table("slack_open_budgets")
+                .if_not_exists()
+                .col(string("app").primary_key())
+                .col(timestamp_with_time_zone("next_at"))
+                .col(timestamp_with_time_zone("last_at"))
+                .col(timestamp_with_time_zone_null("not_before"))
+                .to_owned(),
+        )
+        .await?;
         m.alter_table(
             Table::alter()
                 .table("source_status")
@@ -93,7 +105,13 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        for table in ["stream_relay", "source_commands", "source_leases", "replicas"] {
+        for table in [
+            "slack_open_budgets",
+            "stream_relay",
+            "source_commands",
+            "source_leases",
+            "replicas",
+        ] {
             m.drop_table(Table::drop().table(table).if_exists().to_owned())
                 .await?;
         }

@@ -14,6 +14,7 @@
 pub mod commands;
 pub mod connection;
 pub mod dispatch;
+pub mod epochs;
 pub mod inbox;
 pub mod policy;
 pub mod publisher;

@@ -56,7 +56,7 @@ impl SourceRuntime {
         dispatch: DispatchPool,
         publisher: Publisher,
         metrics: Arc<Metrics>,
-        epochs: crate::cluster::Epochs,
+        epochs: super::epochs::Epochs,
     ) -> anyhow::Result<Arc<SourceRuntime>> {
         let inbox = SharedInbox::start(WriterCtx {
             db: db.clone(),
@@ -135,7 +135,7 @@ const STATUS_BATCH: usize = 10_000;
 impl StatusWriter {
     /// Starts the writer task on the current arbiter; every write carries its source's fencing
     /// epoch from `epochs`.
-    pub fn start(db: DatabaseConnection, epochs: crate::cluster::Epochs) -> StatusWriter {
+    pub fn start(db: DatabaseConnection, epochs: super::epochs::Epochs) -> StatusWriter {
         let (tx, mut rx) = mpsc::unbounded_channel::<StatusWrite>();
         actix::spawn(async move {
             let mut taken = Vec::new();

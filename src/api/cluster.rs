@@ -1,8 +1,10 @@
 //! `GET /v1/cluster` (admin): the replicas sharing this database, with their heartbeat age, the
-//! sources and connections each holds, and which one leads the once-per-cluster upkeep. A single
-//! node answers `clustered: false` and lists only itself.
+//! sources and connections each holds, and which one leads the once-per-cluster upkeep (a single
+//! node answers `clustered: false` and no replicas). `POST /v1/cluster/drain` (admin) stops the
+//! replica that receives it as SIGTERM does: it hands its sources over to the others
+//! make-before-break, then exits.
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -87,4 +89,17 @@ pub async fn get_cluster(
         clustered: true,
         replicas,
     }))
+}
+
+/// Hands this replica's sources over to the other replicas, then stops it (as SIGTERM does).
+#[utoipa::path(context_path = "/v1", tag = "ops", security(("bearer" = [])),
+    responses((status = 202), (status = 403, body = crate::error::Problem)))]
+#[post("/cluster/drain")]
+pub async fn drain(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    caller.require_admin()?;
+    state.cluster.stop_requested.notify_one();
+    Ok(HttpResponse::Accepted().json(serde_json::json!({
+        "status": "draining",
+        "replica": state.cluster.enabled.then_some(state.cluster.replica_id),
+    })))
 }

@@ -116,6 +116,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .wrap(actix_web::middleware::from_fn(nul_guard::refuse_nul))
                 .service(keys::me)
                 .service(cluster::get_cluster)
+                .service(cluster::drain)
                 .service(keys::create_api_key)
                 .service(keys::list_api_keys)
                 .service(keys::delete_api_key)

@@ -9,8 +9,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use super::openapi_problems::ProblemResponses;
 
 use super::{
-    automations, cluster, dry_run, events, expressions, inbound, keys, ops, replay, run_counts, runs,
-    sources, stream, webhooks, worker,
+    automations, cluster, dry_run, events, expressions, inbound, keys, ops, replay, run_counts,
+    runs, sources, stream, webhooks, worker,
 };
 
 struct BearerAuth;
@@ -31,7 +31,7 @@ impl Modify for BearerAuth {
     info(title = "Switchboard", description = "Outbound WebSocket sources and signed webhooks become events; automations turn matching events into runs."),
     modifiers(&BearerAuth, &ProblemResponses),
     paths(
-        ops::healthz, ops::readyz, cluster::get_cluster,
+        ops::healthz, ops::readyz, cluster::get_cluster, cluster::drain,
         keys::me, keys::create_api_key, keys::list_api_keys, keys::delete_api_key,
         sources::create_source, sources::list_sources, sources::get_source, sources::patch_source,
         sources::delete_source, sources::reconnect_source, sources::pause_source, sources::resume_source,

@@ -28,7 +28,8 @@ pub enum Move {
 
 /// The move for `me` holding `mine` connections, given the live replicas (`me` among them), the
 /// enabled sources' total weight and the part no one holds, taking over at most `batch` sources
-/// per turn (a joining replica takes its share gradually).
+/// per turn from a loaded replica (a joining replica takes its share gradually) and everything it
+/// can from a draining one.
 pub fn next_move(me: Uuid, mine: i64, loads: &[Load], total: i64, free: i64, batch: i64) -> Move {
     let serving = loads.iter().filter(|l| !l.draining).count().max(1);
     let serving = i64::try_from(serving).unwrap_or(i64::MAX);
@@ -50,12 +51,13 @@ pub fn next_move(me: Uuid, mine: i64, loads: &[Load], total: i64, free: i64, bat
         .max_by_key(|l| (l.draining, l.connections));
     match donor {
         Some(d) => {
-            let spare = if d.draining {
-                d.connections
+            // A draining replica's sources all go at once; a loaded one's a batch per turn.
+            let take = if d.draining {
+                d.connections.min(low - mine)
             } else {
-                d.connections - high
+                (d.connections - high).min(low - mine).min(batch)
             };
-            Move::TakeOver(d.replica, spare.min(low - mine).min(batch).max(1))
+            Move::TakeOver(d.replica, take.max(1))
         }
         None => Move::Stay,
     }
@@ -118,7 +120,7 @@ mod tests {
         drainer.draining = true;
         let me = load(3);
         assert_eq!(
-            next_move(me.replica, 3, &[me, drainer], 9, 0, 50),
+            next_move(me.replica, 3, &[me, drainer], 9, 0, 2),
             Move::TakeOver(drainer.replica, 6)
         );
         assert_eq!(

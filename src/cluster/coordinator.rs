@@ -119,7 +119,8 @@ impl Coordinator {
             address: &shared.address,
             version: env!("CARGO_PKG_VERSION"),
             draining,
-            streams: i32::try_from(shared.local_streams.load(Ordering::Acquire)).unwrap_or(i32::MAX),
+            streams: i32::try_from(shared.local_streams.load(Ordering::Acquire))
+                .unwrap_or(i32::MAX),
         };
         db_cluster::replicas::heartbeat(&self.db, beat).await?;
         let held = db_cluster::leases::renew(&self.db, shared.replica_id, lease_s).await?;

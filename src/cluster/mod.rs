@@ -8,7 +8,6 @@
 
 pub mod balance;
 pub mod coordinator;
-pub mod epochs;
 pub mod listener;
 pub mod relay;
 
@@ -19,7 +18,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-pub use epochs::Epochs;
+pub use crate::actors::epochs::Epochs;
 
 use crate::db::cluster as db_cluster;
 
@@ -63,6 +62,8 @@ pub struct ClusterShared {
     pub others_streaming: AtomicBool,
     /// Set when the replica left: the coordinator stops.
     pub left: AtomicBool,
+    /// Raised by `POST /v1/cluster/drain`: the process hands its sources over and stops.
+    pub stop_requested: Notify,
     /// The coordinator's, the listener's and the announcer's tasks, stopped when the replica
     /// leaves (inside the runtime: their database connections must not outlive it).
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -79,7 +80,7 @@ impl ClusterShared {
 
     /// A single node: no coordination, always the leader.
     pub fn single() -> ClusterShared {
-        ClusterShared::new(false, String::new(), Duration::from_secs(10), 50)
+        ClusterShared::new(false, String::new(), Duration::from_secs(10), 250)
     }
 
     /// A replica's shared cluster state.
@@ -98,6 +99,7 @@ impl ClusterShared {
             local_streams: std::sync::atomic::AtomicUsize::new(0),
             others_streaming: AtomicBool::new(false),
             left: AtomicBool::new(false),
+            stop_requested: Notify::new(),
             tasks: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -209,4 +211,25 @@ pub fn spawn(listener: listener::Listener) {
     for task in [coordinating, listening, announcing] {
         shared.track(task);
     }
+}
+
+/// A process without `SWITCHBOARD_CLUSTER` runs every source: it must not start on a PostgreSQL
+/// database that replicas are using (each source would run twice).
+pub async fn refuse_beside_replicas(
+    settings: &crate::config::Settings,
+    db: &DatabaseConnection,
+) -> anyhow::Result<()> {
+    if settings.cluster || settings.is_sqlite() {
+        return Ok(());
+    }
+    let alive = db_cluster::replicas::alive(db, 3.0 * settings.cluster_lease_s)
+        .await
+        .map_err(|err| anyhow::anyhow!("reading the replica registry: {err}"))?;
+    anyhow::ensure!(
+        alive.is_empty(),
+        "{} replica(s) with SWITCHBOARD_CLUSTER=true use this database; set SWITCHBOARD_CLUSTER=true \
+         here too (without it this process would run every source a second time)",
+        alive.len()
+    );
+    Ok(())
 }

@@ -18,10 +18,11 @@ pub const BATCH: u64 = 500;
 /// Pause between two batches.
 const PAUSE: Duration = Duration::from_millis(50);
 
-/// Starts the loop on the current actix system (nothing when both retentions are 0).
+/// Starts the loop on the current actix system (nothing when both retentions are 0); it prunes
+/// only while `is_leader` says so (with replicas, one of them prunes).
 pub fn spawn(
     db: DatabaseConnection,
-    cluster: std::sync::Arc<crate::cluster::ClusterShared>,
+    is_leader: impl Fn() -> bool + 'static,
     events_days: u32,
     runs_days: u32,
 ) {
@@ -32,7 +33,7 @@ pub fn spawn(
         tokio::time::sleep(FIRST_PASS).await;
         loop {
             // With replicas, the leader prunes (pruning twice at once would only cost twice).
-            if !cluster.is_leader() {
+            if !is_leader() {
                 tokio::time::sleep(EVERY).await;
                 continue;
             }

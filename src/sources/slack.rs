@@ -78,6 +78,22 @@ impl SlackAdapter {
         })
     }
 
+    /// The Slack app the token belongs to (`xapp-1-<APP ID>-…`), the key of the open budget
+    /// replicas share; a token of another shape is keyed by its SHA-256 (never by the token).
+    pub fn app_key(&self) -> String {
+        let parts: Vec<&str> = self.app_token.splitn(4, '-').collect();
+        match parts.as_slice() {
+            ["xapp", _, app, _] if !app.is_empty() => format!("app:{app}"),
+            _ => {
+                use sha2::Digest as _;
+                format!(
+                    "sha256:{}",
+                    hex::encode(sha2::Sha256::digest(&self.app_token))
+                )
+            }
+        }
+    }
+
     /// The Web API base URL every connection of the source calls first.
     pub fn api_base(&self) -> &str {
         &self.api_base

@@ -96,7 +96,10 @@ async fn three_replicas() -> (Vec<Replica>, DatabaseConnection, PgDatabase) {
     let mut replicas = Vec::new();
     for _ in 0..3 {
         let replica = Replica::start(&url);
-        assert!(replica.ready(Duration::from_secs(60)).await, "a replica never got ready");
+        assert!(
+            replica.ready(Duration::from_secs(60)).await,
+            "a replica never got ready"
+        );
         replicas.push(replica);
     }
     let db = Database::connect(&url).await.unwrap();
@@ -163,13 +166,21 @@ async fn nine_sources(a: &Replica, peers: &[Peer]) -> Vec<String> {
     for (i, peer) in peers.iter().enumerate() {
         let slug = format!("feed-{i}");
         let resp = a
-            .call("POST", "/v1/websocket-sources", Some(source_body(&slug, peer, json!({}))))
+            .call(
+                "POST",
+                "/v1/websocket-sources",
+                Some(source_body(&slug, peer, json!({}))),
+            )
             .await;
         assert_eq!(resp.status, 201, "{}", resp.text);
         ids.push(resp.body["id"].as_str().unwrap().to_owned());
         let trigger = json!({"type": "event", "source": slug, "on": ["*"]});
         let resp = a
-            .call("POST", "/v1/automations", Some(json!({"name": slug, "trigger": trigger})))
+            .call(
+                "POST",
+                "/v1/automations",
+                Some(json!({"name": slug, "trigger": trigger})),
+            )
             .await;
         assert_eq!(resp.status, 201, "{}", resp.text);
     }
@@ -211,7 +222,11 @@ async fn replicas_share_sources_route_commands_and_take_over_a_killed_one() {
         held.len() == 9 && counts.iter().all(|&n| n == 3) && all_connected_once(&peers)
     })
     .await;
-    assert!(spread, "not spread 3/3/3 with one connection each: {:?}", holders(&db).await);
+    assert!(
+        spread,
+        "not spread 3/3/3 with one connection each: {:?}",
+        holders(&db).await
+    );
     let cluster = replicas[0].cluster().await;
     let shown: Vec<i64> = cluster["replicas"]
         .as_array()
@@ -221,7 +236,12 @@ async fn replicas_share_sources_route_commands_and_take_over_a_killed_one() {
         .collect();
     assert_eq!(shown, vec![3, 3, 3], "{cluster}");
     assert_eq!(
-        cluster["replicas"].as_array().unwrap().iter().filter(|r| r["leader"] == json!(true)).count(),
+        cluster["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["leader"] == json!(true))
+            .count(),
         1
     );
 
@@ -229,14 +249,37 @@ async fn replicas_share_sources_route_commands_and_take_over_a_killed_one() {
     let held = holders(&db).await;
     let on_c = |i: usize| held.get(&sources[i]).is_some_and(|r| *r == ids[2]);
     let target = (0..9).find(|&i| on_c(i)).unwrap();
+    // Any replica shows the source as its holder stored it, naming the holder.
+    let shown = eventually(Duration::from_secs(5), async || {
+        let resp = replicas[0]
+            .call(
+                "GET",
+                &format!("/v1/websocket-sources/{}", sources[target]),
+                None,
+            )
+            .await;
+        resp.body["status"]["held_by"] == json!(ids[2])
+            && resp.body["status"]["state"] == "connected"
+    })
+    .await;
+    assert!(
+        shown,
+        "a replica that does not hold the source shows it wrongly"
+    );
     let before = peers[target].attempts();
     let sent = Instant::now();
     let resp = replicas[0]
-        .call("POST", &format!("/v1/websocket-sources/{}/reconnect", sources[target]), None)
+        .call(
+            "POST",
+            &format!("/v1/websocket-sources/{}/reconnect", sources[target]),
+            None,
+        )
         .await;
     assert_eq!(resp.status, 202, "{}", resp.text);
     assert!(
-        peers[target].wait_until(Duration::from_secs(1), |p| p.attempts() > before).await,
+        peers[target]
+            .wait_until(Duration::from_secs(1), |p| p.attempts() > before)
+            .await,
         "the holder did not reconnect within 1 s of the command"
     );
     // A frame sent through the second replica goes out on the holder's connection.
@@ -248,7 +291,14 @@ async fn replicas_share_sources_route_commands_and_take_over_a_killed_one() {
         )
         .await;
     assert_eq!(resp.status, 202, "{}", resp.text);
-    assert!(peers[target].wait_until(Duration::from_secs(2), |p| p.texts().iter().any(|t| t == "hello from b")).await);
+    assert!(
+        peers[target]
+            .wait_until(Duration::from_secs(2), |p| p
+                .texts()
+                .iter()
+                .any(|t| t == "hello from b"))
+            .await
+    );
     // A PATCH on the first replica changes the holder's connection within a second.
     let attempts = peers[target].attempts();
     let url = format!("ws://127.0.0.1:{}/patched", peers[target].port());
@@ -263,7 +313,8 @@ async fn replicas_share_sources_route_commands_and_take_over_a_killed_one() {
     let patched = peers[target]
         .wait_until(Duration::from_secs(1), |p| {
             p.attempts() > attempts
-                && p.request_uri(p.attempts() - 1).is_some_and(|u| u.contains("patched"))
+                && p.request_uri(p.attempts() - 1)
+                    .is_some_and(|u| u.contains("patched"))
         })
         .await;
     assert!(patched, "the holder did not apply the change within 1 s");
@@ -283,12 +334,21 @@ async fn replicas_share_sources_route_commands_and_take_over_a_killed_one() {
         held.len() == 9 && held.values().all(|r| *r != ids[2]) && all_connected_once(&peers)
     })
     .await;
-    assert!(taken, "not taken over within 15 s: {:?}", holders(&db).await);
+    assert!(
+        taken,
+        "not taken over within 15 s: {:?}",
+        holders(&db).await
+    );
     eprintln!("taken over after {:?}", killed.elapsed());
     let cluster = replicas[0].cluster().await;
     let live = cluster["replicas"].as_array().unwrap();
     assert_eq!(live.len(), 2, "{cluster}");
-    assert_eq!(live.iter().map(|r| r["sources"].as_i64().unwrap()).sum::<i64>(), 9);
+    assert_eq!(
+        live.iter()
+            .map(|r| r["sources"].as_i64().unwrap())
+            .sum::<i64>(),
+        9
+    );
 
     // Every event once, also those received after the take-over; the same event again (a
     // redelivery) adds nothing.
@@ -311,7 +371,11 @@ async fn a_stopping_replica_hands_its_sources_over_and_exits() {
     for (i, peer) in peers.iter().enumerate() {
         let slug = format!("feed-{i}");
         let resp = replicas[1]
-            .call("POST", "/v1/websocket-sources", Some(source_body(&slug, peer, json!({}))))
+            .call(
+                "POST",
+                "/v1/websocket-sources",
+                Some(source_body(&slug, peer, json!({}))),
+            )
             .await;
         assert_eq!(resp.status, 201, "{}", resp.text);
         sources.push(resp.body["id"].as_str().unwrap().to_owned());
@@ -320,7 +384,10 @@ async fn a_stopping_replica_hands_its_sources_over_and_exits() {
     assert!(
         eventually(Duration::from_secs(20), async || {
             let held = holders(&db).await;
-            held.len() == 6 && ids.iter().all(|id| held.values().filter(|r| *r == id).count() == 2)
+            held.len() == 6
+                && ids
+                    .iter()
+                    .all(|id| held.values().filter(|r| *r == id).count() == 2)
                 && all_connected_once(&peers)
         })
         .await
@@ -336,7 +403,12 @@ async fn a_stopping_replica_hands_its_sources_over_and_exits() {
     })
     .await
     .unwrap();
-    assert_eq!(code, Some(0), "the stopped replica did not exit cleanly:\n{}", output.join("\n"));
+    assert_eq!(
+        code,
+        Some(0),
+        "the stopped replica did not exit cleanly:\n{}",
+        output.join("\n")
+    );
     // Handed over before it exited: every source is held by the others and connected once.
     let held = holders(&db).await;
     assert_eq!(held.len(), 6, "{held:?}");
@@ -347,7 +419,11 @@ async fn a_stopping_replica_hands_its_sources_over_and_exits() {
         peers.iter().map(Peer::open_connections).collect::<Vec<_>>()
     );
     let cluster = replicas[0].cluster().await;
-    assert_eq!(cluster["replicas"].as_array().unwrap().len(), 2, "{cluster}");
+    assert_eq!(
+        cluster["replicas"].as_array().unwrap().len(),
+        2,
+        "{cluster}"
+    );
 }
 
 /// A live-stream client of one replica.
@@ -359,20 +435,28 @@ async fn stream_client(
     let mut request = format!("ws://127.0.0.1:{}/v1/stream", replica.port)
         .into_client_request()
         .unwrap();
-    request
-        .headers_mut()
-        .insert("Authorization", format!("Bearer {ADMIN_KEY}").parse().unwrap());
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", replica.port)).await.unwrap();
-    let (mut ws, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
-    let subscribe = json!({"type": "subscribe", "id": "all", "topics": ["event.received", "run.created"]});
-    ws.send(tokio_tungstenite::tungstenite::Message::text(subscribe.to_string()))
+    request.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {ADMIN_KEY}").parse().unwrap(),
+    );
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", replica.port))
         .await
         .unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(request, tcp).await.unwrap();
+    let subscribe =
+        json!({"type": "subscribe", "id": "all", "topics": ["event.received", "run.created"]});
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        subscribe.to_string(),
+    ))
+    .await
+    .unwrap();
     ws
 }
 
 async fn claim_all(replica: &Replica, key: &str) -> Vec<String> {
-    let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
     let mut claimed = Vec::new();
     loop {
         let mut res = client
@@ -399,13 +483,21 @@ async fn streams_claims_and_schedules_span_the_replicas() {
     for (i, peer) in peers.iter().enumerate() {
         let slug = format!("feed-{i}");
         let resp = replicas[0]
-            .call("POST", "/v1/websocket-sources", Some(source_body(&slug, peer, json!({}))))
+            .call(
+                "POST",
+                "/v1/websocket-sources",
+                Some(source_body(&slug, peer, json!({}))),
+            )
             .await;
         assert_eq!(resp.status, 201, "{}", resp.text);
         sources.push(resp.body["id"].as_str().unwrap().to_owned());
         let trigger = json!({"type": "event", "source": slug, "on": ["*"]});
         let resp = replicas[2]
-            .call("POST", "/v1/automations", Some(json!({"name": slug, "trigger": trigger})))
+            .call(
+                "POST",
+                "/v1/automations",
+                Some(json!({"name": slug, "trigger": trigger})),
+            )
             .await;
         assert_eq!(resp.status, 201, "{}", resp.text);
     }
@@ -414,7 +506,9 @@ async fn streams_claims_and_schedules_span_the_replicas() {
         eventually(Duration::from_secs(20), async || {
             let held = holders(&db).await;
             held.len() == 3
-                && ids.iter().all(|id| held.values().filter(|r| *r == id).count() == 1)
+                && ids
+                    .iter()
+                    .all(|id| held.values().filter(|r| *r == id).count() == 1)
                 && all_connected_once(&peers)
         })
         .await
@@ -427,7 +521,11 @@ async fn streams_claims_and_schedules_span_the_replicas() {
     // The others learn that the first replica has a client at their next turns.
     let streaming = eventually(Duration::from_secs(10), async || {
         let cluster = replicas[1].cluster().await;
-        cluster["replicas"].as_array().unwrap().iter().any(|r| r["streams"].as_i64() > Some(0))
+        cluster["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["streams"].as_i64() > Some(0))
     })
     .await;
     assert!(streaming);
@@ -440,14 +538,20 @@ async fn streams_claims_and_schedules_span_the_replicas() {
     let mut received: HashMap<String, Vec<String>> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     while received.values().map(Vec::len).sum::<usize>() < 15 && Instant::now() < deadline {
-        let Ok(Some(Ok(frame))) = tokio::time::timeout(Duration::from_secs(1), ws.next()).await else {
+        let Ok(Some(Ok(frame))) = tokio::time::timeout(Duration::from_secs(1), ws.next()).await
+        else {
             continue;
         };
         let Ok(text) = frame.to_text() else { continue };
-        let Ok(message) = serde_json::from_str::<Value>(text) else { continue };
+        let Ok(message) = serde_json::from_str::<Value>(text) else {
+            continue;
+        };
         if message["type"] == "event.received" {
             let source = message["data"]["source"].as_str().unwrap().to_owned();
-            let key = message["data"]["event_id"].as_str().unwrap_or_default().to_owned();
+            let key = message["data"]["event_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             received.entry(source).or_default().push(key);
         }
     }
@@ -463,7 +567,11 @@ async fn streams_claims_and_schedules_span_the_replicas() {
     // Workers on all three replicas at once never get one run twice.
     assert!(eventually(Duration::from_secs(10), async || runs(&db).await == 15).await);
     let resp = replicas[0]
-        .call("POST", "/v1/api-keys", Some(json!({"name": "w", "role": "worker"})))
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(json!({"name": "w", "role": "worker"})),
+        )
         .await;
     assert_eq!(resp.status, 201, "{}", resp.text);
     let key = resp.body["key"].as_str().unwrap().to_owned();
@@ -490,7 +598,8 @@ async fn streams_claims_and_schedules_span_the_replicas() {
         .unwrap()
         .try_get("", "o")
         .unwrap();
-    let trigger = json!({"type": "schedule", "cron": "* * * * *", "timezone": "UTC", "catch_up": "latest"});
+    let trigger =
+        json!({"type": "schedule", "cron": "* * * * *", "timezone": "UTC", "catch_up": "latest"});
     db.execute_raw(Statement::from_sql_and_values(
         db.get_database_backend(),
         "INSERT INTO automations (id, org_id, name, enabled, trigger, created_at, updated_at) \
@@ -520,7 +629,11 @@ async fn streams_claims_and_schedules_span_the_replicas() {
     };
     assert!(eventually(Duration::from_secs(20), async || schedule_runs().await >= 1).await);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(schedule_runs().await, 1, "the missed tick ran more than once");
+    assert_eq!(
+        schedule_runs().await,
+        1,
+        "the missed tick ran more than once"
+    );
 }
 
 #[actix_web::test]
@@ -540,15 +653,26 @@ async fn a_rolling_restart_keeps_a_slack_app_connected_and_everything_acked() {
     }
     let db = Database::connect(&url).await.unwrap();
     let resp = replicas[0]
-        .call("POST", "/v1/websocket-sources", Some(slack_body("slack", json!({"connections": 2}))))
+        .call(
+            "POST",
+            "/v1/websocket-sources",
+            Some(slack_body("slack", json!({"connections": 2}))),
+        )
         .await;
     assert_eq!(resp.status, 201, "{}", resp.text);
     let trigger = json!({"type": "event", "source": "slack", "on": ["*"]});
     let resp = replicas[0]
-        .call("POST", "/v1/automations", Some(json!({"name": "all", "trigger": trigger})))
+        .call(
+            "POST",
+            "/v1/automations",
+            Some(json!({"name": "all", "trigger": trigger})),
+        )
         .await;
     assert_eq!(resp.status, 201, "{}", resp.text);
-    assert!(peer.wait_until(Duration::from_secs(20), |p| p.ready_sockets() == 2).await);
+    assert!(
+        peer.wait_until(Duration::from_secs(20), |p| p.ready_sockets() == 2)
+            .await
+    );
     let connected = Instant::now();
 
     // Steady traffic for the whole restart: 20 envelopes a second.
@@ -562,9 +686,10 @@ async fn a_rolling_restart_keeps_a_slack_app_connected_and_everything_acked() {
         let at = ids.iter().position(|id| *id == holder).unwrap();
         let mut stopping = replicas.remove(at);
         stopping.served.signal("TERM");
-        let code = tokio::task::spawn_blocking(move || stopping.served.wait_exit(Duration::from_secs(40)))
-            .await
-            .unwrap();
+        let code =
+            tokio::task::spawn_blocking(move || stopping.served.wait_exit(Duration::from_secs(40)))
+                .await
+                .unwrap();
         assert_eq!(code, Some(0));
         let replica = Replica::start_with(&url, &env);
         assert!(replica.ready(Duration::from_secs(60)).await);
@@ -572,14 +697,26 @@ async fn a_rolling_restart_keeps_a_slack_app_connected_and_everything_acked() {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     assert!(
-        eventually(Duration::from_secs(60), async || runs(&db).await == total as i64).await,
+        eventually(Duration::from_secs(60), async || runs(&db).await
+            == total as i64)
+        .await,
         "runs: {}, events: {:?}, unacked: {:?}",
         runs(&db).await,
-        db.query_one_raw(Statement::from_string(db.get_database_backend(), "SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE dispatched_at IS NULL) AS u FROM events")).await.unwrap().map(|r| (r.try_get::<i64>("", "n").unwrap(), r.try_get::<i64>("", "u").unwrap())),
+        db.query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) AS n, COUNT(*) FILTER (WHERE dispatched_at IS NULL) AS u FROM events"
+        ))
+        .await
+        .unwrap()
+        .map(|r| (
+            r.try_get::<i64>("", "n").unwrap(),
+            r.try_get::<i64>("", "u").unwrap()
+        )),
         peer.unacked()
     );
     assert!(
-        peer.wait_until(Duration::from_secs(20), |p| p.unacked().is_empty()).await,
+        peer.wait_until(Duration::from_secs(20), |p| p.unacked().is_empty())
+            .await,
         "unacked: {:?}",
         peer.unacked()
     );

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::dial::{self, TlsTarget};
 use super::reports::DownReason;
 use crate::actors::runtime::SourceRuntime;
+use crate::db::cluster::slack_budget;
 use crate::sources::failure::FailureClass;
 use crate::sources::generic::ConnectRequest;
 use crate::sources::slack::{OpenBudget, SlackAdapter, parse_open_response};
@@ -38,6 +39,9 @@ pub async fn open_url(
             break;
         }
     }
+    if rt.clustered {
+        shared_turn(rt, adapter).await;
+    }
     let answer = call(rt, adapter).await?;
     match parse_open_response(answer.status, answer.retry_after.as_deref(), &answer.body) {
         Ok(opened) => Ok(ConnectRequest {
@@ -48,10 +52,26 @@ pub async fn open_url(
         Err(failure) => {
             if let FailureClass::RateLimited { retry_after } = failure.class {
                 lock(budget).on_rate_limited(Instant::now(), retry_after);
+                if rt.clustered {
+                    let held = slack_budget::hold(&rt.db, &adapter.app_key(), retry_after).await;
+                    if let Err(err) = held {
+                        tracing::warn!(error = %err, "sharing a Slack rate-limit hold failed");
+                    }
+                }
             }
             tracing::warn!(detail = %failure.detail, "apps.connections.open gave no URL");
             Err(DownReason::from_class(failure.class, failure.detail))
         }
+    }
+}
+
+/// With replicas: waits for the app's turn in the budget all replicas share (when the database
+/// cannot be asked, this source's own budget has paced the call already).
+async fn shared_turn(rt: &SourceRuntime, adapter: &SlackAdapter) {
+    match slack_budget::reserve(&rt.db, &adapter.app_key(), rt.slack_open_interval, 2).await {
+        Ok(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "the shared Slack open budget could not be read"),
     }
 }
 

@@ -12,8 +12,8 @@ use crate::api::body::{Body, parse_json};
 use crate::api::caller::Caller;
 use crate::api::pagination::OffsetQuery;
 use crate::api::state::AppState;
-use crate::cluster::AUTOMATIONS_CHANNEL;
 use crate::api::{ListOut, Path, Query};
+use crate::cluster::AUTOMATIONS_CHANNEL;
 use crate::db;
 use crate::error::ApiError;
 

@@ -75,7 +75,9 @@ export function updateRow(row, source, isAdmin) {
   const state = row.querySelector(".state");
   state.dataset.state = status.state;
   state.textContent = status.state;
-  row.querySelector(".detail").textContent = detailOf(status);
+  // Live updates carry no holder: the last one a list showed stays.
+  if (status.held_by) row.dataset.heldBy = status.held_by;
+  row.querySelector(".detail").textContent = detailOf(status, row.dataset.heldBy);
   const last = row.querySelector(".last-event");
   if (status.last_event_at) {
     last.dateTime = status.last_event_at;
@@ -92,8 +94,9 @@ export function updateRow(row, source, isAdmin) {
   updateButtons(row, source.name, status.state, isAdmin);
 }
 
-function detailOf(status) {
+function detailOf(status, heldBy) {
   const parts = status.detail ? [status.detail] : [];
+  if (heldBy) parts.push(`held by replica ${heldBy.slice(0, 8)}`);
   const conns = status.connections;
   if (conns && conns.configured > 1) parts.push(`${conns.ready}/${conns.configured} connections ready`);
   if (conns && conns.reported > conns.configured) parts.push(`the peer counts ${conns.reported} connections`);

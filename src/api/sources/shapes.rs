@@ -73,6 +73,10 @@ pub struct StatusOut {
     /// Configured, ready and peer-reported connections (live status only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connections: Option<ConnectionCounts>,
+    /// With replicas: the replica that holds the source (runs its connections); absent on a
+    /// single node and while no replica holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<Uuid>,
 }
 
 impl From<source_status::Model> for StatusOut {
@@ -86,6 +90,7 @@ impl From<source_status::Model> for StatusOut {
             consecutive_failures: m.consecutive_failures,
             counters: m.counters,
             connections: None,
+            held_by: None,
         }
     }
 }
@@ -101,6 +106,7 @@ impl From<StatusSnapshot> for StatusOut {
             consecutive_failures: i32::try_from(live.consecutive_failures).unwrap_or(i32::MAX),
             counters: live.counters,
             connections: live.connections,
+            held_by: None,
         }
     }
 }
@@ -174,6 +180,7 @@ impl SourceOut {
             consecutive_failures: 0,
             counters: json!({}),
             connections: None,
+            held_by: None,
         });
         Self {
             id: m.id,
@@ -195,9 +202,10 @@ impl SourceOut {
 
     /// Overlays the live status this process has (fresher than the coalesced stored one).
     pub(super) fn overlay(&mut self, live: StatusSnapshot) {
-        let stored_last_event = self.status.last_event_at;
+        let (stored_last_event, held_by) = (self.status.last_event_at, self.status.held_by);
         self.status = StatusOut::from(live);
         self.status.last_event_at = self.status.last_event_at.or(stored_last_event);
+        self.status.held_by = held_by;
     }
 }
 

@@ -1,5 +1,6 @@
 //! Loads sources as shown: the stored status rows (one query for a whole page) overlaid with the
-//! live status this process's supervisor has, which is fresher than the coalesced stored one.
+//! live status this process's supervisor has, which is fresher than the coalesced stored one
+//! (with replicas: for the sources this replica holds, and each source names its holder).
 
 use std::collections::HashMap;
 
@@ -34,6 +35,11 @@ impl SourceOut {
                 .map(|s| (s.source_id, s))
                 .collect();
         let ids: Vec<Uuid> = rows.iter().map(|m| m.id).collect();
+        let holders = if state.cluster.enabled {
+            db::cluster::leases::holders(&state.db, ids.clone()).await?
+        } else {
+            HashMap::new()
+        };
         let mut live: HashMap<Uuid, StatusSnapshot> = state
             .supervisor
             .send(GetStatus { source_ids: ids })
@@ -48,7 +54,12 @@ impl SourceOut {
                 let status = statuses.remove(&m.id);
                 let id = m.id;
                 let mut out = Self::new(m, status);
-                if let Some(snapshot) = live.remove(&id) {
+                out.status.held_by = holders.get(&id).copied();
+                // The supervisor's live status is fresher, for a source this replica runs; one
+                // held by another replica shows what its holder stored.
+                if let Some(snapshot) = live.remove(&id)
+                    && state.cluster.runs_here(id)
+                {
                     out.overlay(snapshot);
                 }
                 out

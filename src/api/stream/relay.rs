@@ -75,7 +75,9 @@ pub fn receiver(
             };
             match stream::stored(&db, id).await {
                 Ok(Some(body)) => incoming(&body, me, &publisher),
-                Ok(None) => tracing::warn!(id, "a relayed stream batch was pruned before it was read"),
+                Ok(None) => {
+                    tracing::warn!(id, "a relayed stream batch was pruned before it was read")
+                }
                 Err(err) => tracing::warn!(error = %err, "reading a relayed stream batch failed"),
             }
         })
@@ -103,7 +105,10 @@ pub async fn relay(db: DatabaseConnection, shared: Arc<ClusterShared>, publisher
                 Err(_) => continue,
                 Ok(Err(RecvError::Closed)) => return,
                 Ok(Err(RecvError::Lagged(n))) => {
-                    tracing::warn!(lost = n, "the stream relay fell behind; messages were not relayed");
+                    tracing::warn!(
+                        lost = n,
+                        "the stream relay fell behind; messages were not relayed"
+                    );
                     continue;
                 }
                 Ok(Ok(message)) => message,

@@ -182,13 +182,25 @@ pub async fn release(db: &impl ConnectionTrait, replica: Uuid) -> Result<(), DbE
     Ok(())
 }
 
-/// The replica holding `source_id` under an unexpired lease, if any.
-pub async fn holder(db: &impl ConnectionTrait, source_id: Uuid) -> Result<Option<Uuid>, DbErr> {
-    let row = db
-        .query_one_raw(pg(
-            "SELECT replica_id FROM source_leases WHERE source_id = $1 AND expires_at >= now()",
-            vec![source_id.into()],
+/// The replica holding each of `ids` under an unexpired lease (sources no replica holds are
+/// absent).
+pub async fn holders(
+    db: &impl ConnectionTrait,
+    ids: Vec<Uuid>,
+) -> Result<std::collections::HashMap<Uuid, Uuid>, DbErr> {
+    let rows = db
+        .query_all_raw(pg(
+            "SELECT source_id, replica_id FROM source_leases \
+             WHERE source_id = ANY($1) AND expires_at >= now()",
+            vec![ids.into()],
         ))
         .await?;
-    row.map(|row| row.try_get("", "replica_id")).transpose()
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("", "source_id")?,
+                row.try_get("", "replica_id")?,
+            ))
+        })
+        .collect()
 }

@@ -5,6 +5,7 @@
 pub mod commands;
 pub mod leases;
 pub mod replicas;
+pub mod slack_budget;
 pub mod stream;
 
 use sea_orm::{DbBackend, Statement, Value};

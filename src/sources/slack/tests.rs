@@ -791,3 +791,15 @@ fn adapter_defaults_and_limits() {
         Err(SlackAdapterError::MissingAppToken)
     );
 }
+
+#[test]
+fn the_shared_open_budget_is_keyed_by_the_app_never_by_the_token() {
+    let slack = adapter(json!({}), Some("xapp-1-A0123ABC-5678-abcdefsecret")).unwrap();
+    assert_eq!(slack.app_key(), "app:A0123ABC");
+    let odd = adapter(json!({}), Some("xapp-not-a-usual-token-secretvalue")).unwrap();
+    let key = odd.app_key();
+    assert!(!key.contains("secret"), "{key}");
+    let other = adapter(json!({}), Some("zzzz-token-of-another-shape")).unwrap();
+    assert!(other.app_key().starts_with("sha256:"));
+    assert_ne!(other.app_key(), odd.app_key());
+}

@@ -1,4 +1,4 @@
-//! The sources this process holds, each with the fencing epoch of its lease. The coordinator
+//! The sources this process holds, each with the fencing epoch of its lease. The cluster coordinator
 //! writes it; the status writer stamps every write with the source's epoch (0 when not held, or
 //! on a single node, where nothing is ever held and every source runs); the API asks it whether a
 //! command can be executed here.
