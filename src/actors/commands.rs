@@ -132,9 +132,11 @@ impl Shutdown {
 
 /// Cluster coordinator → supervisor: this replica now holds the source's lease (or its previous
 /// holder confirmed that it closed): start its actor when the source is enabled and none runs.
-/// On a single node every source is held from the start and this is never sent. Answers nothing.
+/// On a single node every source is held from the start and this is never sent. Answers whether
+/// the supervisor knows the source (a source created on another replica may not have reached it
+/// yet: the coordinator asks again at its next turn).
 #[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
+#[rtype(result = "bool")]
 pub struct Hold {
     /// The source.
     pub source_id: Uuid,

@@ -37,6 +37,10 @@ pub struct Coordinator {
     renewed_at: Option<Instant>,
     /// Turns so far.
     turns: u64,
+    /// What every live replica held at the last turn (for a quick take between turns).
+    loads: Vec<Load>,
+    /// Connections this replica's leases weigh.
+    mine: i64,
 }
 
 impl Coordinator {
@@ -53,6 +57,8 @@ impl Coordinator {
             running: HashSet::new(),
             renewed_at: None,
             turns: 0,
+            loads: Vec::new(),
+            mine: 0,
         }
     }
 
@@ -62,9 +68,23 @@ impl Coordinator {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            let nudged = tokio::select! {
+                _ = tick.tick() => false,
+                () = self.shared.nudge.notified() => true,
+            };
             if self.shared.left.load(Ordering::Acquire) {
                 return;
+            }
+            if nudged {
+                // A source changed: take a new one now rather than at the next turn (changes
+                // coming in a burst are taken together).
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if let Ok(Err(err)) =
+                    tokio::time::timeout(self.fence_budget(), self.take_free()).await
+                {
+                    tracing::warn!(error = %err, "taking new sources failed; the next turn retries");
+                }
+                continue;
             }
             let started = Instant::now();
             let budget = self.fence_budget();
@@ -127,7 +147,7 @@ impl Coordinator {
         self.renewed_at = Some(started);
         let held_ids: HashSet<Uuid> = held.iter().map(|l| l.source_id).collect();
         shared.epochs.retain(&held_ids);
-        let mine = self.apply_held(&held);
+        let mut mine = self.apply_held(&held).await;
         self.close_handed(&held_ids).await?;
         let alive = db_cluster::replicas::alive(&self.db, lease_s).await?;
         let leader = alive
@@ -184,25 +204,66 @@ impl Coordinator {
                 db_cluster::leases::take_over(&self.db, shared.replica_id, from, lease_s, n).await?
             }
         };
-        self.apply_held(&taken);
+        mine += self.apply_held(&taken).await;
+        self.mine = mine;
+        self.loads = loads;
         if leader && self.turns % 30 == 0 {
             db_cluster::commands::prune(&self.db).await?;
             db_cluster::stream::prune(&self.db).await?;
+            db_cluster::leases::prune(&self.db).await?;
+        }
+        Ok(())
+    }
+
+    /// Between turns: takes free sources up to this replica's share, by the loads of the last turn.
+    async fn take_free(&mut self) -> Result<(), DbErr> {
+        if self.turns == 0 || self.shared.draining.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let (total, free) = db_cluster::leases::weights(&self.db).await?;
+        let me = self.shared.replica_id;
+        let loads: Vec<Load> = self
+            .loads
+            .iter()
+            .map(|l| {
+                if l.replica == me {
+                    Load {
+                        connections: self.mine,
+                        ..*l
+                    }
+                } else {
+                    *l
+                }
+            })
+            .collect();
+        let batch = self.shared.handover_batch;
+        if let Move::TakeFree(n) = next_move(me, self.mine, &loads, total, free, batch) {
+            let lease_s = self.shared.lease.as_secs_f64();
+            let taken = db_cluster::leases::acquire_free(&self.db, me, lease_s, n).await?;
+            self.mine += self.apply_held(&taken).await;
         }
         Ok(())
     }
 
     /// Records the leases held and starts the sources among them that may connect; answers the
     /// connections they weigh.
-    fn apply_held(&mut self, held: &[db_cluster::leases::Held]) -> i64 {
+    async fn apply_held(&mut self, held: &[db_cluster::leases::Held]) -> i64 {
         let mut weight = 0;
+        let mut starting = Vec::new();
         for lease in held {
             weight += lease.weight;
             self.shared.epochs.set(lease.source_id, lease.epoch);
-            if !lease.waiting && self.running.insert(lease.source_id) {
-                self.supervisor.do_send(Hold {
-                    source_id: lease.source_id,
-                });
+            if !lease.waiting && !self.running.contains(&lease.source_id) {
+                starting.push(lease.source_id);
+            }
+        }
+        let asked = starting
+            .iter()
+            .map(|&source_id| self.supervisor.send(Hold { source_id }));
+        let known = futures_util::future::join_all(asked).await;
+        for (source_id, known) in starting.into_iter().zip(known) {
+            if known.unwrap_or(false) {
+                self.running.insert(source_id);
             }
         }
         weight

@@ -99,6 +99,7 @@ impl Listener {
             SOURCES_CHANNEL => {
                 if let Ok(id) = payload.parse::<Uuid>() {
                     self.reload(id).await;
+                    self.shared.nudge.notify_one();
                 }
             }
             commands::CHANNEL => {

@@ -62,6 +62,8 @@ pub struct ClusterShared {
     pub others_streaming: AtomicBool,
     /// Set when the replica left: the coordinator stops.
     pub left: AtomicBool,
+    /// Raised when a source changed: the coordinator takes new sources before its next turn.
+    pub nudge: Notify,
     /// Raised by `POST /v1/cluster/drain`: the process hands its sources over and stops.
     pub stop_requested: Notify,
     /// The coordinator's, the listener's and the announcer's tasks, stopped when the replica
@@ -100,6 +102,7 @@ impl ClusterShared {
             others_streaming: AtomicBool::new(false),
             left: AtomicBool::new(false),
             stop_requested: Notify::new(),
+            nudge: Notify::new(),
             tasks: std::sync::Mutex::new(Vec::new()),
         }
     }

@@ -586,6 +586,36 @@ async fn streams_claims_and_schedules_span_the_replicas() {
     all.dedup();
     assert_eq!(all.len(), 15, "a run was handed out twice");
 
+    // A claim waiting on the second replica wakes for a run committed by the third.
+    let held = holders(&db).await;
+    let on_third = (0..3).find(|&i| held.get(&sources[i]) == Some(&ids[2])).unwrap();
+    let waiting = {
+        let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+        let url = format!("http://127.0.0.1:{}/v1/runs/claim", replicas[1].port);
+        let key = key.clone();
+        async move {
+            let mut res = client
+                .post(url)
+                .insert_header(("Authorization", format!("Bearer {key}")))
+                .send_json(&json!({"limit": 1, "wait_s": 20}))
+                .await
+                .unwrap();
+            (Instant::now(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let send = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        peers[on_third].broadcast(json!({"type": "t", "id": "wake-up"}).to_string());
+        Instant::now()
+    };
+    let ((claimed_at, claimed), sent_at) = futures_util::join!(waiting, send);
+    assert_eq!(claimed["items"].as_array().unwrap().len(), 1, "{claimed}");
+    assert!(
+        claimed_at.duration_since(sent_at) < Duration::from_secs(2),
+        "the waiting claim woke {:?} after the event",
+        claimed_at.duration_since(sent_at)
+    );
+
     // A schedule whose tick was missed runs once, whichever replica's scheduler gets there.
     let automation = uuid::Uuid::now_v7();
     let org: String = db

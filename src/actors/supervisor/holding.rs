@@ -11,17 +11,18 @@ use super::SourceSupervisor;
 use crate::actors::commands::{Hold, LetGo, Shutdown};
 
 impl Handler<Hold> for SourceSupervisor {
-    type Result = ();
+    type Result = bool;
 
-    fn handle(&mut self, msg: Hold, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Hold, ctx: &mut Context<Self>) -> bool {
         let Some(entry) = self.entries.get_mut(&msg.source_id) else {
-            return;
+            return false;
         };
         entry.held = true;
         if entry.actor.is_none() && entry.spec.enabled && !self.stopping {
             entry.restarts.reset();
             self.spawn(msg.source_id, Duration::ZERO, ctx);
         }
+        true
     }
 }
 

@@ -11,7 +11,7 @@ use super::{WEIGHT, pg};
 
 /// How long a Slack source's previous holder keeps its connections while its new holder gets
 /// ready, at most.
-pub const HANDOVER_MAX_S: i64 = 30;
+pub const HANDOVER_MAX_S: f64 = 30.0;
 
 /// A lease this replica holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,13 +36,25 @@ fn held(row: &QueryResult) -> Result<Held, DbErr> {
     })
 }
 
-/// The `waiting` column of [`Held`] for `source_leases AS l` joined with `websocket_sources AS s`.
-const WAITING: &str = "(l.previous_replica_id IS NOT NULL AND s.kind <> 'slack' \
-     AND l.handed_at >= now() - make_interval(secs => $2))";
+/// Whether a source of `websocket_sources AS s` is handed over make-before-break: a Slack app
+/// (Slack delivers each envelope to one connection) or a feed with a dedup key (what both
+/// connections receive is stored once). A feed without one is handed over break-before-make:
+/// two connections would store every message twice.
+const OVERLAP: &str = "(s.kind = 'slack' OR s.dedup_key_expr IS NOT NULL)";
 
-/// Extends every unexpired lease of `replica` on an enabled source by `lease_s` seconds and
-/// answers them: what the replica may run. A lease that expired is not renewed (another replica
-/// may hold it already); a disabled or deleted source's lease is let go.
+/// The `waiting` column of [`Held`] for `source_leases AS l` joined with `websocket_sources AS s`
+/// (`$2`: the lease time, after which a silent previous holder no longer counts).
+fn waiting() -> String {
+    format!(
+        "(l.previous_replica_id IS NOT NULL AND NOT {OVERLAP} \
+         AND l.handed_at >= now() - make_interval(secs => $2))"
+    )
+}
+
+/// Extends every unexpired lease of `replica` by `lease_s` seconds and answers them: what the
+/// replica may run. A lease that expired is not renewed (another replica may hold it already); a
+/// deleted source's lease is let go. A disabled source stays held (its holder shows it disabled
+/// and starts it again when it is enabled) but weighs nothing.
 pub async fn renew(
     db: &impl ConnectionTrait,
     replica: Uuid,
@@ -51,8 +63,10 @@ pub async fn renew(
     let sql = format!(
         "UPDATE source_leases l SET expires_at = now() + make_interval(secs => $2) \
          FROM websocket_sources s \
-         WHERE l.replica_id = $1 AND l.expires_at >= now() AND s.id = l.source_id AND s.enabled \
-         RETURNING l.source_id, l.epoch, l.weight, {WAITING} AS waiting"
+         WHERE l.replica_id = $1 AND l.expires_at >= now() AND s.id = l.source_id \
+         RETURNING l.source_id, l.epoch, CASE WHEN s.enabled THEN l.weight ELSE 0 END AS weight, \
+           {} AS waiting",
+        waiting()
     );
     let rows = db
         .query_all_raw(pg(&sql, vec![replica.into(), lease_s.into()]))
@@ -116,7 +130,8 @@ pub async fn take_over(
     lease_s: f64,
     limit: i64,
 ) -> Result<Vec<Held>, DbErr> {
-    let sql = "UPDATE source_leases l SET replica_id = $1, epoch = l.epoch + 1, \
+    let sql = format!(
+        "UPDATE source_leases l SET replica_id = $1, epoch = l.epoch + 1, \
            previous_replica_id = l.replica_id, handed_at = now(), \
            expires_at = now() + make_interval(secs => $2) \
          FROM websocket_sources s \
@@ -124,10 +139,11 @@ pub async fn take_over(
            SELECT source_id FROM source_leases WHERE replica_id = $3 \
              AND previous_replica_id IS NULL AND expires_at >= now() \
            ORDER BY source_id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-         RETURNING l.source_id, l.epoch, l.weight, s.kind <> 'slack' AS waiting";
+         RETURNING l.source_id, l.epoch, l.weight, NOT {OVERLAP} AS waiting"
+    );
     let rows = db
         .query_all_raw(pg(
-            sql,
+            &sql,
             vec![replica.into(), lease_s.into(), from.into(), limit.into()],
         ))
         .await?;
@@ -135,20 +151,20 @@ pub async fn take_over(
 }
 
 /// The sources `replica` handed over and still runs, each with whether it should close them now:
-/// a generic source at once (its new holder waits for that), a Slack source once its new holder
-/// shows it connected under its epoch, or after [`HANDOVER_MAX_S`].
+/// a source handed over break-before-make at once (its new holder waits for that), one handed
+/// over make-before-break once its new holder shows it connected under its epoch, or after
+/// [`HANDOVER_MAX_S`].
 pub async fn handing(db: &impl ConnectionTrait, replica: Uuid) -> Result<Vec<(Uuid, bool)>, DbErr> {
-    let sql = "SELECT l.source_id, (s.kind IS NULL OR s.kind <> 'slack' \
-           OR (st.owner_epoch = l.epoch AND st.state = 'connected') \
+    let sql = format!(
+        "SELECT l.source_id, (s.kind IS NULL OR NOT {OVERLAP} \
+           OR NOT s.enabled OR (st.owner_epoch = l.epoch AND st.state = 'connected') \
            OR l.handed_at < now() - make_interval(secs => $2)) AS close_now \
          FROM source_leases l LEFT JOIN websocket_sources s ON s.id = l.source_id \
            LEFT JOIN source_status st ON st.source_id = l.source_id \
-         WHERE l.previous_replica_id = $1";
+         WHERE l.previous_replica_id = $1"
+    );
     let rows = db
-        .query_all_raw(pg(
-            sql,
-            vec![replica.into(), (HANDOVER_MAX_S as f64).into()],
-        ))
+        .query_all_raw(pg(&sql, vec![replica.into(), HANDOVER_MAX_S.into()]))
         .await?;
     rows.iter()
         .map(|row| Ok((row.try_get("", "source_id")?, row.try_get("", "close_now")?)))
@@ -203,4 +219,15 @@ pub async fn holders(
             ))
         })
         .collect()
+}
+
+/// Forgets the leases of deleted sources.
+pub async fn prune(db: &impl ConnectionTrait) -> Result<(), DbErr> {
+    db.execute_raw(pg(
+        "DELETE FROM source_leases l \
+         WHERE NOT EXISTS (SELECT 1 FROM websocket_sources s WHERE s.id = l.source_id)",
+        vec![],
+    ))
+    .await?;
+    Ok(())
 }

@@ -71,9 +71,11 @@ pub async fn alive(db: &impl ConnectionTrait, alive_s: f64) -> Result<Vec<Replic
     .await?;
     let sql = "SELECT r.id, r.address, r.version, r.started_at, r.draining, r.streams, \
          (EXTRACT(EPOCH FROM (now() - r.heartbeat_at)) * 1000)::bigint AS age, \
-         COUNT(l.source_id) AS sources, COALESCE(SUM(l.weight), 0)::bigint AS connections \
+         COUNT(l.source_id) AS sources, \
+         COALESCE(SUM(l.weight) FILTER (WHERE s.enabled), 0)::bigint AS connections \
          FROM replicas r LEFT JOIN source_leases l \
            ON l.replica_id = r.id AND l.expires_at >= now() \
+         LEFT JOIN websocket_sources s ON s.id = l.source_id \
          WHERE r.heartbeat_at >= now() - make_interval(secs => $1) \
          GROUP BY r.id ORDER BY r.id";
     let rows = db.query_all_raw(pg(sql, vec![alive_s.into()])).await?;
