@@ -104,8 +104,8 @@ pub struct Settings {
     /// one database must set it (and share `secret_keys`). Not available on SQLite.
     pub cluster: bool,
     /// Seconds a replica's source leases last without renewal (renewed every sixth of it): a
-    /// replica that stops renewing stops its sources after three quarters of it, and the others
-    /// take them over once it has passed.
+    /// replica that stops renewing stops its sources after half of it (closing them within a
+    /// second), and the others take them over once it has passed.
     pub cluster_lease_s: f64,
     /// Most sources a replica takes over from one other replica per turn while the cluster
     /// rebalances (a replica joined or is draining).
@@ -313,8 +313,8 @@ impl Settings {
                 "needs PostgreSQL (DATABASE_URL=postgres://…): SQLite is single-node",
             );
         }
-        if !(self.cluster_lease_s.is_finite() && (3.0..=300.0).contains(&self.cluster_lease_s)) {
-            return invalid("SWITCHBOARD_CLUSTER_LEASE_S", "must be between 3 and 300");
+        if !(self.cluster_lease_s.is_finite() && (5.0..=300.0).contains(&self.cluster_lease_s)) {
+            return invalid("SWITCHBOARD_CLUSTER_LEASE_S", "must be between 5 and 300");
         }
         if !(1..=10_000).contains(&self.cluster_handover_batch) {
             return invalid(

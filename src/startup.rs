@@ -196,6 +196,7 @@ impl Application {
         tracing::info!("HTTP server stopped; closing sources");
         // With replicas: hand the sources over to the others first (make-before-break).
         self.cluster.drain(DRAIN_TIMEOUT).await;
+        self.cluster.stop_coordinating();
         let _ = self
             .supervisor
             .send(Shutdown {

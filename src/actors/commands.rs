@@ -143,12 +143,16 @@ pub struct Hold {
 }
 
 /// Cluster coordinator → supervisor: this replica no longer holds the source (it handed it over,
-/// its lease lapsed, or the replica is stopping): close its connections gracefully and stop its
-/// actor, leaving its status to the new holder. Answers once the actor has stopped (or after
-/// [`Shutdown::ON_CHANGE`]).
+/// its lease lapsed, or the replica is stopping): close its connections within `within` and stop
+/// its actor, leaving its status to the new holder. Answers once the actor has stopped (or a
+/// second after `within`).
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct LetGo {
     /// The source.
     pub source_id: Uuid,
+    /// How long the connections may take to close (finishing in-flight writes and ACKs):
+    /// [`Shutdown::ON_CHANGE`] for a hand-over, a second when the replica fences itself (its
+    /// lease may be taken soon, and storage is likely unreachable anyway).
+    pub within: Duration,
 }

@@ -41,24 +41,29 @@ pub fn next_move(me: Uuid, mine: i64, loads: &[Load], total: i64, free: i64, bat
     if free > 0 && mine < high {
         return Move::TakeFree((high - mine).min(free));
     }
+    // A draining replica's sources all go, at once, to whoever is below the ceiling.
+    let draining = loads
+        .iter()
+        .filter(|l| l.replica != me && l.draining && l.connections > 0)
+        .max_by_key(|l| l.connections);
+    if let Some(d) = draining
+        && mine < high
+    {
+        return Move::TakeOver(d.replica, d.connections.min(high - mine));
+    }
     if mine >= low {
         return Move::Stay;
     }
-    let donor = loads
+    // A loaded one's, a batch per turn, down to the ceiling.
+    let loaded = loads
         .iter()
-        .filter(|l| l.replica != me)
-        .filter(|l| (l.draining && l.connections > 0) || l.connections > high)
-        .max_by_key(|l| (l.draining, l.connections));
-    match donor {
-        Some(d) => {
-            // A draining replica's sources all go at once; a loaded one's a batch per turn.
-            let take = if d.draining {
-                d.connections.min(low - mine)
-            } else {
-                (d.connections - high).min(low - mine).min(batch)
-            };
-            Move::TakeOver(d.replica, take.max(1))
-        }
+        .filter(|l| l.replica != me && !l.draining && l.connections > high)
+        .max_by_key(|l| l.connections);
+    match loaded {
+        Some(d) => Move::TakeOver(
+            d.replica,
+            (d.connections - high).min(low - mine).min(batch).max(1),
+        ),
         None => Move::Stay,
     }
 }
@@ -122,6 +127,15 @@ mod tests {
         assert_eq!(
             next_move(me.replica, 3, &[me, drainer], 9, 0, 2),
             Move::TakeOver(drainer.replica, 6)
+        );
+        // 3/2/2 and the one with three drains: the others take one, then the last one, although
+        // each already has its floor.
+        let mut drainer = load(3);
+        drainer.draining = true;
+        let (b, c) = (load(2), load(2));
+        assert_eq!(
+            next_move(b.replica, 3, &[drainer, b, c], 7, 0, 50),
+            Move::TakeOver(drainer.replica, 1)
         );
         assert_eq!(
             next_move(drainer.replica, 6, &[me, drainer], 9, 3, 50),

@@ -5,7 +5,7 @@
 //! stops every source it runs, before any other replica may take them (they wait for the whole
 //! lease to expire, by the database's clock).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -16,11 +16,14 @@ use uuid::Uuid;
 
 use super::balance::{Load, Move, next_move};
 use super::{ClusterShared, db_cluster};
-use crate::actors::commands::{Hold, LetGo};
+use crate::actors::commands::Hold;
 use crate::actors::supervisor::SourceSupervisor;
 
-/// The part of a lease after which a replica that could not renew stops its sources: the other
-/// half leaves their connections time to close before the lease expires.
+mod handover;
+use handover::Plan;
+
+/// The part of a lease after which a replica that could not renew stops its sources (closing
+/// them within a second): the rest leaves that close time to spare before the lease expires.
 const FENCE_AFTER: f64 = 0.5;
 
 /// One replica's coordinator.
@@ -88,13 +91,20 @@ impl Coordinator {
             }
             let started = Instant::now();
             let budget = self.fence_budget();
-            match tokio::time::timeout(budget, self.turn(started)).await {
-                Ok(Ok(())) => {}
+            let plan = match tokio::time::timeout(budget, self.turn(started)).await {
+                Ok(Ok(plan)) => plan,
                 Ok(Err(err)) => {
                     tracing::warn!(error = %err, "cluster coordination failed; retrying");
+                    Plan::default()
                 }
-                Err(_) => tracing::warn!("cluster coordination timed out; retrying"),
-            }
+                Err(_) => {
+                    tracing::warn!("cluster coordination timed out; retrying");
+                    Plan::default()
+                }
+            };
+            // Outside the turn's time bound: closing takes what it takes, and a hand-over is
+            // confirmed only once its connections are closed.
+            self.carry_out(plan).await;
             self.fence_if_stale().await;
             self.turns += 1;
         }
@@ -110,27 +120,8 @@ impl Coordinator {
         left.max(Duration::from_millis(200))
     }
 
-    /// Stops every source when the leases may lapse soon (no renewal for half a lease).
-    async fn fence_if_stale(&mut self) {
-        let stale = self
-            .renewed_at
-            .is_some_and(|at| at.elapsed() > self.shared.lease.mul_f64(FENCE_AFTER));
-        if !stale || self.running.is_empty() {
-            return;
-        }
-        tracing::error!(
-            sources = self.running.len(),
-            "cannot renew this replica's source leases; stopping its sources before another replica takes them"
-        );
-        let ids: Vec<Uuid> = self.running.drain().collect();
-        for id in &ids {
-            self.shared.epochs.remove(*id);
-        }
-        self.let_go(ids).await;
-    }
-
-    /// One turn: heartbeat, renewal, handovers, balance, leadership.
-    async fn turn(&mut self, started: Instant) -> Result<(), DbErr> {
+    /// One turn: heartbeat, renewal, balance, leadership; answers what to close and confirm.
+    async fn turn(&mut self, started: Instant) -> Result<Plan, DbErr> {
         let shared = self.shared.clone();
         let lease_s = shared.lease.as_secs_f64();
         let draining = shared.draining.load(Ordering::Acquire);
@@ -147,8 +138,11 @@ impl Coordinator {
         self.renewed_at = Some(started);
         let held_ids: HashSet<Uuid> = held.iter().map(|l| l.source_id).collect();
         shared.epochs.retain(&held_ids);
+        if shared.stopping.load(Ordering::Acquire) {
+            return Ok(Plan::default());
+        }
         let mut mine = self.apply_held(&held).await;
-        self.close_handed(&held_ids).await?;
+        let plan = self.plan_handover(&held_ids).await?;
         let alive = db_cluster::replicas::alive(&self.db, lease_s).await?;
         let leader = alive
             .iter()
@@ -167,16 +161,17 @@ impl Coordinator {
             let others = alive
                 .iter()
                 .any(|r| r.id != shared.replica_id && !r.draining);
-            if self.running.is_empty() || !others {
-                shared.drained.notify_waiters();
-                shared.drained_flag.store(true, Ordering::Release);
+            // Drained: nothing of weight held, nothing handed over still serving here.
+            let serving_elsewhere = self.running.iter().any(|id| !held_ids.contains(id));
+            if (mine == 0 && !serving_elsewhere && plan.close.is_empty()) || !others {
+                shared.mark_drained();
             }
-            return Ok(());
+            return Ok(plan);
         }
         // The first turn only registers, so replicas started together see each other before
         // they take anything.
         if self.turns == 0 {
-            return Ok(());
+            return Ok(plan);
         }
         let loads: Vec<Load> = alive
             .iter()
@@ -212,7 +207,7 @@ impl Coordinator {
             db_cluster::stream::prune(&self.db).await?;
             db_cluster::leases::prune(&self.db).await?;
         }
-        Ok(())
+        Ok(plan)
     }
 
     /// Between turns: takes free sources up to this replica's share, by the loads of the last turn.
@@ -257,67 +252,20 @@ impl Coordinator {
                 starting.push(lease.source_id);
             }
         }
+        // Counted as running before the supervisor answers: should this be cut off, a source that
+        // did start is still stopped when it is lost.
+        self.running.extend(starting.iter().copied());
         let asked = starting
             .iter()
             .map(|&source_id| self.supervisor.send(Hold { source_id }));
         let known = futures_util::future::join_all(asked).await;
         for (source_id, known) in starting.into_iter().zip(known) {
-            if known.unwrap_or(false) {
-                self.running.insert(source_id);
+            if !known.unwrap_or(false) {
+                // Not known there yet (created on another replica a moment ago): asked again at
+                // the next turn.
+                self.running.remove(&source_id);
             }
         }
         weight
-    }
-
-    /// Stops the sources this replica runs without holding them any more: lost (lease expired)
-    /// at once, handed over once the new holder is ready (a Slack source) or at once (a generic
-    /// source, whose new holder waits for the confirmation written here).
-    async fn close_handed(&mut self, held: &HashSet<Uuid>) -> Result<(), DbErr> {
-        let me = self.shared.replica_id;
-        let handing: HashMap<Uuid, bool> = db_cluster::leases::handing(&self.db, me)
-            .await?
-            .into_iter()
-            .collect();
-        let mut closing = Vec::new();
-        let mut confirm = Vec::new();
-        for id in self.running.iter().copied() {
-            if held.contains(&id) {
-                continue;
-            }
-            match handing.get(&id) {
-                // Still serving while the new holder gets ready; its status is the new holder's
-                // to write from now on (the epoch is gone from this replica already).
-                Some(false) => {}
-                Some(true) => {
-                    closing.push(id);
-                    confirm.push(id);
-                }
-                None => closing.push(id),
-            }
-        }
-        // Handed over while not running here (never started, or already closed).
-        confirm.extend(
-            handing
-                .iter()
-                .filter(|(id, _)| !self.running.contains(id))
-                .map(|(id, _)| *id),
-        );
-        for id in &closing {
-            self.running.remove(id);
-            self.shared.epochs.remove(*id);
-        }
-        self.let_go(closing).await;
-        if !confirm.is_empty() {
-            db_cluster::leases::handed(&self.db, me, confirm).await?;
-        }
-        Ok(())
-    }
-
-    /// Stops these sources' actors here, all at once, and waits until they closed.
-    async fn let_go(&self, ids: Vec<Uuid>) {
-        let asked = ids
-            .into_iter()
-            .map(|source_id| self.supervisor.send(LetGo { source_id }));
-        let _ = futures_util::future::join_all(asked).await;
     }
 }

@@ -49,19 +49,31 @@ pub struct Listener {
 impl Listener {
     /// Listens until the process ends.
     pub async fn run(self) {
-        let mut first = true;
+        let this = Arc::new(self);
+        // Stream batches keep their order on a task of their own, so that a burst of them never
+        // holds up a command or a change.
+        let (stream_tx, mut stream_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let stream = this.stream.clone();
+        actix::spawn(async move {
+            while let Some(payload) = stream_rx.recv().await {
+                stream(payload).await;
+            }
+        });
         loop {
-            match self.listen(first).await {
+            match this.listen(&stream_tx).await {
                 Ok(()) => {}
                 Err(err) => tracing::warn!(error = %err, "cluster listener failed; reconnecting"),
             }
-            first = false;
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
-    /// One listening connection, until it fails.
-    async fn listen(&self, first: bool) -> Result<(), sea_orm::sqlx::Error> {
+    /// One listening connection, until it fails. Everything is read again once it listens (what
+    /// was announced before, at start-up or while it was down, is not delivered).
+    async fn listen(
+        self: &Arc<Self>,
+        stream: &tokio::sync::mpsc::UnboundedSender<String>,
+    ) -> Result<(), sea_orm::sqlx::Error> {
         let mut listener = PgListener::connect(&self.url).await?;
         listener
             .listen_all([
@@ -72,12 +84,21 @@ impl Listener {
                 STREAM_CHANNEL,
             ])
             .await?;
-        if !first {
-            self.resync().await;
-        }
+        self.resync().await;
         loop {
             match listener.try_recv().await? {
-                Some(note) => self.handle(note.channel(), note.payload()).await,
+                Some(note) if note.channel() == STREAM_CHANNEL => {
+                    let _ = stream.send(note.payload().to_owned());
+                }
+                Some(note) if note.channel() == RUNS_CHANNEL => self.notifier.wake_local(),
+                Some(note) => {
+                    let (this, channel, payload) = (
+                        self.clone(),
+                        note.channel().to_owned(),
+                        note.payload().to_owned(),
+                    );
+                    actix::spawn(async move { this.handle(&channel, &payload).await });
+                }
                 // The connection dropped; the next receive re-opens it. Whatever was announced
                 // meanwhile is lost: read everything again.
                 None => self.resync().await,
@@ -85,10 +106,10 @@ impl Listener {
         }
     }
 
+    /// A change or a command, each on a task of its own (a change carries its revision, so the
+    /// supervisor ignores one that arrives after a newer one).
     async fn handle(&self, channel: &str, payload: &str) {
         match channel {
-            RUNS_CHANNEL => self.notifier.wake_local(),
-            STREAM_CHANNEL => (self.stream)(payload.to_owned()).await,
             AUTOMATIONS_CHANNEL => {
                 if let Ok(id) = payload.parse::<Uuid>()
                     && let Err(err) = self.registry.apply(id).await

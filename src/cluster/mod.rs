@@ -51,6 +51,9 @@ pub struct ClusterShared {
     pub leader: AtomicBool,
     /// Set when the replica starts handing its sources over before it stops.
     pub draining: AtomicBool,
+    /// Set while the process stops its sources after draining: the coordinator only renews (no
+    /// hand-over is confirmed while connections are still closing).
+    pub stopping: AtomicBool,
     /// Set once nothing runs here any more while draining (or nobody could take over).
     pub drained_flag: AtomicBool,
     /// Woken when `drained_flag` is set.
@@ -97,6 +100,7 @@ impl ClusterShared {
             leader: AtomicBool::new(!enabled),
             draining: AtomicBool::new(false),
             drained_flag: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             drained: Notify::new(),
             local_streams: std::sync::atomic::AtomicUsize::new(0),
             others_streaming: AtomicBool::new(false),
@@ -115,6 +119,13 @@ impl ClusterShared {
     /// Whether a command for `source_id` is executed here (else it is relayed to its holder).
     pub fn runs_here(&self, source_id: Uuid) -> bool {
         !self.enabled || self.epochs.holds(source_id)
+    }
+
+    /// Nothing runs here any more while draining (or nothing can be handed over): the stop
+    /// goes on.
+    pub fn mark_drained(&self) {
+        self.drained_flag.store(true, Ordering::Release);
+        self.drained.notify_waiters();
     }
 
     /// Hands every source over to the other replicas (make-before-break) and waits until none
@@ -155,12 +166,24 @@ impl ClusterShared {
             task.abort();
             let _ = task.await;
         }
-        if let Err(err) = db_cluster::leases::release(db, self.replica_id).await {
-            tracing::warn!(error = %err, "letting this replica's leases go failed; they expire");
+        // Bounded: with the database gone the leases expire by themselves.
+        let bound = Duration::from_secs(5);
+        let released =
+            tokio::time::timeout(bound, db_cluster::leases::release(db, self.replica_id));
+        if !matches!(released.await, Ok(Ok(()))) {
+            tracing::warn!("letting this replica's leases go failed; they expire");
         }
-        if let Err(err) = db_cluster::replicas::deregister(db, self.replica_id).await {
-            tracing::warn!(error = %err, "removing this replica's registration failed");
+        let removed =
+            tokio::time::timeout(bound, db_cluster::replicas::deregister(db, self.replica_id));
+        if !matches!(removed.await, Ok(Ok(()))) {
+            tracing::warn!("removing this replica's registration failed; it is forgotten later");
         }
+    }
+
+    /// The sources are about to be closed for the stop: from now on the coordinator only renews
+    /// this replica's leases (it confirms no hand-over while connections are still closing).
+    pub fn stop_coordinating(&self) {
+        self.stopping.store(true, Ordering::Release);
     }
 }
 
@@ -209,6 +232,8 @@ pub fn spawn(listener: listener::Listener) {
                 tracing::warn!(error = %err, "announcing new runs to the other replicas failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            // At most 200 announcements a second: the signals raised meanwhile are one.
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });
     for task in [coordinating, listening, announcing] {

@@ -139,19 +139,19 @@ pub async fn relay(
     Ok(None)
 }
 
-/// Executes command `id` when this replica holds its source (else leaves it to the holder).
+/// Executes command `id` when this replica holds its source's lease (else leaves it to the
+/// holder).
 pub async fn execute(
     db: &DatabaseConnection,
     shared: &ClusterShared,
     supervisor: &Addr<SourceSupervisor>,
     id: i64,
 ) -> Result<(), DbErr> {
-    let Some(row) = commands::find(db, id).await? else {
+    // Claimed only while this replica holds the source's lease, by the database: a replica that
+    // lost the source (or never had it) leaves the command to the holder.
+    let Some(row) = commands::claim(db, id, shared.replica_id).await? else {
         return Ok(());
     };
-    if !shared.epochs.holds(row.source_id) {
-        return Ok(());
-    }
     let Some(command) = Relayed::parse(&row.kind, row.body) else {
         return commands::answer(db, id, Answer::Unknown.as_str()).await;
     };

@@ -38,13 +38,14 @@ impl Handler<LetGo> for SourceSupervisor {
             return Box::pin(async {});
         };
         self.closing.insert(entry.incarnation, addr.clone());
+        let within = msg.within;
         Box::pin(async move {
             let shutdown = Shutdown {
-                timeout: Shutdown::ON_CHANGE,
+                timeout: within,
                 farewell: None,
             };
             let asked = addr.send(shutdown);
-            let _ = tokio::time::timeout(Shutdown::ON_CHANGE + Duration::from_secs(1), asked).await;
+            let _ = tokio::time::timeout(within + Duration::from_secs(1), asked).await;
         })
     }
 }

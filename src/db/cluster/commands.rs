@@ -41,13 +41,24 @@ pub async fn insert(
     row.try_get("", "id")
 }
 
-/// The unanswered command `id`, if there is one.
-pub async fn find(db: &impl ConnectionTrait, id: i64) -> Result<Option<CommandRow>, DbErr> {
+/// What an answer reads while the holder executes the command.
+const CLAIMED: &str = "claimed";
+
+/// Claims the unanswered command `id` for `replica`, only while `replica` holds the command's
+/// source under an unexpired lease (one claim wins).
+pub async fn claim(
+    db: &impl ConnectionTrait,
+    id: i64,
+    replica: Uuid,
+) -> Result<Option<CommandRow>, DbErr> {
+    let sql = format!(
+        "UPDATE source_commands c SET answer = '{CLAIMED}' FROM source_leases l \
+         WHERE c.id = $1 AND c.answer IS NULL AND l.source_id = c.source_id \
+           AND l.replica_id = $2 AND l.expires_at >= now() \
+         RETURNING c.source_id, c.kind, c.body"
+    );
     let row = db
-        .query_one_raw(pg(
-            "SELECT source_id, kind, body FROM source_commands WHERE id = $1 AND answer IS NULL",
-            vec![id.into()],
-        ))
+        .query_one_raw(pg(&sql, vec![id.into(), replica.into()]))
         .await?;
     row.map(|row| {
         Ok(CommandRow {
@@ -59,17 +70,16 @@ pub async fn find(db: &impl ConnectionTrait, id: i64) -> Result<Option<CommandRo
     .transpose()
 }
 
-/// Writes the answer of command `id` (the first answer stands).
+/// Writes the answer of the claimed command `id`.
 pub async fn answer(db: &impl ConnectionTrait, id: i64, answer: &str) -> Result<(), DbErr> {
-    db.execute_raw(pg(
-        "UPDATE source_commands SET answer = $2 WHERE id = $1 AND answer IS NULL",
-        vec![id.into(), answer.into()],
-    ))
-    .await?;
+    let sql =
+        format!("UPDATE source_commands SET answer = $2 WHERE id = $1 AND answer = '{CLAIMED}'");
+    db.execute_raw(pg(&sql, vec![id.into(), answer.into()]))
+        .await?;
     Ok(())
 }
 
-/// The answer of command `id`, once written.
+/// The answer of command `id`, once the holder has written it.
 pub async fn answer_of(db: &impl ConnectionTrait, id: i64) -> Result<Option<String>, DbErr> {
     let row = db
         .query_one_raw(pg(
@@ -77,7 +87,8 @@ pub async fn answer_of(db: &impl ConnectionTrait, id: i64) -> Result<Option<Stri
             vec![id.into()],
         ))
         .await?;
-    Ok(row.and_then(|row| row.try_get::<Option<String>>("", "answer").ok().flatten()))
+    let answer = row.and_then(|row| row.try_get::<Option<String>>("", "answer").ok().flatten());
+    Ok(answer.filter(|a| a != CLAIMED))
 }
 
 /// Forgets commands older than a minute (answered or not: their senders stopped waiting).

@@ -61,12 +61,13 @@ pub async fn renew(
     lease_s: f64,
 ) -> Result<Vec<Held>, DbErr> {
     let sql = format!(
-        "UPDATE source_leases l SET expires_at = now() + make_interval(secs => $2) \
+        "UPDATE source_leases l SET expires_at = now() + make_interval(secs => $2), \
+           weight = {WEIGHT} \
          FROM websocket_sources s \
          WHERE l.replica_id = $1 AND l.expires_at >= now() AND s.id = l.source_id \
          RETURNING l.source_id, l.epoch, CASE WHEN s.enabled THEN l.weight ELSE 0 END AS weight, \
-           {} AS waiting",
-        waiting()
+           {waiting} AS waiting",
+        waiting = waiting()
     );
     let rows = db
         .query_all_raw(pg(&sql, vec![replica.into(), lease_s.into()]))
@@ -88,7 +89,9 @@ pub async fn weights(db: &impl ConnectionTrait) -> Result<(i64, i64), DbErr> {
     }
 }
 
-/// Takes up to `limit` free sources (enabled, with no lease or an expired one) for `replica`.
+/// Takes free sources (enabled, with no lease or an expired one) for `replica` up to `weight`
+/// connections (in id order, each taken while the ones before it weigh less than `weight`: at
+/// least one, at most one source's weight beyond).
 /// The epoch continues from the lease's and from the source's status row (so a status written
 /// under any earlier holding is older). Two replicas taking at once never take the same source:
 /// the conflict and the expiry check settle it row by row.
@@ -96,16 +99,19 @@ pub async fn acquire_free(
     db: &impl ConnectionTrait,
     replica: Uuid,
     lease_s: f64,
-    limit: i64,
+    weight: i64,
 ) -> Result<Vec<Held>, DbErr> {
     let sql = format!(
-        "WITH free AS ( \
+        "WITH candidates AS ( \
            SELECT s.id, {WEIGHT} AS weight, \
              1 + GREATEST(COALESCE(l.epoch, 0), \
                COALESCE((SELECT st.owner_epoch FROM source_status st WHERE st.source_id = s.id), 0)) AS epoch \
            FROM websocket_sources s LEFT JOIN source_leases l ON l.source_id = s.id \
            WHERE s.enabled AND (l.source_id IS NULL OR l.expires_at < now()) \
-           ORDER BY s.id LIMIT $3) \
+           ORDER BY s.id LIMIT $3), \
+         free AS (SELECT id, weight, epoch FROM ( \
+           SELECT c.*, SUM(weight) OVER (ORDER BY id) - weight AS before FROM candidates c) x \
+           WHERE before < $3) \
          INSERT INTO source_leases AS l (source_id, replica_id, epoch, weight, expires_at) \
          SELECT id, $1, epoch, weight, now() + make_interval(secs => $2) FROM free \
          ON CONFLICT (source_id) DO UPDATE SET replica_id = excluded.replica_id, \
@@ -115,36 +121,45 @@ pub async fn acquire_free(
          RETURNING l.source_id, l.epoch, l.weight, false AS waiting"
     );
     let rows = db
-        .query_all_raw(pg(&sql, vec![replica.into(), lease_s.into(), limit.into()]))
+        .query_all_raw(pg(
+            &sql,
+            vec![replica.into(), lease_s.into(), weight.into()],
+        ))
         .await?;
     rows.iter().map(held).collect()
 }
 
-/// Takes over up to `limit` sources that `from` holds (it has more than its share, or it drains),
-/// make-before-break: `from` is named as the previous holder until it confirms, and keeps a Slack
-/// source's connections until the new holder is ready.
+/// Takes over enabled sources that `from` holds (it has more than its share, or it drains) up to
+/// `weight` connections, as [`acquire_free`] counts them: `from` is named as the previous holder
+/// until it confirms; a source handed over make-before-break keeps its connections there until
+/// the new holder is ready.
 pub async fn take_over(
     db: &impl ConnectionTrait,
     replica: Uuid,
     from: Uuid,
     lease_s: f64,
-    limit: i64,
+    weight: i64,
 ) -> Result<Vec<Held>, DbErr> {
     let sql = format!(
-        "UPDATE source_leases l SET replica_id = $1, epoch = l.epoch + 1, \
+        "WITH locked AS ( \
+           SELECT l.source_id, l.weight FROM source_leases l JOIN websocket_sources s ON s.id = l.source_id \
+           WHERE l.replica_id = $3 AND l.previous_replica_id IS NULL AND l.expires_at >= now() \
+             AND s.enabled \
+           ORDER BY l.source_id LIMIT $4 FOR UPDATE OF l SKIP LOCKED), \
+         picked AS (SELECT source_id FROM ( \
+           SELECT source_id, SUM(weight) OVER (ORDER BY source_id) - weight AS before FROM locked) x \
+           WHERE before < $4) \
+         UPDATE source_leases l SET replica_id = $1, epoch = l.epoch + 1, \
            previous_replica_id = l.replica_id, handed_at = now(), \
            expires_at = now() + make_interval(secs => $2) \
          FROM websocket_sources s \
-         WHERE s.id = l.source_id AND l.source_id IN ( \
-           SELECT source_id FROM source_leases WHERE replica_id = $3 \
-             AND previous_replica_id IS NULL AND expires_at >= now() \
-           ORDER BY source_id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+         WHERE s.id = l.source_id AND l.source_id IN (SELECT source_id FROM picked) \
          RETURNING l.source_id, l.epoch, l.weight, NOT {OVERLAP} AS waiting"
     );
     let rows = db
         .query_all_raw(pg(
             &sql,
-            vec![replica.into(), lease_s.into(), from.into(), limit.into()],
+            vec![replica.into(), lease_s.into(), from.into(), weight.into()],
         ))
         .await?;
     rows.iter().map(held).collect()
@@ -156,9 +171,9 @@ pub async fn take_over(
 /// [`HANDOVER_MAX_S`].
 pub async fn handing(db: &impl ConnectionTrait, replica: Uuid) -> Result<Vec<(Uuid, bool)>, DbErr> {
     let sql = format!(
-        "SELECT l.source_id, (s.kind IS NULL OR NOT {OVERLAP} \
+        "SELECT l.source_id, COALESCE(s.kind IS NULL OR NOT {OVERLAP} \
            OR NOT s.enabled OR (st.owner_epoch = l.epoch AND st.state = 'connected') \
-           OR l.handed_at < now() - make_interval(secs => $2)) AS close_now \
+           OR l.handed_at < now() - make_interval(secs => $2), false) AS close_now \
          FROM source_leases l LEFT JOIN websocket_sources s ON s.id = l.source_id \
            LEFT JOIN source_status st ON st.source_id = l.source_id \
          WHERE l.previous_replica_id = $1"
