@@ -79,17 +79,7 @@ impl Application {
         let keyring = Arc::new(keyring_setup::load_keyring(&settings)?);
         rotate::verify_all(&db, &keyring).await?;
         let bootstrap_key = bootstrap::bootstrap(&db, &settings, announce).await?;
-        crate::cluster::refuse_beside_replicas(&settings, &db).await?;
-        let cluster = Arc::new(if settings.cluster {
-            ClusterShared::new(
-                true,
-                settings.public_base_url(),
-                Duration::from_secs_f64(settings.cluster_lease_s),
-                i64::from(settings.cluster_handover_batch),
-            )
-        } else {
-            ClusterShared::single()
-        });
+        let cluster = crate::cluster::join(&settings, &db).await?;
         let Actors {
             registry,
             publisher,
@@ -104,7 +94,6 @@ impl Application {
             settings.stream_max_sessions,
             settings.stream_max_sessions_per_key,
         );
-        let db_handle = db.clone();
         let state = web::Data::new(AppState {
             db,
             deliveries,
@@ -122,7 +111,7 @@ impl Application {
             stream_sessions,
             cluster: cluster.clone(),
         });
-        let app_metrics = state.metrics.clone();
+        let (app_metrics, db_handle) = (state.metrics.clone(), state.db.clone());
         let metrics_server = match state.settings.metrics_bind {
             Some(bind) => Some(metrics_server(bind, state.clone())?),
             None => None,
@@ -280,6 +269,35 @@ async fn start_sources(
     Ok((supervisor, status))
 }
 
+/// The pool of dispatch actors.
+fn start_dispatch(
+    settings: &Settings,
+    db: &DatabaseConnection,
+    registry: &Arc<AutomationRegistry>,
+    publisher: &Publisher,
+    metrics: &Arc<Metrics>,
+    notifier: &RunNotifier,
+) -> DispatchPool {
+    DispatchPool::start(
+        settings.dispatch_workers(),
+        settings.dispatch_queue_limit,
+        db.clone(),
+        registry.clone(),
+        publisher.clone(),
+        metrics.clone(),
+        notifier.clone(),
+    )
+}
+
+/// With replicas: the coordinator, the listener, the announcer of new runs and the live stream's
+/// relay.
+fn start_cluster(listener: crate::cluster::listener::Listener, publisher: Publisher) {
+    let (db, cluster) = (listener.db.clone(), listener.shared.clone());
+    crate::cluster::spawn(listener);
+    let relay = crate::api::stream::relay::relay(db, cluster.clone(), publisher);
+    cluster.track(actix::spawn(relay));
+}
+
 /// The actors and what they share, started.
 struct Actors {
     registry: Arc<AutomationRegistry>,
@@ -305,15 +323,7 @@ async fn start_actors(
     let publisher = Publisher::new();
     let metrics = Arc::new(Metrics::new());
     let notifier = RunNotifier::new();
-    let dispatch = DispatchPool::start(
-        settings.dispatch_workers(),
-        settings.dispatch_queue_limit,
-        db.clone(),
-        registry.clone(),
-        publisher.clone(),
-        metrics.clone(),
-        notifier.clone(),
-    );
+    let dispatch = start_dispatch(settings, db, &registry, &publisher, &metrics, &notifier);
     let (supervisor, status) = start_sources(
         settings,
         db,
@@ -325,26 +335,24 @@ async fn start_actors(
     )
     .await?;
     if cluster.enabled {
-        crate::cluster::spawn(crate::cluster::listener::Listener {
-            url: settings.database_url(),
-            db: db.clone(),
-            shared: cluster.clone(),
-            supervisor: supervisor.clone(),
-            keyring: keyring.clone(),
-            slack_api_base: settings.slack_api_base.clone(),
-            notifier: notifier.clone(),
-            registry: registry.clone(),
-            stream: crate::api::stream::relay::receiver(
-                db.clone(),
-                cluster.replica_id,
-                publisher.clone(),
-            ),
-        });
-        cluster.track(actix::spawn(crate::api::stream::relay::relay(
-            db.clone(),
-            cluster.clone(),
+        start_cluster(
+            crate::cluster::listener::Listener {
+                url: settings.database_url(),
+                db: db.clone(),
+                shared: cluster.clone(),
+                supervisor: supervisor.clone(),
+                keyring: keyring.clone(),
+                slack_api_base: settings.slack_api_base.clone(),
+                notifier: notifier.clone(),
+                registry: registry.clone(),
+                stream: crate::api::stream::relay::receiver(
+                    db.clone(),
+                    cluster.replica_id,
+                    publisher.clone(),
+                ),
+            },
             publisher.clone(),
-        )));
+        );
     }
     spawn_maintenance(db.clone(), dispatch.clone(), cluster.clone());
     spawn_queue_upkeep(

@@ -127,6 +127,8 @@ pub(crate) struct RunningApp {
     pub(crate) publisher: switchboard::actors::publisher::Publisher,
     pub(crate) metrics: std::sync::Arc<switchboard::metrics::Metrics>,
     pub(crate) db: DatabaseConnection,
+    /// The application's serve-and-stop task (sources closed, status written, cluster left).
+    pub(crate) finished: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 pub(crate) async fn start_app(env: &Env) -> RunningApp {
@@ -135,7 +137,7 @@ pub(crate) async fn start_app(env: &Env) -> RunningApp {
     let app_handle = app.handle();
     let publisher = app.publisher().clone();
     let metrics = app.metrics().clone();
-    actix_web::rt::spawn(app.run_until_stopped());
+    let finished = actix_web::rt::spawn(app.run_until_stopped());
     let db = switchboard::db::connect(&env.settings).await.unwrap();
     RunningApp {
         base,
@@ -144,6 +146,7 @@ pub(crate) async fn start_app(env: &Env) -> RunningApp {
         publisher,
         metrics,
         db,
+        finished,
     }
 }
 
@@ -218,8 +221,9 @@ impl RunningApp {
         }
     }
 
+    /// Stops the application and waits until it has closed everything (bounded).
     pub(crate) async fn stop(self) {
         self.app_handle.stop(true).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(40), self.finished).await;
     }
 }

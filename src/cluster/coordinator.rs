@@ -144,19 +144,7 @@ impl Coordinator {
         let mut mine = self.apply_held(&held).await;
         let plan = self.plan_handover(&held_ids).await?;
         let alive = db_cluster::replicas::alive(&self.db, lease_s).await?;
-        let leader = alive
-            .iter()
-            .filter(|r| !r.draining)
-            .map(|r| r.id)
-            .min()
-            .is_some_and(|id| id == shared.replica_id);
-        shared.leader.store(leader, Ordering::Release);
-        let others_streaming = alive
-            .iter()
-            .any(|r| r.id != shared.replica_id && r.streams > 0);
-        shared
-            .others_streaming
-            .store(others_streaming, Ordering::Release);
+        let leader = self.observe(&alive);
         if draining {
             let others = alive
                 .iter()
@@ -173,6 +161,43 @@ impl Coordinator {
         if self.turns == 0 {
             return Ok(plan);
         }
+        mine += self.rebalance(&alive, mine).await?;
+        self.mine = mine;
+        if leader && self.turns.is_multiple_of(30) {
+            db_cluster::commands::prune(&self.db).await?;
+            db_cluster::stream::prune(&self.db).await?;
+            db_cluster::leases::prune(&self.db).await?;
+        }
+        Ok(plan)
+    }
+
+    /// Reads the other replicas: whether this one leads, and whether another serves stream
+    /// clients.
+    fn observe(&self, alive: &[db_cluster::replicas::ReplicaRow]) -> bool {
+        let me = self.shared.replica_id;
+        let leader = alive
+            .iter()
+            .filter(|r| !r.draining)
+            .map(|r| r.id)
+            .min()
+            .is_some_and(|id| id == me);
+        self.shared.leader.store(leader, Ordering::Release);
+        let others_streaming = alive.iter().any(|r| r.id != me && r.streams > 0);
+        self.shared
+            .others_streaming
+            .store(others_streaming, Ordering::Release);
+        leader
+    }
+
+    /// Takes free sources or takes over from another replica, as the balance says; answers the
+    /// connections taken.
+    async fn rebalance(
+        &mut self,
+        alive: &[db_cluster::replicas::ReplicaRow],
+        mine: i64,
+    ) -> Result<i64, DbErr> {
+        let me = self.shared.replica_id;
+        let lease_s = self.shared.lease.as_secs_f64();
         let loads: Vec<Load> = alive
             .iter()
             .map(|r| Load {
@@ -182,32 +207,17 @@ impl Coordinator {
             })
             .collect();
         let (total, free) = db_cluster::leases::weights(&self.db).await?;
-        let taken = match next_move(
-            shared.replica_id,
-            mine,
-            &loads,
-            total,
-            free,
-            shared.handover_batch,
-        ) {
+        let batch = self.shared.handover_batch;
+        let taken = match next_move(me, mine, &loads, total, free, batch) {
             Move::Stay => Vec::new(),
-            Move::TakeFree(n) => {
-                db_cluster::leases::acquire_free(&self.db, shared.replica_id, lease_s, n).await?
-            }
+            Move::TakeFree(n) => db_cluster::leases::acquire_free(&self.db, me, lease_s, n).await?,
             Move::TakeOver(from, n) => {
-                tracing::info!(from = %from, sources = n, "taking over sources to balance the cluster");
-                db_cluster::leases::take_over(&self.db, shared.replica_id, from, lease_s, n).await?
+                tracing::info!(from = %from, connections = n, "taking over sources to balance the cluster");
+                db_cluster::leases::take_over(&self.db, me, from, lease_s, n).await?
             }
         };
-        mine += self.apply_held(&taken).await;
-        self.mine = mine;
         self.loads = loads;
-        if leader && self.turns % 30 == 0 {
-            db_cluster::commands::prune(&self.db).await?;
-            db_cluster::stream::prune(&self.db).await?;
-            db_cluster::leases::prune(&self.db).await?;
-        }
-        Ok(plan)
+        Ok(self.apply_held(&taken).await)
     }
 
     /// Between turns: takes free sources up to this replica's share, by the loads of the last turn.

@@ -83,6 +83,20 @@ impl ClusterShared {
             .push(task);
     }
 
+    /// The replica's state as the settings ask: clustered (`SWITCHBOARD_CLUSTER`) or a single
+    /// node.
+    pub fn for_settings(settings: &crate::config::Settings) -> ClusterShared {
+        if !settings.cluster {
+            return ClusterShared::single();
+        }
+        ClusterShared::new(
+            true,
+            settings.public_base_url(),
+            Duration::from_secs_f64(settings.cluster_lease_s),
+            i64::from(settings.cluster_handover_batch),
+        )
+    }
+
     /// A single node: no coordination, always the leader.
     pub fn single() -> ClusterShared {
         ClusterShared::new(false, String::new(), Duration::from_secs(10), 250)
@@ -239,6 +253,16 @@ pub fn spawn(listener: listener::Listener) {
     for task in [coordinating, listening, announcing] {
         shared.track(task);
     }
+}
+
+/// This process's cluster state, after checking that it may start beside what else uses the
+/// database ([`refuse_beside_replicas`]).
+pub async fn join(
+    settings: &crate::config::Settings,
+    db: &DatabaseConnection,
+) -> anyhow::Result<std::sync::Arc<ClusterShared>> {
+    refuse_beside_replicas(settings, db).await?;
+    Ok(std::sync::Arc::new(ClusterShared::for_settings(settings)))
 }
 
 /// A process without `SWITCHBOARD_CLUSTER` runs every source: it must not start on a PostgreSQL

@@ -155,6 +155,7 @@ async fn send_one(db: &DatabaseConnection, payload: &str) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
