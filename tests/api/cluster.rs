@@ -16,18 +16,18 @@ use crate::process::{Served, free_port, switchboard};
 const KEYS: &str = "k1:MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI=";
 
 /// One replica process.
-struct Replica {
-    served: Served,
-    port: u16,
+pub(crate) struct Replica {
+    pub(crate) served: Served,
+    pub(crate) port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Replica {
-    fn start(url: &str) -> Replica {
+    pub(crate) fn start(url: &str) -> Replica {
         Replica::start_with(url, &[])
     }
 
-    fn start_with(url: &str, extra: &[(&str, String)]) -> Replica {
+    pub(crate) fn start_with(url: &str, extra: &[(&str, String)]) -> Replica {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut command = switchboard(dir.path());
@@ -50,7 +50,7 @@ impl Replica {
         }
     }
 
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
+    pub(crate) async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Resp {
         let client = awc::Client::builder()
             .timeout(Duration::from_secs(30))
             .finish();
@@ -65,7 +65,7 @@ impl Replica {
         read(res.unwrap()).await
     }
 
-    async fn ready(&self, timeout: Duration) -> bool {
+    pub(crate) async fn ready(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             let client = awc::Client::default();
@@ -82,7 +82,7 @@ impl Replica {
         false
     }
 
-    async fn cluster(&self) -> Value {
+    pub(crate) async fn cluster(&self) -> Value {
         let resp = self.call("GET", "/v1/cluster", None).await;
         assert_eq!(resp.status, 200, "{}", resp.text);
         resp.body
@@ -107,7 +107,7 @@ async fn three_replicas() -> (Vec<Replica>, DatabaseConnection, PgDatabase) {
 }
 
 /// Which replica (by id) holds each source.
-async fn holders(db: &DatabaseConnection) -> HashMap<String, String> {
+pub(crate) async fn holders(db: &DatabaseConnection) -> HashMap<String, String> {
     let rows = db
         .query_all_raw(Statement::from_string(
             db.get_database_backend(),
@@ -127,7 +127,7 @@ async fn holders(db: &DatabaseConnection) -> HashMap<String, String> {
 }
 
 /// The replica ids, in the order the replicas were started.
-async fn replica_ids(replicas: &[Replica]) -> Vec<String> {
+pub(crate) async fn replica_ids(replicas: &[Replica]) -> Vec<String> {
     let mut ids = Vec::new();
     for replica in replicas {
         let cluster = replica.cluster().await;
@@ -145,7 +145,7 @@ async fn replica_ids(replicas: &[Replica]) -> Vec<String> {
     ids
 }
 
-async fn eventually(timeout: Duration, mut cond: impl AsyncFnMut() -> bool) -> bool {
+pub(crate) async fn eventually(timeout: Duration, mut cond: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if cond().await {
@@ -156,7 +156,7 @@ async fn eventually(timeout: Duration, mut cond: impl AsyncFnMut() -> bool) -> b
     cond().await
 }
 
-fn all_connected_once(peers: &[Peer]) -> bool {
+pub(crate) fn all_connected_once(peers: &[Peer]) -> bool {
     peers.iter().all(|p| p.open_connections() == 1)
 }
 
@@ -187,7 +187,7 @@ async fn nine_sources(a: &Replica, peers: &[Peer]) -> Vec<String> {
     ids
 }
 
-async fn runs(db: &DatabaseConnection) -> i64 {
+pub(crate) async fn runs(db: &DatabaseConnection) -> i64 {
     let row = db
         .query_one_raw(Statement::from_string(
             db.get_database_backend(),
@@ -199,7 +199,7 @@ async fn runs(db: &DatabaseConnection) -> i64 {
     row.try_get("", "n").unwrap()
 }
 
-fn peers(n: usize) -> Vec<Peer> {
+pub(crate) fn peers(n: usize) -> Vec<Peer> {
     (0..n)
         .map(|_| Peer::start(vec![ConnectionScript::accept(vec![Step::Echo])]))
         .collect()
@@ -364,7 +364,7 @@ async fn replicas_share_sources_route_commands_and_take_over_a_killed_one() {
 }
 
 #[actix_web::test]
-async fn a_stopping_replica_hands_its_sources_over_and_exits() {
+async fn a_drained_replica_hands_its_sources_over_and_exits() {
     let (mut replicas, db, _guard) = three_replicas().await;
     let peers = peers(6);
     let mut sources = Vec::new();
@@ -393,7 +393,9 @@ async fn a_stopping_replica_hands_its_sources_over_and_exits() {
         })
         .await
     );
-    replicas[0].served.signal("TERM");
+    // Drained through the API (SIGTERM does the same: the rolling-restart test uses it).
+    let resp = replicas[0].call("POST", "/v1/cluster/drain", None).await;
+    assert_eq!(resp.status, 202, "{}", resp.text);
     let stopping = Instant::now();
     let (code, output) = tokio::task::spawn_blocking({
         let mut replica = replicas.remove(0);

@@ -17,6 +17,7 @@ mod tls_front;
 mod automation_index;
 mod automations;
 mod cluster;
+mod cluster_faults;
 mod contract_snapshots;
 mod durability;
 mod events_runs;

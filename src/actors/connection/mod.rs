@@ -34,6 +34,13 @@ pub use reports::{ConnectionEnded, ConnectionReady, DownReason, ReplacementDue};
 #[rtype(result = "()")]
 pub struct StopConnection;
 
+/// Source actor → connection actor: stop now, dropping the socket without a close handshake
+/// (what a graceful [`StopConnection`] had not finished by its source's shutdown deadline; the
+/// peer redelivers what was not ACKed). Answers nothing.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct AbortConnection;
+
 /// Source actor → connection actor: a ready replacement took over from this connection
 /// (make-before-break). It drains as [`Command::Retire`] says: until the peer closes it when the
 /// peer asked for the refresh, else at once. Answers nothing.
@@ -180,6 +187,14 @@ impl Handler<StopConnection> for ConnectionActor {
 
     fn handle(&mut self, _: StopConnection, ctx: &mut Context<Self>) {
         self.command(Command::Stop, ctx);
+    }
+}
+
+impl Handler<AbortConnection> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: AbortConnection, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 

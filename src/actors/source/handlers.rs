@@ -10,7 +10,7 @@ use super::super::commands::{
     GetSample, GetSnapshot, Pause, Reconnect, Resume, SendError, SendFrame, Shutdown, Update,
 };
 use super::super::connection::{
-    ConnectionEnded, ConnectionReady, ReplacementDue, StopConnection, WriteFrame,
+    AbortConnection, ConnectionEnded, ConnectionReady, ReplacementDue, StopConnection, WriteFrame,
 };
 use super::board::Shown;
 use super::{SourceActor, show};
@@ -110,7 +110,8 @@ impl Handler<Shutdown> for SourceActor {
 
     /// Stops every connection; shows the farewell state at once (so that it is this source's last
     /// status write, before any actor started for it later writes); then waits for the
-    /// connections to end, at most `timeout`, writes the counters and stops.
+    /// connections to end, at most `timeout`, cuts off any still open, writes the counters and
+    /// stops.
     fn handle(&mut self, msg: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
         self.exit.mark_clean();
         let effects = self.board.shutdown();
@@ -141,6 +142,11 @@ impl Handler<Shutdown> for SourceActor {
             .into_actor(self)
             .map(|(), act, ctx| {
                 act.flush_counters();
+                // Whatever has not closed by the deadline is cut off: the caller counts on it
+                // (a replica fencing itself must be rid of its sockets before its lease expires).
+                for connection in act.connections.values() {
+                    connection.do_send(AbortConnection);
+                }
                 ctx.stop();
             }),
         )

@@ -1,0 +1,197 @@
+//! Replicas under faults, as real processes: a replica SIGKILLed while a Slack app streams
+//! envelopes (nothing lost: the peer redelivers what was not ACKed, and every envelope ends up as
+//! one run), and a replica cut off from PostgreSQL (it stops its connections before another
+//! replica may take them: no feed ever has two connections at once).
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sea_orm::Database;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::cluster::{Replica, all_connected_once, eventually, holders, peers, replica_ids, runs};
+use crate::helpers::{create_pg_database, postgres_base};
+use crate::ingest::source_body;
+
+#[actix_web::test]
+async fn a_replica_killed_under_slack_traffic_loses_nothing() {
+    use crate::slack::{TOKEN, messages, slack_body};
+    use crate::slack_peer::{SlackPeer, SlackPeerConfig};
+    let peer = SlackPeer::start(
+        SlackPeerConfig::new(TOKEN)
+            .ack_deadline(Duration::from_secs(3))
+            .max_redeliveries(5),
+    );
+    let (url, _guard) = create_pg_database().await;
+    let env = [("SWITCHBOARD_SLACK_API_BASE", peer.api_base())];
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let replica = Replica::start_with(&url, &env);
+        assert!(replica.ready(Duration::from_secs(60)).await);
+        replicas.push(replica);
+    }
+    let db = Database::connect(&url).await.unwrap();
+    let resp = replicas[0]
+        .call(
+            "POST",
+            "/v1/websocket-sources",
+            Some(slack_body("slack", json!({"connections": 2}))),
+        )
+        .await;
+    assert_eq!(resp.status, 201, "{}", resp.text);
+    let trigger = json!({"type": "event", "source": "slack", "on": ["*"]});
+    let resp = replicas[0]
+        .call(
+            "POST",
+            "/v1/automations",
+            Some(json!({"name": "all", "trigger": trigger})),
+        )
+        .await;
+    assert_eq!(resp.status, 201, "{}", resp.text);
+    assert!(
+        peer.wait_until(Duration::from_secs(20), |p| p.ready_sockets() == 2)
+            .await
+    );
+    let total = 400;
+    peer.send_envelopes_paced(messages(total, "kill"), 20.0);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let holder = holders(&db).await.values().next().cloned().unwrap();
+    let ids = replica_ids(&replicas).await;
+    let at = ids.iter().position(|id| *id == holder).unwrap();
+    replicas[at].served.signal("KILL");
+    let killed = Instant::now();
+    assert!(
+        peer.wait_until(Duration::from_secs(15), |p| p.ready_sockets() >= 1
+            && p.live_sockets() >= 1)
+            .await,
+        "no ready connection again within 15 s of the kill"
+    );
+    let back = killed.elapsed();
+    assert!(back < Duration::from_secs(15), "back after {back:?}");
+    assert!(
+        eventually(Duration::from_secs(60), async || runs(&db).await
+            == total as i64)
+        .await,
+        "runs: {} of {total}, unacked: {:?}",
+        runs(&db).await,
+        peer.unacked()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(runs(&db).await, total as i64, "a duplicate run");
+}
+
+/// A TCP proxy to PostgreSQL that can be cut: every connection through it is dropped and new
+/// ones are refused.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    async fn start(target: (String, u16)) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let flag = cut.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(listener.into_std().unwrap()).unwrap();
+                loop {
+                    let Ok((client, _)) = listener.accept().await else {
+                        return;
+                    };
+                    if flag.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    let (target, flag) = (target.clone(), flag.clone());
+                    tokio::spawn(async move {
+                        let Ok(server) = TcpStream::connect(target).await else {
+                            return;
+                        };
+                        let (mut cr, mut cw) = client.into_split();
+                        let (mut sr, mut sw) = server.into_split();
+                        let up = tokio::io::copy(&mut cr, &mut sw);
+                        let down = tokio::io::copy(&mut sr, &mut cw);
+                        let cut = async {
+                            while !flag.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        };
+                        tokio::select! {
+                            _ = up => {}
+                            _ = down => {}
+                            () = cut => {}
+                        }
+                    });
+                }
+            });
+        });
+        Proxy { port, cut }
+    }
+}
+
+#[actix_web::test]
+async fn a_replica_cut_off_from_the_database_stops_its_sources_before_they_are_taken() {
+    let (url, _guard) = create_pg_database().await;
+    let base = url::Url::parse(&postgres_base()).unwrap();
+    let target = (
+        base.host_str().unwrap().to_owned(),
+        base.port().unwrap_or(5432),
+    );
+    let proxy = Proxy::start(target).await;
+    let mut proxied = url::Url::parse(&url).unwrap();
+    proxied.set_port(Some(proxy.port)).unwrap();
+    let a = Replica::start(&url);
+    assert!(a.ready(Duration::from_secs(60)).await);
+    let b = Replica::start(proxied.as_str());
+    assert!(b.ready(Duration::from_secs(60)).await);
+    let db = Database::connect(&url).await.unwrap();
+    let peers = peers(4);
+    for (i, peer) in peers.iter().enumerate() {
+        let slug = format!("feed-{i}");
+        let resp = a
+            .call(
+                "POST",
+                "/v1/websocket-sources",
+                Some(source_body(&slug, peer, json!({}))),
+            )
+            .await;
+        assert_eq!(resp.status, 201, "{}", resp.text);
+    }
+    let replicas = [a, b];
+    let ids = replica_ids(&replicas).await;
+    assert!(
+        eventually(Duration::from_secs(20), async || {
+            let held = holders(&db).await;
+            held.len() == 4
+                && ids
+                    .iter()
+                    .all(|id| held.values().filter(|r| *r == id).count() == 2)
+                && all_connected_once(&peers)
+        })
+        .await
+    );
+    // Cut the second replica off: it cannot renew, stops its two sources after half a lease,
+    // and the first takes them once the lease has expired. No feed ever sees two connections.
+    proxy.cut.store(true, Ordering::SeqCst);
+    let cut = Instant::now();
+    let mut most = 0;
+    let mut back = None;
+    while cut.elapsed() < Duration::from_secs(20) {
+        most = most.max(peers.iter().map(|p| p.open_connections()).max().unwrap());
+        let held = holders(&db).await;
+        if held.len() == 4 && held.values().all(|r| *r == ids[0]) && all_connected_once(&peers) {
+            back = Some(cut.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(most <= 1, "a feed had {most} connections at once");
+    let back = back.expect("the first replica did not take the cut-off replica's sources");
+    assert!(back < Duration::from_secs(15), "taken over after {back:?}");
+}
