@@ -135,11 +135,14 @@ impl Shutdown {
 /// On a single node every source is held from the start and this is never sent. Answers whether
 /// the supervisor knows the source (a source created on another replica may not have reached it
 /// yet: the coordinator asks again at its next turn).
-#[derive(Message, Debug, Clone, Copy)]
+#[derive(Message, Debug, Clone)]
 #[rtype(result = "bool")]
 pub struct Hold {
     /// The source.
     pub source_id: Uuid,
+    /// What its previous holder left it holding (an operator's pause, a terminal failure): the
+    /// source starts held so, as it would have stayed.
+    pub kept: Option<(crate::sources::status::SourceState, Option<String>)>,
 }
 
 /// Cluster coordinator → supervisor: this replica no longer holds the source (it handed it over,

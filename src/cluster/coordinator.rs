@@ -18,6 +18,7 @@ use super::balance::{Load, Move, next_move};
 use super::{ClusterShared, db_cluster};
 use crate::actors::commands::Hold;
 use crate::actors::supervisor::SourceSupervisor;
+use crate::sources::status::SourceState;
 
 mod handover;
 use handover::Plan;
@@ -262,12 +263,22 @@ impl Coordinator {
                 starting.push(lease.source_id);
             }
         }
+        if starting.is_empty() {
+            return weight;
+        }
+        // A source its previous holder left paused or failed starts so here.
+        let mut kept = db_cluster::leases::kept_states(&self.db, starting.clone())
+            .await
+            .unwrap_or_default();
         // Counted as running before the supervisor answers: should this be cut off, a source that
         // did start is still stopped when it is lost.
         self.running.extend(starting.iter().copied());
-        let asked = starting
-            .iter()
-            .map(|&source_id| self.supervisor.send(Hold { source_id }));
+        let asked = starting.iter().map(|&source_id| {
+            let kept = kept
+                .remove(&source_id)
+                .and_then(|(state, detail)| Some((SourceState::parse(&state)?, detail)));
+            self.supervisor.send(Hold { source_id, kept })
+        });
         let known = futures_util::future::join_all(asked).await;
         for (source_id, known) in starting.into_iter().zip(known) {
             if !known.unwrap_or(false) {

@@ -41,6 +41,21 @@ impl SourceState {
             Self::Failed => "failed",
         }
     }
+
+    /// Parses a stored name.
+    pub fn parse(name: &str) -> Option<SourceState> {
+        [
+            Self::Disabled,
+            Self::Connecting,
+            Self::Connected,
+            Self::Backoff,
+            Self::Failing,
+            Self::Paused,
+            Self::Failed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == name)
+    }
 }
 
 /// What is counted per source.

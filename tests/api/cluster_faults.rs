@@ -195,3 +195,88 @@ async fn a_replica_cut_off_from_the_database_stops_its_sources_before_they_are_t
     let back = back.expect("the first replica did not take the cut-off replica's sources");
     assert!(back < Duration::from_secs(15), "taken over after {back:?}");
 }
+
+#[actix_web::test]
+async fn a_paused_source_stays_paused_when_another_replica_takes_it_over() {
+    let (url, _guard) = create_pg_database().await;
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        let replica = Replica::start(&url);
+        assert!(replica.ready(Duration::from_secs(60)).await);
+        replicas.push(replica);
+    }
+    let db = Database::connect(&url).await.unwrap();
+    let peers = peers(2);
+    let mut sources = Vec::new();
+    for (i, peer) in peers.iter().enumerate() {
+        let slug = format!("feed-{i}");
+        let resp = replicas[0]
+            .call(
+                "POST",
+                "/v1/websocket-sources",
+                Some(source_body(&slug, peer, json!({}))),
+            )
+            .await;
+        assert_eq!(resp.status, 201, "{}", resp.text);
+        sources.push(resp.body["id"].as_str().unwrap().to_owned());
+    }
+    let ids = replica_ids(&replicas).await;
+    assert!(
+        eventually(Duration::from_secs(20), async || {
+            let held = holders(&db).await;
+            held.len() == 2
+                && ids
+                    .iter()
+                    .all(|id| held.values().filter(|r| *r == id).count() == 1)
+                && all_connected_once(&peers)
+        })
+        .await
+    );
+    // Pause, through the first replica, the source the second one holds; then kill the second.
+    let held = holders(&db).await;
+    let on_second = (0..2)
+        .find(|&i| held.get(&sources[i]) == Some(&ids[1]))
+        .unwrap();
+    let path = format!("/v1/websocket-sources/{}", sources[on_second]);
+    let resp = replicas[0]
+        .call("POST", &format!("{path}/pause"), None)
+        .await;
+    assert_eq!(resp.status, 202, "{}", resp.text);
+    assert!(
+        peers[on_second]
+            .wait_until(Duration::from_secs(5), |p| p.open_connections() == 0)
+            .await
+    );
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            replicas[0].call("GET", &path, None).await.body["status"]["state"] == "paused"
+        })
+        .await
+    );
+    let attempts = peers[on_second].attempts();
+    replicas[1].served.signal("KILL");
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            holders(&db).await.values().all(|r| *r == ids[0]) && holders(&db).await.len() == 2
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        peers[on_second].attempts(),
+        attempts,
+        "the paused source connected again"
+    );
+    let shown = replicas[0].call("GET", &path, None).await;
+    assert_eq!(shown.body["status"]["state"], "paused", "{}", shown.text);
+    // Resumed on its new holder, it connects.
+    let resp = replicas[0]
+        .call("POST", &format!("{path}/resume"), None)
+        .await;
+    assert_eq!(resp.status, 202, "{}", resp.text);
+    assert!(
+        peers[on_second]
+            .wait_until(Duration::from_secs(5), |p| p.open_connections() == 1)
+            .await
+    );
+}

@@ -50,6 +50,14 @@ impl KeptHold {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = held;
     }
 
+    /// Holds `state` (paused or failed) with its detail: a source taken over from another replica
+    /// starts as its previous holder left it.
+    pub fn hold(&self, state: SourceState, detail: Option<String>) {
+        if matches!(state, SourceState::Paused | SourceState::Failed) {
+            *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((state, detail));
+        }
+    }
+
     /// Forgets the hold (a new spec starts the source afresh).
     pub fn clear(&self) {
         *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;

@@ -19,6 +19,9 @@ impl Handler<Hold> for SourceSupervisor {
         };
         entry.held = true;
         if entry.actor.is_none() && entry.spec.enabled && !self.stopping {
+            if let Some((state, detail)) = msg.kept {
+                entry.kept.hold(state, detail);
+            }
             entry.restarts.reset();
             self.spawn(msg.source_id, Duration::ZERO, ctx);
         }

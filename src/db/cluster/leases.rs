@@ -246,3 +246,23 @@ pub async fn prune(db: &impl ConnectionTrait) -> Result<(), DbErr> {
     .await?;
     Ok(())
 }
+
+/// The stored state of each of `ids` that holds it (`paused` or `failed`), with its detail.
+pub async fn kept_states(
+    db: &impl ConnectionTrait,
+    ids: Vec<Uuid>,
+) -> Result<std::collections::HashMap<Uuid, (String, Option<String>)>, DbErr> {
+    let rows = db
+        .query_all_raw(pg(
+            "SELECT source_id, state, detail FROM source_status \
+             WHERE source_id = ANY($1) AND state IN ('paused', 'failed')",
+            vec![ids.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let id: Uuid = row.try_get("", "source_id")?;
+            Ok((id, (row.try_get("", "state")?, row.try_get("", "detail")?)))
+        })
+        .collect()
+}
