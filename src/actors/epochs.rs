@@ -51,16 +51,6 @@ impl Epochs {
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|id, _| held.contains(id));
     }
-
-    /// How many sources this process holds.
-    pub fn len(&self) -> usize {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).len()
-    }
-
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
@@ -77,6 +67,5 @@ mod tests {
         assert_eq!(epochs.clone().get(id), 7);
         epochs.remove(id);
         assert!(!epochs.holds(id));
-        assert!(epochs.is_empty());
     }
 }

@@ -168,6 +168,7 @@ impl Coordinator {
             db_cluster::commands::prune(&self.db).await?;
             db_cluster::stream::prune(&self.db).await?;
             db_cluster::leases::prune(&self.db).await?;
+            db_cluster::replicas::forget_silent(&self.db, lease_s).await?;
         }
         Ok(plan)
     }

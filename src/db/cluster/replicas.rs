@@ -61,14 +61,19 @@ pub async fn heartbeat(db: &impl ConnectionTrait, beat: Beat<'_>) -> Result<(), 
     Ok(())
 }
 
-/// Every replica whose heartbeat is younger than `alive_s` seconds, with what it holds; replicas
-/// silent for ten times that are forgotten on the way.
-pub async fn alive(db: &impl ConnectionTrait, alive_s: f64) -> Result<Vec<ReplicaRow>, DbErr> {
+/// Forgets replicas silent for ten times `alive_s` seconds (the leader's upkeep).
+pub async fn forget_silent(db: &impl ConnectionTrait, alive_s: f64) -> Result<(), DbErr> {
     db.execute_raw(pg(
         "DELETE FROM replicas WHERE heartbeat_at < now() - make_interval(secs => $1 * 10)",
         vec![alive_s.into()],
     ))
     .await?;
+    Ok(())
+}
+
+/// Every replica whose heartbeat is younger than `alive_s` seconds, with what it holds (a read
+/// only: `GET /v1/cluster` and every turn of every coordinator call it).
+pub async fn alive(db: &impl ConnectionTrait, alive_s: f64) -> Result<Vec<ReplicaRow>, DbErr> {
     let sql = "SELECT r.id, r.address, r.version, r.started_at, r.draining, r.streams, \
          (EXTRACT(EPOCH FROM (now() - r.heartbeat_at)) * 1000)::bigint AS age, \
          COUNT(l.source_id) AS sources, \
