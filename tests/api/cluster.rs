@@ -89,21 +89,62 @@ impl Replica {
     }
 }
 
-/// Three replicas on a fresh database, started one after the other (the first creates the schema
-/// and the admin key).
-async fn three_replicas() -> (Vec<Replica>, DatabaseConnection, PgDatabase) {
-    let (url, guard) = create_pg_database().await;
+/// `n` replicas on `url` with the extra environment `env`, started one after the other (the first
+/// creates the schema and the admin key), each ready.
+pub(crate) async fn start_replicas(url: &str, n: usize, env: &[(&str, String)]) -> Vec<Replica> {
     let mut replicas = Vec::new();
-    for _ in 0..3 {
-        let replica = Replica::start(&url);
+    for _ in 0..n {
+        let replica = Replica::start_with(url, env);
         assert!(
             replica.ready(Duration::from_secs(60)).await,
             "a replica never got ready"
         );
         replicas.push(replica);
     }
+    replicas
+}
+
+/// Three replicas on a fresh database.
+async fn three_replicas() -> (Vec<Replica>, DatabaseConnection, PgDatabase) {
+    let (url, guard) = create_pg_database().await;
+    let replicas = start_replicas(&url, 3, &[]).await;
     let db = Database::connect(&url).await.unwrap();
     (replicas, db, guard)
+}
+
+/// Three replicas calling `peer` for Slack on a fresh database, with one two-connection Slack
+/// source (an automation on everything it receives) whose connections are both ready. Answers
+/// the database URL and the replicas' environment too, for replacements.
+pub(crate) async fn slack_cluster(
+    peer: &crate::slack_peer::SlackPeer,
+) -> (
+    String,
+    [(&'static str, String); 1],
+    Vec<Replica>,
+    DatabaseConnection,
+    PgDatabase,
+) {
+    use crate::slack::slack_body;
+    let (url, guard) = create_pg_database().await;
+    let env = [("SWITCHBOARD_SLACK_API_BASE", peer.api_base())];
+    let replicas = start_replicas(&url, 3, &env).await;
+    let db = Database::connect(&url).await.unwrap();
+    let body = slack_body("slack", json!({"connections": 2}));
+    let resp = replicas[0]
+        .call("POST", "/v1/websocket-sources", Some(body))
+        .await;
+    assert_eq!(resp.status, 201, "{}", resp.text);
+    let trigger = json!({"type": "event", "source": "slack", "on": ["*"]});
+    let automation = json!({"name": "all", "trigger": trigger});
+    let resp = replicas[0]
+        .call("POST", "/v1/automations", Some(automation))
+        .await;
+    assert_eq!(resp.status, 201, "{}", resp.text);
+    assert!(
+        peer.wait_until(Duration::from_secs(20), |p| p.ready_sockets() == 2)
+            .await
+    );
+    (url, env, replicas, db, guard)
 }
 
 /// Which replica (by id) holds each source.
@@ -694,41 +735,12 @@ async fn streams_claims_and_schedules_span_the_replicas() {
 
 #[actix_web::test]
 async fn a_rolling_restart_keeps_a_slack_app_connected_and_everything_acked() {
-    use crate::slack::{TOKEN, messages, slack_body};
+    use crate::slack::{TOKEN, messages};
     use crate::slack_peer::{SlackPeer, SlackPeerConfig};
     // As Slack does, an envelope not ACKed within a few seconds (one written to a socket just as
     // its replica closed it) is delivered again, on any connection.
     let peer = SlackPeer::start(SlackPeerConfig::new(TOKEN).ack_deadline(Duration::from_secs(3)));
-    let (url, _guard) = create_pg_database().await;
-    let env = [("SWITCHBOARD_SLACK_API_BASE", peer.api_base())];
-    let mut replicas = Vec::new();
-    for _ in 0..3 {
-        let replica = Replica::start_with(&url, &env);
-        assert!(replica.ready(Duration::from_secs(60)).await);
-        replicas.push(replica);
-    }
-    let db = Database::connect(&url).await.unwrap();
-    let resp = replicas[0]
-        .call(
-            "POST",
-            "/v1/websocket-sources",
-            Some(slack_body("slack", json!({"connections": 2}))),
-        )
-        .await;
-    assert_eq!(resp.status, 201, "{}", resp.text);
-    let trigger = json!({"type": "event", "source": "slack", "on": ["*"]});
-    let resp = replicas[0]
-        .call(
-            "POST",
-            "/v1/automations",
-            Some(json!({"name": "all", "trigger": trigger})),
-        )
-        .await;
-    assert_eq!(resp.status, 201, "{}", resp.text);
-    assert!(
-        peer.wait_until(Duration::from_secs(20), |p| p.ready_sockets() == 2)
-            .await
-    );
+    let (url, env, mut replicas, db, _guard) = slack_cluster(&peer).await;
     let connected = Instant::now();
 
     // Steady traffic for the whole restart: 20 envelopes a second.

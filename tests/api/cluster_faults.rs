@@ -10,49 +10,23 @@ use sea_orm::Database;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::cluster::{Replica, all_connected_once, eventually, holders, peers, replica_ids, runs};
+use crate::cluster::{
+    Replica, all_connected_once, eventually, holders, peers, replica_ids, runs, slack_cluster,
+    start_replicas,
+};
 use crate::helpers::{create_pg_database, postgres_base};
 use crate::ingest::source_body;
 
 #[actix_web::test]
 async fn a_replica_killed_under_slack_traffic_loses_nothing() {
-    use crate::slack::{TOKEN, messages, slack_body};
+    use crate::slack::{TOKEN, messages};
     use crate::slack_peer::{SlackPeer, SlackPeerConfig};
     let peer = SlackPeer::start(
         SlackPeerConfig::new(TOKEN)
             .ack_deadline(Duration::from_secs(3))
             .max_redeliveries(5),
     );
-    let (url, _guard) = create_pg_database().await;
-    let env = [("SWITCHBOARD_SLACK_API_BASE", peer.api_base())];
-    let mut replicas = Vec::new();
-    for _ in 0..3 {
-        let replica = Replica::start_with(&url, &env);
-        assert!(replica.ready(Duration::from_secs(60)).await);
-        replicas.push(replica);
-    }
-    let db = Database::connect(&url).await.unwrap();
-    let resp = replicas[0]
-        .call(
-            "POST",
-            "/v1/websocket-sources",
-            Some(slack_body("slack", json!({"connections": 2}))),
-        )
-        .await;
-    assert_eq!(resp.status, 201, "{}", resp.text);
-    let trigger = json!({"type": "event", "source": "slack", "on": ["*"]});
-    let resp = replicas[0]
-        .call(
-            "POST",
-            "/v1/automations",
-            Some(json!({"name": "all", "trigger": trigger})),
-        )
-        .await;
-    assert_eq!(resp.status, 201, "{}", resp.text);
-    assert!(
-        peer.wait_until(Duration::from_secs(20), |p| p.ready_sockets() == 2)
-            .await
-    );
+    let (_url, _env, replicas, db, _guard) = slack_cluster(&peer).await;
     let total = 400;
     peer.send_envelopes_paced(messages(total, "kill"), 20.0);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -199,12 +173,7 @@ async fn a_replica_cut_off_from_the_database_stops_its_sources_before_they_are_t
 #[actix_web::test]
 async fn a_paused_source_stays_paused_when_another_replica_takes_it_over() {
     let (url, _guard) = create_pg_database().await;
-    let mut replicas = Vec::new();
-    for _ in 0..2 {
-        let replica = Replica::start(&url);
-        assert!(replica.ready(Duration::from_secs(60)).await);
-        replicas.push(replica);
-    }
+    let replicas = start_replicas(&url, 2, &[]).await;
     let db = Database::connect(&url).await.unwrap();
     let peers = peers(2);
     let mut sources = Vec::new();
