@@ -43,8 +43,11 @@ async fn a_replica_killed_under_slack_traffic_loses_nothing() {
     );
     let back = killed.elapsed();
     assert!(back < Duration::from_secs(15), "back after {back:?}");
+    // An envelope the killed replica committed and ACKed but had not dispatched yet is dispatched
+    // by the leader's sweep (events undispatched for over a minute, every minute): up to two
+    // minutes after the kill.
     assert!(
-        eventually(Duration::from_secs(60), async || runs(&db).await
+        eventually(Duration::from_secs(150), async || runs(&db).await
             == total as i64)
         .await,
         "runs: {} of {total}, unacked: {:?}",
