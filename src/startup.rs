@@ -257,7 +257,7 @@ async fn start_sources(
     let status = rt.status.clone();
     let supervisor = SourceSupervisor::new(rt, initial).start();
     let recovered = dispatch
-        .recover(db, None)
+        .recover(db, None, None)
         .await
         .context("recovering undispatched events")?;
     if recovered > 0 {
@@ -291,9 +291,13 @@ fn start_dispatch(
 
 /// With replicas: the coordinator, the listener, the announcer of new runs and the live stream's
 /// relay.
-fn start_cluster(listener: crate::cluster::listener::Listener, publisher: Publisher) {
+fn start_cluster(
+    listener: crate::cluster::listener::Listener,
+    publisher: Publisher,
+    dispatch: DispatchPool,
+) {
     let (db, cluster) = (listener.db.clone(), listener.shared.clone());
-    crate::cluster::spawn(listener);
+    crate::cluster::spawn(listener, dispatch);
     let relay = crate::api::stream::relay::relay(db, cluster.clone(), publisher);
     cluster.track(actix::spawn(relay));
 }
@@ -352,6 +356,7 @@ async fn start_actors(
                 ),
             },
             publisher.clone(),
+            dispatch.clone(),
         );
     }
     spawn_maintenance(db.clone(), dispatch.clone(), cluster.clone());

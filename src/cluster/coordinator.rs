@@ -1,7 +1,7 @@
 //! The coordinator: one task per replica that, every sixth of a lease, beats the replica's heart,
 //! renews its leases, starts the sources it holds and stops those it lost, hands over and takes
 //! over sources until every replica has its share, and names the leader that runs the cluster's
-//! once-only upkeep. It fences itself: when it could not renew for three quarters of a lease it
+//! once-only upkeep. It fences itself: when it could not renew for half a lease it
 //! stops every source it runs, before any other replica may take them (they wait for the whole
 //! lease to expire, by the database's clock).
 
@@ -17,6 +17,7 @@ use uuid::Uuid;
 use super::balance::{Load, Move, next_move};
 use super::{ClusterShared, db_cluster};
 use crate::actors::commands::Hold;
+use crate::actors::dispatch::DispatchPool;
 use crate::actors::supervisor::SourceSupervisor;
 use crate::sources::status::SourceState;
 
@@ -35,6 +36,8 @@ pub struct Coordinator {
     pub shared: Arc<ClusterShared>,
     /// The supervisor it tells what to run.
     pub supervisor: Addr<SourceSupervisor>,
+    /// Dispatches what a source's previous holder committed but did not dispatch.
+    dispatch: DispatchPool,
     /// Sources with an actor started here (held, or handed over and still closing).
     running: HashSet<Uuid>,
     /// When the last successful renewal started.
@@ -47,17 +50,27 @@ pub struct Coordinator {
     mine: i64,
 }
 
+/// Sleeps until `at`, or forever without it.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Coordinator {
     /// A coordinator for this replica.
     pub fn new(
         db: DatabaseConnection,
         shared: Arc<ClusterShared>,
         supervisor: Addr<SourceSupervisor>,
+        dispatch: DispatchPool,
     ) -> Coordinator {
         Coordinator {
             db,
             shared,
             supervisor,
+            dispatch,
             running: HashSet::new(),
             renewed_at: None,
             turns: 0,
@@ -72,9 +85,16 @@ impl Coordinator {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Between turns too, the fence falls at its time (half a lease after the last
+            // renewal) rather than at the end of the next turn.
+            let fence_at = self.fence_deadline();
             let nudged = tokio::select! {
                 _ = tick.tick() => false,
                 () = self.shared.nudge.notified() => true,
+                () = sleep_until(fence_at) => {
+                    self.fence_if_stale().await;
+                    continue;
+                }
             };
             if self.shared.left.load(Ordering::Acquire) {
                 return;
@@ -109,6 +129,13 @@ impl Coordinator {
             self.fence_if_stale().await;
             self.turns += 1;
         }
+    }
+
+    /// When this replica must stop the sources it runs if it has not renewed by then (none while
+    /// it runs none).
+    fn fence_deadline(&self) -> Option<Instant> {
+        let at = self.renewed_at?;
+        (!self.running.is_empty()).then(|| at + self.shared.lease.mul_f64(FENCE_AFTER))
     }
 
     /// Time left before this replica must stop its sources (at least a tick's worth).
@@ -267,6 +294,7 @@ impl Coordinator {
         if starting.is_empty() {
             return weight;
         }
+        self.recover_undispatched(starting.clone());
         // A source its previous holder left paused or failed starts so here.
         let mut kept = db_cluster::leases::kept_states(&self.db, starting.clone())
             .await
@@ -289,5 +317,30 @@ impl Coordinator {
             }
         }
         weight
+    }
+
+    /// Dispatches, on a task of its own, the events of sources starting here that were
+    /// committed but not dispatched: a holder killed between its commit and its dispatch left
+    /// them, and the leader's sweep would take a minute or two. Runs are unique per automation
+    /// and event, so an event its receiver is dispatching meanwhile gets no second run.
+    fn recover_undispatched(&self, sources: Vec<Uuid>) {
+        let (db, dispatch) = (self.db.clone(), self.dispatch.clone());
+        actix::spawn(async move {
+            // A thousand sources per read keeps each statement's parameters well bounded.
+            for chunk in sources.chunks(1000) {
+                match dispatch.recover(&db, None, Some(chunk)).await {
+                    Ok(0) => {}
+                    Ok(events) => {
+                        tracing::info!(
+                            events,
+                            "dispatching events a previous holder committed but did not dispatch"
+                        );
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "reading undispatched events of taken sources failed; the leader's sweep dispatches them");
+                    }
+                }
+            }
+        });
     }
 }

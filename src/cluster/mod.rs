@@ -225,11 +225,12 @@ pub async fn announce(db: &DatabaseConnection, shared: &ClusterShared, channel: 
 
 /// Starts this replica's coordinator, its listener and the announcer of new runs to the other
 /// replicas (on the current arbiter).
-pub fn spawn(listener: listener::Listener) {
+pub fn spawn(listener: listener::Listener, dispatch: crate::actors::dispatch::DispatchPool) {
     let coordinator = coordinator::Coordinator::new(
         listener.db.clone(),
         listener.shared.clone(),
         listener.supervisor.clone(),
+        dispatch,
     );
     let shared = listener.shared.clone();
     let (db, notifier) = (listener.db.clone(), listener.notifier.clone());

@@ -130,19 +130,23 @@ pub async fn insert_events_isolating(
     }
 }
 
-/// Up to `limit` committed events not yet dispatched, oldest first, after `after` and received
-/// before `older_than` when given. A row whose JSON cannot be decoded is not returned: it is
+/// Up to `limit` committed events not yet dispatched, oldest first, after `after`, received
+/// before `older_than` and of one of `sources` when given. A row whose JSON cannot be decoded is not returned: it is
 /// marked dispatched with status `error` and the reason (best effort), so no start-up or sweep
 /// stumbles over it again.
 pub async fn undispatched_events(
     db: &sea_orm::DatabaseConnection,
     after: Option<Uuid>,
     older_than: Option<chrono::DateTime<chrono::Utc>>,
+    sources: Option<&[Uuid]>,
     limit: u64,
 ) -> Result<Vec<event::Model>, DbErr> {
     let mut query = event::Entity::find().filter(event::Column::DispatchedAt.is_null());
     if let Some(cutoff) = older_than {
         query = query.filter(event::Column::ReceivedAt.lt(cutoff));
+    }
+    if let Some(sources) = sources {
+        query = query.filter(event::Column::SourceId.is_in(sources.iter().copied()));
     }
     if let Some(after) = after {
         query = query.filter(event::Column::Id.gt(after));

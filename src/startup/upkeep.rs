@@ -69,7 +69,7 @@ pub fn spawn_maintenance(
                 continue;
             }
             let cutoff = db::now() - chrono::Duration::seconds(60);
-            if let Err(err) = dispatch.recover(&db, Some(cutoff)).await {
+            if let Err(err) = dispatch.recover(&db, Some(cutoff), None).await {
                 tracing::warn!(error = %err, "sweeping undispatched events failed");
             }
         }

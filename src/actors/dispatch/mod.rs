@@ -138,17 +138,19 @@ impl DispatchPool {
     }
 
     /// Dispatches every committed event not yet dispatched (after a restart, or left behind by a
-    /// crash), oldest first. Runs are unique per automation and event, so re-dispatching an
-    /// event another process already dispatched creates nothing twice.
+    /// crash), oldest first: those received before `older_than` and of one of `sources` when
+    /// given. Runs are unique per automation and event, so re-dispatching an event another
+    /// process already dispatched creates nothing twice.
     pub async fn recover(
         &self,
         db: &DatabaseConnection,
         older_than: Option<DateTime<Utc>>,
+        sources: Option<&[Uuid]>,
     ) -> Result<usize, sea_orm::DbErr> {
         let mut after = None;
         let mut total = 0;
         loop {
-            let page = inbox::undispatched_events(db, after, older_than, 1000).await?;
+            let page = inbox::undispatched_events(db, after, older_than, sources, 1000).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             total += page.len();
@@ -303,7 +305,7 @@ impl DispatchActor {
             self.pool_size,
         );
         ctx.spawn(
-            async move { inbox::undispatched_events(&db, after, None, REFILL_PAGE).await }
+            async move { inbox::undispatched_events(&db, after, None, None, REFILL_PAGE).await }
                 .into_actor(self)
                 .map(move |page, act, ctx| {
                     act.refilling = false;

@@ -84,7 +84,7 @@ impl Coordinator {
     pub(super) async fn fence_if_stale(&mut self) {
         let stale = self
             .renewed_at
-            .is_some_and(|at| at.elapsed() > self.shared.lease.mul_f64(FENCE_AFTER));
+            .is_some_and(|at| at.elapsed() >= self.shared.lease.mul_f64(FENCE_AFTER));
         if !stale {
             return;
         }
