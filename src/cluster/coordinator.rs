@@ -173,6 +173,9 @@ impl Coordinator {
         let plan = self.plan_handover(&held_ids).await?;
         let alive = db_cluster::replicas::alive(&self.db, lease_s).await?;
         let leader = self.observe(&alive);
+        if leader {
+            self.sweep_after_departures(&alive);
+        }
         if draining {
             let others = alive
                 .iter()
@@ -339,6 +342,36 @@ impl Coordinator {
                     Err(err) => {
                         tracing::warn!(error = %err, "reading undispatched events of taken sources failed; the leader's sweep dispatches them");
                     }
+                }
+            }
+        });
+    }
+
+    /// On the leader, when a replica of the last turn is gone (killed, cut off, or drained):
+    /// dispatches at once every event committed over five seconds ago and still undispatched,
+    /// so that a webhook delivery the gone replica accepted but did not dispatch gets its runs
+    /// now rather than at the minute's sweep. An event a live replica is still dispatching gets
+    /// no second run (runs are unique per automation and event).
+    fn sweep_after_departures(&self, alive: &[db_cluster::replicas::ReplicaRow]) {
+        let gone = self
+            .loads
+            .iter()
+            .any(|l| !alive.iter().any(|r| r.id == l.replica));
+        if !gone {
+            return;
+        }
+        let (db, dispatch) = (self.db.clone(), self.dispatch.clone());
+        let cutoff = crate::db::now() - chrono::Duration::seconds(5);
+        actix::spawn(async move {
+            match dispatch.recover(&db, Some(cutoff), None).await {
+                Ok(events) => {
+                    tracing::info!(
+                        events,
+                        "a replica left; dispatched what was left undispatched"
+                    );
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "sweeping after a replica left failed; the minute's sweep retries");
                 }
             }
         });

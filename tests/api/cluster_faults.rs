@@ -1,8 +1,9 @@
 //! Replicas under faults, as real processes: a replica SIGKILLed while a Slack app streams
 //! envelopes (nothing lost: the peer redelivers what was not ACKed, and every envelope ends up as
 //! one run), and a replica cut off from PostgreSQL (it stops its connections before another
-//! replica may take them: no feed ever has two connections at once), and a killed holder's
-//! committed but undispatched event (dispatched by the replica that takes its source).
+//! replica may take them: no feed ever has two connections at once), and a killed replica's
+//! committed but undispatched events (dispatched by the replica that takes its source, and by the
+//! leader once it sees the replica gone).
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -257,7 +258,7 @@ async fn a_paused_source_stays_paused_when_another_replica_takes_it_over() {
 }
 
 #[actix_web::test]
-async fn a_taken_source_dispatches_what_its_killed_holder_committed_but_did_not_dispatch() {
+async fn what_a_killed_replica_committed_but_did_not_dispatch_is_dispatched_once_it_is_gone() {
     let (url, _guard) = create_pg_database().await;
     let replicas = start_replicas(&url, 2, &[]).await;
     let db = Database::connect(&url).await.unwrap();
@@ -287,33 +288,61 @@ async fn a_taken_source_dispatches_what_its_killed_holder_committed_but_did_not_
     );
     let holder = holders(&db).await[&source].clone();
     let at = ids.iter().position(|id| *id == holder).unwrap();
-    // The holder dies right after committing an event it had not dispatched yet (written here
-    // as it would have been: `dispatched_at` empty).
+    // The holder dies right after committing a message of its source and a webhook delivery
+    // (no source id) that it had not dispatched yet, written here as it would have written them
+    // (`dispatched_at` empty).
     replicas[at].served.signal("KILL");
     let killed = Instant::now();
-    let event = uuid::Uuid::now_v7();
-    sea_orm::ConnectionTrait::execute_raw(
+    for (dedup, origin, with_source) in [
+        ("left-behind", "websocket", true),
+        ("orphan", "webhook", false),
+    ] {
+        sea_orm::ConnectionTrait::execute_raw(
+            &db,
+            sea_orm::Statement::from_sql_and_values(
+                sea_orm::DbBackend::Postgres,
+                "INSERT INTO events (id, org_id, origin, source, source_id, dedup_key, event_key, raw, \
+                   meta, status, received_at) \
+                 SELECT $1, org_id, $2, 'feed', CASE WHEN $3 THEN id END, $4, 'tick', \
+                   '{\"type\": \"tick\"}'::jsonb, '{}'::jsonb, 'received', now() \
+                 FROM websocket_sources WHERE id = $5",
+                vec![
+                    uuid::Uuid::now_v7().into(),
+                    origin.into(),
+                    with_source.into(),
+                    dedup.into(),
+                    uuid::Uuid::parse_str(&source).unwrap().into(),
+                ],
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    // The survivor takes the source when the lease expires (about 10 s) and dispatches its event
+    // then; as the leader, it sees the replica gone as well and dispatches the delivery. The
+    // minute's sweep only takes events over a minute old.
+    let dispatched = eventually(Duration::from_secs(30), async || runs(&db).await == 2).await;
+    let survivor: Vec<String> = replicas[1 - at].served.lines.try_iter().collect();
+    let events = sea_orm::ConnectionTrait::query_all_raw(
         &db,
-        sea_orm::Statement::from_sql_and_values(
-        sea_orm::DbBackend::Postgres,
-        "INSERT INTO events (id, org_id, origin, source, source_id, dedup_key, event_key, raw, meta, \
-           status, received_at) \
-         SELECT $1, org_id, 'websocket', 'feed', id, 'left-behind', 'tick', \
-           '{\"type\": \"tick\"}'::jsonb, '{}'::jsonb, 'received', now() \
-         FROM websocket_sources WHERE id = $2",
-            vec![event.into(), uuid::Uuid::parse_str(&source).unwrap().into()],
+        sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT dedup_key || ' ' || status || ' ' || COALESCE(outcome::text, '-') AS e FROM events",
         ),
     )
     .await
-    .unwrap();
-    // The survivor takes the source when the lease expires (about 10 s) and dispatches the event
-    // then; the leader's sweep only takes events over a minute old.
+    .unwrap()
+    .iter()
+    .map(|row| row.try_get::<String>("", "e").unwrap())
+    .collect::<Vec<_>>();
     assert!(
-        eventually(Duration::from_secs(30), async || runs(&db).await == 1).await,
-        "no run {:?} after the kill (holders: {:?})",
+        dispatched,
+        "{} of 2 runs {:?} after the kill (holders: {:?}; events: {events:?}); the survivor logged:\n{}",
+        runs(&db).await,
         killed.elapsed(),
-        holders(&db).await
+        holders(&db).await,
+        survivor.join("\n")
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(runs(&db).await, 1, "a duplicate run");
+    assert_eq!(runs(&db).await, 2, "a duplicate run");
 }
