@@ -22,11 +22,11 @@ pub type WsSink = SplitSink<WsFramed, awc::ws::Message>;
 /// The read half of a connection.
 pub type WsStream = SplitStream<WsFramed>;
 
-/// Read and write buffers of a connection (each grows for a larger frame). awc's own framing
-/// keeps 8 KiB for reading and 8 KiB for writing per connection whether it is busy or idle; at
-/// 4 KiB one read still takes ~20 typical messages. tokio-util tops up any buffer it is given
-/// to 8 KiB of free room unless at least 4 KiB are free, so exactly 4 KiB are kept as they are.
-const BUFFER: usize = 4 * 1024;
+/// The read buffer a connection starts with (it grows for a larger frame, and keeps what it
+/// grew to). awc's own framing keeps 8 KiB for reading and 8 KiB for writing per connection
+/// whether it is busy or idle; an idle connection reads only pings and pongs, and at 1 KiB one
+/// read of a busy feed still takes several typical messages.
+const READ_BUFFER: usize = 1024;
 
 /// How long an upgrade may take (after the connect and the TLS handshake).
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -100,17 +100,27 @@ fn tls_target(rt: &SourceRuntime, tls: Option<&SourceTls>) -> Result<TlsTarget, 
     })
 }
 
-/// Moves an upgraded connection from awc's framing to one with [`BUFFER`]-sized read and write
-/// buffers, keeping whatever the peer sent right after its upgrade response (and anything not
-/// yet written).
+/// Moves an upgraded connection from awc's framing to tokio-util's, with a [`READ_BUFFER`]-sized
+/// read buffer and a write buffer that is allocated by the first write and sized by what is
+/// written, keeping whatever the peer sent right after its upgrade response (and anything not
+/// yet written). tokio-util tops up any buffer it is given to at least 4 KiB, so the buffers are
+/// replaced once it has them.
 fn lean(framed: actix_codec::Framed<BoxedSocket, Codec>) -> WsFramed {
     let old = framed.into_parts();
     let mut parts = tokio_util::codec::FramedParts::new::<awc::ws::Message>(old.io, old.codec);
-    parts.read_buf = bytes::BytesMut::with_capacity(BUFFER.max(old.read_buf.len()));
-    parts.read_buf.extend_from_slice(&old.read_buf);
-    parts.write_buf = bytes::BytesMut::with_capacity(BUFFER.max(old.write_buf.len()));
-    parts.write_buf.extend_from_slice(&old.write_buf);
-    tokio_util::codec::Framed::from_parts(parts)
+    parts.read_buf = bytes::BytesMut::from(&old.read_buf[..]);
+    parts.write_buf = bytes::BytesMut::from(&old.write_buf[..]);
+    let mut framed = tokio_util::codec::Framed::from_parts(parts);
+    resize(framed.read_buffer_mut(), READ_BUFFER);
+    resize(framed.write_buffer_mut(), 0);
+    framed
+}
+
+/// Replaces `buf` by a buffer of `capacity` (or of its length, when longer) with the same bytes.
+fn resize(buf: &mut bytes::BytesMut, capacity: usize) {
+    let mut resized = bytes::BytesMut::with_capacity(capacity.max(buf.len()));
+    resized.extend_from_slice(buf);
+    *buf = resized;
 }
 
 /// RFC 6455 §4.1: a `Sec-WebSocket-Protocol` in the server's answer must be one of those offered

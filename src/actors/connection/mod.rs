@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use actix::prelude::*;
 use tokio::sync::{mpsc, oneshot};
 
-use self::run::{Command, ConnectionCtx};
+use self::run::{Command, ConnectionCtx, Outgoing};
 use super::commands::SendError;
 use super::runtime::SourceRuntime;
 use super::spec::SourceSpec;
@@ -225,10 +225,14 @@ impl Handler<WriteFrame> for ConnectionActor {
         Box::pin(async move {
             let tx = tx.ok_or(SendError::NotConnected)?;
             let (reply, answer) = oneshot::channel();
-            tx.send(Command::Send(msg.text, reply))
-                .await
-                .map_err(|_| SendError::NotConnected)?;
+            tx.send(Command::Send(Box::new(Outgoing {
+                text: msg.text,
+                reply,
+            })))
+            .await
+            .map_err(|_| SendError::NotConnected)?;
             answer.await.unwrap_or(Err(SendError::NotConnected))
         })
     }
 }
+

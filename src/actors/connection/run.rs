@@ -27,6 +27,7 @@ use crate::sources::reassembly::Reassembler;
 use crate::sources::slack::OpenBudget;
 use crate::sources::status::SourceCounters;
 
+mod deadlines;
 mod frames;
 mod stopping;
 
@@ -35,8 +36,10 @@ use stopping::{MAX_QUIET_WAIT, Stopping};
 /// Commands from the `ConnectionActor` to its loop.
 #[derive(Debug)]
 pub enum Command {
-    /// Send a text frame (answered once written, or `NotConnected` before ready).
-    Send(String, oneshot::Sender<Result<(), SendError>>),
+    /// Send a text frame (answered once written, or `NotConnected` before ready). Boxed: the
+    /// command channel allocates room for 32 commands up front, so a small command keeps every
+    /// idle connection smaller.
+    Send(Box<Outgoing>),
     /// Use a new spec (expressions only) from the next message on.
     Swap(Arc<SourceSpec>),
     /// Close gracefully: stop reading, finish in-flight persists and ACKs, close, return.
@@ -45,6 +48,15 @@ pub enum Command {
     /// `disconnect`) keeps reading, storing and ACKing until the peer closes it, at most the
     /// refresh grace; any other stops as [`Command::Stop`] does (the peer will not close it).
     Retire,
+}
+
+/// A text frame to write, and where to answer once it is written.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// The frame's text.
+    pub text: String,
+    /// Answered once written, or `NotConnected`.
+    pub reply: oneshot::Sender<Result<(), SendError>>,
 }
 
 /// Everything the loop needs.
@@ -77,7 +89,7 @@ pub async fn run(mut ctx: ConnectionCtx) -> DownReason {
     } else if let Some(adapter) = ctx.spec.slack.clone() {
         let budget = ctx.open_budget.clone();
         let opened = tokio::select! {
-            opened = slack_open::open_url(&ctx.rt, &adapter, &budget) => opened,
+            opened = Box::pin(slack_open::open_url(&ctx.rt, &adapter, &budget)) => opened,
             _ = wait_stop(&mut ctx.commands) => return DownReason::Stopped,
         };
         match opened {
@@ -88,8 +100,11 @@ pub async fn run(mut ctx: ConnectionCtx) -> DownReason {
         return DownReason::Terminal("the source has no adapter".to_owned());
     };
     let max = ctx.spec.settings.liveness().max_message_bytes as usize;
+    // The connect and the handshakes are boxed: a future is as large as its largest state, and
+    // this one lives as long as the connection, so their state (freed once connected) would
+    // otherwise stay allocated for every connection.
     let opened = tokio::select! {
-        opened = connect::open(&ctx.rt, &request, max, ctx.spec.tls.as_deref()) => opened,
+        opened = Box::pin(connect::open(&ctx.rt, &request, max, ctx.spec.tls.as_deref())) => opened,
         _ = wait_stop(&mut ctx.commands) => return DownReason::Stopped,
     };
     let (sink, stream) = match opened {
@@ -105,8 +120,8 @@ async fn wait_stop(commands: &mut mpsc::Receiver<Command>) {
     while let Some(cmd) = commands.recv().await {
         match cmd {
             Command::Stop | Command::Retire => return,
-            Command::Send(_, reply) => {
-                let _ = reply.send(Err(SendError::NotConnected));
+            Command::Send(outgoing) => {
+                let _ = outgoing.reply.send(Err(SendError::NotConnected));
             }
             Command::Swap(_) => {}
         }
@@ -207,6 +222,7 @@ impl Conn {
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         loop {
             let reading = self.backlog.is_empty();
+            let deadline = self.next_deadline(reading, idle_timeout);
             let inbox = self.inbox.clone();
             let step = tokio::select! {
                 frame = self.stream.next(), if reading => self.on_frames(frame).await,
@@ -229,17 +245,7 @@ impl Conn {
                     Some((_, text)) => self.send(Message::Text(text.clone().into())).await,
                     None => Ok(()),
                 },
-                // Not reading (backpressure) means not seeing pongs or frames: the pong deadline
-                // and the idle watchdog only run while reading.
-                _ = sleep_until(self.pong_due.unwrap_or(far)), if reading => Err(DownReason::Transient("no pong within the pong timeout".into())),
-                _ = sleep_until(self.ready_due.unwrap_or(far)) => Err(DownReason::Transient(self.protocol.ready_timeout_detail())),
-                _ = sleep_until(self.rotate_due.unwrap_or(far)) => {
-                    self.rotate_due = None;
-                    self.rotate();
-                    Ok(())
-                }
-                _ = sleep_until(self.last_frame + idle_timeout), if reading => Err(DownReason::Transient("no data from the peer within the idle timeout".into())),
-                _ = sleep_until(self.stopping.as_ref().map_or(far, Stopping::quiet_at)) => Err(DownReason::Stopped),
+                () = sleep_until(deadline.unwrap_or(far)) => self.on_deadline(reading, idle_timeout),
             };
             if let Err(reason) = step {
                 return reason;
@@ -249,7 +255,8 @@ impl Conn {
 
     async fn on_command(&mut self, cmd: Command) -> Result<(), DownReason> {
         match cmd {
-            Command::Send(text, reply) => {
+            Command::Send(outgoing) => {
+                let Outgoing { text, reply } = *outgoing;
                 if !self.protocol.is_ready() {
                     let _ = reply.send(Err(SendError::NotConnected));
                     return Ok(());
@@ -321,7 +328,7 @@ impl Conn {
 
     async fn send_acks(&mut self, frames: AckFrames) -> Result<(), DownReason> {
         let mut received = Vec::with_capacity(frames.len());
-        for (frame, at) in frames {
+        for (frame, at) in *frames {
             received.push(at);
             self.sink
                 .feed(Message::Text(frame.into()))

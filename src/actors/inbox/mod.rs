@@ -43,8 +43,10 @@ pub struct Inbound {
     pub received: Instant,
 }
 
-/// ACK frames to send, each with the arrival time of its message.
-pub type AckFrames = Vec<(String, Instant)>;
+/// ACK frames to send, each with the arrival time of its message. Boxed on their way to the
+/// connection: a channel allocates room for 32 items up front, so a one-pointer item keeps every
+/// idle connection's ACK channel small.
+pub type AckFrames = Box<Vec<(String, Instant)>>;
 
 /// Who a queued message belongs to: its source and the way back to its connection. Every
 /// queued message holds one; once the connection has let go of its [`InboxHandle`] and the last

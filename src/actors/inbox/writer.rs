@@ -12,7 +12,7 @@ use futures_util::stream::FuturesOrdered;
 use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 
-use super::{AckFrames, Link, Queued};
+use super::{Link, Queued};
 use crate::actors::dispatch::{DispatchPool, PendingEvent};
 use crate::actors::publisher::{Published, Publisher};
 use crate::db;
@@ -105,7 +105,7 @@ async fn insert(ctx: Arc<WriterCtx>, batch: Vec<Queued>) -> Inserted {
 #[derive(Default)]
 struct PerLink {
     pending: Vec<PendingEvent>,
-    frames: AckFrames,
+    frames: Vec<(String, Instant)>,
     new: u64,
     duplicates: u64,
 }
@@ -167,7 +167,7 @@ fn settle(ctx: &WriterCtx, link: &Link, per: PerLink, now: chrono::DateTime<chro
     if !per.frames.is_empty() {
         counters.add(Count::Acks, per.frames.len() as u64);
         // The connection may be gone: the sender then redelivers, and dedup absorbs it.
-        let _ = link.acks.send(per.frames);
+        let _ = link.acks.send(Box::new(per.frames));
     }
     ctx.dispatch.dispatch(link.spec.id, per.pending);
 }
