@@ -235,4 +235,3 @@ impl Handler<WriteFrame> for ConnectionActor {
         })
     }
 }
-
