@@ -297,11 +297,16 @@ impl Coordinator {
         if starting.is_empty() {
             return weight;
         }
-        self.recover_undispatched(starting.clone());
-        // A source its previous holder left paused or failed starts so here.
-        let mut kept = db_cluster::leases::kept_states(&self.db, starting.clone())
-            .await
-            .unwrap_or_default();
+        // A source its previous holder left paused or failed starts so here; without knowing
+        // that, none starts (the next turn asks again) rather than one resuming unasked.
+        let mut kept = match db_cluster::leases::kept_states(&self.db, starting.clone()).await {
+            Ok(kept) => kept,
+            Err(err) => {
+                tracing::warn!(error = %err, "reading the taken sources' states failed; the next turn starts them");
+                return weight;
+            }
+        };
+        self.recover_in_background(None, Some(starting.clone()), "taking sources over");
         // Counted as running before the supervisor answers: should this be cut off, a source that
         // did start is still stopped when it is lost.
         self.running.extend(starting.iter().copied());
@@ -322,56 +327,47 @@ impl Coordinator {
         weight
     }
 
-    /// Dispatches, on a task of its own, the events of sources starting here that were
-    /// committed but not dispatched: a holder killed between its commit and its dispatch left
-    /// them, and the leader's sweep would take a minute or two. Runs are unique per automation
-    /// and event, so an event its receiver is dispatching meanwhile gets no second run.
-    fn recover_undispatched(&self, sources: Vec<Uuid>) {
-        let (db, dispatch) = (self.db.clone(), self.dispatch.clone());
-        actix::spawn(async move {
-            // A thousand sources per read keeps each statement's parameters well bounded.
-            for chunk in sources.chunks(1000) {
-                match dispatch.recover(&db, None, Some(chunk)).await {
-                    Ok(0) => {}
-                    Ok(events) => {
-                        tracing::info!(
-                            events,
-                            "dispatching events a previous holder committed but did not dispatch"
-                        );
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, "reading undispatched events of taken sources failed; the leader's sweep dispatches them");
-                    }
-                }
-            }
-        });
-    }
-
     /// On the leader, when a replica of the last turn is gone (killed, cut off, or drained):
     /// dispatches at once every event committed over five seconds ago and still undispatched,
     /// so that a webhook delivery the gone replica accepted but did not dispatch gets its runs
-    /// now rather than at the minute's sweep. An event a live replica is still dispatching gets
-    /// no second run (runs are unique per automation and event).
+    /// now rather than at the minute's sweep.
     fn sweep_after_departures(&self, alive: &[db_cluster::replicas::ReplicaRow]) {
         let gone = self
             .loads
             .iter()
             .any(|l| !alive.iter().any(|r| r.id == l.replica));
-        if !gone {
-            return;
+        if gone {
+            let cutoff = crate::db::now() - chrono::Duration::seconds(5);
+            self.recover_in_background(Some(cutoff), None, "a replica left");
         }
+    }
+
+    /// Dispatches, on a task of its own, the committed events still undispatched that are older
+    /// than `older_than` and of `sources` (a thousand per read) when given: what a holder killed
+    /// between its commit and its dispatch left, which the leader's minute sweep would take a
+    /// minute or two to find. Runs are unique per automation and event, so an event its
+    /// receiver is dispatching meanwhile gets no second run.
+    fn recover_in_background(
+        &self,
+        older_than: Option<chrono::DateTime<chrono::Utc>>,
+        sources: Option<Vec<Uuid>>,
+        cause: &'static str,
+    ) {
         let (db, dispatch) = (self.db.clone(), self.dispatch.clone());
-        let cutoff = crate::db::now() - chrono::Duration::seconds(5);
         actix::spawn(async move {
-            match dispatch.recover(&db, Some(cutoff), None).await {
-                Ok(events) => {
-                    tracing::info!(
-                        events,
-                        "a replica left; dispatched what was left undispatched"
-                    );
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "sweeping after a replica left failed; the minute's sweep retries");
+            let scopes: Vec<Option<&[Uuid]>> = match &sources {
+                Some(ids) => ids.chunks(1000).map(Some).collect(),
+                None => vec![None],
+            };
+            for scope in scopes {
+                match dispatch.recover(&db, older_than, scope).await {
+                    Ok(0) => {}
+                    Ok(events) => {
+                        tracing::info!(events, cause, "dispatched events left undispatched")
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, cause, "dispatching events left undispatched failed; the leader's minute sweep retries")
+                    }
                 }
             }
         });

@@ -201,6 +201,45 @@ pub(crate) fn all_connected_once(peers: &[Peer]) -> bool {
     peers.iter().all(|p| p.open_connections() == 1)
 }
 
+/// Waits (20 s at most) until each of the replicas `ids` holds `each` of the sources and every
+/// peer has exactly one connection; fails naming the holders otherwise.
+pub(crate) async fn assert_spread(
+    db: &DatabaseConnection,
+    ids: &[String],
+    each: usize,
+    peers: &[Peer],
+) {
+    let spread = eventually(Duration::from_secs(20), async || {
+        let held = holders(db).await;
+        held.len() == ids.len() * each
+            && ids
+                .iter()
+                .all(|id| held.values().filter(|r| *r == id).count() == each)
+            && all_connected_once(peers)
+    })
+    .await;
+    assert!(
+        spread,
+        "not spread {each} per replica with one connection per feed: {:?}",
+        holders(db).await
+    );
+}
+
+/// One generic feed per peer, created through `replica` (slugs `feed-0`, `feed-1`, …); answers
+/// their ids.
+pub(crate) async fn create_feeds(replica: &Replica, peers: &[Peer]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for (i, peer) in peers.iter().enumerate() {
+        let body = source_body(&format!("feed-{i}"), peer, json!({}));
+        let resp = replica
+            .call("POST", "/v1/websocket-sources", Some(body))
+            .await;
+        assert_eq!(resp.status, 201, "{}", resp.text);
+        ids.push(resp.body["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
 /// Nine sources, each on its own peer, with one automation each; answers their ids.
 async fn nine_sources(a: &Replica, peers: &[Peer]) -> Vec<String> {
     let mut ids = Vec::new();
@@ -254,20 +293,7 @@ async fn replicas_share_sources_route_commands_and_take_over_a_killed_one() {
     let ids = replica_ids(&replicas).await;
 
     // Spread evenly, one connection per source.
-    let spread = eventually(Duration::from_secs(20), async || {
-        let held = holders(&db).await;
-        let counts: Vec<usize> = ids
-            .iter()
-            .map(|id| held.values().filter(|r| *r == id).count())
-            .collect();
-        held.len() == 9 && counts.iter().all(|&n| n == 3) && all_connected_once(&peers)
-    })
-    .await;
-    assert!(
-        spread,
-        "not spread 3/3/3 with one connection each: {:?}",
-        holders(&db).await
-    );
+    assert_spread(&db, &ids, 3, &peers).await;
     let cluster = replicas[0].cluster().await;
     let shown: Vec<i64> = cluster["replicas"]
         .as_array()
@@ -423,17 +449,7 @@ async fn a_drained_replica_hands_its_sources_over_and_exits() {
         sources.push(resp.body["id"].as_str().unwrap().to_owned());
     }
     let ids = replica_ids(&replicas).await;
-    assert!(
-        eventually(Duration::from_secs(20), async || {
-            let held = holders(&db).await;
-            held.len() == 6
-                && ids
-                    .iter()
-                    .all(|id| held.values().filter(|r| *r == id).count() == 2)
-                && all_connected_once(&peers)
-        })
-        .await
-    );
+    assert_spread(&db, &ids, 2, &peers).await;
     // Drained through the API (SIGTERM does the same: the rolling-restart test uses it).
     let resp = replicas[0].call("POST", "/v1/cluster/drain", None).await;
     assert_eq!(resp.status, 202, "{}", resp.text);
@@ -553,17 +569,7 @@ async fn streams_claims_and_schedules_span_the_replicas() {
         assert_eq!(resp.status, 201, "{}", resp.text);
     }
     let ids = replica_ids(&replicas).await;
-    assert!(
-        eventually(Duration::from_secs(20), async || {
-            let held = holders(&db).await;
-            held.len() == 3
-                && ids
-                    .iter()
-                    .all(|id| held.values().filter(|r| *r == id).count() == 1)
-                && all_connected_once(&peers)
-        })
-        .await
-    );
+    assert_spread(&db, &ids, 1, &peers).await;
 
     // A stream client on the first replica sees what the other two receive, in order per source.
     let mut ws = stream_client(&replicas[0]).await;

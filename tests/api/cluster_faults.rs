@@ -13,11 +13,10 @@ use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::cluster::{
-    Replica, all_connected_once, eventually, holders, peers, replica_ids, runs, slack_cluster,
-    start_replicas,
+    Replica, all_connected_once, assert_spread, create_feeds, eventually, holders, peers,
+    replica_ids, runs, slack_cluster, start_replicas,
 };
 use crate::helpers::{create_pg_database, postgres_base};
-use crate::ingest::source_body;
 
 #[actix_web::test]
 async fn a_replica_killed_under_slack_traffic_loses_nothing() {
@@ -131,32 +130,10 @@ async fn a_replica_cut_off_from_the_database_stops_its_sources_before_they_are_t
     assert!(b.ready(Duration::from_secs(60)).await);
     let db = Database::connect(&url).await.unwrap();
     let peers = peers(4);
-    for (i, peer) in peers.iter().enumerate() {
-        let slug = format!("feed-{i}");
-        let resp = a
-            .call(
-                "POST",
-                "/v1/websocket-sources",
-                Some(source_body(&slug, peer, json!({}))),
-            )
-            .await;
-        assert_eq!(resp.status, 201, "{}", resp.text);
-    }
+    create_feeds(&a, &peers).await;
     let replicas = [a, b];
     let ids = replica_ids(&replicas).await;
-    assert!(
-        eventually(Duration::from_secs(20), async || {
-            let held = holders(&db).await;
-            held.len() == 4
-                && ids
-                    .iter()
-                    .all(|id| held.values().filter(|r| *r == id).count() == 2)
-                && all_connected_once(&peers)
-        })
-        .await,
-        "not spread 2/2 with one connection per feed: {:?}",
-        holders(&db).await
-    );
+    assert_spread(&db, &ids, 2, &peers).await;
     // Cut the second replica off: it cannot renew, stops its two sources after half a lease,
     // and the first takes them once the lease has expired. No feed ever sees two connections.
     proxy.cut.store(true, Ordering::SeqCst);
@@ -183,31 +160,9 @@ async fn a_paused_source_stays_paused_when_another_replica_takes_it_over() {
     let replicas = start_replicas(&url, 2, &[]).await;
     let db = Database::connect(&url).await.unwrap();
     let peers = peers(2);
-    let mut sources = Vec::new();
-    for (i, peer) in peers.iter().enumerate() {
-        let slug = format!("feed-{i}");
-        let resp = replicas[0]
-            .call(
-                "POST",
-                "/v1/websocket-sources",
-                Some(source_body(&slug, peer, json!({}))),
-            )
-            .await;
-        assert_eq!(resp.status, 201, "{}", resp.text);
-        sources.push(resp.body["id"].as_str().unwrap().to_owned());
-    }
+    let sources = create_feeds(&replicas[0], &peers).await;
     let ids = replica_ids(&replicas).await;
-    assert!(
-        eventually(Duration::from_secs(20), async || {
-            let held = holders(&db).await;
-            held.len() == 2
-                && ids
-                    .iter()
-                    .all(|id| held.values().filter(|r| *r == id).count() == 1)
-                && all_connected_once(&peers)
-        })
-        .await
-    );
+    assert_spread(&db, &ids, 1, &peers).await;
     // Pause, through the first replica, the source the second one holds; then kill the second.
     let held = holders(&db).await;
     let on_second = (0..2)
@@ -263,13 +218,8 @@ async fn what_a_killed_replica_committed_but_did_not_dispatch_is_dispatched_once
     let replicas = start_replicas(&url, 2, &[]).await;
     let db = Database::connect(&url).await.unwrap();
     let peers = peers(1);
-    let body = source_body("feed", &peers[0], json!({}));
-    let resp = replicas[0]
-        .call("POST", "/v1/websocket-sources", Some(body))
-        .await;
-    assert_eq!(resp.status, 201, "{}", resp.text);
-    let source = resp.body["id"].as_str().unwrap().to_owned();
-    let trigger = json!({"type": "event", "source": "feed", "on": ["*"]});
+    let source = create_feeds(&replicas[0], &peers).await.remove(0);
+    let trigger = json!({"type": "event", "source": "feed-0", "on": ["*"]});
     let resp = replicas[0]
         .call(
             "POST",
@@ -303,7 +253,7 @@ async fn what_a_killed_replica_committed_but_did_not_dispatch_is_dispatched_once
                 sea_orm::DbBackend::Postgres,
                 "INSERT INTO events (id, org_id, origin, source, source_id, dedup_key, event_key, raw, \
                    meta, status, received_at) \
-                 SELECT $1, org_id, $2, 'feed', CASE WHEN $3 THEN id END, $4, 'tick', \
+                 SELECT $1, org_id, $2, 'feed-0', CASE WHEN $3 THEN id END, $4, 'tick', \
                    '{\"type\": \"tick\"}'::jsonb, '{}'::jsonb, 'received', now() \
                  FROM websocket_sources WHERE id = $5",
                 vec![
