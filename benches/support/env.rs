@@ -221,6 +221,54 @@ impl RunningApp {
         }
     }
 
+    /// The service's own means from its metrics: per storage write (events, dispatch), the
+    /// dispatch batch, message arrival → ACK and event arrival → runs committed. Where the time
+    /// between a send and its run goes, inside the service.
+    pub(crate) async fn stage_means(&self) -> String {
+        let mut res = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .insert_header(("Authorization", format!("Bearer {KEY}")))
+            .send()
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&res.body().limit(16 << 20).await.unwrap()).into_owned();
+        let value = |name: &str| -> f64 {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::NAN)
+        };
+        let mean =
+            |metric: &str| value(&format!("{metric}_sum")) / value(&format!("{metric}_count"));
+        let mut parts = Vec::new();
+        for op in ["events", "dispatch"] {
+            let sum = value(&format!("switchboard_db_write_seconds_sum{{op=\"{op}\"}}"));
+            let count = value(&format!(
+                "switchboard_db_write_seconds_count{{op=\"{op}\"}}"
+            ));
+            if count > 0.0 {
+                parts.push(format!("{op} {:.2} ms × {count}", 1000.0 * sum / count));
+            }
+        }
+        let ms = |metric: &str| {
+            let mean = mean(metric);
+            if mean.is_nan() {
+                "none".to_owned()
+            } else {
+                format!("{:.2} ms", 1000.0 * mean)
+            }
+        };
+        format!(
+            "storage writes (mean × count): {} | events per dispatch mean {:.1} | arrival → ACK mean {} | arrival → runs committed mean {}",
+            parts.join(", "),
+            mean("switchboard_dispatch_batch_events"),
+            ms("switchboard_ack_latency_seconds"),
+            ms("switchboard_ingest_to_run_seconds"),
+        )
+    }
+
     /// Stops the application and waits until it has closed everything (bounded).
     pub(crate) async fn stop(self) {
         self.app_handle.stop(true).await;

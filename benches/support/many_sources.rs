@@ -56,6 +56,7 @@ pub(crate) async fn many_sources(backend: Backend, sources: usize, seconds: usiz
         rss_before as f64 / 1024.0,
         rss_max as f64 / 1024.0,
     );
+    println!("             {}", app.stage_means().await);
     peer.kill();
     app.stop().await;
 }

@@ -106,7 +106,7 @@ pub async fn latency(backend: Backend, rate: usize, seconds: usize) {
     if let Some((watcher, stop)) = watcher {
         let _ = stop.send(());
         print_breakdown(&claimed, watcher.await.unwrap());
-        print_stage_means(&app).await;
+        println!("                   {}", app.stage_means().await);
     }
     app.stop().await;
 }
@@ -132,40 +132,6 @@ async fn webhook_and_automation(app: &RunningApp) -> String {
     )
     .await;
     path
-}
-
-/// Prints the service's own mean time per storage write (events, dispatch, claims) and the mean
-/// dispatch batch, from its metrics: where the time between receipt and claim is spent.
-async fn print_stage_means(app: &RunningApp) {
-    let mut res = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .insert_header(("Authorization", format!("Bearer {KEY}")))
-        .send()
-        .await
-        .unwrap();
-    let text = String::from_utf8_lossy(&res.body().limit(16 << 20).await.unwrap()).into_owned();
-    let value = |name: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(f64::NAN)
-    };
-    let mut parts = Vec::new();
-    for op in ["events", "dispatch"] {
-        let sum = value(&format!("switchboard_db_write_seconds_sum{{op=\"{op}\"}}"));
-        let count = value(&format!(
-            "switchboard_db_write_seconds_count{{op=\"{op}\"}}"
-        ));
-        parts.push(format!("{op} {:.2} ms × {count}", 1000.0 * sum / count));
-    }
-    let batch = value("switchboard_dispatch_batch_events_sum")
-        / value("switchboard_dispatch_batch_events_count");
-    println!(
-        "                   storage writes (mean × count): {} | dispatch batch mean {batch:.1}",
-        parts.join(", ")
-    );
 }
 
 /// Prints the split of each claimed run's latency at its commit.

@@ -11,6 +11,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+mod matched;
+
+pub use matched::{BatchSignal, MatchedCommit, Place, insert_matched, insert_matched_isolating};
+
 /// Statement sizes: a batch is cut into chunks of these row counts only, so every insert reuses
 /// one of a few prepared statements (planning a fresh 500-row statement per batch costs more than
 /// the insert itself).
@@ -98,36 +102,6 @@ pub enum RowOutcome {
     /// Storage refused this row for a reason other than being unavailable (a value it cannot
     /// hold); the reason holds none of the row's data.
     Refused(String),
-}
-
-/// [`insert_events`], isolating rows storage refuses: a batch that fails for a reason other than
-/// storage being unavailable is split in halves, recursively, until each refused row is alone;
-/// every other row is stored. `Err` only when storage is unavailable (retry the whole batch).
-pub async fn insert_events_isolating(
-    db: &sea_orm::DatabaseConnection,
-    rows: &[event::Model],
-) -> Result<Vec<RowOutcome>, DbErr> {
-    let outcome = |stored: bool| {
-        if stored {
-            RowOutcome::Stored
-        } else {
-            RowOutcome::Duplicate
-        }
-    };
-    match insert_events(db, rows).await {
-        Ok(stored) => Ok(stored.into_iter().map(outcome).collect()),
-        Err(err) if super::is_unavailable(&err) => Err(err),
-        Err(err) if rows.len() <= 1 => Ok(rows
-            .iter()
-            .map(|_| RowOutcome::Refused(super::refusal_reason(&err)))
-            .collect()),
-        Err(_) => {
-            let (left, right) = rows.split_at(rows.len() / 2);
-            let mut outcomes = Box::pin(insert_events_isolating(db, left)).await?;
-            outcomes.extend(Box::pin(insert_events_isolating(db, right)).await?);
-            Ok(outcomes)
-        }
-    }
 }
 
 /// Up to `limit` committed events not yet dispatched, oldest first, after `after`, received
@@ -252,11 +226,19 @@ pub async fn commit_dispatch_after(
     Ok(created)
 }
 
+/// What [`after_previous`] fails with.
+const PREVIOUS_TIMEOUT: &str = "the previous batch did not commit in time";
+
 /// Waits for the earlier batch's commit, at most [`PREVIOUS_COMMIT_WAIT`].
 async fn after_previous(previous: impl std::future::Future<Output = ()>) -> Result<(), DbErr> {
     tokio::time::timeout(PREVIOUS_COMMIT_WAIT, previous)
         .await
-        .map_err(|_| DbErr::Custom("the previous dispatch batch did not commit in time".into()))
+        .map_err(|_| DbErr::Custom(PREVIOUS_TIMEOUT.into()))
+}
+
+/// Whether `err` is [`after_previous`] giving up (a retry, not a refusal of the data).
+fn is_previous_timeout(err: &DbErr) -> bool {
+    matches!(err, DbErr::Custom(message) if message == PREVIOUS_TIMEOUT)
 }
 
 /// SQLite: one statement per chunk, `WITH v(id, outcome) AS (VALUES …) UPDATE events … FROM v`.

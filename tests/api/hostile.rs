@@ -179,7 +179,12 @@ both_backends! {
             row("c", json!({"n": 3})),
             row("a", json!({"n": 4})),
         ];
-        let outcomes = db::inbox::insert_events_isolating(&app.db, &rows).await.unwrap();
+        let runs = vec![Vec::new(); rows.len()];
+        let mut place = db::inbox::Place::default();
+        let outcomes = db::inbox::insert_matched_isolating(&app.db, &rows, &runs, &mut place)
+            .await
+            .unwrap()
+            .outcomes;
         use db::inbox::RowOutcome::{Duplicate, Refused, Stored};
         match app.backend {
             Backend::Postgres => {

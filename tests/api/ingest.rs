@@ -157,6 +157,24 @@ both_backends_private! {
         assert!(counters, "{}", status(&app, &id).await);
     }
 
+    async fn an_acked_message_already_has_its_runs(app: TestApp) {
+        // Twenty orders and a redelivery of one of them: once the ACK of the last arrives, every
+        // run exists, with nothing left to dispatch (the runs commit with their events, and
+        // the ACKs follow that commit), and the redelivery made none.
+        let mut steps: Vec<Step> = (0..20).map(|i| Step::Send(order(i, 10))).collect();
+        steps.insert(10, Step::Send(order(3, 10)));
+        steps.push(Step::WaitForText { contains: "o19".into(), timeout: Duration::from_secs(10) });
+        let peer = Peer::start(vec![ConnectionScript::accept(steps)]);
+        let automation = create_automation(&app, "acked", json!("order.*"), None).await;
+        let body = source_body("acked", &peer, json!({"ack_expr": "{type: 'ack', id: id}"}));
+        create_source(&app, body).await;
+        assert!(peer.wait_until(WAIT, |p| p.texts().iter().any(|t| t.contains("o19"))).await,
+            "acks: {:?}", peer.texts());
+        assert_eq!(runs_of(&app, &automation).await, 20, "every acknowledged message has its run");
+        assert_eq!(undispatched(&app).await, 0);
+        assert_eq!(event_count(&app, "acked").await, 20);
+    }
+
     async fn acks_follow_commits_and_duplicates_across_reconnects(app: TestApp) {
         let first = ConnectionScript::accept(vec![
             Step::Send(order(1, 10)), Step::Send(order(2, 20)),

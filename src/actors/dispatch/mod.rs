@@ -27,8 +27,10 @@ use crate::queue::notifier::RunNotifier;
 
 mod commit;
 mod decide;
+mod matcher;
 
 pub use decide::decide;
+pub use matcher::{Matched, Matcher};
 
 /// Largest batch one transaction commits.
 const MAX_BATCH: usize = 1000;
@@ -79,10 +81,29 @@ pub struct Dispatch {
     pub events: Vec<PendingEvent>,
 }
 
+/// Inbox writer → dispatch actor: match these rows (see [`Matcher::prepare`]) and answer them,
+/// marked, with what was decided; the writer then commits the rows with their runs.
+#[derive(Message)]
+#[rtype(result = "(Vec<entity::event::Model>, Matched)")]
+pub struct MatchRows {
+    /// The rows of one inbox batch, in arrival order.
+    pub rows: Vec<entity::event::Model>,
+}
+
+impl Handler<MatchRows> for DispatchActor {
+    type Result = MessageResult<MatchRows>;
+
+    fn handle(&mut self, mut msg: MatchRows, _: &mut Context<Self>) -> Self::Result {
+        let matched = self.matcher.prepare(&mut msg.rows);
+        MessageResult((msg.rows, matched))
+    }
+}
+
 /// Routes events to the pool's actors (cheap to clone).
 #[derive(Clone)]
 pub struct DispatchPool {
     actors: Arc<Vec<Addr<DispatchActor>>>,
+    matcher: Matcher,
 }
 
 impl DispatchPool {
@@ -98,12 +119,20 @@ impl DispatchPool {
         notifier: RunNotifier,
     ) -> DispatchPool {
         let pool_size = size.max(1);
+        let matcher = Matcher {
+            registry: registry.clone(),
+            publisher: publisher.clone(),
+            metrics: metrics.clone(),
+            notifier: notifier.clone(),
+        };
         let actors = (0..pool_size)
             .map(|index| {
                 let (db, registry, publisher) = (db.clone(), registry.clone(), publisher.clone());
                 let (metrics, notifier) = (metrics.clone(), notifier.clone());
                 let arbiter = Arbiter::new();
+                let matcher = matcher.clone();
                 DispatchActor::start_in_arbiter(&arbiter.handle(), move |_| DispatchActor {
+                    matcher,
                     db,
                     registry,
                     publisher,
@@ -124,7 +153,26 @@ impl DispatchPool {
             .collect();
         DispatchPool {
             actors: Arc::new(actors),
+            matcher,
         }
+    }
+
+    /// Matching for the inbox writers, which commit runs with their events.
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
+    }
+
+    /// Matches an inbox batch on a dispatch actor's thread (the `key`th, modulo the pool), off
+    /// the thread that reads the sockets. `None` when that actor is gone (the process is
+    /// stopping): the rows sent are then lost with it, and the caller matches its own copy
+    /// with [`matcher`](Self::matcher).
+    pub async fn prepare(
+        &self,
+        key: usize,
+        rows: Vec<entity::event::Model>,
+    ) -> Option<(Vec<entity::event::Model>, Matched)> {
+        let actor = self.actors.get(key % self.actors.len().max(1))?;
+        actor.send(MatchRows { rows }).await.ok()
     }
 
     /// Hands committed events of one source to its actor.
@@ -165,6 +213,7 @@ impl DispatchPool {
 
 /// One dispatch worker.
 pub struct DispatchActor {
+    matcher: Matcher,
     db: DatabaseConnection,
     registry: Arc<AutomationRegistry>,
     publisher: Publisher,

@@ -1,8 +1,8 @@
 //! The webhook deliveries' group commit. Every accepted delivery's event row goes to one writer
 //! task, which commits whatever has arrived while its previous commit ran in one transaction (up
 //! to [`MAX_BATCH`] rows and [`MAX_BATCH_BYTES`] of bodies, a larger body alone; [`IN_FLIGHT`]
-//! batches at once, answered in order), then answers each delivery with what storage made of its
-//! row, tells live observers and hands the stored events to dispatch. A webhook's answer (200)
+//! batches at once, answered in order) together with the runs they match, then answers each
+//! delivery with what storage made of its row and tells claims and live observers. A webhook's answer (200)
 //! therefore still follows the commit that holds its event, but a thousand deliveries a second
 //! cost a few commits a second, not a thousand.
 //!
@@ -22,10 +22,10 @@ use futures_util::stream::FuturesOrdered;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use crate::actors::dispatch::{DispatchPool, PendingEvent};
+use crate::actors::dispatch::{DispatchPool, Matched};
 use crate::actors::publisher::{Published, Publisher};
 use crate::db;
-use crate::db::inbox::RowOutcome;
+use crate::db::inbox::{Place, RowOutcome};
 use crate::metrics::Metrics;
 
 /// Most deliveries per batch.
@@ -76,7 +76,7 @@ pub struct DeliveryInbox {
 pub struct DeliveryCtx {
     /// The connection pool.
     pub db: DatabaseConnection,
-    /// Where committed events go.
+    /// Matching.
     pub dispatch: DispatchPool,
     /// The application's metrics.
     pub metrics: Arc<Metrics>,
@@ -125,6 +125,8 @@ impl DeliveryInbox {
 
 async fn run(ctx: Arc<DeliveryCtx>, mut rx: mpsc::Receiver<Delivery>) {
     let mut inflight = FuturesOrdered::new();
+    let ordered = ctx.db.get_database_backend() == sea_orm::DbBackend::Postgres;
+    let mut last = None;
     // A delivery taken from the queue that did not fit the batch before it.
     let mut carried: Option<Delivery> = None;
     let mut open = true;
@@ -136,7 +138,8 @@ async fn run(ctx: Arc<DeliveryCtx>, mut rx: mpsc::Receiver<Delivery>) {
                         let batch = gather(first, &mut rx, &mut carried);
                         // A panic while committing drops the batch's answers (503 each), not the
                         // writer: the next batch goes on.
-                        let committed = std::panic::AssertUnwindSafe(commit(ctx.clone(), batch));
+                        let place = super::writer::next_place(&mut last, ordered);
+                        let committed = std::panic::AssertUnwindSafe(commit(ctx.clone(), batch, place));
                         inflight.push_back(committed.catch_unwind());
                     }
                     None => open = false,
@@ -194,57 +197,85 @@ fn gather(
 struct Batch {
     rows: Vec<entity::event::Model>,
     waiting: Vec<(oneshot::Sender<Answer>, OwnedSemaphorePermit)>,
+    /// What matching decided, and the runs the commit created.
+    matched: Option<(Matched, Vec<uuid::Uuid>)>,
 }
 
-/// Commits one batch in one transaction (a row storage refuses is isolated by splitting it);
-/// answers per row, every row [`StoreError::Unavailable`] when storage is unavailable.
-async fn commit(ctx: Arc<DeliveryCtx>, deliveries: Vec<Delivery>) -> (Batch, Vec<Answer>) {
-    let mut batch = Batch {
-        rows: Vec::with_capacity(deliveries.len()),
-        waiting: Vec::with_capacity(deliveries.len()),
-    };
+/// Matches one batch and commits it with its runs in one transaction (a row storage refuses is
+/// isolated by splitting it), keeping its place behind the batch before; answers per row, every
+/// row [`StoreError::Unavailable`] when storage is unavailable.
+async fn commit(
+    ctx: Arc<DeliveryCtx>,
+    deliveries: Vec<Delivery>,
+    place: (Place, Option<oneshot::Sender<()>>),
+) -> (Batch, Vec<Answer>) {
+    let (mut place, committed) = place;
+    let mut rows = Vec::with_capacity(deliveries.len());
+    let mut waiting = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
-        batch.rows.push(delivery.row);
-        batch.waiting.push((delivery.answer, delivery._room));
+        rows.push(delivery.row);
+        waiting.push((delivery.answer, delivery._room));
     }
+    let Some((rows, matched)) = ctx.dispatch.prepare(0, rows).await else {
+        // The dispatch actors are gone: the process is stopping. Nothing was stored.
+        for (waiter, _room) in waiting {
+            let _ = waiter.send(Err(StoreError::Unavailable));
+        }
+        let batch = Batch {
+            rows: Vec::new(),
+            waiting: Vec::new(),
+            matched: None,
+        };
+        return (batch, Vec::new());
+    };
     let started = Instant::now();
-    let answers = match db::inbox::insert_events_isolating(&ctx.db, &batch.rows).await {
-        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+    let stored =
+        db::inbox::insert_matched_isolating(&ctx.db, &rows, &matched.runs, &mut place).await;
+    drop(committed);
+    ctx.metrics.db_write("events", started.elapsed());
+    let (answers, matched) = match stored {
+        Ok(done) => {
+            let answers = done.outcomes.into_iter().map(Ok).collect();
+            (answers, Some((matched, done.created)))
+        }
         Err(err) => {
-            tracing::warn!(error = %err, deliveries = batch.rows.len(), "storing webhook deliveries failed; answering 503");
-            vec![Err(StoreError::Unavailable); batch.rows.len()]
+            tracing::warn!(error = %err, deliveries = rows.len(), "storing webhook deliveries failed; answering 503");
+            (vec![Err(StoreError::Unavailable); rows.len()], None)
         }
     };
-    ctx.metrics.db_write("events", started.elapsed());
+    let batch = Batch {
+        rows,
+        waiting,
+        matched,
+    };
     (batch, answers)
 }
 
-/// Answers each delivery of a committed batch, then publishes and dispatches the stored events
-/// (grouped by route, in commit order, so each webhook's events keep their order).
+/// Answers each delivery of a committed batch, then tells live observers about the stored
+/// events and claims and observers about the runs created.
 fn settle(ctx: &DeliveryCtx, batch: Batch, answers: Vec<Answer>) {
-    let Batch { rows, waiting } = batch;
+    let Batch {
+        rows,
+        waiting,
+        matched,
+    } = batch;
     debug_assert_eq!(rows.len(), answers.len(), "one answer per row");
-    let mut routes: Vec<(uuid::Uuid, Vec<PendingEvent>)> = Vec::new();
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|row| row.id).collect();
+    let mut outcomes = Vec::with_capacity(rows.len());
     for ((row, waiting), answer) in rows.into_iter().zip(waiting).zip(answers) {
-        if answer == Ok(RowOutcome::Stored) {
-            if ctx.publisher.has_subscribers() {
-                ctx.publisher.publish(received(&row));
-            }
-            if row.dispatched_at.is_none() {
-                let pending = PendingEvent::from(row);
-                match routes.iter_mut().find(|(route, _)| *route == pending.route) {
-                    Some((_, events)) => events.push(pending),
-                    None => routes.push((pending.route, vec![pending])),
-                }
-            }
+        if answer == Ok(RowOutcome::Stored) && ctx.publisher.has_subscribers() {
+            ctx.publisher.publish(received(&row));
         }
+        outcomes.push(answer.clone().unwrap_or(RowOutcome::Duplicate));
         // The handler may have gone (the client hung up, or its deadline passed); a stored event
         // stays stored.
         let (waiter, _room) = waiting;
         let _ = waiter.send(answer);
     }
-    for (route, events) in routes {
-        ctx.dispatch.dispatch(route, events);
+    if let Some((matched, created)) = matched {
+        ctx.dispatch
+            .matcher()
+            .committed(matched, &ids, &outcomes, &created);
     }
 }
 

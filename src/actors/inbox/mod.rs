@@ -89,7 +89,7 @@ impl SharedInbox {
     pub fn start_with(ctx: WriterCtx, writers: usize, queue: usize) -> SharedInbox {
         let ctx = Arc::new(ctx);
         let writers: Vec<mpsc::Sender<Queued>> = (0..writers.max(1))
-            .map(|_| writer::start(ctx.clone(), queue.max(1)))
+            .map(|index| writer::start(ctx.clone(), queue.max(1), index))
             .collect();
         SharedInbox {
             writers: writers.into(),

@@ -1,7 +1,8 @@
 //! One shared inbox writer: takes what its queue holds (up to [`MAX_BATCH`] messages from any
-//! connections), commits it in one transaction while the next batch gathers, retrying while
-//! storage is down (never dropping, never acknowledging before the commit), then hands each
-//! connection its ACK frames, passes stored events to dispatch and tells live observers.
+//! connections), matches it against the automations and commits its events with their runs in
+//! one transaction while the next batch gathers, retrying while storage is down (never dropping,
+//! never acknowledging before the commit), then hands each connection its ACK frames and tells
+//! claims and live observers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,10 +14,10 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 
 use super::{Link, Queued};
-use crate::actors::dispatch::{DispatchPool, PendingEvent};
+use crate::actors::dispatch::{DispatchPool, Matched};
 use crate::actors::publisher::{Published, Publisher};
 use crate::db;
-use crate::db::inbox::RowOutcome;
+use crate::db::inbox::{BatchSignal, MatchedCommit, Place, RowOutcome};
 use crate::metrics::Metrics;
 use crate::sources::status::Count;
 
@@ -33,7 +34,7 @@ const RETRY_CAP: Duration = Duration::from_millis(250);
 pub struct WriterCtx {
     /// The connection pool.
     pub db: DatabaseConnection,
-    /// Where committed events go.
+    /// Matching (and, for recovery, where events left undispatched go).
     pub dispatch: DispatchPool,
     /// The application's metrics.
     pub metrics: Arc<Metrics>,
@@ -41,11 +42,14 @@ pub struct WriterCtx {
     pub publisher: Publisher,
 }
 
-/// Starts one writer; answers its input.
-pub(super) fn start(ctx: Arc<WriterCtx>, queue: usize) -> mpsc::Sender<Queued> {
+/// Starts the `index`th writer (its batches are matched by the dispatch actor of that index);
+/// answers its input.
+pub(super) fn start(ctx: Arc<WriterCtx>, queue: usize, index: usize) -> mpsc::Sender<Queued> {
     let (tx, mut rx) = mpsc::channel::<Queued>(queue);
     actix::spawn(async move {
         let mut inflight = FuturesOrdered::new();
+        let ordered = ctx.db.get_database_backend() == sea_orm::DbBackend::Postgres;
+        let mut last = None;
         let mut open = true;
         while open || !inflight.is_empty() {
             let mut batch = Vec::new();
@@ -54,7 +58,8 @@ pub(super) fn start(ctx: Arc<WriterCtx>, queue: usize) -> mpsc::Sender<Queued> {
                     if received == 0 {
                         open = false;
                     } else {
-                        inflight.push_back(insert(ctx.clone(), batch));
+                        let (place, committed) = next_place(&mut last, ordered);
+                        inflight.push_back(insert(ctx.clone(), index, batch, place, committed));
                     }
                 }
                 Some(inserted) = inflight.next() => finish(&ctx, inserted),
@@ -64,16 +69,48 @@ pub(super) fn start(ctx: Arc<WriterCtx>, queue: usize) -> mpsc::Sender<Queued> {
     tx
 }
 
+/// The place of the next batch behind the last one (PostgreSQL, where batches overlap; see
+/// [`Place`]), and what tells the batch after it that this one has committed (dropped once it
+/// has, or was given up).
+pub(super) fn next_place(
+    last: &mut Option<(BatchSignal, BatchSignal)>,
+    ordered: bool,
+) -> (Place, Option<tokio::sync::oneshot::Sender<()>>) {
+    use futures_util::FutureExt as _;
+    if !ordered {
+        return (Place::default(), None);
+    }
+    let (inserted, inserted_rx) = tokio::sync::oneshot::channel();
+    let (committed, committed_rx) = tokio::sync::oneshot::channel();
+    let (before_inserted, before_committed) = last
+        .replace((inserted_rx.shared(), committed_rx.shared()))
+        .unzip();
+    let place = Place {
+        before_inserted,
+        before_committed,
+        inserted: Some(inserted),
+    };
+    (place, Some(committed))
+}
+
 /// One committed batch: per row, its link and what storage made of it; per message, the link
-/// and the ACK frame.
+/// and the ACK frame; what matching decided and the runs created.
 struct Inserted {
     rows: Vec<(Arc<Link>, entity::event::Model)>,
     stored: Vec<RowOutcome>,
     frames: Vec<(Arc<Link>, (String, Instant))>,
+    matched: Matched,
+    created: Vec<uuid::Uuid>,
     now: chrono::DateTime<chrono::Utc>,
 }
 
-async fn insert(ctx: Arc<WriterCtx>, batch: Vec<Queued>) -> Inserted {
+async fn insert(
+    ctx: Arc<WriterCtx>,
+    index: usize,
+    batch: Vec<Queued>,
+    mut place: Place,
+    committed: Option<tokio::sync::oneshot::Sender<()>>,
+) -> Inserted {
     let now = db::now();
     let mut frames = Vec::new();
     let mut rows = Vec::with_capacity(batch.len());
@@ -87,16 +124,27 @@ async fn insert(ctx: Arc<WriterCtx>, batch: Vec<Queued>) -> Inserted {
             rows.push((link, row));
         }
     }
-    let models: Vec<entity::event::Model> = rows.iter().map(|(_, row)| row.clone()).collect();
+    let copy = || rows.iter().map(|(_, row)| row.clone()).collect::<Vec<_>>();
+    let (models, matched) = match ctx.dispatch.prepare(index, copy()).await {
+        Some(prepared) => prepared,
+        None => {
+            let mut models = copy();
+            let matched = ctx.dispatch.matcher().prepare(&mut models);
+            (models, matched)
+        }
+    };
     let started = Instant::now();
-    let stored = insert_with_retry(&ctx, &rows, &models).await;
+    let commit = insert_with_retry(&ctx, &rows, &models, &matched.runs, &mut place).await;
+    drop(committed);
     if !models.is_empty() {
         ctx.metrics.db_write("events", started.elapsed());
     }
     Inserted {
         rows,
-        stored,
+        stored: commit.outcomes,
         frames,
+        matched,
+        created: commit.created,
         now,
     }
 }
@@ -104,7 +152,6 @@ async fn insert(ctx: Arc<WriterCtx>, batch: Vec<Queued>) -> Inserted {
 /// What one connection gets from a committed batch.
 #[derive(Default)]
 struct PerLink {
-    pending: Vec<PendingEvent>,
     frames: Vec<(String, Instant)>,
     new: u64,
     duplicates: u64,
@@ -115,8 +162,11 @@ fn finish(ctx: &Arc<WriterCtx>, inserted: Inserted) {
         rows,
         stored,
         frames,
+        matched,
+        created,
         now,
     } = inserted;
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|(_, row)| row.id).collect();
     if ctx.publisher.has_subscribers() {
         publish_received(ctx, &rows, &stored);
     }
@@ -129,21 +179,16 @@ fn finish(ctx: &Arc<WriterCtx>, inserted: Inserted) {
             groups.len() - 1
         })
     };
-    for ((link, row), outcome) in rows.into_iter().zip(stored) {
-        let at = group_of(&link, &mut groups);
+    for ((link, _), outcome) in rows.iter().zip(&stored) {
+        let at = group_of(link, &mut groups);
         let per = &mut groups[at].1;
         match outcome {
-            RowOutcome::Stored => {
-                per.new += 1;
-                if row.dispatched_at.is_none() {
-                    per.pending.push(PendingEvent::from(row));
-                }
-            }
+            RowOutcome::Stored => per.new += 1,
             RowOutcome::Duplicate => per.duplicates += 1,
             RowOutcome::Refused(reason) => {
                 // Logged without the message; ACKed with the others (it can never be stored).
                 tracing::warn!(source_id = %link.spec.id, reason = %reason, "message rejected by storage");
-                link.counters.rejected(&reason);
+                link.counters.rejected(reason);
             }
         }
     }
@@ -152,12 +197,15 @@ fn finish(ctx: &Arc<WriterCtx>, inserted: Inserted) {
         groups[at].1.frames.push(frame);
     }
     for (link, per) in groups {
-        settle(ctx, &link, per, now);
+        settle(&link, per, now);
     }
+    ctx.dispatch
+        .matcher()
+        .committed(matched, &ids, &stored, &created);
 }
 
-/// Counts, ACKs and dispatches what one connection had in a committed batch.
-fn settle(ctx: &WriterCtx, link: &Link, per: PerLink, now: chrono::DateTime<chrono::Utc>) {
+/// Counts and ACKs what one connection had in a committed batch.
+fn settle(link: &Link, per: PerLink, now: chrono::DateTime<chrono::Utc>) {
     let counters = &link.counters;
     counters.add(Count::EventsStored, per.new);
     counters.add(Count::Duplicates, per.duplicates);
@@ -169,7 +217,6 @@ fn settle(ctx: &WriterCtx, link: &Link, per: PerLink, now: chrono::DateTime<chro
         // The connection may be gone: the sender then redelivers, and dedup absorbs it.
         let _ = link.acks.send(Box::new(per.frames));
     }
-    ctx.dispatch.dispatch(link.spec.id, per.pending);
 }
 
 /// Tells live observers about every committed event, and about every duplicate with the id of
@@ -225,17 +272,20 @@ fn received(
     }
 }
 
-/// Inserts the batch, isolating rows storage refuses (each refused alone, every other row of
-/// every source stored); retries while storage is unavailable (nothing is acknowledged until
-/// stored). A storage error is counted on every source with a row in the batch.
+/// Inserts the batch with its runs, isolating rows storage refuses (each refused alone, every
+/// other row of every source stored); retries while storage is unavailable (nothing is
+/// acknowledged until stored). A storage error is counted on every source with a row in the
+/// batch.
 async fn insert_with_retry(
     ctx: &WriterCtx,
     rows: &[(Arc<Link>, entity::event::Model)],
     models: &[entity::event::Model],
-) -> Vec<RowOutcome> {
+    runs: &[Vec<entity::automation_run::Model>],
+    place: &mut Place,
+) -> MatchedCommit {
     let mut delay = Duration::from_millis(50);
     loop {
-        match db::inbox::insert_events_isolating(&ctx.db, models).await {
+        match db::inbox::insert_matched_isolating(&ctx.db, models, runs, place).await {
             Ok(stored) => return stored,
             Err(err) => {
                 let mut counted: Vec<*const Link> = Vec::new();

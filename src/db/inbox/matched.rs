@@ -1,0 +1,150 @@
+//! Events and their runs committed together: the inbox writers match a batch before they store
+//! it, so one transaction holds both the events (already marked dispatched, with their outcome)
+//! and the runs of those that were new. A message's ACK and its runs then wait for one commit,
+//! not two, and an event row is written once instead of inserted and then updated.
+
+use entity::{automation_run, event};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{DbBackend, DbErr};
+use uuid::Uuid;
+
+use super::{RowOutcome, after_previous, insert_skipping};
+use crate::db::WriteTxn;
+
+/// Resolves once a batch has reached a point (its statements run, or its commit), or is
+/// abandoned (the sender dropped).
+pub type BatchSignal = futures_util::future::Shared<tokio::sync::oneshot::Receiver<()>>;
+
+/// A batch's place behind the batch before it on the same writer (PostgreSQL, where two are
+/// written at once): it runs its statements only once the one before has run its own, so the
+/// earlier batch never waits for a row of the later one (a dedup key delivered twice), and it
+/// commits only once the one before has committed, so runs become visible in arrival order.
+/// The default waits for nothing (SQLite's writers take turns anyway).
+#[derive(Default)]
+pub struct Place {
+    /// The batch before has run its statements.
+    pub before_inserted: Option<BatchSignal>,
+    /// The batch before has committed.
+    pub before_committed: Option<BatchSignal>,
+    /// Told once this batch's statements have run.
+    pub inserted: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+async fn reached(signal: Option<BatchSignal>) -> Result<(), DbErr> {
+    after_previous(async move {
+        if let Some(signal) = signal {
+            // An error means the batch before was abandoned: nothing left to wait for.
+            let _ = signal.await;
+        }
+    })
+    .await
+}
+
+/// What one committed batch made: per row, whether it was stored, and the ids of the runs created.
+#[derive(Debug, Default)]
+pub struct MatchedCommit {
+    /// Per input row, in order.
+    pub outcomes: Vec<RowOutcome>,
+    /// Runs created (of stored rows only; a run that already existed is not among them).
+    pub created: Vec<Uuid>,
+}
+
+/// Inserts `rows` (duplicates of a stored dedup key skipped) and, in the same transaction, the
+/// runs in `runs[i]` of every row `i` that was stored, keeping its [`Place`]. Flushed before it
+/// returns: the caller acknowledges on it.
+pub async fn insert_matched(
+    db: &sea_orm::DatabaseConnection,
+    rows: &[event::Model],
+    runs: &[Vec<automation_run::Model>],
+    place: &mut Place,
+) -> Result<MatchedCommit, DbErr> {
+    debug_assert_eq!(rows.len(), runs.len(), "one list of runs per row");
+    if rows.is_empty() {
+        return Ok(MatchedCommit::default());
+    }
+    let txn = WriteTxn::begin(db).await?;
+    reached(place.before_inserted.clone()).await?;
+    let stored: std::collections::HashSet<Uuid> =
+        if db.get_database_backend() == DbBackend::Postgres {
+            crate::db::unnest::insert_events(&txn, rows).await?
+        } else {
+            let conflict = OnConflict::new().do_nothing().to_owned();
+            insert_skipping::<event::Entity>(&txn, rows, &conflict, event::Column::Id).await?
+        }
+        .into_iter()
+        .collect();
+    let new_runs: Vec<automation_run::Model> = rows
+        .iter()
+        .zip(runs)
+        .filter(|(row, _)| stored.contains(&row.id))
+        .flat_map(|(_, runs)| runs.iter().cloned())
+        .collect();
+    let created = if new_runs.is_empty() {
+        Vec::new()
+    } else if db.get_database_backend() == DbBackend::Postgres {
+        crate::db::unnest::insert_runs(&txn, &new_runs).await?
+    } else {
+        let conflict = OnConflict::columns([
+            automation_run::Column::AutomationId,
+            automation_run::Column::EventId,
+        ])
+        .do_nothing()
+        .to_owned();
+        insert_skipping::<automation_run::Entity>(
+            &txn,
+            &new_runs,
+            &conflict,
+            automation_run::Column::Id,
+        )
+        .await?
+    };
+    if let Some(inserted) = place.inserted.take() {
+        let _ = inserted.send(());
+    }
+    reached(place.before_committed.clone()).await?;
+    txn.commit().await?;
+    let outcomes = rows
+        .iter()
+        .map(|row| {
+            if stored.contains(&row.id) {
+                RowOutcome::Stored
+            } else {
+                RowOutcome::Duplicate
+            }
+        })
+        .collect();
+    Ok(MatchedCommit { outcomes, created })
+}
+
+/// [`insert_matched`], isolating rows storage refuses: a batch that fails for a reason other
+/// than storage being unavailable (or the batch before not committing in time) is split in
+/// halves, recursively, until each refused row is alone; every other row is stored with its
+/// runs. `Err` only when storage is unavailable or the batch before did not commit (retry the
+/// whole batch).
+pub async fn insert_matched_isolating(
+    db: &sea_orm::DatabaseConnection,
+    rows: &[event::Model],
+    runs: &[Vec<automation_run::Model>],
+    place: &mut Place,
+) -> Result<MatchedCommit, DbErr> {
+    match insert_matched(db, rows, runs, place).await {
+        Ok(done) => Ok(done),
+        Err(err) if crate::db::is_unavailable(&err) || super::is_previous_timeout(&err) => Err(err),
+        Err(err) if rows.len() <= 1 => Ok(MatchedCommit {
+            outcomes: rows
+                .iter()
+                .map(|_| RowOutcome::Refused(crate::db::refusal_reason(&err)))
+                .collect(),
+            created: Vec::new(),
+        }),
+        Err(_) => {
+            let half = rows.len() / 2;
+            let (left, right) = (rows.split_at(half), runs.split_at(half));
+            let mut done = Box::pin(insert_matched_isolating(db, left.0, right.0, place)).await?;
+            let rest = Box::pin(insert_matched_isolating(db, left.1, right.1, place)).await?;
+            done.outcomes.extend(rest.outcomes);
+            done.created.extend(rest.created);
+            Ok(done)
+        }
+    }
+}
