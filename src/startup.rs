@@ -54,6 +54,8 @@ pub struct Application {
     metrics: Arc<Metrics>,
     /// SQLite only: this process's hold on the database file, released when serving ends.
     _node_lock: Option<db::single_node::NodeLock>,
+    /// SQLite only: the WAL checkpointer, stopped when serving ends.
+    _checkpointer: Option<db::Checkpointer>,
     /// This replica's cluster state (a single node's when not clustered).
     cluster: Arc<ClusterShared>,
     db: DatabaseConnection,
@@ -72,10 +74,7 @@ impl Application {
         settings: Settings,
         announce: impl FnOnce(bootstrap::NewAdminKey<'_>),
     ) -> anyhow::Result<Application> {
-        // SQLite: refuse a second process on the same database before touching it.
-        let node_lock = db::single_node::lock_for(&settings).await?;
-        let db = db::connect(&settings).await?;
-        db::migrate(&db).await?;
+        let (node_lock, db, checkpointer) = open_database(&settings).await?;
         let keyring = Arc::new(keyring_setup::load_keyring(&settings)?);
         rotate::verify_all(&db, &keyring).await?;
         let bootstrap_key = bootstrap::bootstrap(&db, &settings, announce).await?;
@@ -128,6 +127,7 @@ impl Application {
             metrics_server,
             metrics: app_metrics,
             _node_lock: node_lock,
+            _checkpointer: checkpointer,
             cluster,
             db: db_handle,
         })
@@ -204,6 +204,22 @@ impl Application {
         self.cluster.leave(&self.db).await;
         served
     }
+}
+
+/// The database, opened (SQLite: after taking this process's hold on its file, before touching
+/// it, so that a second process is refused), checkpointed (SQLite) and migrated.
+async fn open_database(
+    settings: &Settings,
+) -> anyhow::Result<(
+    Option<db::single_node::NodeLock>,
+    DatabaseConnection,
+    Option<db::Checkpointer>,
+)> {
+    let node_lock = db::single_node::lock_for(settings).await?;
+    let db = db::connect(settings).await?;
+    let checkpointer = db::start_checkpointer(&db);
+    db::migrate(&db).await?;
+    Ok((node_lock, db, checkpointer))
 }
 
 /// Loads every source, starts the supervisor, and dispatches what was committed but not yet

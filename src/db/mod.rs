@@ -100,9 +100,6 @@ pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<Data
             crate::redact::redact_url(url)
         )
     })?;
-    if db.get_database_backend() == DbBackend::Sqlite {
-        spawn_checkpointer(db.clone());
-    }
     Ok(db)
 }
 
@@ -111,21 +108,42 @@ pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<Data
 /// of the copy), then another holding the write turn, which finishes the copy with no writer
 /// appending meanwhile. Only a WAL copied to its end is started over by the next writer; under a
 /// steady stream of writes, passive checkpoints alone never reach the end, and the WAL grew by
-/// tens of MB a second, slowing every read and write.
-fn spawn_checkpointer(db: DatabaseConnection) {
-    tokio::spawn(async move {
+/// tens of MB a second, slowing every read and write. Runs until the returned guard is dropped
+/// (the application holds it; one checkpointer per database, as each takes the write turn);
+/// `None` on PostgreSQL.
+pub fn start_checkpointer(db: &DatabaseConnection) -> Option<Checkpointer> {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return None;
+    }
+    let db = db.clone();
+    let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            let bulk = db
-                .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
-                .await;
-            let rest = gated(&db, db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)"));
-            if let Err(err) = bulk.and(rest.await) {
+            let bulk = checkpoint(&db).await;
+            let rest = gated(&db, checkpoint(&db)).await;
+            if let Err(err) = bulk.and(rest) {
                 tracing::debug!(error = %err, "WAL checkpoint skipped");
             }
         }
     });
+    Some(Checkpointer(task.abort_handle()))
+}
+
+/// The running SQLite checkpointer; stops it when dropped.
+pub struct Checkpointer(tokio::task::AbortHandle);
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One `PASSIVE` checkpoint.
+async fn checkpoint(db: &DatabaseConnection) -> Result<(), DbErr> {
+    db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+        .await
+        .map(|_| ())
 }
 
 /// Brings the schema up to date.

@@ -26,7 +26,7 @@ pub const QUEUE: usize = 16 * 1024;
 /// Messages one connection may have queued and not yet taken into a batch; beyond that it waits
 /// (and stops reading), so a firehose cannot take the whole shared queue from quieter sources.
 pub const PER_CONNECTION: usize = 4096;
-/// Writer tasks; a source always maps to the same one.
+/// Writer tasks on PostgreSQL (SQLite: one); a source always maps to the same one.
 pub const WRITERS: usize = 2;
 
 /// One prepared message and the ACK frame to send once it is durable.
@@ -78,10 +78,15 @@ pub struct SharedInbox {
 }
 
 impl SharedInbox {
-    /// Starts [`WRITERS`] writer tasks on the current arbiter. They end once every handle (and
+    /// Starts [`WRITERS`] writer tasks (one on SQLite) on the current arbiter. They end once every handle (and
     /// this) is dropped and their queues are committed.
     pub fn start(ctx: WriterCtx) -> SharedInbox {
-        Self::start_with(ctx, WRITERS, QUEUE)
+        let writers = match ctx.db.get_database_backend() {
+            // One write turn at a time: a second writer only cuts the batches in two.
+            sea_orm::DbBackend::Sqlite => 1,
+            _ => WRITERS,
+        };
+        Self::start_with(ctx, writers, QUEUE)
     }
 
     /// [`start`](Self::start) with `writers` tasks of `queue` messages each (tests use small

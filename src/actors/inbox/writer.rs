@@ -23,8 +23,8 @@ use crate::sources::status::Count;
 
 /// Largest batch per commit.
 const MAX_BATCH: usize = 500;
-/// Batches being committed at once per writer (storage latency, not CPU, bounds one writer);
-/// they finish in order, so ACKs and dispatch keep the arrival order.
+/// Batches being committed at once per writer on PostgreSQL (storage latency, not CPU, bounds
+/// one writer; SQLite: one); they finish in order, so ACKs keep the arrival order.
 const IN_FLIGHT: usize = 2;
 /// Longest wait between two attempts to store a batch while storage is unavailable.
 const RETRY_CAP: Duration = Duration::from_millis(250);
@@ -49,12 +49,15 @@ pub(super) fn start(ctx: Arc<WriterCtx>, queue: usize, index: usize) -> mpsc::Se
     actix::spawn(async move {
         let mut inflight = FuturesOrdered::new();
         let ordered = ctx.db.get_database_backend() == sea_orm::DbBackend::Postgres;
+        // SQLite writes one transaction at a time: a second batch taken early would only wait
+        // for the write turn, and be smaller than one taken once the turn is free.
+        let in_flight = if ordered { IN_FLIGHT } else { 1 };
         let mut last = None;
         let mut open = true;
         while open || !inflight.is_empty() {
             let mut batch = Vec::new();
             tokio::select! {
-                received = rx.recv_many(&mut batch, MAX_BATCH), if open && inflight.len() < IN_FLIGHT => {
+                received = rx.recv_many(&mut batch, MAX_BATCH), if open && inflight.len() < in_flight => {
                     if received == 0 {
                         open = false;
                     } else {
