@@ -126,7 +126,7 @@ impl DeliveryInbox {
 async fn run(ctx: Arc<DeliveryCtx>, mut rx: mpsc::Receiver<Delivery>) {
     let mut inflight = FuturesOrdered::new();
     let ordered = ctx.db.get_database_backend() == sea_orm::DbBackend::Postgres;
-    let mut last = None;
+    let mut order = super::order::BatchOrder::new(ordered);
     // A delivery taken from the queue that did not fit the batch before it.
     let mut carried: Option<Delivery> = None;
     let mut open = true;
@@ -138,7 +138,14 @@ async fn run(ctx: Arc<DeliveryCtx>, mut rx: mpsc::Receiver<Delivery>) {
                         let batch = gather(first, &mut rx, &mut carried);
                         // A panic while committing drops the batch's answers (503 each), not the
                         // writer: the next batch goes on.
-                        let place = super::writer::next_place(&mut last, ordered);
+                        let keys = batch
+                            .iter()
+                            .flat_map(|d| {
+                                let row = &d.row;
+                                super::order::keys_of(row.org_id, &row.source, Some(&row.dedup_key), row.replay_key.as_deref())
+                            })
+                            .collect();
+                        let place = order.next(keys);
                         let committed = std::panic::AssertUnwindSafe(commit(ctx.clone(), batch, place));
                         inflight.push_back(committed.catch_unwind());
                     }

@@ -17,6 +17,7 @@ use crate::pipeline::ingest::PreparedEvent;
 use crate::sources::status::SourceCounters;
 
 pub mod deliveries;
+mod order;
 mod writer;
 
 pub use writer::WriterCtx;

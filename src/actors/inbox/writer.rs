@@ -13,11 +13,12 @@ use futures_util::stream::FuturesOrdered;
 use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 
+use super::order::{BatchOrder, RowKey, keys_of};
 use super::{Link, Queued};
 use crate::actors::dispatch::{DispatchPool, Matched};
 use crate::actors::publisher::{Published, Publisher};
 use crate::db;
-use crate::db::inbox::{BatchSignal, MatchedCommit, Place, RowOutcome};
+use crate::db::inbox::{MatchedCommit, Place, RowOutcome};
 use crate::metrics::Metrics;
 use crate::sources::status::Count;
 
@@ -52,7 +53,7 @@ pub(super) fn start(ctx: Arc<WriterCtx>, queue: usize, index: usize) -> mpsc::Se
         // SQLite writes one transaction at a time: a second batch taken early would only wait
         // for the write turn, and be smaller than one taken once the turn is free.
         let in_flight = if ordered { IN_FLIGHT } else { 1 };
-        let mut last = None;
+        let mut order = BatchOrder::new(ordered);
         let mut open = true;
         while open || !inflight.is_empty() {
             let mut batch = Vec::new();
@@ -61,7 +62,7 @@ pub(super) fn start(ctx: Arc<WriterCtx>, queue: usize, index: usize) -> mpsc::Se
                     if received == 0 {
                         open = false;
                     } else {
-                        let (place, committed) = next_place(&mut last, ordered);
+                        let (place, committed) = order.next(batch_keys(&batch));
                         inflight.push_back(insert(ctx.clone(), index, batch, place, committed));
                     }
                 }
@@ -72,28 +73,22 @@ pub(super) fn start(ctx: Arc<WriterCtx>, queue: usize, index: usize) -> mpsc::Se
     tx
 }
 
-/// The place of the next batch behind the last one (PostgreSQL, where batches overlap; see
-/// [`Place`]), and what tells the batch after it that this one has committed (dropped once it
-/// has, or was given up).
-pub(super) fn next_place(
-    last: &mut Option<(BatchSignal, BatchSignal)>,
-    ordered: bool,
-) -> (Place, Option<tokio::sync::oneshot::Sender<()>>) {
-    use futures_util::FutureExt as _;
-    if !ordered {
-        return (Place::default(), None);
-    }
-    let (inserted, inserted_rx) = tokio::sync::oneshot::channel();
-    let (committed, committed_rx) = tokio::sync::oneshot::channel();
-    let (before_inserted, before_committed) = last
-        .replace((inserted_rx.shared(), committed_rx.shared()))
-        .unzip();
-    let place = Place {
-        before_inserted,
-        before_committed,
-        inserted: Some(inserted),
-    };
-    (place, Some(committed))
+/// The keys of the events a batch will insert (see [`BatchOrder`]).
+fn batch_keys(batch: &[Queued]) -> std::collections::HashSet<RowKey> {
+    batch
+        .iter()
+        .filter_map(|queued| {
+            let event = queued.item.event.as_ref()?;
+            let spec = &queued.link.spec;
+            Some(keys_of(
+                spec.org_id,
+                &spec.slug,
+                event.dedup_key.as_deref(),
+                None,
+            ))
+        })
+        .flatten()
+        .collect()
 }
 
 /// One committed batch: per row, its link and what storage made of it; per message, the link
