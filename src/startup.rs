@@ -52,10 +52,11 @@ pub struct Application {
     bootstrap_key: Option<String>,
     metrics_server: Option<(Server, u16)>,
     metrics: Arc<Metrics>,
+    /// SQLite only: the WAL checkpointer, stopped when serving ends (declared first: stopped
+    /// before the hold on the file below is released).
+    _checkpointer: Option<db::Checkpointer>,
     /// SQLite only: this process's hold on the database file, released when serving ends.
     _node_lock: Option<db::single_node::NodeLock>,
-    /// SQLite only: the WAL checkpointer, stopped when serving ends.
-    _checkpointer: Option<db::Checkpointer>,
     /// This replica's cluster state (a single node's when not clustered).
     cluster: Arc<ClusterShared>,
     db: DatabaseConnection,

@@ -180,8 +180,8 @@ both_backends! {
             row("a", json!({"n": 4})),
         ];
         let runs = vec![Vec::new(); rows.len()];
-        let mut place = db::inbox::Place::default();
-        let outcomes = db::inbox::insert_matched_isolating(&app.db, &rows, &runs, &mut place)
+        let place = db::inbox::Place::default();
+        let outcomes = db::inbox::insert_matched_isolating(&app.db, &rows, &runs, &place)
             .await
             .unwrap()
             .outcomes;

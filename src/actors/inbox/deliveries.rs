@@ -216,14 +216,18 @@ async fn commit(
     deliveries: Vec<Delivery>,
     place: (Place, Option<oneshot::Sender<()>>),
 ) -> (Batch, Vec<Answer>) {
-    let (mut place, committed) = place;
+    let (place, committed) = place;
     let mut rows = Vec::with_capacity(deliveries.len());
     let mut waiting = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
         rows.push(delivery.row);
         waiting.push((delivery.answer, delivery._room));
     }
-    let Some((rows, matched)) = ctx.dispatch.prepare(0, rows).await else {
+    // Spread over the dispatch actors by the first row's webhook (or org).
+    let key = rows.first().map_or(0, |row| {
+        row.source_id.unwrap_or(row.org_id).as_u128() as usize
+    });
+    let Some((rows, matched)) = ctx.dispatch.prepare(key, rows).await else {
         // The dispatch actors are gone: the process is stopping. Nothing was stored.
         for (waiter, _room) in waiting {
             let _ = waiter.send(Err(StoreError::Unavailable));
@@ -236,8 +240,7 @@ async fn commit(
         return (batch, Vec::new());
     };
     let started = Instant::now();
-    let stored =
-        db::inbox::insert_matched_isolating(&ctx.db, &rows, &matched.runs, &mut place).await;
+    let stored = db::inbox::insert_matched_isolating(&ctx.db, &rows, &matched.runs, &place).await;
     drop(committed);
     ctx.metrics.db_write("events", started.elapsed());
     let (answers, matched) = match stored {

@@ -1,8 +1,8 @@
 //! The order of a writer's batches on PostgreSQL, where two are written at once: each commits
 //! only after the one before it has committed (so runs become visible in arrival order), and
 //! runs its statements alongside the one before unless the two share a key (a redelivered
-//! message): then it waits for the earlier one's statements first, so the earlier batch never
-//! waits for a row the later one inserted while the later one waits for its commit.
+//! message): then it begins only once the earlier one has committed, so neither ever waits for
+//! a row the other inserted (the earlier one may split or retry its batch).
 
 use std::collections::HashSet;
 
@@ -28,9 +28,8 @@ pub(super) fn keys_of(
     dedup.into_iter().chain(replay)
 }
 
-/// The last batch started: when it has run its statements and committed, and its keys.
+/// The last batch started: when it has committed, and its keys.
 struct Last {
-    inserted: BatchSignal,
     committed: BatchSignal,
     keys: HashSet<RowKey>,
 }
@@ -57,10 +56,8 @@ impl BatchOrder {
         if !self.ordered {
             return (Place::default(), None);
         }
-        let (inserted, inserted_rx) = oneshot::channel();
         let (committed, committed_rx) = oneshot::channel();
         let next = Last {
-            inserted: inserted_rx.shared(),
             committed: committed_rx.shared(),
             keys,
         };
@@ -72,15 +69,10 @@ impl BatchOrder {
                     .as_ref()
                     .is_some_and(|now| !now.keys.is_disjoint(&before.keys));
                 Place {
-                    before_inserted: shared.then_some(before.inserted),
+                    before_started: shared.then(|| before.committed.clone()),
                     before_committed: Some(before.committed),
-                    inserted: None,
                 }
             }
-        };
-        let place = Place {
-            inserted: Some(inserted),
-            ..place
         };
         (place, Some(committed))
     }
@@ -102,17 +94,17 @@ mod tests {
     fn a_batch_waits_for_the_statements_before_it_only_when_they_share_a_key() {
         let mut order = BatchOrder::new(true);
         let (first, _) = order.next(keys(&["a", "b"]));
-        assert!(first.before_inserted.is_none() && first.before_committed.is_none());
+        assert!(first.before_started.is_none() && first.before_committed.is_none());
         let (apart, _) = order.next(keys(&["c"]));
         assert!(
-            apart.before_inserted.is_none(),
+            apart.before_started.is_none(),
             "no shared key: statements at once"
         );
         assert!(apart.before_committed.is_some(), "commits still in order");
         let (shared, _) = order.next(keys(&["c", "d"]));
         assert!(
-            shared.before_inserted.is_some(),
-            "a redelivered key waits for the rows before"
+            shared.before_started.is_some(),
+            "a redelivered key waits for the commit before"
         );
         assert!(shared.before_committed.is_some());
     }
@@ -122,7 +114,7 @@ mod tests {
         let mut order = BatchOrder::new(false);
         order.next(keys(&["a"]));
         let (place, committed) = order.next(keys(&["a"]));
-        assert!(place.before_inserted.is_none() && place.before_committed.is_none());
+        assert!(place.before_started.is_none() && place.before_committed.is_none());
         assert!(committed.is_none());
     }
 }

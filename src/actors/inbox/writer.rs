@@ -106,7 +106,7 @@ async fn insert(
     ctx: Arc<WriterCtx>,
     index: usize,
     batch: Vec<Queued>,
-    mut place: Place,
+    place: Place,
     committed: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> Inserted {
     let now = db::now();
@@ -132,7 +132,7 @@ async fn insert(
         }
     };
     let started = Instant::now();
-    let commit = insert_with_retry(&ctx, &rows, &models, &matched.runs, &mut place).await;
+    let commit = insert_with_retry(&ctx, &rows, &models, &matched.runs, &place).await;
     drop(committed);
     if !models.is_empty() {
         ctx.metrics.db_write("events", started.elapsed());
@@ -279,7 +279,7 @@ async fn insert_with_retry(
     rows: &[(Arc<Link>, entity::event::Model)],
     models: &[entity::event::Model],
     runs: &[Vec<entity::automation_run::Model>],
-    place: &mut Place,
+    place: &Place,
 ) -> MatchedCommit {
     let mut delay = Duration::from_millis(50);
     loop {

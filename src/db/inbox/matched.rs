@@ -16,18 +16,16 @@ use crate::db::WriteTxn;
 pub type BatchSignal = futures_util::future::Shared<tokio::sync::oneshot::Receiver<()>>;
 
 /// A batch's place behind the batch before it on the same writer (PostgreSQL, where two are
-/// written at once): it runs its statements only once the one before has run its own, so the
-/// earlier batch never waits for a row of the later one (a dedup key delivered twice), and it
-/// commits only once the one before has committed, so runs become visible in arrival order.
-/// The default waits for nothing (SQLite's writers take turns anyway).
+/// written at once): it commits only once the one before has committed, so runs become visible
+/// in arrival order; and when the two share a row key (a redelivered message), it begins only
+/// once the one before has committed, so neither ever waits for a row the other holds. The
+/// default waits for nothing (SQLite's writers take turns anyway).
 #[derive(Default)]
 pub struct Place {
-    /// The batch before has run its statements.
-    pub before_inserted: Option<BatchSignal>,
+    /// What to wait for before beginning (the batch before's commit, when they share a key).
+    pub before_started: Option<BatchSignal>,
     /// The batch before has committed.
     pub before_committed: Option<BatchSignal>,
-    /// Told once this batch's statements have run.
-    pub inserted: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 async fn reached(signal: Option<BatchSignal>) -> Result<(), DbErr> {
@@ -56,14 +54,15 @@ pub async fn insert_matched(
     db: &sea_orm::DatabaseConnection,
     rows: &[event::Model],
     runs: &[Vec<automation_run::Model>],
-    place: &mut Place,
+    place: &Place,
 ) -> Result<MatchedCommit, DbErr> {
     debug_assert_eq!(rows.len(), runs.len(), "one list of runs per row");
     if rows.is_empty() {
         return Ok(MatchedCommit::default());
     }
+    // Before the transaction: waiting holds no pooled connection.
+    reached(place.before_started.clone()).await?;
     let txn = WriteTxn::begin(db).await?;
-    reached(place.before_inserted.clone()).await?;
     let stored: std::collections::HashSet<Uuid> =
         if db.get_database_backend() == DbBackend::Postgres {
             crate::db::unnest::insert_events(&txn, rows).await?
@@ -98,9 +97,6 @@ pub async fn insert_matched(
         )
         .await?
     };
-    if let Some(inserted) = place.inserted.take() {
-        let _ = inserted.send(());
-    }
     reached(place.before_committed.clone()).await?;
     txn.commit().await?;
     let outcomes = rows
@@ -125,7 +121,7 @@ pub async fn insert_matched_isolating(
     db: &sea_orm::DatabaseConnection,
     rows: &[event::Model],
     runs: &[Vec<automation_run::Model>],
-    place: &mut Place,
+    place: &Place,
 ) -> Result<MatchedCommit, DbErr> {
     match insert_matched(db, rows, runs, place).await {
         Ok(done) => Ok(done),
