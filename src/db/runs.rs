@@ -49,16 +49,22 @@ pub async fn find_run(
 }
 
 /// The runs of an org with these ids (those that exist).
+///
+/// Read by primary key alone, the org checked here: with `org_id = …` in the query, PostgreSQL
+/// planned it as a bitmap AND of the primary key and an index of the org's every run (174,000
+/// entries read for 100 runs during a drain, 15 ms instead of 0.2 ms, as its statistics lag a
+/// fast-growing table).
 pub async fn find_runs(
     db: &impl ConnectionTrait,
     org_id: Uuid,
     ids: Vec<Uuid>,
 ) -> Result<Vec<automation_run::Model>, DbErr> {
-    automation_run::Entity::find()
-        .filter(automation_run::Column::OrgId.eq(org_id))
+    let mut runs = automation_run::Entity::find()
         .filter(automation_run::Column::Id.is_in(ids))
         .all(db)
-        .await
+        .await?;
+    runs.retain(|run| run.org_id == org_id);
+    Ok(runs)
 }
 
 /// Up to `fetch` runs of an org, newest first, strictly older than `before` when given.

@@ -367,3 +367,57 @@ both_backends! {
         assert_eq!((gauge(&after.text, "PENDING"), gauge(&after.text, "RUNNING")), (Some(2), Some(0)), "{}", after.text);
     }
 }
+
+/// PostgreSQL: a claim is one statement whose commit does not wait for the disk
+/// (`set_config('synchronous_commit', 'off', true)` inside it). The setting must end with the
+/// claim's own transaction: a pooled connection that kept it would make every later commit on it
+/// unflushed, including the inbox commits that ACKs wait for.
+#[actix_web::test]
+async fn a_claim_leaves_its_connection_flushing_commits() {
+    use sea_orm::ConnectionTrait as _;
+    let app = crate::helpers::spawn_app(crate::helpers::Backend::Postgres).await;
+    let (url, automation) = queue_setup(&app, json!({})).await;
+    enqueue(&app, &url, &automation, 0, 2).await;
+    let org_id = crate::events_runs::org_of(&app, ADMIN_KEY).await;
+    // One connection, so the claim and the check below share it.
+    let db = switchboard::db::connect_url(&app.settings.database_url(), 1)
+        .await
+        .unwrap();
+    let setting = |db: sea_orm::DatabaseConnection| async move {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT current_setting('synchronous_commit') AS s",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<String>("", "s").unwrap()
+    };
+    assert_eq!(setting(db.clone()).await, "on");
+    let request = switchboard::db::queue::ClaimRequest {
+        org_id,
+        limit: 1,
+        automation_ids: None,
+        sources: None,
+        worker: Some("w".to_owned()),
+        token: "lt_test".to_owned(),
+        leases: switchboard::db::queue::Leases::uniform(60),
+        now: switchboard::db::now(),
+    };
+    let claimed = switchboard::db::queue::claim(&db, &request, &Vec::new())
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].status, "RUNNING");
+    assert_eq!(claimed[0].lease_token.as_deref(), Some("lt_test"));
+    assert_eq!(setting(db.clone()).await, "on");
+    // The claim took one run and left the other.
+    let pending = app.get("/v1/runs?status=PENDING", ADMIN_KEY).await;
+    assert_eq!(
+        pending.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        pending.text
+    );
+}

@@ -66,7 +66,7 @@ type Room = HashMap<Uuid, u32>;
 ///
 /// Without caps (the usual case) the claim is one statement: it picks the rows (PostgreSQL:
 /// `FOR UPDATE SKIP LOCKED`, so concurrent claims skip each other's rows instead of waiting)
-/// and leases them, one round trip in autocommit. With caps, a transaction first counts each
+/// and leases them, one round trip in autocommit whose commit does not wait for the disk. With caps, a transaction first counts each
 /// capped automation's RUNNING runs under an advisory lock.
 pub async fn claim(
     db: &DatabaseConnection,
@@ -82,23 +82,30 @@ pub async fn claim(
     Ok(claimed)
 }
 
-/// Claims without caps: one statement. On PostgreSQL it runs in a transaction whose commit does
-/// not wait for the disk ([`WriteTxn::begin_unflushed`]: a crash may undo a claim, which is a
-/// lease lost); on SQLite it runs on its own.
+/// Claims without caps: one statement in autocommit, one round trip. On PostgreSQL its commit
+/// does not wait for the disk (see [`UNFLUSHED`]: a crash may undo a claim, which is a lease
+/// lost: the run is claimed again and the old token refused); on SQLite it holds the write turn.
 async fn claim_uncapped(
     db: &DatabaseConnection,
     req: &ClaimRequest,
 ) -> Result<Vec<automation_run::Model>, DbErr> {
     let backend = db.get_database_backend();
     let take = automation_run::Entity::find().from_raw_sql(pick_and_lease(backend, req));
-    if backend != DbBackend::Postgres {
-        return crate::db::gated(db, take.all(db)).await;
+    if backend == DbBackend::Postgres {
+        take.all(db).await
+    } else {
+        crate::db::gated(db, take.all(db)).await
     }
-    let txn = WriteTxn::begin_unflushed(db).await?;
-    let claimed = take.all(&txn).await?;
-    txn.commit().await?;
-    Ok(claimed)
 }
+
+/// PostgreSQL: the first common table expression of a statement run on its own (autocommit)
+/// whose commit need not wait for the disk, with `AND EXISTS (SELECT 1 FROM unflushed)` in its
+/// `WHERE`. `set_config(…, true)` lasts until the end of the statement's own transaction, whose
+/// commit then reads `synchronous_commit = off`, as `SET LOCAL` does inside `BEGIN … COMMIT`
+/// (which would cost three more round trips). `MATERIALIZED` (and the volatile function) keeps
+/// the planner from dropping it; it is evaluated once, before any row is read.
+const UNFLUSHED: &str =
+    "unflushed AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS set)";
 
 /// Claims under concurrency caps, in one transaction: the room each capped automation has
 /// left, the runs that fit (looking further than `limit` so that a capped automation's backlog
@@ -236,18 +243,24 @@ fn claimable(s: &mut Sql, req: &ClaimRequest) {
 /// One statement that picks up to `limit` claimable runs, oldest available first (PostgreSQL:
 /// skipping rows other claims hold), and leases them; it returns the leased rows.
 fn pick_and_lease(backend: DbBackend, req: &ClaimRequest) -> Statement {
-    let mut s = Sql::new(
-        backend,
-        "WITH picked AS (SELECT id FROM automation_runs WHERE ",
-    );
+    let postgres = backend == DbBackend::Postgres;
+    let mut s = Sql::new(backend, "WITH ");
+    if postgres {
+        s.push(UNFLUSHED).push(", ");
+    }
+    s.push("picked AS (SELECT id FROM automation_runs WHERE ");
     claimable(&mut s, req);
     s.push(&format!(" ORDER BY available_at, id LIMIT {}", req.limit));
-    if backend == DbBackend::Postgres {
+    if postgres {
         s.push(" FOR UPDATE SKIP LOCKED");
     }
     s.push(") ");
     lease_update(&mut s, req);
-    s.push(" id IN (SELECT id FROM picked) RETURNING *");
+    s.push(" id IN (SELECT id FROM picked)");
+    if postgres {
+        s.push(" AND EXISTS (SELECT 1 FROM unflushed)");
+    }
+    s.push(" RETURNING *");
     s.statement()
 }
 

@@ -71,6 +71,15 @@ fn applied(items: &[Finish], changed: &HashSet<Uuid>) -> Vec<bool> {
 /// PostgreSQL: the whole batch as arrays. Arrays carry no `NULL` elements here, so the result
 /// travels as JSON text (`''`: none), the error as a JSON literal (`null`: none), and the retry
 /// time is read only for a run going back to PENDING.
+///
+/// The rows are found by primary key, one look-up per item. The status test is wrapped in a
+/// `COALESCE` (a no-op: the column is `NOT NULL`) so that no index on `status` can serve it:
+/// PostgreSQL otherwise read the org's RUNNING runs through `ix_runs_org_status` and hashed
+/// them, and the indexes on `status` keep an entry for every run that was ever RUNNING until
+/// vacuum (bitmap scans never mark dead entries): midway through a drain of 100,000 runs,
+/// `ix_runs_running` held 44,567 entries for 700 RUNNING runs, and the slowest completions
+/// averaged 114 ms. By primary key the drain went from ~3,000 to ~11,000 runs/s
+/// (docs/benchmarks.md).
 async fn finish_unnest(
     db: &DatabaseConnection,
     org_id: Uuid,
@@ -86,7 +95,7 @@ async fn finish_unnest(
          error_detail = COALESCE(v.error::jsonb #>> '{{}}', r.error_detail) \
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
          $6::timestamptz[]) AS v(id, token, status, result, error, available_at) \
-         WHERE r.id = v.id AND r.org_id = $8 AND r.status = {running} \
+         WHERE r.id = v.id AND r.org_id = $8 AND COALESCE(r.status, '') = {running} \
          AND r.lease_token = v.token RETURNING r.id",
         running = RunStatus::Running.sql(),
     );
