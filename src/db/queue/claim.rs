@@ -66,8 +66,9 @@ type Room = HashMap<Uuid, u32>;
 ///
 /// Without caps (the usual case) the claim is one statement: it picks the rows (PostgreSQL:
 /// `FOR UPDATE SKIP LOCKED`, so concurrent claims skip each other's rows instead of waiting)
-/// and leases them, one round trip in autocommit whose commit does not wait for the disk. With caps, a transaction first counts each
-/// capped automation's RUNNING runs under an advisory lock.
+/// and leases them, one round trip in autocommit whose commit does not wait for the disk. With
+/// caps, a transaction first counts each capped automation's RUNNING runs under an advisory
+/// lock.
 pub async fn claim(
     db: &DatabaseConnection,
     req: &ClaimRequest,
@@ -102,8 +103,11 @@ async fn claim_uncapped(
 /// whose commit need not wait for the disk, with `AND EXISTS (SELECT 1 FROM unflushed)` in its
 /// `WHERE`. `set_config(…, true)` lasts until the end of the statement's own transaction, whose
 /// commit then reads `synchronous_commit = off`, as `SET LOCAL` does inside `BEGIN … COMMIT`
-/// (which would cost three more round trips). `MATERIALIZED` (and the volatile function) keeps
-/// the planner from dropping it; it is evaluated once, before any row is read.
+/// (which would cost three more round trips). What guarantees it runs is the `EXISTS`
+/// reference: it becomes a one-time filter above the update, evaluated before any row is
+/// changed (an unreferenced CTE, even `MATERIALIZED`, is never run). Only for a statement sent
+/// alone (its own `Sync`), as `claim_uncapped` does: inside a transaction or a pipeline the
+/// setting would last beyond it.
 const UNFLUSHED: &str =
     "unflushed AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS set)";
 

@@ -73,7 +73,9 @@ fn applied(items: &[Finish], changed: &HashSet<Uuid>) -> Vec<bool> {
 /// time is read only for a run going back to PENDING.
 ///
 /// The rows are found by primary key, one look-up per item. The status test is wrapped in a
-/// `COALESCE` (a no-op: the column is `NOT NULL`) so that no index on `status` can serve it:
+/// `COALESCE` and the org test written `IS NOT DISTINCT FROM` (no-ops: both columns are `NOT
+/// NULL`) so that no index on `status` or `org_id` can serve them (with statistics that lag a
+/// fast-growing table, `org_id = …` alone still led to a scan of the org's every run):
 /// PostgreSQL otherwise read the org's RUNNING runs through `ix_runs_org_status` and hashed
 /// them, and the indexes on `status` keep an entry for every run that was ever RUNNING until
 /// vacuum (bitmap scans never mark dead entries): midway through a drain of 100,000 runs,
@@ -95,7 +97,8 @@ async fn finish_unnest(
          error_detail = COALESCE(v.error::jsonb #>> '{{}}', r.error_detail) \
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
          $6::timestamptz[]) AS v(id, token, status, result, error, available_at) \
-         WHERE r.id = v.id AND r.org_id = $8 AND COALESCE(r.status, '') = {running} \
+         WHERE r.id = v.id AND r.org_id IS NOT DISTINCT FROM $8 \
+         AND COALESCE(r.status, '') = {running} \
          AND r.lease_token = v.token RETURNING r.id",
         running = RunStatus::Running.sql(),
     );
