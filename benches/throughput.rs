@@ -42,7 +42,8 @@
 //! many-sources | history | workers-latency | workers-throughput | workers-ingest),
 //! `--backend postgres|sqlite`, `--automations N` (firehose with N automations only),
 //! `--idle-sources N` (idle with N sources), `--without-history-indexes` (firehose
-//! with the history indexes dropped, see `support/history.rs`). The WebSocket peers run in a child
+//! with the history indexes dropped, see `support/history.rs`), `--breakdown` (firehose: also the
+//! service's mean storage write per batch; workers-latency: see `support/workers`). The WebSocket peers run in a child
 //! process (this binary with `peer …`) so their memory and CPU are not counted.
 
 #![warn(clippy::too_many_lines)]

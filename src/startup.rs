@@ -31,8 +31,10 @@ use crate::metrics::Metrics;
 use crate::queue::notifier::RunNotifier;
 use crate::{bootstrap, db, keyring_setup, rotate};
 
+mod database;
 mod upkeep;
-use upkeep::{spawn_maintenance, spawn_queue_upkeep};
+use database::open_database;
+use upkeep::{Upkeep, spawn_maintenance, spawn_queue_upkeep};
 
 /// How long graceful shutdown of the sources may take.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,6 +50,8 @@ pub struct Application {
     supervisor: Addr<SourceSupervisor>,
     /// Persists source status; drained before the process ends.
     status: StatusWriter,
+    /// Background loops and the watchdog, stopped before the process ends.
+    upkeep: Upkeep,
     publisher: Publisher,
     bootstrap_key: Option<String>,
     metrics_server: Option<(Server, u16)>,
@@ -88,6 +92,7 @@ impl Application {
             deliveries,
             supervisor,
             status,
+            upkeep,
         } = start_actors(&settings, &db, &keyring, &cluster).await?;
         let (listener, port) = bind(settings.bind)?;
         let stream_sessions = crate::api::stream::registry::StreamSessions::new(
@@ -112,10 +117,9 @@ impl Application {
             cluster: cluster.clone(),
         });
         let (app_metrics, db_handle) = (state.metrics.clone(), state.db.clone());
-        let metrics_server = match state.settings.metrics_bind {
-            Some(bind) => Some(metrics_server(bind, state.clone())?),
-            None => None,
-        };
+        let metrics_server = (state.settings.metrics_bind)
+            .map(|bind| metrics_server(bind, state.clone()))
+            .transpose()?;
         let server = api_server(state, listener, metrics_server.is_none())?;
         tracing::info!(port, "listening");
         Ok(Application {
@@ -123,6 +127,7 @@ impl Application {
             server,
             supervisor,
             status,
+            upkeep,
             publisher,
             bootstrap_key,
             metrics_server,
@@ -202,25 +207,10 @@ impl Application {
         {
             tracing::warn!("source status not written before the process ended");
         }
+        self.upkeep.stop().await;
         self.cluster.leave(&self.db).await;
         served
     }
-}
-
-/// The database, opened (SQLite: after taking this process's hold on its file, before touching
-/// it, so that a second process is refused), checkpointed (SQLite) and migrated.
-async fn open_database(
-    settings: &Settings,
-) -> anyhow::Result<(
-    Option<db::single_node::NodeLock>,
-    DatabaseConnection,
-    Option<db::Checkpointer>,
-)> {
-    let node_lock = db::single_node::lock_for(settings).await?;
-    let db = db::connect(settings).await?;
-    let checkpointer = db::start_checkpointer(&db);
-    db::migrate(&db).await?;
-    Ok((node_lock, db, checkpointer))
 }
 
 /// Loads every source, starts the supervisor, and dispatches what was committed but not yet
@@ -328,6 +318,7 @@ struct Actors {
     deliveries: DeliveryInbox,
     supervisor: Addr<SourceSupervisor>,
     status: StatusWriter,
+    upkeep: Upkeep,
 }
 
 /// Loads the automation index, starts the dispatch pool, the webhook deliveries' writer, the
@@ -376,10 +367,10 @@ async fn start_actors(
             dispatch.clone(),
         );
     }
-    spawn_maintenance(db.clone(), dispatch.clone(), cluster.clone());
-    spawn_queue_upkeep(
+    let mut upkeep = spawn_maintenance(db.clone(), dispatch.clone(), cluster.clone());
+    upkeep.add(spawn_queue_upkeep(
         settings, db, &registry, &notifier, &metrics, &publisher, cluster,
-    );
+    ));
     let deliveries = DeliveryInbox::start(DeliveryCtx {
         db: db.clone(),
         dispatch,
@@ -394,5 +385,6 @@ async fn start_actors(
         deliveries,
         supervisor,
         status,
+        upkeep,
     })
 }

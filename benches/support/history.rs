@@ -1,5 +1,5 @@
-//! The `history` scenario: bulk-load events and runs through the storage layer's batch statements
-//! (the inbox's event insert, PostgreSQL's `UNNEST` run insert, SQLite's dispatch commit), then
+//! The `history` scenario: bulk-load events and runs through the storage layer's batch statement
+//! (the inbox writers' `insert_matched`: events already dispatched and their runs), then
 //! time the first and the 100th page of every documented filter of `GET /v1/events`,
 //! `GET /v1/runs` and `GET /v1/automations/{id}/runs` over HTTP (p50/p99 of repeated requests).
 //! Also `--without-history-indexes`: drops the history indexes (migrations m20261202_000003 and

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use sea_orm::{DatabaseConnection, DbBackend};
 use serde_json::json;
 use switchboard::db;
-use switchboard::db::inbox::DispatchRecord;
 use uuid::Uuid;
 
 /// Sources the events spread over.
@@ -18,7 +17,7 @@ const BATCH: usize = 5_000;
 /// The loaded history starts at this millisecond: one event per millisecond, a week or so ago.
 fn start_ms() -> i64 {
     static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *START.get_or_init(|| chrono::Utc::now().timestamp_millis() - 30 * 86_400_000)
+    *START.get_or_init(|| chrono::Utc::now().timestamp_millis() - 7 * 86_400_000)
 }
 
 /// The millisecond (and id time) of event `i`.
@@ -40,47 +39,63 @@ fn status_of(i: usize, total: usize) -> &'static str {
     }
 }
 
-/// Bulk-loads the history through the storage layer; returns (events, runs) stored.
+/// Bulk-loads the history through the storage layer's batch statement of the inbox writers
+/// (`insert_matched`: events already dispatched and their runs, one transaction per batch; on
+/// PostgreSQL one `UNNEST` insert each, two batches at once as a writer runs them); returns
+/// (events, runs) stored.
 pub(crate) async fn load(
     db: &DatabaseConnection,
     org: Uuid,
     automations: &[Uuid],
     events: usize,
 ) -> (usize, usize) {
-    let (mut stored, mut runs_stored) = (0, 0);
-    let mut next_report = Instant::now() + Duration::from_secs(30);
-    for start in (0..events).step_by(BATCH) {
+    use futures_util::StreamExt as _;
+    let in_flight = match db.get_database_backend() {
+        DbBackend::Postgres => 2,
+        _ => 1,
+    };
+    let engine = match db.get_database_backend() {
+        DbBackend::Postgres => "postgres",
+        _ => "sqlite",
+    };
+    let batches = (0..events).step_by(BATCH).map(|start| {
         let end = (start + BATCH).min(events);
         let mut rows = Vec::with_capacity(end - start);
-        let mut records = Vec::with_capacity(end - start);
+        let mut runs = Vec::with_capacity(end - start);
         for i in start..end {
             let row = event_row(i, events, org);
-            if status_of(i, events) == "dispatched" {
-                records.push(dispatch_record(i, &row, automations));
-            }
+            runs.push(if status_of(i, events) == "dispatched" {
+                dispatch_runs(i, &row, automations)
+            } else {
+                Vec::new()
+            });
             rows.push(row);
         }
-        let inserted = db::inbox::insert_events(db, &rows).await.unwrap();
-        stored += inserted.iter().filter(|s| **s).count();
-        // The dispatch commit: runs inserted and events marked dispatched in one transaction
-        // (PostgreSQL: one `UNNEST` statement each).
-        for chunk in records.chunks(1_000) {
-            runs_stored += db::inbox::commit_dispatch(db, chunk).await.unwrap().len();
+        async move {
+            let place = db::inbox::Place::default();
+            let done = db::inbox::insert_matched(db, &rows, &runs, &place)
+                .await
+                .unwrap();
+            (end, done.outcomes.len(), done.created.len())
         }
+    });
+    let (mut stored, mut runs_stored, mut loaded) = (0, 0, 0);
+    let mut next_report = Instant::now() + Duration::from_secs(30);
+    let mut done = futures_util::stream::iter(batches).buffer_unordered(in_flight);
+    while let Some((end, rows, runs)) = done.next().await {
+        stored += rows;
+        runs_stored += runs;
+        loaded = loaded.max(end);
         if Instant::now() >= next_report {
-            let engine = match db.get_database_backend() {
-                DbBackend::Postgres => "postgres",
-                _ => "sqlite",
-            };
-            println!("  ({engine} loaded {end} of {events} events, {runs_stored} runs)");
+            println!("  ({engine} loaded {loaded} of {events} events, {runs_stored} runs)");
             next_report = Instant::now() + Duration::from_secs(30);
         }
     }
     (stored, runs_stored)
 }
 
-/// Event `i` of `events`, as received (a `dispatched` one is stored `received` and dispatched by
-/// [`dispatch_record`]'s commit).
+/// Event `i` of `events`, as the inbox writer stores it (a `dispatched` one already dispatched,
+/// with its outcome).
 fn event_row(i: usize, events: usize, org: Uuid) -> entity::event::Model {
     let ms = ms_of(i);
     let mut bits = [0u8; 10];
@@ -102,24 +117,23 @@ fn event_row(i: usize, events: usize, org: Uuid) -> entity::event::Model {
             "data": {"amount": i % 1000, "customer": format!("c{}", i % 7919)}}),
         payload: None,
         meta: json!({}),
-        status: if status == "dispatched" {
-            "received"
-        } else {
-            status
-        }
-        .into(),
+        status: status.into(),
         error: failed.then(|| "event_key_expr gave null".to_owned()),
-        outcome: None,
+        outcome: (status == "dispatched").then(|| json!([])),
         received_at: at,
-        dispatched_at: failed.then_some(at),
+        dispatched_at: (status != "received").then_some(at),
         replay_key: None,
     }
 }
 
-/// The dispatch of event `i` (`event`): runs of two automations, 2 % `PENDING`, 2 % `FAILED`.
-fn dispatch_record(i: usize, event: &entity::event::Model, automations: &[Uuid]) -> DispatchRecord {
+/// The runs of event `i` (`event`): two automations', 2 % `PENDING`, 2 % `FAILED`.
+fn dispatch_runs(
+    i: usize,
+    event: &entity::event::Model,
+    automations: &[Uuid],
+) -> Vec<entity::automation_run::Model> {
     let count = automations.len();
-    let runs = [automations[i % count], automations[(i + 7) % count]]
+    [automations[i % count], automations[(i + 7) % count]]
         .into_iter()
         .enumerate()
         .map(|(n, automation)| {
@@ -135,10 +149,5 @@ fn dispatch_record(i: usize, event: &entity::event::Model, automations: &[Uuid])
             run.created_at = event.received_at;
             run
         })
-        .collect();
-    DispatchRecord {
-        event_id: event.id,
-        outcome: json!([]),
-        runs,
-    }
+        .collect()
 }

@@ -90,6 +90,13 @@ pub(crate) async fn firehose(backend: Backend, automations: usize, events: usize
         rate.stored,
         rate.runs,
     );
+    if std::env::args().any(|a| a == "--breakdown") {
+        println!(
+            "firehose  {:<9} service: {}",
+            backend.name(),
+            app.stage_means().await
+        );
+    }
     app.stop().await;
 }
 

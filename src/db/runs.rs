@@ -135,10 +135,14 @@ pub fn runs_page(
 }
 
 /// One branch of the merge: the newest `fetch` runs of one status, in the order of the status
-/// indexes. The status is a range of one value and the order is `(status, id)`, which the
-/// primary key cannot give: so the planner never walks the primary key and checks the status per
-/// row, which would read the whole history for an org or automation with no run of a status
-/// common elsewhere.
+/// indexes. On PostgreSQL the status is a range of one value and the order is `(status, id)`,
+/// which the primary key cannot give: so the planner never walks the primary key and checks the
+/// status per row, which would read the whole history for an org or automation with no run of a
+/// status common elsewhere. On SQLite the status is an equality: after a range on `status`,
+/// SQLite cannot seek on `id`, so a window or a cursor deep in the history was checked row by row
+/// (839 ms for a window in the middle of 20,000,000 runs, 0.1 ms with the equality); its planner
+/// keeps to the status index for the `id` bounds, which are written as likely to keep most rows
+/// ([`super::window`]).
 fn status_read(
     backend: DbBackend,
     org_id: Uuid,
@@ -163,7 +167,13 @@ fn status_read(
             .eq(source.as_str()),
         );
     }
-    read.filter(automation_run::Column::Status.between(status.as_str(), status.as_str()))
+    let status_test = match backend {
+        DbBackend::Postgres => {
+            automation_run::Column::Status.between(status.as_str(), status.as_str())
+        }
+        _ => automation_run::Column::Status.eq(status.as_str()),
+    };
+    read.filter(status_test)
         .order_by_desc(automation_run::Column::Status)
         .order_by_desc(automation_run::Column::Id)
         .limit(fetch)

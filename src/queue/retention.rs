@@ -19,17 +19,17 @@ pub const BATCH: u64 = 500;
 const PAUSE: Duration = Duration::from_millis(50);
 
 /// Starts the loop on the current actix system (nothing when both retentions are 0); it prunes
-/// only while `is_leader` says so (with replicas, one of them prunes).
+/// only while `is_leader` says so (with replicas, one of them prunes). Answers the loop's task.
 pub fn spawn(
     db: DatabaseConnection,
     is_leader: impl Fn() -> bool + 'static,
     events_days: u32,
     runs_days: u32,
-) {
+) -> Option<tokio::task::JoinHandle<()>> {
     if events_days == 0 && runs_days == 0 {
-        return;
+        return None;
     }
-    actix::spawn(async move {
+    Some(actix::spawn(async move {
         tokio::time::sleep(FIRST_PASS).await;
         loop {
             // With replicas, the leader prunes (pruning twice at once would only cost twice).
@@ -53,7 +53,7 @@ pub fn spawn(
             }
             tokio::time::sleep(EVERY).await;
         }
-    });
+    }))
 }
 
 /// Runs `batch` until it deletes less than a full batch.

@@ -4,18 +4,48 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor as _;
+use actix::{Actor as _, Addr};
 use sea_orm::DatabaseConnection;
 
 use crate::actors::dispatch::DispatchPool;
 use crate::actors::publisher::Publisher;
 use crate::actors::registry::AutomationRegistry;
-use crate::actors::run_queue::watchdog::Watchdog;
+use crate::actors::run_queue::watchdog::{Stop, Watchdog};
 use crate::cluster::ClusterShared;
 use crate::config::Settings;
 use crate::db;
 use crate::metrics::Metrics;
 use crate::queue::notifier::RunNotifier;
+
+/// The background upkeep's loops and the watchdog, stopped as the application stops: a database
+/// call cut off by the runtime going away panics in the driver (it returns its connection to the
+/// pool on a runtime that is gone), so each is stopped while the runtime still runs.
+pub struct Upkeep {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    watchdog: Option<Addr<Watchdog>>,
+}
+
+impl Upkeep {
+    /// Stops every loop (a database call in flight is dropped, its transaction rolled back) and
+    /// the watchdog; returns once they are gone.
+    pub async fn stop(self) {
+        if let Some(watchdog) = self.watchdog {
+            let _ = watchdog.send(Stop).await;
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Adds `other`'s loops (and its watchdog, when this has none).
+    pub fn add(&mut self, other: Upkeep) {
+        self.tasks.extend(other.tasks);
+        self.watchdog = self.watchdog.take().or(other.watchdog);
+    }
+}
 
 /// The run queue's background work: retention, schedule ticks and the lease watchdog.
 pub fn spawn_queue_upkeep(
@@ -26,22 +56,22 @@ pub fn spawn_queue_upkeep(
     metrics: &Arc<Metrics>,
     publisher: &Publisher,
     cluster: &Arc<ClusterShared>,
-) {
+) -> Upkeep {
     let leadership = cluster.clone();
-    crate::queue::retention::spawn(
+    let retention = crate::queue::retention::spawn(
         db.clone(),
         move || leadership.is_leader(),
         settings.retention_events_days,
         settings.retention_runs_days,
     );
-    crate::actors::run_queue::scheduler::spawn(
+    let scheduler = crate::actors::run_queue::scheduler::spawn(
         db.clone(),
         registry.clone(),
         notifier.clone(),
         metrics.clone(),
         settings.retention_events_days,
     );
-    Watchdog::new(
+    let watchdog = Watchdog::new(
         db.clone(),
         registry.clone(),
         notifier.clone(),
@@ -49,6 +79,10 @@ pub fn spawn_queue_upkeep(
         publisher.clone(),
     )
     .start();
+    Upkeep {
+        tasks: retention.into_iter().chain([scheduler]).collect(),
+        watchdog: Some(watchdog),
+    }
 }
 
 /// Background upkeep: sweep events left undispatched for over a minute (a crash between commit
@@ -59,8 +93,8 @@ pub fn spawn_maintenance(
     db: DatabaseConnection,
     dispatch: DispatchPool,
     cluster: Arc<ClusterShared>,
-) {
-    actix::spawn(async move {
+) -> Upkeep {
+    let sweep = actix::spawn(async move {
         let period = Duration::from_secs(60);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
@@ -74,4 +108,8 @@ pub fn spawn_maintenance(
             }
         }
     });
+    Upkeep {
+        tasks: vec![sweep],
+        watchdog: None,
+    }
 }

@@ -29,14 +29,14 @@ struct Tracked {
     next: Option<DateTime<Utc>>,
 }
 
-/// Starts the loop on the current actix system.
+/// Starts the loop on the current actix system; answers its task.
 pub fn spawn(
     db: DatabaseConnection,
     registry: Arc<AutomationRegistry>,
     notifier: RunNotifier,
     metrics: Arc<Metrics>,
     events_retention_days: u32,
-) {
+) -> tokio::task::JoinHandle<()> {
     // A missed tick older than the events' retention is not caught up: its event (the proof it
     // already ran) may have been pruned.
     let max_catch_up = (events_retention_days > 0)
@@ -56,7 +56,7 @@ pub fn spawn(
             )
             .await;
         }
-    });
+    })
 }
 
 async fn round(

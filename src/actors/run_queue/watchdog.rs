@@ -173,3 +173,17 @@ impl Actor for Watchdog {
         ctx.run_interval(TICK, |act, ctx| act.sweep(ctx));
     }
 }
+
+/// Stops the watchdog, dropping a sweep in flight while the runtime still runs. Sent by the
+/// application as it stops (`Upkeep::stop` in `startup::upkeep`); answers nothing.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Stop> for Watchdog {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
