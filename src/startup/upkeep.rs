@@ -17,17 +17,19 @@ use crate::db;
 use crate::metrics::Metrics;
 use crate::queue::notifier::RunNotifier;
 
-/// The background upkeep's loops and the watchdog, stopped as the application stops: a database
-/// call cut off by the runtime going away panics in the driver (it returns its connection to the
-/// pool on a runtime that is gone), so each is stopped while the runtime still runs.
+/// The background upkeep's loops and the watchdog (all on the system arbiter), stopped as the
+/// application stops: a database call cut off by the runtime going away panics in the driver (it
+/// returns its connection to the pool on a runtime that is gone), so each is stopped while the
+/// runtime still runs. Work on other arbiters (the dispatch actors, the automation indexer) is
+/// not covered here.
 pub struct Upkeep {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     watchdog: Option<Addr<Watchdog>>,
 }
 
 impl Upkeep {
-    /// Stops every loop (a database call in flight is dropped, its transaction rolled back) and
-    /// the watchdog; returns once they are gone.
+    /// Stops every loop (a database call in flight is dropped; its transaction's rollback runs as
+    /// the connection goes back to the pool) and the watchdog; returns once they are gone.
     pub async fn stop(self) {
         if let Some(watchdog) = self.watchdog {
             let _ = watchdog.send(Stop).await;
