@@ -367,10 +367,10 @@ async fn start_actors(
             dispatch.clone(),
         );
     }
-    let mut upkeep = spawn_maintenance(db.clone(), dispatch.clone(), cluster.clone());
-    upkeep.add(spawn_queue_upkeep(
+    let mut upkeep = spawn_queue_upkeep(
         settings, db, &registry, &notifier, &metrics, &publisher, cluster,
-    ));
+    );
+    upkeep.add(spawn_maintenance(db, &dispatch, cluster));
     let deliveries = DeliveryInbox::start(DeliveryCtx {
         db: db.clone(),
         dispatch,

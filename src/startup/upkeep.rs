@@ -24,16 +24,14 @@ use crate::queue::notifier::RunNotifier;
 /// not covered here.
 pub struct Upkeep {
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    watchdog: Option<Addr<Watchdog>>,
+    watchdog: Addr<Watchdog>,
 }
 
 impl Upkeep {
     /// Stops every loop (a database call in flight is dropped; its transaction's rollback runs as
     /// the connection goes back to the pool) and the watchdog; returns once they are gone.
     pub async fn stop(self) {
-        if let Some(watchdog) = self.watchdog {
-            let _ = watchdog.send(Stop).await;
-        }
+        let _ = self.watchdog.send(Stop).await;
         for task in &self.tasks {
             task.abort();
         }
@@ -42,10 +40,9 @@ impl Upkeep {
         }
     }
 
-    /// Adds `other`'s loops (and its watchdog, when this has none).
-    pub fn add(&mut self, other: Upkeep) {
-        self.tasks.extend(other.tasks);
-        self.watchdog = self.watchdog.take().or(other.watchdog);
+    /// Adds a loop to stop with the others.
+    pub fn add(&mut self, task: tokio::task::JoinHandle<()>) {
+        self.tasks.push(task);
     }
 }
 
@@ -83,20 +80,21 @@ pub fn spawn_queue_upkeep(
     .start();
     Upkeep {
         tasks: retention.into_iter().chain([scheduler]).collect(),
-        watchdog: Some(watchdog),
+        watchdog,
     }
 }
 
 /// Background upkeep: sweep events left undispatched for over a minute (a crash between commit
 /// and dispatch), on the cluster's leader only (dispatch is exactly once either way: unique
 /// indexes). The automation indexer resynchronises itself (changes made through other replicas)
-/// on its own arbiter.
+/// on its own arbiter. Answers the sweep's task.
 pub fn spawn_maintenance(
-    db: DatabaseConnection,
-    dispatch: DispatchPool,
-    cluster: Arc<ClusterShared>,
-) -> Upkeep {
-    let sweep = actix::spawn(async move {
+    db: &DatabaseConnection,
+    dispatch: &DispatchPool,
+    cluster: &Arc<ClusterShared>,
+) -> tokio::task::JoinHandle<()> {
+    let (db, dispatch, cluster) = (db.clone(), dispatch.clone(), cluster.clone());
+    actix::spawn(async move {
         let period = Duration::from_secs(60);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
@@ -109,9 +107,5 @@ pub fn spawn_maintenance(
                 tracing::warn!(error = %err, "sweeping undispatched events failed");
             }
         }
-    });
-    Upkeep {
-        tasks: vec![sweep],
-        watchdog: None,
-    }
+    })
 }

@@ -377,7 +377,7 @@ both_backends! {
         for (name, filter, index) in &run_cases {
             for before in [None, Some(middle)] {
                 let sql = db::runs::runs_page(backend, org, filter, before, 51);
-                let bounded = before.is_some() || filter.window.from.is_some();
+                let bounded = before.is_some() || filter.window.from.is_some() || filter.window.below.is_some();
                 failures.extend(ordered_index_plan(&app, sql, &format!("runs {name}"), &index.split('|').collect::<Vec<_>>(), bounded).await);
             }
         }
