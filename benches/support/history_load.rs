@@ -76,7 +76,12 @@ pub(crate) async fn load(
             let done = db::inbox::insert_matched(db, &rows, &runs, &place)
                 .await
                 .unwrap();
-            (end, done.outcomes.len(), done.created.len())
+            let stored = done
+                .outcomes
+                .iter()
+                .filter(|o| matches!(o, db::inbox::RowOutcome::Stored))
+                .count();
+            (end, stored, done.created.len())
         }
     });
     let (mut stored, mut runs_stored, mut loaded) = (0, 0, 0);
