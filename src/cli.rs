@@ -58,8 +58,8 @@ pub enum Command {
         /// Commands run at once.
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
-        /// Only runs of this automation (repeat for several).
-        #[arg(long = "automation")]
+        /// Only runs of these automations (`--automation A B`, or the flag repeated).
+        #[arg(long = "automation", value_name = "ID", num_args = 1..)]
         automations: Vec<uuid::Uuid>,
         /// Seconds running commands may take to finish after SIGTERM.
         #[arg(long, default_value_t = 30)]
@@ -273,4 +273,38 @@ async fn create_org(settings: &Settings, name: &str) -> anyhow::Result<()> {
         key.key
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn a_worker_takes_several_automations_after_one_flag() {
+        let (a, b) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        let args =
+            format!("switchboard worker --url http://x --key k --automation {a} {b} -- ./h.sh arg");
+        let cli = Cli::try_parse_from(args.split(' ')).unwrap();
+        let Some(Command::Worker {
+            automations,
+            command,
+            ..
+        }) = cli.command
+        else {
+            panic!("not a worker: {cli:?}");
+        };
+        assert_eq!(automations, vec![a, b]);
+        assert_eq!(command, vec!["./h.sh", "arg"]);
+        let repeated = format!(
+            "switchboard worker --url http://x --key k --automation {a} --automation {b} -- ./h.sh"
+        );
+        let cli = Cli::try_parse_from(repeated.split(' ')).unwrap();
+        let Some(Command::Worker { automations, .. }) = cli.command else {
+            panic!("not a worker: {cli:?}");
+        };
+        assert_eq!(automations, vec![a, b]);
+    }
 }

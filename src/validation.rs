@@ -81,12 +81,12 @@ impl Errors {
     /// Checks the slug a new source or webhook takes: valid, and not reserved.
     pub fn new_slug(&mut self, field: &str, slug: &str) {
         if is_valid_slug(slug) && RESERVED_SLUGS.contains(&slug) {
-            self.add(
-                field,
-                format!(
-                    "`{slug}` is reserved (`POST /v1/events/{{id}}/{slug}` is another endpoint)"
-                ),
-            );
+            let why = if slug == "schedule" {
+                "the source of schedule triggers' ticks".to_owned()
+            } else {
+                format!("`POST /v1/events/{{id}}/{slug}` is another endpoint")
+            };
+            self.add(field, format!("`{slug}` is reserved ({why})"));
         } else {
             self.slug(field, slug);
         }
@@ -122,9 +122,10 @@ static SLUG: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$").expect("slug pattern compiles")
 });
 
-/// Slugs no source or webhook may take: an inbound URL `/v1/events/{org_id}/{slug}` with one of
-/// them would be another endpoint's path.
-pub const RESERVED_SLUGS: [&str; 1] = ["replay"];
+/// Slugs no source or webhook may take: `replay` (an inbound URL `/v1/events/{org_id}/replay`
+/// would be another endpoint's path) and `schedule` (the source of schedule ticks, whose dedup
+/// keys must stay theirs alone: a webhook event with a tick's key would take that tick's place).
+pub const RESERVED_SLUGS: [&str; 2] = ["replay", "schedule"];
 
 /// Whether `slug` is a valid source slug.
 pub fn is_valid_slug(slug: &str) -> bool {

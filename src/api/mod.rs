@@ -19,6 +19,7 @@ mod openapi_problems;
 pub mod ops;
 pub mod page;
 pub mod pagination;
+pub mod query;
 pub mod replay;
 pub mod run_counts;
 pub mod runs;
@@ -29,8 +30,9 @@ pub mod stream;
 pub mod webhooks;
 pub mod worker;
 
-pub use actix_web::web::{Path, Query};
+pub use actix_web::web::Path;
 use actix_web::{HttpRequest, error::InternalError, web};
+pub use query::Query;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -74,22 +76,6 @@ impl<T> CursorOut<T> {
     }
 }
 
-fn query_error(err: actix_web::error::QueryPayloadError) -> actix_web::Error {
-    let message = err.to_string();
-    let field = message
-        .split('`')
-        .nth(1)
-        .map_or_else(|| "query".to_owned(), str::to_owned);
-    let detail = message
-        .trim_start_matches("Query deserialize error: ")
-        .to_owned();
-    InternalError::from_response(
-        err,
-        actix_web::ResponseError::error_response(&ApiError::field(field, detail)),
-    )
-    .into()
-}
-
 fn path_error(err: actix_web::error::PathError, req: &HttpRequest) -> actix_web::Error {
     // A malformed id can name nothing that exists; but `PATCH /v1/automations/test` is the
     // documented `/v1/automations/test` under a method it does not have (405), not an id.
@@ -102,8 +88,7 @@ fn path_error(err: actix_web::error::PathError, req: &HttpRequest) -> actix_web:
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| query_error(e)))
-        .app_data(web::PathConfig::default().error_handler(path_error))
+    cfg.app_data(web::PathConfig::default().error_handler(path_error))
         .service(page::index)
         .service(page::script)
         .service(page::stylesheet)

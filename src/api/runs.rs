@@ -158,6 +158,12 @@ async fn page(
             })
         })
         .transpose()?;
+    if automation_id.is_some() && q.automation_id.is_some() {
+        return Err(ApiError::field(
+            "automation_id",
+            "not a parameter of an automation's runs (the path names the automation)",
+        ));
+    }
     let filter = RunFilter {
         automation_id: automation_id.or(q.automation_id),
         event_id: q.event_id,

@@ -236,11 +236,6 @@ async fn after_previous(previous: impl std::future::Future<Output = ()>) -> Resu
         .map_err(|_| DbErr::Custom(PREVIOUS_TIMEOUT.into()))
 }
 
-/// Whether `err` is [`after_previous`] giving up (a retry, not a refusal of the data).
-fn is_previous_timeout(err: &DbErr) -> bool {
-    matches!(err, DbErr::Custom(message) if message == PREVIOUS_TIMEOUT)
-}
-
 /// SQLite: one statement per chunk, `WITH v(id, outcome) AS (VALUES …) UPDATE events … FROM v`.
 async fn mark_dispatched(
     db: &impl ConnectionTrait,

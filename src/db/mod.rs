@@ -198,6 +198,41 @@ fn unavailable_code(code: &str) -> bool {
         .any(|prefix| code.starts_with(prefix))
 }
 
+/// Whether storage refused the data itself: retrying the same row can never succeed, so the
+/// inbox isolates the row and rejects it (its message is acknowledged: it can never be stored).
+/// PostgreSQL: data exceptions (class 22, such as a NUL character or an untranslatable one),
+/// integrity constraints (23), program limits such as an index row too large (54), and errors
+/// raised by a trigger or function (P0). SQLite: too big (18), constraint (19, which its
+/// triggers' `RAISE(ABORT, …)` also gives), datatype mismatch (20), out of range (25). A value
+/// the driver cannot encode counts too. Anything else, including errors that concern every row
+/// alike (a read-only database, a permission revoked, a schema mismatch), is not a refusal: the
+/// writer keeps the batch and retries, acknowledging nothing.
+pub fn is_row_refusal(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = err
+    else {
+        return false;
+    };
+    match e.as_ref() {
+        Sqlx::Encode(_) => true,
+        Sqlx::Database(db) => db.code().is_some_and(|code| refusal_code(&code)),
+        _ => false,
+    }
+}
+
+/// Error codes of [`is_row_refusal`] (a SQLSTATE has five characters, a SQLite code fewer).
+fn refusal_code(code: &str) -> bool {
+    if code.len() != 5 {
+        return code
+            .parse::<u32>()
+            .is_ok_and(|sqlite| matches!(sqlite & 0xff, 18 | 19 | 20 | 25));
+    }
+    ["22", "23", "54", "P0"]
+        .iter()
+        .any(|prefix| code.starts_with(prefix))
+}
+
 /// A description of why storage refused data that holds none of the data (PostgreSQL quotes
 /// offending values in its messages): the SQLSTATE or SQLite code when there is one.
 pub fn refusal_reason(err: &DbErr) -> String {

@@ -35,8 +35,9 @@ pub struct IdWindow {
 impl IdWindow {
     /// Validates `since` and `until` (RFC 3339, `since` not after `until`; 422 naming the field).
     pub fn parse(since: Option<&str>, until: Option<&str>) -> Result<Self, WindowError> {
-        let since = since.map(|s| millis_of("since", s)).transpose()?;
-        let until = until.map(|s| millis_of("until", s)).transpose()?;
+        let since = since.map(|s| instant_of("since", s)).transpose()?;
+        let until = until.map(|s| instant_of("until", s)).transpose()?;
+        // Compared at full precision, although the bounds keep milliseconds only.
         if let (Some(since), Some(until)) = (since, until)
             && since > until
         {
@@ -46,8 +47,8 @@ impl IdWindow {
             });
         }
         Ok(Self {
-            from: since.map(first_id_of),
-            below: until.map(|ms| first_id_of(ms + 1)),
+            from: since.map(|at| first_id_of(at.timestamp_millis())),
+            below: until.map(|at| first_id_of(at.timestamp_millis() + 1)),
         })
     }
 }
@@ -64,22 +65,21 @@ pub fn id_bound(backend: DbBackend, bound: Expr) -> Expr {
     }
 }
 
-/// The millisecond of an RFC 3339 timestamp, within what an id can carry.
-fn millis_of(field: &'static str, text: &str) -> Result<i64, WindowError> {
+/// An RFC 3339 timestamp whose millisecond an id can carry.
+fn instant_of(field: &'static str, text: &str) -> Result<DateTime<Utc>, WindowError> {
     let at = DateTime::parse_from_rfc3339(text)
         .map_err(|_| WindowError {
             field,
             message: "must be an RFC 3339 timestamp, e.g. 2026-12-03T04:05:06Z",
         })?
         .with_timezone(&Utc);
-    let ms = at.timestamp_millis();
-    if !(0..MAX_MILLIS).contains(&ms) {
+    if !(0..MAX_MILLIS).contains(&at.timestamp_millis()) {
         return Err(WindowError {
             field,
             message: "must be after 1970-01-01T00:00:00Z",
         });
     }
-    Ok(ms)
+    Ok(at)
 }
 
 /// The smallest id of rows received at `at` or later (ids of that millisecond included).
@@ -131,6 +131,12 @@ mod tests {
             (
                 Some("2026-02-01T00:00:00Z"),
                 Some("2026-01-01T00:00:00Z"),
+                "until",
+            ),
+            // Within one millisecond, still the wrong way round.
+            (
+                Some("2026-01-01T00:00:00.0009Z"),
+                Some("2026-01-01T00:00:00.0001Z"),
                 "until",
             ),
         ] {

@@ -214,35 +214,68 @@ pub enum Fenced {
     Refused(&'static str, String),
 }
 
-/// Explains why a fenced update of a run in `status`, last claimed with `stored_token`, matched
-/// nothing for `given_token`. `completing` tells a `complete` (which may be a harmless repeat)
-/// from a heartbeat or a fail.
-pub fn explain_fence(
-    status: RunStatus,
-    stored_token: Option<&str>,
-    given_token: &str,
-    completing: bool,
-) -> Fenced {
-    let same = stored_token == Some(given_token);
-    match status {
+/// The error an attempt ends with when its lease expires (the watchdog sets it).
+pub const LEASE_EXPIRED_ERROR: &str = "lease expired";
+
+/// Which fenced call matched nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FencedCall {
+    /// `heartbeat`.
+    Heartbeat,
+    /// `complete` (a repeat with the same token is harmless).
+    Complete,
+    /// `fail` (a repeat with the same token is harmless).
+    Fail,
+}
+
+/// What a fenced call found: the run's `status`, the token it was last claimed with
+/// (`stored_token`), and its `last_error` (which tells a lease that expired from an attempt its
+/// worker failed: both leave the run PENDING with that token).
+#[derive(Debug, Clone, Copy)]
+pub struct FenceState<'a> {
+    /// The run's status.
+    pub status: RunStatus,
+    /// The token of the run's last claim.
+    pub stored_token: Option<&'a str>,
+    /// The error of the run's last attempt.
+    pub last_error: Option<&'a str>,
+}
+
+/// Explains why the fenced `call` with `given_token` matched nothing on a run in `found`.
+pub fn explain_fence(found: FenceState<'_>, given_token: &str, call: FencedCall) -> Fenced {
+    let same = found.stored_token == Some(given_token);
+    let expired = found.last_error == Some(LEASE_EXPIRED_ERROR);
+    match found.status {
         RunStatus::Cancelled => Fenced::Refused("cancelled", "the run was cancelled".to_owned()),
-        RunStatus::Succeeded if same && completing => Fenced::AlreadyApplied,
+        RunStatus::Succeeded if same && call == FencedCall::Complete => Fenced::AlreadyApplied,
+        // This token's attempt was failed (and the run re-queued, or failed for good).
+        RunStatus::Pending | RunStatus::Failed if same && !expired && call == FencedCall::Fail => {
+            Fenced::AlreadyApplied
+        }
         _ if !same => Fenced::Refused(
             "lease_lost",
             "the lease token is stale: the lease expired and the run was claimed again or re-queued"
                 .to_owned(),
         ),
-        RunStatus::Pending => Fenced::Refused(
+        RunStatus::Pending if expired => Fenced::Refused(
             "lease_expired",
             "the lease expired and the run was re-queued".to_owned(),
+        ),
+        RunStatus::Pending => Fenced::Refused(
+            "finished",
+            "this attempt was already failed; the run waits for its retry".to_owned(),
         ),
         RunStatus::Running => Fenced::Refused(
             "lease_lost",
             "the lease token does not match the current claim".to_owned(),
         ),
+        RunStatus::Failed if expired => Fenced::Refused(
+            "lease_expired",
+            "the lease expired and the run has no attempts left (FAILED)".to_owned(),
+        ),
         RunStatus::Succeeded | RunStatus::Failed => Fenced::Refused(
             "finished",
-            format!("the run is already {}", status.as_str()),
+            format!("the run is already {}", found.status.as_str()),
         ),
     }
 }
@@ -326,26 +359,57 @@ mod tests {
 
     #[test]
     fn fences_explain_themselves() {
+        use FencedCall::*;
         use RunStatus::*;
+        let run = |status, stored: &'static str, last_error| FenceState {
+            status,
+            stored_token: Some(stored),
+            last_error,
+        };
+        let expired = Some(LEASE_EXPIRED_ERROR);
         assert_eq!(
-            explain_fence(Cancelled, Some("t"), "t", false),
+            explain_fence(run(Cancelled, "t", None), "t", Heartbeat),
             Fenced::Refused("cancelled", "the run was cancelled".into())
         );
         assert_eq!(
-            explain_fence(Succeeded, Some("t"), "t", true),
+            explain_fence(run(Succeeded, "t", None), "t", Complete),
             Fenced::AlreadyApplied
         );
-        assert!(matches!(
-            explain_fence(Running, Some("new"), "old", true),
-            Fenced::Refused("lease_lost", _)
-        ));
-        assert!(matches!(
-            explain_fence(Pending, Some("t"), "t", false),
-            Fenced::Refused("lease_expired", _)
-        ));
-        assert!(matches!(
-            explain_fence(Failed, Some("t"), "t", true),
-            Fenced::Refused("finished", _)
-        ));
+        let reason = |found, token, call| match explain_fence(found, token, call) {
+            Fenced::Refused(reason, _) => reason,
+            Fenced::AlreadyApplied => "applied",
+        };
+        assert_eq!(
+            reason(run(Running, "new", None), "old", Complete),
+            "lease_lost"
+        );
+        assert_eq!(
+            reason(run(Pending, "t", expired), "t", Heartbeat),
+            "lease_expired"
+        );
+        assert_eq!(
+            reason(run(Failed, "t", expired), "t", Complete),
+            "lease_expired"
+        );
+        assert_eq!(reason(run(Failed, "t", None), "t", Complete), "finished");
+        // A worker's own fail: repeating it is harmless; anything else after it is refused as
+        // finished, never as an expiry that did not happen.
+        assert_eq!(
+            reason(run(Pending, "t", Some("boom")), "t", Fail),
+            "applied"
+        );
+        assert_eq!(reason(run(Failed, "t", Some("boom")), "t", Fail), "applied");
+        assert_eq!(
+            reason(run(Pending, "t", Some("boom")), "t", Heartbeat),
+            "finished"
+        );
+        assert_eq!(
+            reason(run(Pending, "t", expired), "t", Fail),
+            "lease_expired"
+        );
+        assert_eq!(
+            reason(run(Pending, "other", Some("boom")), "t", Fail),
+            "lease_lost"
+        );
     }
 }

@@ -117,15 +117,25 @@ impl QueueMetrics {
         self.claim_wait.observe(took.as_secs_f64());
         self.claimed.inc_by(rows.len() as u64);
         let now = chrono::Utc::now();
-        for row in rows.iter().filter(|r| r.attempts == 1) {
+        // First attempts of runs claimable since they were created (not retried by hand, not
+        // backed off) and created with their event (not by a replay long after it).
+        let fresh = |r: &&automation_run::Model| {
+            r.attempts == 1 && r.available_at.is_none_or(|at| at == r.created_at)
+        };
+        for row in rows.iter().filter(fresh) {
             // The run id carries its event's arrival time (UUID v7).
-            if let Some(ts) = row.id.get_timestamp() {
-                let (secs, nanos) = ts.to_unix();
-                if let Some(at) = chrono::DateTime::from_timestamp(secs as i64, nanos) {
-                    let latency = (now - at).to_std().unwrap_or_default();
-                    self.event_to_claim.observe(latency.as_secs_f64());
-                }
+            let Some(ts) = row.id.get_timestamp() else {
+                continue;
+            };
+            let (secs, nanos) = ts.to_unix();
+            let Some(at) = chrono::DateTime::from_timestamp(secs as i64, nanos) else {
+                continue;
+            };
+            if row.created_at - at > chrono::Duration::seconds(60) {
+                continue;
             }
+            let latency = (now - at).to_std().unwrap_or_default();
+            self.event_to_claim.observe(latency.as_secs_f64());
         }
     }
 

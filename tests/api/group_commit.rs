@@ -126,3 +126,28 @@ both_backends_private! {
         }
     }
 }
+
+both_backends_private! {
+    async fn an_error_that_concerns_every_row_is_retried_not_rejected(app: TestApp) {
+        // Not "storage unavailable" and not a refusal of one row's data: the events table is
+        // gone (as in a schema mismatch; PostgreSQL 42P01, SQLite's generic error). Every
+        // message waits, unacknowledged and not rejected, until storage takes writes again.
+        let peer = peer_of("a");
+        let id = create_source(&app, source_body("a", &peer, json!({"ack_expr": "{ack: id}"}))).await;
+        wait_state(&app, &id, "connected").await;
+        app.db.execute_unprepared("ALTER TABLE events RENAME TO events_away").await.unwrap();
+        tokio::time::sleep(QUIET + Duration::from_millis(1500)).await;
+        assert_eq!(peer.texts(), Vec::<String>::new(), "an ACK for a message that was not stored");
+        let during = status(&app, &id).await;
+        assert_eq!(during["counters"]["rejected"], 0, "{during}");
+        assert!(during["counters"]["storage_errors"].as_u64().unwrap_or(0) > 0, "{during}");
+        app.db.execute_unprepared("ALTER TABLE events_away RENAME TO events").await.unwrap();
+
+        let expected: Vec<String> = ids_of("a").iter().map(|id| json!({"ack": id}).to_string()).collect();
+        assert!(peer.wait_until(WAIT, |p| p.texts().len() >= expected.len()).await, "{:?}", peer.texts());
+        assert_eq!(peer.texts(), expected);
+        assert!(eventually(WAIT, || async { stored_ids(&app, "a").await.len() == PER_SOURCE }).await);
+        assert_eq!(stored_ids(&app, "a").await, ids_of("a"));
+        assert_eq!(status(&app, &id).await["counters"]["rejected"], 0);
+    }
+}

@@ -333,14 +333,28 @@ both_backends! {
             }
             assert_eq!(app.get(&format!("{list}?offset=1000000"), ADMIN_KEY).await.status, 200);
         }
-        for (path, body) in [
-            ("/v1/webhooks", json!({"name": "r", "source": "replay", "verifier": {"preset": "github"}})),
-            ("/v1/websocket-sources", json!({"name": "r", "source": "replay", "kind": "generic",
-                "config": {"url": "wss://feed.example.com/"}})),
+        for slug in ["replay", "schedule"] {
+            for (path, body) in [
+                ("/v1/webhooks", json!({"name": "r", "source": slug, "verifier": {"preset": "github"}})),
+                ("/v1/websocket-sources", json!({"name": "r", "source": slug, "kind": "generic",
+                    "config": {"url": "wss://feed.example.com/"}})),
+            ] {
+                let resp = app.post(path, ADMIN_KEY, body).await;
+                assert_problem(&resp, 422, Some("source"));
+                assert!(resp.text.contains("reserved"), "{}", resp.text);
+            }
+        }
+        // A value that does not parse is refused naming its parameter, whatever the parser says.
+        for (query, field) in [
+            ("/v1/events?limit=abc", "limit"),
+            ("/v1/events?limit=-1", "limit"),
+            ("/v1/runs?limit=99999999999999999999", "limit"),
+            ("/v1/runs?automation_id=xyz", "automation_id"),
+            ("/v1/runs?event_id=zzzzzzzz-0000-0000-0000-000000000000", "event_id"),
+            ("/v1/webhooks?offset=abc", "offset"),
+            ("/v1/events?color=red", "color"),
         ] {
-            let resp = app.post(path, ADMIN_KEY, body).await;
-            assert_problem(&resp, 422, Some("source"));
-            assert!(resp.text.contains("reserved"), "{}", resp.text);
+            assert_problem(&app.get(query, ADMIN_KEY).await, 422, Some(field));
         }
     }
 

@@ -99,15 +99,31 @@ async fn prunes_old_rows_and_keeps_events_with_open_runs(backend: Backend) {
     let old_failed = run_for(&app, org, young_event, "FAILED", 4).await;
     let recent_done = run_for(&app, org, young_event, "CANCELLED", 1).await;
     let open_run = run_for(&app, org, open_event, "PENDING", 0).await;
+    // A recent failure of an old event: the event goes, the run stays.
+    let orphan_event = old_event(&app, org, 10, 4).await;
+    let orphan_run = run_for(&app, org, orphan_event, "FAILED", 1).await;
     assert!(
         eventually(Duration::from_secs(90), || async {
             !exists_event(&app, gone_event).await
                 && !exists_run(&app, old_done).await
                 && !exists_run(&app, old_failed).await
+                && !exists_event(&app, orphan_event).await
         })
         .await,
         "old rows were not pruned"
     );
+    // Its retry is refused: there is no event left to hand a worker.
+    let retried = app
+        .post(
+            &format!("/v1/runs/{orphan_run}/retry"),
+            ADMIN_KEY,
+            json!({}),
+        )
+        .await;
+    assert_eq!(retried.status, 409, "{}", retried.text);
+    assert!(retried.text.contains("retention"), "{}", retried.text);
+    let shown = app.get(&format!("/v1/runs/{orphan_run}"), ADMIN_KEY).await;
+    assert_eq!(shown.body["status"], "FAILED", "{}", shown.text);
     assert!(
         exists_event(&app, open_event).await,
         "an event with an open run is kept"

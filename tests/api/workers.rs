@@ -317,6 +317,44 @@ both_backends! {
 }
 
 both_backends! {
+    async fn leases_keep_their_length_and_repeated_calls_say_what_happened(app: TestApp) {
+        let key = worker_key(&app).await;
+        let (url, automation) = queue_setup(&app, json!({"retry": {"initial_backoff_s": 0}})).await;
+        enqueue(&app, &url, &automation, 0, 1).await;
+        // No body at all: every field of a claim is optional.
+        let resp = app.send_raw("POST", "/v1/runs/claim", &key, Vec::new()).await;
+        assert_eq!(resp.status, 200, "{}", resp.text);
+        assert_eq!(resp.body["items"].as_array().unwrap().len(), 1);
+        let run = resp.body["items"][0].clone();
+        let token = run["lease_token"].as_str().unwrap().to_owned();
+        let first_error = json!({"lease_token": token, "error": "boom"});
+        let failed = app.post(&run_path(&run, "fail"), &key, first_error.clone()).await;
+        assert_eq!((failed.status, failed.body["status"].clone()), (200, json!("PENDING")), "{}", failed.text);
+        // A retried fail is harmless; a heartbeat after it is refused as finished, not expired.
+        let again = app.post(&run_path(&run, "fail"), &key, first_error).await;
+        assert_eq!(again.status, 200, "{}", again.text);
+        let late = app.post(&run_path(&run, "heartbeat"), &key, json!({"lease_token": token})).await;
+        assert_problem(&late, 409, Some("lease_token"));
+        assert!(late.body["detail"].as_str().unwrap().starts_with("finished"), "{}", late.text);
+
+        // A claim's own lease_s (longer than the automation's 60 s) is what a heartbeat without
+        // lease_s extends by.
+        let items = claim(&app, &key, json!({"lease_s": 600, "wait_s": 5})).await;
+        assert_eq!(items.len(), 1);
+        let token = items[0]["lease_token"].as_str().unwrap().to_owned();
+        let hb = app.post(&run_path(&items[0], "heartbeat"), &key, json!({"lease_token": token})).await;
+        assert_eq!(hb.status, 200, "{}", hb.text);
+        let expires = chrono::DateTime::parse_from_rfc3339(hb.body["lease_expires_at"].as_str().unwrap()).unwrap();
+        let left = expires.with_timezone(&chrono::Utc) - chrono::Utc::now();
+        assert!(left > chrono::Duration::seconds(500), "the heartbeat shortened the lease: {left}");
+        // A success clears the error of the attempt before.
+        let done = app.post(&run_path(&items[0], "complete"), &key, json!({"lease_token": token})).await;
+        assert_eq!(done.status, 200, "{}", done.text);
+        assert_eq!((done.body["status"].clone(), done.body["error_detail"].clone()), (json!("SUCCEEDED"), Value::Null), "{}", done.text);
+    }
+}
+
+both_backends! {
     async fn the_migration_renames_completed_runs_and_makes_old_runs_claimable(app: TestApp) {
         use migration::MigratorTrait as _;
         use sea_orm::ConnectionTrait as _;

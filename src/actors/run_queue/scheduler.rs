@@ -108,8 +108,11 @@ async fn round(
             Ok(None) => {}
             Err(err) => {
                 tracing::warn!(automation_id = %id, %tick, error = %err, "storing a schedule tick failed; retrying");
-                // Plan it again next round.
-                tracked.remove(id);
+                // Due again next round (whatever `catch_up` says: this tick came due while the
+                // service ran); if more ticks pass meanwhile, the latest stands for them.
+                if let Some(t) = tracked.get_mut(id) {
+                    t.next = Some(tick);
+                }
             }
         }
     }

@@ -131,7 +131,7 @@ async fn expire_batch(
             } else {
                 RunStatus::Failed
             };
-            let error = Some("lease expired".to_owned());
+            let error = Some(crate::queue::lifecycle::LEASE_EXPIRED_ERROR.to_owned());
             publisher.publish(Published::run_changed(
                 RunChange::Expired,
                 row,

@@ -12,7 +12,7 @@ use actix_web::{HttpResponse, post, web};
 use uuid::Uuid;
 
 use super::Path;
-use super::body::Body;
+use super::body::{Body, OptionalBody};
 use super::runs::RunOut;
 use crate::api::caller::Caller;
 use crate::api::state::AppState;
@@ -45,9 +45,11 @@ fn require_worker(caller: &Caller) -> Result<(), ApiError> {
 pub async fn claim_runs(
     state: web::Data<AppState>,
     caller: Caller,
-    Body(input): Body<ClaimIn>,
+    OptionalBody(input): OptionalBody<ClaimIn>,
 ) -> Result<HttpResponse, ApiError> {
     require_worker(&caller)?;
+    // Every field is optional, so is the body: none claims one run without waiting.
+    let input = input.unwrap_or_default();
     let (limit, wait) = input.check()?;
     let items = service::claim(&state, &caller, &input, limit, wait).await?;
     Ok(HttpResponse::Ok().json(ClaimOut { items }))

@@ -22,8 +22,21 @@ use crate::queue::lifecycle::{self, AfterFailure, DEFAULT_LEASE_S, Fenced};
 use crate::queue::notifier::RunNotifier;
 
 /// A fresh lease token.
-fn new_token() -> String {
-    format!("lt_{:032x}", rand::random::<u128>())
+/// A new lease token. A claim that asked for its own `lease_s` carries it in its tokens
+/// (`lt_<random>.<seconds>`), so that a heartbeat without `lease_s` extends by the lease the claim
+/// asked for rather than by the automation's (which may be shorter).
+fn new_token(lease_s: Option<u32>) -> String {
+    let random = rand::random::<u128>();
+    match lease_s {
+        Some(seconds) => format!("lt_{random:032x}.{seconds}"),
+        None => format!("lt_{random:032x}"),
+    }
+}
+
+/// The lease a token's claim asked for (see [`new_token`]).
+fn claimed_lease_s(token: &str) -> Option<u32> {
+    let (_, seconds) = token.strip_prefix("lt_")?.split_once('.')?;
+    seconds.parse().ok()
 }
 
 /// Claims up to `limit` runs, waiting up to `wait` for one when none is claimable.
@@ -51,7 +64,7 @@ pub async fn claim(
         let waiter = state.notifier.waiter();
         tokio::pin!(waiter);
         waiter.as_mut().enable();
-        request.token = new_token();
+        request.token = new_token(input.lease_s);
         request.now = db::now();
         let rows = db::queue::claim(&state.db, &request, &caps).await?;
         let now = Instant::now();
@@ -158,8 +171,8 @@ fn status_of(row: &automation_run::Model) -> Result<RunStatus, ApiError> {
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown run status {}", row.status)))
 }
 
-/// Extends the lease of run `id` held with `token` by `lease_s` (default: the automation's);
-/// returns the new expiry, or the refusal's 409.
+/// Extends the lease of run `id` held with `token` by `lease_s` (default: the lease its claim
+/// asked for, else the automation's); returns the new expiry, or the refusal's 409.
 pub async fn extend_lease(
     state: &AppState,
     caller: &Caller,
@@ -168,13 +181,20 @@ pub async fn extend_lease(
     lease_s: Option<u32>,
 ) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
     let row = find_run(state, caller, id).await?;
-    let lease_s = lease_s.unwrap_or_else(|| state.automations.policy(row.automation_id).lease_s);
+    let lease_s = lease_s
+        .or_else(|| claimed_lease_s(token))
+        .unwrap_or_else(|| state.automations.policy(row.automation_id).lease_s);
     let expires = db::now() + chrono::Duration::seconds(i64::from(lease_s));
     if db::queue::heartbeat(&state.db, caller.org_id, row.id, token, expires).await? {
         return Ok(expires);
     }
     let row = find_run(state, caller, id).await?;
-    match lifecycle::explain_fence(status_of(&row)?, row.lease_token.as_deref(), token, false) {
+    let found = lifecycle::FenceState {
+        status: status_of(&row)?,
+        stored_token: row.lease_token.as_deref(),
+        last_error: row.error_detail.as_deref(),
+    };
+    match lifecycle::explain_fence(found, token, lifecycle::FencedCall::Heartbeat) {
         Fenced::Refused(reason, detail) => Err(refused(reason, detail)),
         Fenced::AlreadyApplied => Err(refused("finished", "the run is finished".to_owned())),
     }
@@ -302,15 +322,18 @@ fn explain(row: Option<&automation_run::Model>, finish: &Finish) -> ItemOut {
     let Some(row) = row else {
         return ItemOut::not_found(finish.id);
     };
-    let status = RunStatus::parse(&row.status).unwrap_or(RunStatus::Failed);
-    // Only a completion ends in SUCCEEDED: a repeated one is harmless.
-    let completing = finish.status == RunStatus::Succeeded;
-    match lifecycle::explain_fence(
-        status,
-        row.lease_token.as_deref(),
-        &finish.token,
-        completing,
-    ) {
+    let found = lifecycle::FenceState {
+        status: RunStatus::parse(&row.status).unwrap_or(RunStatus::Failed),
+        stored_token: row.lease_token.as_deref(),
+        last_error: row.error_detail.as_deref(),
+    };
+    // Only a completion ends in SUCCEEDED; a fail ends in PENDING or FAILED.
+    let call = if finish.status == RunStatus::Succeeded {
+        lifecycle::FencedCall::Complete
+    } else {
+        lifecycle::FencedCall::Fail
+    };
+    match lifecycle::explain_fence(found, &finish.token, call) {
         Fenced::AlreadyApplied => ItemOut::applied(row.id, &row.status),
         Fenced::Refused(reason, detail) => {
             ItemOut::refused(row.id, Some(&row.status), reason, detail)
@@ -327,12 +350,21 @@ pub async fn retry(
     let row = find_run(state, caller, id).await?;
     if !db::queue::retry_run(&state.db, caller.org_id, row.id, db::now()).await? {
         let row = find_run(state, caller, id).await?;
-        return Err(ApiError::Conflict {
-            field: None,
-            detail: format!(
+        let detail = if RunStatus::parse(&row.status)
+            .is_some_and(|s| RunStatus::RETRYABLE_BY_HAND.contains(&s))
+        {
+            "the run's event was deleted by retention (SWITCHBOARD_RETENTION_EVENTS_DAYS); \
+             without it there is nothing to hand a worker"
+                .to_owned()
+        } else {
+            format!(
                 "run is {}; only FAILED or CANCELLED runs can be retried",
                 row.status
-            ),
+            )
+        };
+        return Err(ApiError::Conflict {
+            field: None,
+            detail,
         });
     }
     state.notifier.signal();

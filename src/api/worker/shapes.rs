@@ -14,8 +14,8 @@ use crate::error::ApiError;
 use crate::queue::lifecycle::MAX_LEASE_S;
 use crate::validation::Errors;
 
-/// `POST /v1/runs/claim`.
-#[derive(Debug, Deserialize, ToSchema)]
+/// `POST /v1/runs/claim` (the body may be absent: every field has its default).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimIn {
     /// Runs at most (1..=100, default 1).

@@ -112,11 +112,11 @@ pub async fn insert_matched(
     Ok(MatchedCommit { outcomes, created })
 }
 
-/// [`insert_matched`], isolating rows storage refuses: a batch that fails for a reason other
-/// than storage being unavailable (or the batch before not committing in time) is split in
-/// halves, recursively, until each refused row is alone; every other row is stored with its
-/// runs. `Err` only when storage is unavailable or the batch before did not commit (retry the
-/// whole batch).
+/// [`insert_matched`], isolating rows storage refuses: a batch that storage refuses for its data
+/// ([`crate::db::is_row_refusal`]) is split in halves, recursively, until each refused row is
+/// alone; every other row is stored with its runs. `Err` for any other error (storage down or
+/// read-only, the batch before not committed in time, ...): retry the whole batch, acknowledge
+/// nothing.
 pub async fn insert_matched_isolating(
     db: &sea_orm::DatabaseConnection,
     rows: &[event::Model],
@@ -125,7 +125,9 @@ pub async fn insert_matched_isolating(
 ) -> Result<MatchedCommit, DbErr> {
     match insert_matched(db, rows, runs, place).await {
         Ok(done) => Ok(done),
-        Err(err) if crate::db::is_unavailable(&err) || super::is_previous_timeout(&err) => Err(err),
+        // Only a refusal of the data itself is isolated; any other error (storage down, read-only,
+        // a schema mismatch) concerns every row alike: nothing is rejected or acknowledged.
+        Err(err) if !crate::db::is_row_refusal(&err) => Err(err),
         Err(err) if rows.len() <= 1 => Ok(MatchedCommit {
             outcomes: rows
                 .iter()

@@ -57,7 +57,7 @@ pub async fn expire(
         let mut update = automation_run::Entity::update_many()
             .col_expr(
                 automation_run::Column::ErrorDetail,
-                Expr::value("lease expired"),
+                Expr::value(crate::queue::lifecycle::LEASE_EXPIRED_ERROR),
             )
             .col_expr(
                 automation_run::Column::LeaseExpiresAt,

@@ -34,8 +34,9 @@ pub struct Finish {
 /// Applies fenced outcomes in one statement; for each, whether it matched (RUNNING, same
 /// token). The lease ends (`lease_expires_at` NULL); a run back to PENDING becomes claimable at
 /// its `available_at` (default `now`), any other outcome is completed at `now`; `result` and
-/// `error` are written when given. An id repeated in the batch applies at its first occurrence
-/// only (the later ones find the run finished, as they would one call later).
+/// `error` are written when given, and a success clears the error of an earlier attempt. An id
+/// repeated in the batch applies at its first occurrence only (the later ones find the run
+/// finished, as they would one call later).
 pub async fn finish(
     db: &DatabaseConnection,
     org_id: Uuid,
@@ -94,13 +95,15 @@ async fn finish_unnest(
          available_at = CASE WHEN v.status = {pending} THEN v.available_at ELSE r.available_at END, \
          completed_at = CASE WHEN v.status = {pending} THEN r.completed_at ELSE $7 END, \
          result = COALESCE(NULLIF(v.result, '')::jsonb, r.result), \
-         error_detail = COALESCE(v.error::jsonb #>> '{{}}', r.error_detail) \
+         error_detail = CASE WHEN v.status = {succeeded} THEN NULL \
+         ELSE COALESCE(v.error::jsonb #>> '{{}}', r.error_detail) END \
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
          $6::timestamptz[]) AS v(id, token, status, result, error, available_at) \
          WHERE r.id = v.id AND r.org_id IS NOT DISTINCT FROM $8 \
          AND COALESCE(r.status, '') = {running} \
          AND r.lease_token = v.token RETURNING r.id",
         running = RunStatus::Running.sql(),
+        succeeded = RunStatus::Succeeded.sql(),
     );
     let values: Vec<Value> = vec![
         array(items, |f| f.id),
@@ -152,14 +155,16 @@ async fn finish_values(
             .bind((!pending).then_some(now))
             .push(")");
     }
-    s.push(
+    s.push(&format!(
         ") UPDATE automation_runs SET status = v.status, lease_expires_at = NULL, \
          available_at = COALESCE(v.available_at, automation_runs.available_at), \
          completed_at = COALESCE(v.completed_at, automation_runs.completed_at), \
          result = COALESCE(v.result, automation_runs.result), \
-         error_detail = COALESCE(v.error, automation_runs.error_detail) \
+         error_detail = CASE WHEN v.status = {} THEN NULL \
+         ELSE COALESCE(v.error, automation_runs.error_detail) END \
          FROM v WHERE automation_runs.id = v.run_id AND automation_runs.org_id = ",
-    )
+        RunStatus::Succeeded.sql()
+    ))
     .bind(org_id)
     .push(&format!(
         " AND automation_runs.status = {} AND automation_runs.lease_token = v.token RETURNING id",

@@ -39,7 +39,8 @@ pub async fn heartbeat(
     Ok(super::gated(db, extend).await?.rows_affected > 0)
 }
 
-/// Puts a FAILED or CANCELLED run back to PENDING with a fresh set of attempts; whether it was.
+/// Puts a FAILED or CANCELLED run whose event is still stored back to PENDING with a fresh set
+/// of attempts; whether it was.
 pub async fn retry_run(
     db: &DatabaseConnection,
     org_id: Uuid,
@@ -75,6 +76,12 @@ pub async fn retry_run(
             automation_run::Column::Status
                 .is_in(RunStatus::RETRYABLE_BY_HAND.map(RunStatus::as_str)),
         )
+        // A run whose event retention deleted has nothing to hand a worker: not re-queued. Tested
+        // in the same statement, so retention cannot delete the event in between (it keeps the
+        // events of PENDING runs).
+        .filter(Expr::cust(
+            "EXISTS (SELECT 1 FROM events WHERE events.id = automation_runs.event_id)",
+        ))
         .exec(db);
     Ok(super::gated(db, requeue).await?.rows_affected > 0)
 }
