@@ -23,6 +23,7 @@ pub mod queue;
 pub mod redact;
 pub mod rotate;
 pub mod sealed;
+pub mod signals;
 pub mod sources;
 pub mod startup;
 pub mod telemetry;

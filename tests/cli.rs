@@ -216,8 +216,21 @@ fn serve_prints_the_first_key_becomes_ready_and_stops_on_sigterm() {
     );
     let saved = std::fs::read_to_string(dir.path().join("data/bootstrap-admin-key")).unwrap();
     assert_eq!(saved.trim(), key_line.trim());
+    // A claim waiting for work when the stop comes is answered (nothing to claim) at once, and
+    // does not hold the stop for its 30 s.
+    let claim = waiting_claim(port, key_line.trim().to_owned());
+    std::thread::sleep(Duration::from_millis(500));
+    let stopping = Instant::now();
     served.signal("TERM");
     assert_eq!(served.wait_exit(Duration::from_secs(20)), Some(0));
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "stopped in {:?}",
+        stopping.elapsed()
+    );
+    let answer = claim.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""items":[]"#), "{answer}");
     // Not running any more: health fails with status 1.
     let (code, _, err) =
         run(switchboard(dir.path()).args(["health", "--url", &format!("http://127.0.0.1:{port}")]));
@@ -229,6 +242,25 @@ fn serve_prints_the_first_key_becomes_ready_and_stops_on_sigterm() {
     std::thread::sleep(Duration::from_millis(300));
     let printed: Vec<String> = again.lines.try_iter().collect();
     assert!(!printed.iter().any(|l| l.contains("sbk_")), "{printed:?}");
+}
+
+/// `POST /v1/runs/claim` waiting up to 30 s, over a raw connection; the whole answer.
+fn waiting_claim(port: u16, key: String) -> std::thread::JoinHandle<String> {
+    use std::io::{Read as _, Write as _};
+    std::thread::spawn(move || {
+        let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let body = r#"{"wait_s": 30}"#;
+        write!(
+            socket,
+            "POST /v1/runs/claim HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = socket.read_to_string(&mut answer);
+        answer
+    })
 }
 
 #[test]

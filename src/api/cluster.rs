@@ -97,6 +97,7 @@ pub async fn get_cluster(
 #[post("/cluster/drain")]
 pub async fn drain(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require_admin()?;
+    state.notifier.close();
     state.cluster.stop_requested.notify_one();
     Ok(HttpResponse::Accepted().json(serde_json::json!({
         "status": "draining",

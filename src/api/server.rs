@@ -52,6 +52,13 @@ pub(crate) fn api_server(
     listener: TcpListener,
     with_metrics: bool,
 ) -> anyhow::Result<Server> {
+    // The server stops gracefully on SIGTERM / SIGINT, waiting for requests in flight: waiting
+    // claims answer at once rather than hold the stop for up to their `wait_s`.
+    let notifier = state.notifier.clone();
+    actix_web::rt::spawn(async move {
+        crate::signals::stop_requested().await;
+        notifier.close();
+    });
     let server = HttpServer::new(move || {
         App::new()
             .wrap(TracingLogger::default())
@@ -65,6 +72,11 @@ pub(crate) fn api_server(
                 }
             })
     })
+    // A client that closes its side of the connection is gone: its request's handler is
+    // dropped, so a long-polling claim whose worker hung up never takes a run for nobody (with
+    // half-closed connections allowed, actix-web would keep waiting for it, see actix-web#1313).
+    // Clients that send a request and then shut down their writing side are not supported.
+    .h1_allow_half_closed(false)
     .listen(listener)
     .context("listening")?
     .shutdown_timeout(10)

@@ -64,7 +64,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     let api = Api::new(&config.url, &config.key);
     let config = Rc::new(config);
     let in_flight = InFlight::default();
-    let stop = shutdown_signal();
+    let stop = crate::signals::stop_requested();
     tokio::pin!(stop);
     let mut backoff = Backoff::CLAIMS;
     tracing::info!(url = %config.url, concurrency = config.concurrency, "worker started");
@@ -182,22 +182,6 @@ fn detail(value: &Value) -> String {
         None if value.is_null() => "no JSON answer".to_owned(),
         None => value.to_string(),
     }
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 #[cfg(test)]

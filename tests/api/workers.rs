@@ -355,6 +355,33 @@ both_backends! {
 }
 
 both_backends! {
+    async fn a_waiting_claim_whose_worker_hung_up_takes_nothing(app: TestApp) {
+        use tokio::io::AsyncWriteExt as _;
+        let key = worker_key(&app).await;
+        let (url, automation) = queue_setup(&app, json!({})).await;
+        // A worker that asks to wait, then goes away (its connection closed) before any run.
+        let addr = app.address.trim_start_matches("http://").to_owned();
+        let body = json!({"wait_s": 20, "worker": "ghost"}).to_string();
+        let request = format!(
+            "POST /v1/runs/claim HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        socket.write_all(request.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(socket);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The run goes to a worker that is there.
+        enqueue(&app, &url, &automation, 0, 1).await;
+        let items = claim(&app, &key, json!({"wait_s": 5, "worker": "present"})).await;
+        assert_eq!(items.len(), 1, "the run was claimed for a worker that had hung up");
+        let shown = app.get(run_path(&items[0], "").trim_end_matches('/'), ADMIN_KEY).await;
+        assert_eq!(shown.body["lease_owner"], "present", "{}", shown.text);
+    }
+}
+
+both_backends! {
     async fn the_migration_renames_completed_runs_and_makes_old_runs_claimable(app: TestApp) {
         use migration::MigratorTrait as _;
         use sea_orm::ConnectionTrait as _;

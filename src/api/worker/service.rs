@@ -60,15 +60,28 @@ pub async fn claim(
         leases,
         now: db::now(),
     };
+    let waiters = state.notifier.waiters(caller.org_id);
+    let filtered = input.automation_ids.is_some() || input.sources.is_some();
     let rows = loop {
-        let waiter = state.notifier.waiter();
+        let waiter = waiters.waiter(filtered);
         tokio::pin!(waiter);
         waiter.as_mut().enable();
         request.token = new_token(input.lease_s);
         request.now = db::now();
-        let rows = db::queue::claim(&state.db, &request, &caps).await?;
+        let rows = match db::queue::claim(&state.db, &request, &caps).await {
+            Ok(rows) => rows,
+            Err(err) => {
+                // This claim may have been the one woken for new runs: let another look.
+                waiters.pass_on();
+                return Err(err.into());
+            }
+        };
         let now = Instant::now();
-        if !rows.is_empty() || now >= deadline {
+        if !rows.is_empty() || now >= deadline || state.notifier.is_closing() {
+            if !filtered && rows.len() as u64 == limit {
+                // A full page: more runs may be waiting for the next open claim.
+                waiters.pass_on();
+            }
             break rows;
         }
         RunNotifier::wait(waiter, (deadline - now).min(REPOLL)).await;
@@ -237,7 +250,12 @@ pub async fn apply(
             None => ItemOut::not_found(*id),
             Some(slot) if applied[slot] => {
                 let finish = &finishes[slot];
-                woke |= finish.status == RunStatus::Pending;
+                // Back to PENDING, or a capped automation has room again: claims may take runs.
+                woke |= finish.status == RunStatus::Pending
+                    || rows.get(id).is_some_and(|row| {
+                        let policy = state.automations.policy(row.automation_id);
+                        policy.max_concurrency.is_some()
+                    });
                 observe(state, finish, rows.get(id));
                 ItemOut::applied(*id, finish.status.as_str())
             }
