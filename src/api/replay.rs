@@ -28,6 +28,14 @@ pub async fn replay_event(
     let event = db::events::find_event(&state.db, caller.org_id, *id)
         .await?
         .ok_or(ApiError::NotFound("event"))?;
+    if event.source == crate::queue::schedule::SCHEDULE_SOURCE {
+        return Err(ApiError::Conflict {
+            field: None,
+            detail: "a schedule tick is not replayed (no event automation matches it); \
+                     retry its run instead: POST /v1/runs/{id}/retry"
+                .to_owned(),
+        });
+    }
     if !matches!(event.status.as_str(), "received" | "dispatched") {
         return Err(ApiError::Conflict {
             field: None,

@@ -68,8 +68,8 @@ pub struct RunOut {
     pub lease_owner: Option<String>,
     /// When the current lease runs out (RUNNING runs).
     pub lease_expires_at: Option<DateTime<Utc>>,
-    /// What the worker reported on success.
-    #[schema(value_type = Option<Object>)]
+    /// What the worker reported on success (any JSON value).
+    #[schema(value_type = Option<serde_json::Value>)]
     pub result: Option<Value>,
     /// Last failure.
     pub error_detail: Option<String>,

@@ -52,6 +52,7 @@ impl Default for Retry {
 pub struct RetryIn {
     /// Attempts in all, the first included (1..=100; default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: Option<u32>,
     /// Backoff ceiling after the first failed attempt, in seconds (0..=86400; default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -252,9 +253,14 @@ pub fn explain_fence(found: FenceState<'_>, given_token: &str, call: FencedCall)
         RunStatus::Pending | RunStatus::Failed if same && !expired && call == FencedCall::Fail => {
             Fenced::AlreadyApplied
         }
+        RunStatus::Succeeded | RunStatus::Failed if !same => Fenced::Refused(
+            "finished",
+            format!("the run is already {}", found.status.as_str()),
+        ),
         _ if !same => Fenced::Refused(
             "lease_lost",
-            "the lease token is stale: the lease expired and the run was claimed again or re-queued"
+            "the lease token is not the run's current one: the lease expired and the run was \
+             claimed again or re-queued (or the token is wrong)"
                 .to_owned(),
         ),
         RunStatus::Pending if expired => Fenced::Refused(
@@ -410,6 +416,10 @@ mod tests {
         assert_eq!(
             reason(run(Pending, "other", Some("boom")), "t", Fail),
             "lease_lost"
+        );
+        assert_eq!(
+            reason(run(Failed, "other", Some("boom")), "t", Heartbeat),
+            "finished"
         );
     }
 }

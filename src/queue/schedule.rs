@@ -167,12 +167,51 @@ fn parse_cron(pattern: &str) -> Result<Cron, String> {
             "must have 5 fields (minute hour day-of-month month day-of-week), found {fields}"
         ));
     }
-    CronParser::builder()
+    if let Some(why) = extension_in(pattern) {
+        return Err(why);
+    }
+    let cron = CronParser::builder()
         .seconds(Seconds::Disallowed)
         .year(Year::Disallowed)
         .build()
         .parse(pattern)
-        .map_err(|e| format!("not a valid cron pattern: {e}"))
+        .map_err(|e| format!("not a valid cron pattern: {e}"))?;
+    if cron.find_next_occurrence(&Utc::now(), false).is_err() {
+        return Err("never matches a date (e.g. the 30th of February)".to_owned());
+    }
+    Ok(cron)
+}
+
+/// Month and weekday names, the only words standard cron takes.
+const NAMES: [&str; 19] = [
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC", "SUN",
+    "MON", "TUE", "WED", "THU", "FRI", "SAT",
+];
+
+/// Why a 5-field pattern is not standard cron: the extensions `L`, `W`, `#` and `?` that some
+/// implementations add (the parser would take them), or a word that is not a month or weekday.
+fn extension_in(pattern: &str) -> Option<String> {
+    if pattern.trim_start().starts_with('@') {
+        return None;
+    }
+    for (field, text) in ["minute", "hour", "day-of-month", "month", "day-of-week"]
+        .iter()
+        .zip(pattern.split_whitespace())
+    {
+        let mut rest = text.to_ascii_uppercase();
+        for name in NAMES {
+            rest = rest.replace(name, "");
+        }
+        if let Some(c) = rest
+            .chars()
+            .find(|c| c.is_ascii_alphabetic() || matches!(c, '#' | '?'))
+        {
+            return Some(format!(
+                "`{c}` in the {field} field is not standard 5-field cron (digits, `*`, `,`, `-`, `/`, month and weekday names)"
+            ));
+        }
+    }
+    None
 }
 
 /// The ticks to fire for a schedule first seen (after a start, or after it was created) at `now`:

@@ -70,6 +70,14 @@ both_backends! {
         assert_problem(&mixed, 422, Some("trigger.source"));
         let event_with_cron = app.post("/v1/automations", ADMIN_KEY, json!({"name": "s", "trigger": {"type": "event", "source": "x", "on": "*", "cron": "0 9 * * *"}})).await;
         assert_problem(&event_with_cron, 422, Some("trigger.cron"));
+        // Event triggers cannot listen to the ticks' reserved source.
+        let on_ticks = app.post("/v1/automations", ADMIN_KEY, json!({"name": "s", "trigger": {"type": "event", "source": "schedule", "on": "*"}})).await;
+        assert_problem(&on_ticks, 422, Some("trigger.source"));
+        // Only standard cron: no field that never matches, no extensions.
+        for cron in ["0 0 30 2 *", "0 0 L * *", "0 0 * * MON#2", "0 0 15W * *", "0 0 ? * *"] {
+            let resp = app.post("/v1/automations", ADMIN_KEY, json!({"name": "s", "trigger": {"type": "schedule", "cron": cron}})).await;
+            assert_problem(&resp, 422, Some("trigger.cron"));
+        }
         let created = app.post("/v1/automations", ADMIN_KEY, json!({"name": "nightly", "trigger": {"type": "schedule", "cron": "30 2 * * *", "timezone": "Europe/Paris"}})).await;
         assert_eq!(created.status, 201, "{}", created.text);
         assert_eq!(created.body["trigger"], json!({"type": "schedule", "cron": "30 2 * * *", "timezone": "Europe/Paris"}));
@@ -106,6 +114,8 @@ both_backends! {
         assert_eq!(claimed[0]["source"], "schedule");
         assert_eq!(claimed[0]["event_key"], "schedule.tick");
         assert_eq!(claimed[0]["event_payload"]["payload"]["tick"], events[0].payload.as_ref().unwrap()["tick"]);
+        let replayed = app.post(&format!("/v1/events/{}/replay", events[0].id), ADMIN_KEY, json!({})).await;
+        assert_problem(&replayed, 409, None);
 
         // Restart on the same database: the new process catches up the same tick; its dedup key
         // makes that a no-op. (In a test the old process's background loops share the runtime,

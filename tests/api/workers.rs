@@ -347,6 +347,10 @@ both_backends! {
         let expires = chrono::DateTime::parse_from_rfc3339(hb.body["lease_expires_at"].as_str().unwrap()).unwrap();
         let left = expires.with_timezone(&chrono::Utc) - chrono::Utc::now();
         assert!(left > chrono::Duration::seconds(500), "the heartbeat shortened the lease: {left}");
+        // A result is stored like any document: nested 70 deep, it is refused.
+        let deep = (0..70).fold(json!(1), |v, _| json!([v]));
+        let refused = app.post(&run_path(&items[0], "complete"), &key, json!({"lease_token": token, "result": deep})).await;
+        assert_problem(&refused, 422, Some("result"));
         // A success clears the error of the attempt before.
         let done = app.post(&run_path(&items[0], "complete"), &key, json!({"lease_token": token})).await;
         assert_eq!(done.status, 200, "{}", done.text);

@@ -120,17 +120,16 @@ async fn expire_batch(
             continue;
         }
         metrics.queue.lease_expiries.inc();
-        if item.retry_at.is_some() {
+        let status = if item.retry_at.is_some() {
             retried += 1;
-            metrics.queue.retries.inc();
-        }
+            RunStatus::Pending
+        } else {
+            RunStatus::Failed
+        };
+        // An attempt that ended (counts the retry too when the run goes back to PENDING).
+        metrics.queue.observe_finish(status, Some(row));
         tracing::debug!(run_id = %row.id, attempt = row.attempts, requeued = item.retry_at.is_some(), "lease expired");
         if publisher.has_subscribers() {
-            let status = if item.retry_at.is_some() {
-                RunStatus::Pending
-            } else {
-                RunStatus::Failed
-            };
             let error = Some(crate::queue::lifecycle::LEASE_EXPIRED_ERROR.to_owned());
             publisher.publish(Published::run_changed(
                 RunChange::Expired,

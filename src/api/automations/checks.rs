@@ -58,7 +58,14 @@ fn event_trigger_errors(t: &Trigger, errors: &mut Errors) {
             errors.add(field, "is only used by a schedule trigger");
         }
     }
-    errors.slug("trigger.source", &t.source);
+    if t.source == crate::queue::schedule::SCHEDULE_SOURCE {
+        errors.add(
+            "trigger.source",
+            "`schedule` is reserved for schedule triggers' ticks: use {\"type\": \"schedule\", \"cron\": …}",
+        );
+    } else {
+        errors.slug("trigger.source", &t.source);
+    }
     if t.on.is_empty() {
         errors.add("trigger.on", "give at least one pattern");
     } else if let Err(err) = OnPatterns::compile(&t.on.patterns()) {

@@ -26,8 +26,9 @@ pub use shapes::{
 
 /// Largest `result` a worker may report, serialized.
 pub const MAX_RESULT_BYTES: usize = 64 * 1024;
-/// Longest `error` kept (longer ones are cut, keeping the end, where the cause usually is).
-pub const MAX_ERROR_CHARS: usize = 8 * 1024;
+/// Longest `error` kept, in bytes of UTF-8 (longer ones are cut, keeping the end, where the cause
+/// usually is).
+pub const MAX_ERROR_BYTES: usize = 8 * 1024;
 /// Items per batch call.
 pub const MAX_BATCH: usize = 1000;
 /// How often a waiting claim looks again without a wake-up (runs whose backoff ended, runs

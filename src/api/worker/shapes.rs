@@ -9,7 +9,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{MAX_BATCH, MAX_ERROR_CHARS, MAX_RESULT_BYTES};
+use super::{MAX_BATCH, MAX_ERROR_BYTES, MAX_RESULT_BYTES};
 use crate::error::ApiError;
 use crate::queue::lifecycle::MAX_LEASE_S;
 use crate::validation::Errors;
@@ -340,13 +340,16 @@ impl FailIn {
     }
 }
 
-/// An error cut to its last [`MAX_ERROR_CHARS`] characters (where the cause usually is).
+/// The last [`MAX_ERROR_BYTES`] bytes of an error, whole characters (the end holds the cause).
 fn keep_tail(error: String) -> String {
-    let count = error.chars().count();
-    if count <= MAX_ERROR_CHARS {
+    if error.len() <= MAX_ERROR_BYTES {
         return error;
     }
-    error.chars().skip(count - MAX_ERROR_CHARS).collect()
+    let mut start = error.len() - MAX_ERROR_BYTES;
+    while !error.is_char_boundary(start) {
+        start += 1;
+    }
+    error[start..].to_owned()
 }
 
 /// Checks a batch's size.
@@ -366,14 +369,16 @@ pub fn check_asks(asks: &[Ask], prefix: &dyn Fn(usize) -> String) -> Result<(), 
     for (i, ask) in asks.iter().enumerate() {
         match &ask.outcome {
             Outcome::Complete(Some(result)) => {
-                let size = serde_json::to_vec(result)
-                    .map(|v| v.len())
-                    .unwrap_or(usize::MAX);
+                let size = serde_json::to_vec(result).map_or(usize::MAX, |v| v.len());
+                let field = format!("{}result", prefix(i));
                 if size > MAX_RESULT_BYTES {
                     errors.add(
-                        format!("{}result", prefix(i)),
+                        field,
                         format!("must be at most {MAX_RESULT_BYTES} bytes of JSON"),
                     );
+                } else if let Err(refusal) = crate::pipeline::json::check(result) {
+                    // The limits of every stored document (nesting, NUL).
+                    errors.add(field, refusal.to_string());
                 }
             }
             Outcome::Complete(None) => {}
@@ -391,4 +396,20 @@ pub fn check_asks(asks: &[Ask], prefix: &dyn Fn(usize) -> String) -> Result<(), 
         }
     }
     errors.finish(()).map_err(ApiError::Validation)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn an_error_keeps_its_last_8_kib_whole_characters() {
+        let long = format!("{}END", "\u{1F600}".repeat(9000));
+        let kept = keep_tail(long);
+        assert!(kept.len() <= MAX_ERROR_BYTES && kept.len() > MAX_ERROR_BYTES - 4);
+        assert!(kept.ends_with("END"));
+        let short = "é".repeat(100);
+        assert_eq!(keep_tail(short.clone()), short);
+    }
 }
