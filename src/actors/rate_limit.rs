@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
-/// Connects one host may take at once before its steady rate applies.
-pub const HOST_BURST: u32 = 10;
+/// Connects one host may take at once before its steady rate applies: one, so connects to a
+/// host are spaced evenly and no second ever holds more than its rate (plus the one at its
+/// edge). A restart still connects in parallel across hosts.
+pub const HOST_BURST: u32 = 1;
 /// Per-host buckets kept before idle ones (those with their full burst back) are dropped.
 const HOSTS_BEFORE_PRUNE: usize = 4096;
 

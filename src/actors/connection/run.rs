@@ -150,6 +150,8 @@ struct Conn {
     peer_close: Option<Option<awc::ws::CloseReason>>,
     pong_due: Option<Instant>,
     ready_due: Option<Instant>,
+    /// The size of each message of the frame being read (its share of the frame).
+    message_bytes: usize,
 }
 
 impl Conn {
@@ -184,6 +186,7 @@ impl Conn {
             peer_close: None,
             pong_due: None,
             ready_due,
+            message_bytes: 0,
         }
     }
 
@@ -224,9 +227,10 @@ impl Conn {
             let reading = self.backlog.is_empty();
             let deadline = self.next_deadline(reading, idle_timeout);
             let inbox = self.inbox.clone();
+            let next_bytes = self.backlog.front().map_or(0, |item| item.bytes);
             let step = tokio::select! {
                 frame = self.stream.next(), if reading => self.on_frames(frame).await,
-                permit = reserve(inbox.as_ref()), if !self.backlog.is_empty() => {
+                permit = reserve(inbox.as_ref(), next_bytes), if !self.backlog.is_empty() => {
                     if let (Some(permit), Some(item)) = (permit, self.backlog.pop_front()) {
                         permit.send(item);
                     }
@@ -381,9 +385,9 @@ impl Conn {
     }
 }
 
-async fn reserve(inbox: Option<&InboxHandle>) -> Option<InboxPermit<'_>> {
+async fn reserve(inbox: Option<&InboxHandle>, bytes: usize) -> Option<InboxPermit<'_>> {
     match inbox {
-        Some(tx) => tx.reserve().await,
+        Some(tx) => tx.reserve(bytes).await,
         None => std::future::pending().await,
     }
 }

@@ -24,9 +24,13 @@ pub use writer::WriterCtx;
 
 /// Messages queued per writer before connections must wait (and stop reading).
 pub const QUEUE: usize = 16 * 1024;
-/// Messages one connection may have queued and not yet taken into a batch; beyond that it waits
-/// (and stops reading), so a firehose cannot take the whole shared queue from quieter sources.
+/// Room one connection has in its writer's queue, in units of [`ROOM_UNIT_BYTES`]: what it has
+/// queued and not yet taken into a batch; beyond that it waits (and stops reading), so a firehose
+/// cannot take the whole shared queue from quieter sources. A message takes one unit per started
+/// 8 KiB, so a connection queues at most 4,096 small messages, or 32 MiB of large ones.
 pub const PER_CONNECTION: usize = 4096;
+/// The size of one unit of a connection's room.
+pub const ROOM_UNIT_BYTES: usize = 8 * 1024;
 /// Writer tasks on PostgreSQL (SQLite: one); a source always maps to the same one.
 pub const WRITERS: usize = 2;
 
@@ -42,6 +46,14 @@ pub struct Inbound {
     pub ack: Option<String>,
     /// When the message arrived (for the ACK latency metric).
     pub received: Instant,
+    /// Its size on the wire (its share of its frame), which sets the room it takes.
+    pub bytes: usize,
+}
+
+/// The units of a connection's room a message of `bytes` takes (at least one, at most all).
+fn units(bytes: usize) -> u32 {
+    let units = (bytes / ROOM_UNIT_BYTES + 1).min(PER_CONNECTION);
+    u32::try_from(units).unwrap_or(1)
 }
 
 /// ACK frames to send, each with the arrival time of its message. Boxed on their way to the
@@ -68,7 +80,7 @@ pub struct Queued {
     pub link: Arc<Link>,
     /// The message.
     pub item: Inbound,
-    /// Its place among its connection's [`PER_CONNECTION`], freed when the writer takes it.
+    /// Its units of its connection's [`PER_CONNECTION`], freed when the writer takes it.
     pub room: OwnedSemaphorePermit,
 }
 
@@ -158,7 +170,7 @@ impl InboxHandle {
     /// a writer that is gone (the process is stopping) is dropped unacknowledged: the sender
     /// redelivers it.
     pub fn try_send(&self, item: Inbound) -> Result<(), Inbound> {
-        let Ok(room) = self.room.clone().try_acquire_owned() else {
+        let Ok(room) = self.room.clone().try_acquire_many_owned(units(item.bytes)) else {
             return Err(item);
         };
         match self.tx.try_send(self.queued(item, room)) {
@@ -167,10 +179,15 @@ impl InboxHandle {
         }
     }
 
-    /// Waits for room for one message (the connection's own, then the writer's queue); `None`
-    /// once the writer is gone.
-    pub async fn reserve(&self) -> Option<InboxPermit<'_>> {
-        let room = self.room.clone().acquire_owned().await.ok()?;
+    /// Waits for room for one message of `bytes` (the connection's own, then the writer's
+    /// queue); `None` once the writer is gone.
+    pub async fn reserve(&self, bytes: usize) -> Option<InboxPermit<'_>> {
+        let room = self
+            .room
+            .clone()
+            .acquire_many_owned(units(bytes))
+            .await
+            .ok()?;
         let permit = self.tx.reserve().await.ok()?;
         Some(InboxPermit {
             permit,
@@ -181,7 +198,7 @@ impl InboxHandle {
 
     /// Waits for room and queues `item`; `Err` once the writer is gone.
     pub async fn send(&self, item: Inbound) -> Result<(), ()> {
-        let permit = self.reserve().await.ok_or(())?;
+        let permit = self.reserve(item.bytes).await.ok_or(())?;
         permit.send(item);
         Ok(())
     }
@@ -192,5 +209,19 @@ impl InboxHandle {
             item,
             room,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_takes_a_unit_per_started_8_kib_and_never_more_than_the_room() {
+        assert_eq!(units(0), 1);
+        assert_eq!(units(ROOM_UNIT_BYTES - 1), 1);
+        assert_eq!(units(ROOM_UNIT_BYTES), 2);
+        assert_eq!(units(1024 * 1024), 129);
+        assert_eq!(units(64 * 1024 * 1024), PER_CONNECTION as u32);
     }
 }

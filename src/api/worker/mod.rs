@@ -40,7 +40,7 @@ fn require_worker(caller: &Caller) -> Result<(), ApiError> {
 }
 
 /// Claims runs under a lease, long-polling up to `wait_s`.
-#[utoipa::path(context_path = "/v1", tag = "workers", security(("bearer" = [])), request_body = ClaimIn,
+#[utoipa::path(context_path = "/v1", tag = "workers", security(("bearer" = [])), request_body(content = Option<ClaimIn>, description = "Optional; an empty body claims one run without waiting"),
     responses((status = 200, body = ClaimOut), (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 #[post("/runs/claim")]
 pub async fn claim_runs(

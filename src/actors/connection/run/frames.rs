@@ -116,7 +116,13 @@ impl Conn {
         if let Some(stopping) = &mut self.stopping {
             stopping.last_data = Instant::now();
         }
-        for step in self.protocol.on_data(text, &bytes) {
+        let steps = self.protocol.on_data(text, &bytes);
+        let messages = steps
+            .iter()
+            .filter(|step| matches!(step, Step::Ingest { .. }))
+            .count();
+        self.message_bytes = bytes.len() / messages.max(1);
+        for step in steps {
             self.on_step(step)?;
         }
         Ok(())
@@ -140,6 +146,7 @@ impl Conn {
                         meta: serde_json::Value::Null,
                         ack,
                         received: std::time::Instant::now(),
+                        bytes: 0,
                     });
                 }
             }
@@ -184,6 +191,7 @@ impl Conn {
                 meta,
                 ack,
                 received: std::time::Instant::now(),
+                bytes: self.message_bytes,
             });
         }
     }
