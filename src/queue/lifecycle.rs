@@ -216,7 +216,7 @@ pub enum Fenced {
 }
 
 /// The error an attempt ends with when its lease expires (the watchdog sets it).
-pub const LEASE_EXPIRED_ERROR: &str = "lease expired";
+pub use crate::db::queue::LEASE_EXPIRED_ERROR;
 
 /// Which fenced call matched nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,9 @@ use crate::db::WriteTxn;
 use crate::db::sql::Sql;
 use crate::db::statuses::RunStatus;
 
+/// The error an attempt ends with when its lease expires.
+pub const LEASE_EXPIRED_ERROR: &str = "lease expired";
+
 /// Up to `limit` RUNNING runs whose lease expired before `now`, earliest expiry first.
 pub async fn expired_leases(
     db: &impl ConnectionTrait,
@@ -57,7 +60,7 @@ pub async fn expire(
         let mut update = automation_run::Entity::update_many()
             .col_expr(
                 automation_run::Column::ErrorDetail,
-                Expr::value(crate::queue::lifecycle::LEASE_EXPIRED_ERROR),
+                Expr::value(LEASE_EXPIRED_ERROR),
             )
             .col_expr(
                 automation_run::Column::LeaseExpiresAt,

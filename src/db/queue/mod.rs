@@ -15,7 +15,7 @@ mod expiry;
 mod finish;
 
 pub use claim::{Caps, ClaimRequest, Leases, claim};
-pub use expiry::{Expiry, expire, expired_leases};
+pub use expiry::{Expiry, LEASE_EXPIRED_ERROR, expire, expired_leases};
 pub use finish::{Finish, finish};
 
 use super::statuses::RunStatus;
