@@ -240,6 +240,10 @@ pub async fn cancel_run(
             detail: format!("run is {} and can no longer be cancelled", row.status),
         });
     }
+    if row.status == RunStatus::Running.as_str() {
+        // A slot of a capped automation is free again.
+        state.notifier.signal();
+    }
     let cancelled = db::runs::find_run(&state.db, caller.org_id, row.id)
         .await?
         .ok_or(ApiError::NotFound("run"))?;

@@ -203,8 +203,9 @@ fn unavailable_code(code: &str) -> bool {
 /// PostgreSQL: data exceptions (class 22, such as a NUL character or an untranslatable one),
 /// integrity constraints (23), program limits such as an index row too large (54), and errors
 /// raised by a trigger or function (P0). SQLite: too big (18), constraint (19, which its
-/// triggers' `RAISE(ABORT, …)` also gives), datatype mismatch (20), out of range (25). A value
-/// the driver cannot encode counts too. Anything else, including errors that concern every row
+/// triggers' `RAISE(ABORT, …)` also gives); its datatype mismatch (20) and out-of-range bind (25)
+/// come from the statement, not the data, and are retried. A value the driver cannot encode
+/// counts too. Anything else, including errors that concern every row
 /// alike (a read-only database, a permission revoked, a schema mismatch), is not a refusal: the
 /// writer keeps the batch and retries, acknowledging nothing.
 pub fn is_row_refusal(err: &DbErr) -> bool {
@@ -226,7 +227,7 @@ fn refusal_code(code: &str) -> bool {
     if code.len() != 5 {
         return code
             .parse::<u32>()
-            .is_ok_and(|sqlite| matches!(sqlite & 0xff, 18 | 19 | 20 | 25));
+            .is_ok_and(|sqlite| matches!(sqlite & 0xff, 18 | 19));
     }
     ["22", "23", "54", "P0"]
         .iter()

@@ -47,6 +47,16 @@ impl Waiters {
         self.open.notify_one();
     }
 
+    /// A guard, disarmed, that passes a wake-up on when it is dropped armed: a claim arms it
+    /// once its wait ended (it may hold the wake-up for new runs) and disarms it once it looked.
+    /// A claim dropped in between (its client gone, an error) does not swallow the wake-up.
+    pub fn wake_guard(&self) -> WakeGuard<'_> {
+        WakeGuard {
+            waiters: self,
+            armed: false,
+        }
+    }
+
     fn wake(&self) {
         self.open.notify_one();
         self.filtered.notify_waiters();
@@ -55,6 +65,32 @@ impl Waiters {
     fn wake_all(&self) {
         self.open.notify_waiters();
         self.filtered.notify_waiters();
+    }
+}
+
+/// See [`Waiters::wake_guard`].
+pub struct WakeGuard<'a> {
+    waiters: &'a Waiters,
+    armed: bool,
+}
+
+impl WakeGuard<'_> {
+    /// The claim may hold a wake-up from now on.
+    pub fn arm(&mut self) {
+        self.armed = true;
+    }
+
+    /// The claim has looked for runs.
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for WakeGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.waiters.pass_on();
+        }
     }
 }
 
@@ -189,6 +225,24 @@ mod tests {
         // The first took a full page: it passes the wake on.
         w.pass_on();
         assert!(woke(open_b).await);
+    }
+
+    #[tokio::test]
+    async fn a_guard_dropped_armed_passes_the_wake_on() {
+        let n = RunNotifier::new();
+        let w = n.waiters(Uuid::from_u128(1));
+        let next = w.waiter(false);
+        tokio::pin!(next);
+        next.as_mut().enable();
+        drop(w.wake_guard());
+        assert!(
+            !woke(next.as_mut()).await,
+            "a disarmed guard passes nothing on"
+        );
+        let mut guard = w.wake_guard();
+        guard.arm();
+        drop(guard);
+        assert!(woke(next).await);
     }
 
     #[tokio::test]

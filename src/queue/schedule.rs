@@ -167,19 +167,25 @@ fn parse_cron(pattern: &str) -> Result<Cron, String> {
             "must have 5 fields (minute hour day-of-month month day-of-week), found {fields}"
         ));
     }
-    if let Some(why) = extension_in(pattern) {
-        return Err(why);
-    }
-    let cron = CronParser::builder()
+    CronParser::builder()
         .seconds(Seconds::Disallowed)
         .year(Year::Disallowed)
         .build()
         .parse(pattern)
-        .map_err(|e| format!("not a valid cron pattern: {e}"))?;
-    if cron.find_next_occurrence(&Utc::now(), false).is_err() {
-        return Err("never matches a date (e.g. the 30th of February)".to_owned());
+        .map_err(|e| format!("not a valid cron pattern: {e}"))
+}
+
+/// What makes `pattern` (one that parses) unfit for a new or changed schedule: an extension of
+/// some cron implementations, or no date it ever matches. Checked by the API only: a schedule
+/// stored before these rules keeps running.
+pub fn standard_cron_problem(pattern: &str) -> Option<String> {
+    if let Some(why) = extension_in(pattern) {
+        return Some(why);
     }
-    Ok(cron)
+    let cron = parse_cron(pattern).ok()?;
+    cron.find_next_occurrence(&Utc::now(), false)
+        .is_err()
+        .then(|| "never matches a date (e.g. the 30th of February)".to_owned())
 }
 
 /// Month and weekday names, the only words standard cron takes.

@@ -90,9 +90,12 @@ tls_tests! {
         let id = create_source(&app, wss_source("feed", &front, None)).await;
         wait_state(&app, &id, "connected").await;
         ingests(&app, "feed").await;
+        // The handshake of the connection that serves (on a loaded machine an earlier attempt
+        // may have been cut off mid-handshake and retried).
         let handshakes = front.handshakes();
-        assert_eq!(handshakes[0].sni.as_deref(), Some("localhost"), "SNI is the URL's host");
-        assert!(!handshakes[0].client_cert);
+        let served = handshakes.iter().find(|h| h.outcome.is_ok()).expect("a completed handshake");
+        assert_eq!(served.sni.as_deref(), Some("localhost"), "SNI is the URL's host");
+        assert!(!served.client_cert);
     }
 
     async fn a_source_ca_is_trusted_by_that_source_only(backend: Backend) {
@@ -128,7 +131,7 @@ tls_tests! {
         let named = create_source(&app, wss_source("named", &front2, Some(json!({"server_name": "other.test"})))).await;
         wait_state(&app, &named, "connected").await;
         ingests(&app, "named").await;
-        assert_eq!(front2.handshakes()[0].sni.as_deref(), Some("other.test"));
+        assert_eq!(front2.handshakes().iter().find(|h| h.outcome.is_ok()).expect("a completed handshake").sni.as_deref(), Some("other.test"));
     }
 
     async fn a_feed_reached_by_address_verifies_the_server_name(backend: Backend) {
@@ -140,7 +143,7 @@ tls_tests! {
         let id = create_source(&app, by_address).await;
         wait_state(&app, &id, "connected").await;
         ingests(&app, "feed").await;
-        assert_eq!(front.handshakes()[0].sni.as_deref(), Some("localhost"));
+        assert_eq!(front.handshakes().iter().find(|h| h.outcome.is_ok()).expect("a completed handshake").sni.as_deref(), Some("localhost"));
     }
 
     async fn an_expired_certificate_is_refused_with_its_dates(backend: Backend) {
@@ -159,7 +162,7 @@ tls_tests! {
         let id = create_source(&app, wss_source("feed", &front, Some(tls))).await;
         wait_state(&app, &id, "connected").await;
         ingests(&app, "feed").await;
-        assert!(front.handshakes()[0].client_cert, "the client certificate was presented");
+        assert!(front.handshakes().iter().find(|h| h.outcome.is_ok()).expect("a completed handshake").client_cert, "the client certificate was presented");
 
         let (peer2, front2) = feed(&pki.localhost, Some(&pki.ca_pem));
         let bare = create_source(&app, wss_source("bare", &front2, None)).await;

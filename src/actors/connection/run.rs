@@ -150,8 +150,8 @@ struct Conn {
     peer_close: Option<Option<awc::ws::CloseReason>>,
     pong_due: Option<Instant>,
     ready_due: Option<Instant>,
-    /// The size of each message of the frame being read (its share of the frame).
-    message_bytes: usize,
+    /// The size of the frame being read, until its first message is queued (see `on_data`).
+    frame_bytes: usize,
 }
 
 impl Conn {
@@ -186,7 +186,7 @@ impl Conn {
             peer_close: None,
             pong_due: None,
             ready_due,
-            message_bytes: 0,
+            frame_bytes: 0,
         }
     }
 

@@ -46,7 +46,8 @@ pub struct Inbound {
     pub ack: Option<String>,
     /// When the message arrived (for the ACK latency metric).
     pub received: Instant,
-    /// Its size on the wire (its share of its frame), which sets the room it takes.
+    /// Its size on the wire, which sets the room it takes (the first queued message of a frame
+    /// holding several carries the whole frame's size, the others none).
     pub bytes: usize,
 }
 

@@ -70,7 +70,9 @@ impl Watchdog {
                     match expire_batch(&db, &registry, &metrics, &publisher).await {
                         Ok((found, retried)) => {
                             total += found;
-                            if retried > 0 {
+                            // Re-queued runs, and slots of capped automations freed by
+                            // runs that failed for good: claims may take runs.
+                            if retried > 0 || found > 0 {
                                 notifier.signal();
                             }
                             if (found as u64) < BATCH {

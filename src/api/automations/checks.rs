@@ -9,7 +9,7 @@ use crate::db;
 use crate::error::ApiError;
 use crate::pipeline::glob::OnPatterns;
 use crate::queue::lifecycle;
-use crate::queue::schedule::Schedule;
+use crate::queue::schedule::{Schedule, standard_cron_problem};
 use crate::validation::Errors;
 
 /// Validates a trigger (422 naming every bad field).
@@ -37,13 +37,20 @@ fn schedule_trigger_errors(t: &Trigger, errors: &mut Errors) {
             errors.add(field, "is not used by a schedule trigger");
         }
     }
-    if let Err(problems) = Schedule::parse(
+    match Schedule::parse(
         t.cron.as_deref(),
         t.timezone.as_deref(),
         t.catch_up.as_deref(),
     ) {
-        for (field, message) in problems {
-            errors.add(field, message);
+        Err(problems) => {
+            for (field, message) in problems {
+                errors.add(field, message);
+            }
+        }
+        Ok(_) => {
+            if let Some(problem) = t.cron.as_deref().and_then(standard_cron_problem) {
+                errors.add("trigger.cron", problem);
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 //! and `POST /v1/runs/{id}/retry` for people. The handlers only check the caller and the body;
 //! `service` does the work, `shapes` holds the bodies.
 
+mod claiming;
 mod service;
 mod shapes;
 
@@ -52,8 +53,14 @@ pub async fn claim_runs(
     // Every field is optional, so is the body: none claims one run without waiting.
     let input = input.unwrap_or_default();
     let (limit, wait) = input.check()?;
-    let items = service::claim(&state, &caller, &input, limit, wait).await?;
-    Ok(HttpResponse::Ok().json(ClaimOut { items }))
+    let items = claiming::claim(&state, &caller, &input, limit, wait).await?;
+    let mut answer = HttpResponse::Ok();
+    if state.notifier.is_closing() {
+        // Stopping: close the connection, so that a keep-alive worker does not claim again on
+        // it (and spin) while the server waits for its connections to end.
+        answer.force_close();
+    }
+    Ok(answer.json(ClaimOut { items }))
 }
 
 /// Extends a claimed run's lease (409 with the reason when the token is stale or the run was

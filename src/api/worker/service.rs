@@ -1,164 +1,21 @@
-//! What the worker endpoints do, apart from HTTP: claim with long-polling, extend a lease, apply
-//! fenced outcomes (and explain refusals), put a run back by hand. Every run change is counted
-//! and published for the live stream here.
+//! What the worker endpoints do, apart from HTTP (claims are in [`super::claiming`]): extend a
+//! lease, apply fenced outcomes (and explain refusals), put a run back by hand. Every run change is
+//! counted and published for the live stream here.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use entity::automation_run;
-use serde_json::Value;
 use uuid::Uuid;
 
-use super::REPOLL;
-use super::shapes::{Ask, ClaimIn, ClaimedRun, ItemOut, Outcome};
+use super::shapes::{Ask, ItemOut, Outcome};
 use crate::actors::publisher::{Published, RunChange};
 use crate::api::caller::Caller;
 use crate::api::state::AppState;
 use crate::db;
-use crate::db::queue::{Finish, Leases};
+use crate::db::queue::Finish;
 use crate::db::statuses::RunStatus;
 use crate::error::ApiError;
-use crate::queue::lifecycle::{self, AfterFailure, DEFAULT_LEASE_S, Fenced};
-use crate::queue::notifier::RunNotifier;
-
-/// A fresh lease token.
-/// A new lease token. A claim that asked for its own `lease_s` carries it in its tokens
-/// (`lt_<random>.<seconds>`), so that a heartbeat without `lease_s` extends by the lease the claim
-/// asked for rather than by the automation's (which may be shorter).
-fn new_token(lease_s: Option<u32>) -> String {
-    let random = rand::random::<u128>();
-    match lease_s {
-        Some(seconds) => format!("lt_{random:032x}.{seconds}"),
-        None => format!("lt_{random:032x}"),
-    }
-}
-
-/// The lease a token's claim asked for (see [`new_token`]).
-fn claimed_lease_s(token: &str) -> Option<u32> {
-    let (_, seconds) = token.strip_prefix("lt_")?.split_once('.')?;
-    seconds.parse().ok()
-}
-
-/// Claims up to `limit` runs, waiting up to `wait` for one when none is claimable.
-pub async fn claim(
-    state: &AppState,
-    caller: &Caller,
-    input: &ClaimIn,
-    limit: u64,
-    wait: std::time::Duration,
-) -> Result<Vec<ClaimedRun>, ApiError> {
-    let started = Instant::now();
-    let deadline = started + wait;
-    let (caps, leases) = scope(state, caller, input);
-    let mut request = db::queue::ClaimRequest {
-        org_id: caller.org_id,
-        limit,
-        automation_ids: input.automation_ids.clone(),
-        sources: input.sources.clone(),
-        worker: input.worker.clone(),
-        token: String::new(),
-        leases,
-        now: db::now(),
-    };
-    let waiters = state.notifier.waiters(caller.org_id);
-    let filtered = input.automation_ids.is_some() || input.sources.is_some();
-    let rows = loop {
-        let waiter = waiters.waiter(filtered);
-        tokio::pin!(waiter);
-        waiter.as_mut().enable();
-        request.token = new_token(input.lease_s);
-        request.now = db::now();
-        let rows = match db::queue::claim(&state.db, &request, &caps).await {
-            Ok(rows) => rows,
-            Err(err) => {
-                // This claim may have been the one woken for new runs: let another look.
-                waiters.pass_on();
-                return Err(err.into());
-            }
-        };
-        let now = Instant::now();
-        if !rows.is_empty() || now >= deadline || state.notifier.is_closing() {
-            if !filtered && rows.len() as u64 == limit {
-                // A full page: more runs may be waiting for the next open claim.
-                waiters.pass_on();
-            }
-            break rows;
-        }
-        RunNotifier::wait(waiter, (deadline - now).min(REPOLL)).await;
-    };
-    state.metrics.queue.observe_claim(started.elapsed(), &rows);
-    if state.publisher.has_subscribers() {
-        for row in &rows {
-            let change = Published::run_changed(RunChange::Claimed, row, RunStatus::Running, None);
-            state.publisher.publish(change);
-        }
-    }
-    claimed(state, rows).await
-}
-
-/// The concurrency caps of the caller's automations the claim may take runs of, and how long
-/// their runs are leased (the claim's `lease_s`, else each automation's).
-fn scope(state: &AppState, caller: &Caller, input: &ClaimIn) -> (db::queue::Caps, Leases) {
-    let info = state.automations.info();
-    let in_scope = info.iter().filter(|(id, i)| {
-        i.org_id == caller.org_id
-            && input
-                .automation_ids
-                .as_ref()
-                .is_none_or(|ids| ids.contains(id))
-    });
-    let mut caps = Vec::new();
-    let mut leases = Leases::uniform(input.lease_s.unwrap_or(DEFAULT_LEASE_S));
-    for (id, i) in in_scope {
-        if let Some(max) = i.policy.max_concurrency {
-            caps.push((*id, max));
-        }
-        if input.lease_s.is_none() && i.policy.lease_s != DEFAULT_LEASE_S {
-            leases.by_automation.push((*id, i.policy.lease_s));
-        }
-    }
-    (caps, leases)
-}
-
-/// Claimed rows as a worker gets them: with the event payload, key and automation name.
-async fn claimed(
-    state: &AppState,
-    rows: Vec<automation_run::Model>,
-) -> Result<Vec<ClaimedRun>, ApiError> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let events: HashMap<Uuid, entity::event::Model> =
-        db::events::find_events_by_ids(&state.db, rows.iter().map(|r| r.event_id).collect())
-            .await?
-            .into_iter()
-            .map(|e| (e.id, e))
-            .collect();
-    let info = state.automations.info();
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let event = events.get(&r.event_id);
-            let event_payload = r
-                .event_payload
-                .clone()
-                .or_else(|| event.map(db::events::run_payload))
-                .unwrap_or(Value::Null);
-            ClaimedRun {
-                id: r.id,
-                automation_id: r.automation_id,
-                automation_name: info.get(&r.automation_id).map(|i| i.name.clone()),
-                event_id: r.event_id,
-                event_key: event.and_then(|e| e.event_key.clone()),
-                source: r.source,
-                event_payload,
-                attempt: r.attempts,
-                lease_token: r.lease_token.unwrap_or_default(),
-                lease_expires_at: r.lease_expires_at,
-            }
-        })
-        .collect())
-}
+use crate::queue::lifecycle::{self, AfterFailure, Fenced};
 
 /// A 409 naming the refusal's reason.
 pub fn refused(reason: &str, detail: String) -> ApiError {
@@ -195,7 +52,7 @@ pub async fn extend_lease(
 ) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
     let row = find_run(state, caller, id).await?;
     let lease_s = lease_s
-        .or_else(|| claimed_lease_s(token))
+        .or_else(|| super::claiming::claimed_lease_s(token))
         .unwrap_or_else(|| state.automations.policy(row.automation_id).lease_s);
     let expires = db::now() + chrono::Duration::seconds(i64::from(lease_s));
     if db::queue::heartbeat(&state.db, caller.org_id, row.id, token, expires).await? {

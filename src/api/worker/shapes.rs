@@ -123,7 +123,7 @@ pub struct ClaimOut {
 pub struct HeartbeatIn {
     /// The token of the claim.
     pub lease_token: String,
-    /// New lease from now, in seconds (1..=86400; default: the automation's `lease_s`).
+    /// New lease from now, in seconds (1..=86400; default: the claim's, else the automation's).
     #[serde(default)]
     #[schema(minimum = 1, maximum = 86400)]
     pub lease_s: Option<u32>,

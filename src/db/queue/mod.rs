@@ -77,8 +77,8 @@ pub async fn retry_run(
                 .is_in(RunStatus::RETRYABLE_BY_HAND.map(RunStatus::as_str)),
         )
         // A run whose event retention deleted has nothing to hand a worker: not re-queued. Tested
-        // in the same statement, so retention cannot delete the event in between (it keeps the
-        // events of PENDING runs).
+        // in the statement itself; a retention delete running at the very same moment can still
+        // win the race (the claim then hands the run a null payload).
         .filter(Expr::cust(
             "EXISTS (SELECT 1 FROM events WHERE events.id = automation_runs.event_id)",
         ))

@@ -116,13 +116,10 @@ impl Conn {
         if let Some(stopping) = &mut self.stopping {
             stopping.last_data = Instant::now();
         }
-        let steps = self.protocol.on_data(text, &bytes);
-        let messages = steps
-            .iter()
-            .filter(|step| matches!(step, Step::Ingest { .. }))
-            .count();
-        self.message_bytes = bytes.len() / messages.max(1);
-        for step in steps {
+        // The frame's first queued message carries the whole frame's size (a frame's messages
+        // are at most that big together, whichever of them the pre-filter drops).
+        self.frame_bytes = bytes.len();
+        for step in self.protocol.on_data(text, &bytes) {
             self.on_step(step)?;
         }
         Ok(())
@@ -186,12 +183,13 @@ impl Conn {
             }
         };
         if event.is_some() || ack.is_some() {
+            let bytes = std::mem::take(&mut self.frame_bytes);
             self.push(Inbound {
                 event,
                 meta,
                 ack,
                 received: std::time::Instant::now(),
-                bytes: self.message_bytes,
+                bytes,
             });
         }
     }
