@@ -68,11 +68,11 @@ impl Watchdog {
                 let mut total = 0usize;
                 loop {
                     match expire_batch(&db, &registry, &metrics, &publisher).await {
-                        Ok((found, retried)) => {
+                        Ok(found) => {
                             total += found;
                             // Re-queued runs, and slots of capped automations freed by
                             // runs that failed for good: claims may take runs.
-                            if retried > 0 || found > 0 {
+                            if found > 0 {
                                 notifier.signal();
                             }
                             if (found as u64) < BATCH {
@@ -98,17 +98,17 @@ impl Watchdog {
     }
 }
 
-/// One batch: returns how many expired runs were found and how many went back to PENDING.
+/// One batch: returns how many expired runs were found.
 async fn expire_batch(
     db: &DatabaseConnection,
     registry: &AutomationRegistry,
     metrics: &Metrics,
     publisher: &Publisher,
-) -> Result<(usize, usize), sea_orm::DbErr> {
+) -> Result<usize, sea_orm::DbErr> {
     let now = db::now();
     let rows = db::queue::expired_leases(db, now, BATCH).await?;
     if rows.is_empty() {
-        return Ok((0, 0));
+        return Ok(0);
     }
     let items: Vec<db::queue::Expiry> = rows
         .iter()
@@ -116,14 +116,12 @@ async fn expire_batch(
         .collect();
     let changed = db::queue::expire(db, &items, now).await?;
     let changed: std::collections::HashSet<_> = changed.into_iter().collect();
-    let mut retried = 0;
     for (row, item) in rows.iter().zip(&items) {
         if !changed.contains(&item.id) {
             continue;
         }
         metrics.queue.lease_expiries.inc();
         let status = if item.retry_at.is_some() {
-            retried += 1;
             RunStatus::Pending
         } else {
             RunStatus::Failed
@@ -141,7 +139,7 @@ async fn expire_batch(
             ));
         }
     }
-    Ok((rows.len(), retried))
+    Ok(rows.len())
 }
 
 /// What becomes of `row`, whose lease expired: an expiry counts as a failed attempt, so it is
