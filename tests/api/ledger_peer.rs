@@ -25,6 +25,8 @@ struct Ledger {
     sends: HashMap<String, u32>,
     /// Connections accepted so far, with their open times.
     connections: Vec<Instant>,
+    /// When each connection ended on the peer's side (its socket dropped), in order.
+    ends: Vec<Instant>,
     /// Messages the current connection has been handed (index into `ids`).
     cursor: usize,
     /// When true, every connection is dropped right after its first message (a flapping peer;
@@ -175,6 +177,12 @@ impl LedgerPeer {
         self.shared.ledger().connections.clone()
     }
 
+    /// When connections ended on the peer's side (dropped by a flapping peer, or closed by the
+    /// client), in order.
+    pub fn ends(&self) -> Vec<Instant> {
+        self.shared.ledger().ends.clone()
+    }
+
     /// Waits until `cond` holds (checked every 20 ms) or `timeout` passes.
     pub async fn wait_until(&self, timeout: Duration, cond: impl Fn(&LedgerPeer) -> bool) -> bool {
         let deadline = Instant::now() + timeout;
@@ -261,4 +269,5 @@ async fn serve(shared: Arc<Shared>, stream: tokio::net::TcpStream) {
         () = reader => {}
         () = writer => {}
     }
+    shared.ledger().ends.push(Instant::now());
 }

@@ -60,19 +60,22 @@ impl Coordinator {
     }
 
     /// Stops what `plan` closes (waiting until their connections are closed), then confirms its
-    /// hand-overs.
+    /// hand-overs. Both waits end before this replica's fence is due, so that a slow close or an
+    /// unreachable database never holds the fence back (the coordinator fences right after).
     pub(super) async fn carry_out(&mut self, plan: Plan) {
         for id in &plan.close {
             self.running.remove(id);
             self.shared.epochs.remove(*id);
         }
-        self.let_go(plan.close, Shutdown::ON_CHANGE).await;
+        self.let_go(plan.close, Shutdown::ON_CHANGE.min(self.fence_budget()))
+            .await;
         if plan.confirm.is_empty() {
             return;
         }
         let me = self.shared.replica_id;
         let confirmed = db_cluster::leases::handed(&self.db, me, plan.confirm);
-        match tokio::time::timeout(self.shared.lease.div_f64(3.0), confirmed).await {
+        let bound = self.shared.lease.div_f64(3.0).min(self.fence_budget());
+        match tokio::time::timeout(bound, confirmed).await {
             Ok(Ok(())) => {}
             // The new holders connect once their wait ends (a lease), or at the next confirmation.
             _ => tracing::warn!("confirming hand-overs failed; the next turn confirms them"),
