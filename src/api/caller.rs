@@ -4,7 +4,10 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::{FromRequest, HttpRequest, dev::Payload, http::header, web};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, http::header, web};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
@@ -72,13 +75,53 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiEr
     })
 }
 
+/// What [`authenticate_first`] found for a request's bearer key: the caller, or `None` when the
+/// key is unknown, revoked or malformed.
+#[derive(Clone)]
+struct Authenticated(Option<Caller>);
+
+/// Middleware on `/v1`: looks the bearer key up before any extractor reads the body or the query,
+/// so that a caller with a bad key learns nothing about what a request should hold (401, not the
+/// 422 that naming a field would be). It rejects nothing itself: routes without a key (inbound
+/// webhooks, the live stream's token) pass, and the [`Caller`] extractor answers from what it
+/// found (or looks again when storage failed here).
+pub async fn authenticate_first(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let token = bearer_token(req.request()).map(str::to_owned);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    if let (Some(token), Some(state)) = (token, state) {
+        match authenticate(&state, &token).await {
+            Ok(caller) => {
+                req.extensions_mut().insert(Authenticated(Some(caller)));
+            }
+            Err(ApiError::Unauthorized) => {
+                req.extensions_mut().insert(Authenticated(None));
+            }
+            // Storage failed: the extractor tries again and answers what it finds.
+            Err(_) => {}
+        }
+    }
+    next.call(req).await
+}
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Caller, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let state = req.app_data::<web::Data<AppState>>().cloned();
         let token = bearer_token(req).map(str::to_owned);
+        if let Some(Authenticated(found)) = req.extensions().get::<Authenticated>().cloned() {
+            // Answered at once, before the extractors after it (the body) finish.
+            return Box::pin(async move {
+                match (token, found) {
+                    (Some(_), Some(caller)) => Ok(caller),
+                    _ => Err(ApiError::Unauthorized),
+                }
+            });
+        }
+        let state = req.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no app state")))?;
             let token = token.ok_or(ApiError::Unauthorized)?;

@@ -99,6 +99,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::scope("/v1")
                 .wrap(actix_web::middleware::from_fn(nul_guard::refuse_nul))
+                .wrap(actix_web::middleware::from_fn(caller::authenticate_first))
                 .service(keys::me)
                 .service(cluster::get_cluster)
                 .service(cluster::drain)

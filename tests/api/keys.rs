@@ -21,6 +21,31 @@ both_backends! {
         assert_problem(&garbage, 401, None);
     }
 
+    async fn a_wrong_key_learns_nothing_from_the_body(app: TestApp) {
+        // A well-formed key that is not one: whatever the body or the query, the answer is 401
+        // (the key is looked up before anything is read), never a 422 naming a field.
+        let wrong = "sbk_testadminkey0000000000000000000000001";
+        let id = uuid::Uuid::nil();
+        for (method, path, body) in [
+            ("POST", "/v1/automations".to_owned(), Some(b"{\"limit\": \"x\"".to_vec())),
+            ("POST", "/v1/automations".to_owned(), None),
+            ("POST", "/v1/runs/claim".to_owned(), Some(b"{\"limit\": 0}".to_vec())),
+            ("POST", format!("/v1/runs/{id}/complete"), Some(b"[]".to_vec())),
+            ("PATCH", format!("/v1/websocket-sources/{id}"), Some(b"{\"url\": 7}".to_vec())),
+            ("GET", "/v1/events?limit=0&since=yesterday".to_owned(), None),
+            ("GET", "/v1/runs/not-a-uuid".to_owned(), None),
+        ] {
+            let resp = match body {
+                Some(body) => app.send_raw(method, &path, wrong, body).await,
+                None => app.request(method, &path, Some(wrong), None).await,
+            };
+            assert_eq!(resp.status, 401, "{method} {path}: {}", resp.text);
+        }
+        // The right key gets the field named.
+        let named = app.send_raw("POST", "/v1/runs/claim", ADMIN_KEY, b"{\"limit\": 0}".to_vec()).await;
+        assert_problem(&named, 422, Some("limit"));
+    }
+
     async fn keys_are_created_shown_once_listed_and_revoked(app: TestApp) {
         let created = app.post("/v1/api-keys", ADMIN_KEY, json!({"name": "ci", "role": "member"})).await;
         assert_eq!(created.status, 201, "{}", created.text);
