@@ -106,12 +106,20 @@ impl Errors {
 /// The field a data error is about: serde reports a missing field at its parent's path, so the
 /// name is taken from the message.
 pub fn field_of(path: &str, message: &str) -> String {
-    let missing = message
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.split('`').next());
-    match (path, missing) {
+    let named = ["missing field `", "unknown field `"]
+        .iter()
+        .find_map(|prefix| {
+            message
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.split('`').next())
+        });
+    match (path, named) {
         (".", Some(name)) => name.to_owned(),
         (".", None) => "body".to_owned(),
+        // An unknown field's path already ends with it, except inside a tagged enum (buffered).
+        (path, Some(name)) if path == name || path.ends_with(&format!(".{name}")) => {
+            path.to_owned()
+        }
         (parent, Some(name)) => format!("{parent}.{name}"),
         (path, None) => path.to_owned(),
     }

@@ -222,7 +222,7 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 fn signed(verifier: &Verifier, body: &[u8], now: i64) -> Vec<(String, String)> {
     let h = |n: &str, v: String| (n.to_owned(), v);
     match verifier {
-        Verifier::Github => vec![h("x-hub-signature-256", sign_github(SECRET, body))],
+        Verifier::Github {} => vec![h("x-hub-signature-256", sign_github(SECRET, body))],
         Verifier::Slack { .. } => vec![
             h("x-slack-request-timestamp", now.to_string()),
             h("x-slack-signature", sign_slack(SECRET, now, body)),

@@ -2,7 +2,10 @@
 //! message; a well-formed body that does not fit (unknown field, wrong type, missing field) answers
 //! 422 naming the field; a body over the limit answers 413. `OptionalBody<T>` is the same for
 //! endpoints whose body may be absent: an empty body is `None`, any other body must be valid (a
-//! malformed optional body is never silently replaced by defaults).
+//! malformed optional body is never silently replaced by defaults). [`NoBody`] is the body of an
+//! action that takes none: absent, `null` or `{}`, anything else refused as any body would be.
+//! A body sent as something other than JSON (`Content-Type`) answers 415, as does one compressed
+//! (`Content-Encoding`); without a `Content-Type` it is read as JSON.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -144,6 +147,7 @@ fn read_limited(
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
+    let media = media_problem(req);
     async move {
         if declared.is_some_and(|len| len > limit) {
             return Err(ApiError::PayloadTooLarge(limit));
@@ -156,8 +160,46 @@ fn read_limited(
             }
             bytes.extend_from_slice(&chunk);
         }
-        Ok(bytes)
+        // An empty body has no type to check (an action's, or an optional one left out).
+        match media {
+            Some(problem) if !bytes.trim_ascii().is_empty() => {
+                Err(ApiError::UnsupportedMediaType(problem))
+            }
+            _ => Ok(bytes),
+        }
     }
+}
+
+/// Why the request's body cannot be read as JSON by its headers: a `Content-Type` that is not
+/// JSON (`application/json`, `application/*+json`) or any `Content-Encoding` but `identity`.
+fn media_problem(req: &HttpRequest) -> Option<String> {
+    use actix_web::http::header::{CONTENT_ENCODING, CONTENT_TYPE};
+    let headers = req.headers();
+    if let Some(encoding) = headers.get(CONTENT_ENCODING) {
+        let encoding = encoding.to_str().unwrap_or("?").trim();
+        if !encoding.eq_ignore_ascii_case("identity") {
+            return Some(format!(
+                "Content-Encoding `{encoding}` is not accepted; send the body uncompressed"
+            ));
+        }
+    }
+    let content_type = headers.get(CONTENT_TYPE)?;
+    let text = content_type.to_str().unwrap_or("?");
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let json = essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"));
+    (!json).then(|| {
+        format!(
+            "Content-Type `{text}` is not accepted; send JSON with `Content-Type: application/json`"
+        )
+    })
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
@@ -189,6 +231,26 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalBody<T> {
             }
             parse_json(&bytes).map(|value| OptionalBody(Some(value)))
         })
+    }
+}
+
+/// The body of an action that takes none: absent, `null` or `{}`. A malformed body is a 400 and
+/// any field a 422 naming it, as for every body; nothing sent is silently ignored.
+#[derive(Debug)]
+pub struct NoBody;
+
+/// The empty object [`NoBody`] accepts.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoFields {}
+
+impl FromRequest for NoBody {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let read = OptionalBody::<NoFields>::from_request(req, payload);
+        Box::pin(async move { read.await.map(|_| NoBody) })
     }
 }
 

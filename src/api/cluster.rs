@@ -2,7 +2,8 @@
 //! sources and connections each holds, and which one leads the once-per-cluster upkeep (a single
 //! node answers `clustered: false` and no replicas). `POST /v1/cluster/drain` (admin) stops the
 //! replica that receives it as SIGTERM does: it hands its sources over to the others
-//! make-before-break, then exits.
+//! make-before-break, then exits. Both concern every org of the deployment, so only the admins of
+//! the operator's org (the first one, `default`) may call them; other orgs' admins get 403.
 
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::api::body::NoBody;
 use crate::api::caller::Caller;
 use crate::api::state::AppState;
 use crate::db;
@@ -59,7 +61,7 @@ pub async fn get_cluster(
     state: web::Data<AppState>,
     caller: Caller,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
+    require_operator(&state, &caller).await?;
     let cluster = &state.cluster;
     if !cluster.enabled {
         return Ok(HttpResponse::Ok().json(ClusterOut {
@@ -91,12 +93,29 @@ pub async fn get_cluster(
     }))
 }
 
+/// Fails with 403 unless the caller is an admin of the operator's org
+/// ([`db::orgs::operator_org_id`]): the cluster is every org's.
+async fn require_operator(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
+    caller.require_admin()?;
+    if db::orgs::operator_org_id(&state.db).await? == Some(caller.org_id) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "admin of an org other than the operator's".to_owned(),
+        ))
+    }
+}
+
 /// Hands this replica's sources over to the other replicas, then stops it (as SIGTERM does).
 #[utoipa::path(context_path = "/v1", tag = "ops", security(("bearer" = [])),
     responses((status = 202), (status = 403, body = crate::error::Problem)))]
 #[post("/cluster/drain")]
-pub async fn drain(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
+pub async fn drain(
+    state: web::Data<AppState>,
+    caller: Caller,
+    _: NoBody,
+) -> Result<HttpResponse, ApiError> {
+    require_operator(&state, &caller).await?;
     state.notifier.close();
     state.cluster.stop_requested.notify_one();
     Ok(HttpResponse::Accepted().json(serde_json::json!({

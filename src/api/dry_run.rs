@@ -188,27 +188,35 @@ async fn try_message(
 
 /// The expressions of the org's source or webhook named `slug` (422 naming `source` if none).
 async fn source_exprs(state: &AppState, org_id: Uuid, slug: &str) -> Result<SourceExprs, ApiError> {
-    let (key, payload, filter, dedup) =
-        if let Some(s) = db::sources::find_source_by_slug(&state.db, org_id, slug).await? {
-            (
-                s.event_key_expr,
-                s.payload_expr,
-                s.filter_expr,
-                s.dedup_key_expr,
-            )
-        } else if let Some(w) = db::webhooks::find_webhook_by_slug(&state.db, org_id, slug).await? {
-            (
-                w.event_key_expr,
-                w.payload_expr,
-                w.filter_expr,
-                w.dedup_key_expr,
-            )
-        } else {
-            return Err(ApiError::field(
-                "source",
-                format!("no source or webhook named `{slug}`"),
-            ));
-        };
+    let (key, payload, filter, dedup) = if let Some(s) =
+        db::sources::find_source_by_slug(&state.db, org_id, slug).await?
+    {
+        (
+            s.event_key_expr,
+            s.payload_expr,
+            s.filter_expr,
+            s.dedup_key_expr,
+        )
+    } else if let Some(w) = db::webhooks::find_webhook_by_slug(&state.db, org_id, slug).await? {
+        // What a delivery gets: the preset's defaults where the webhook sets none.
+        let (key, payload, dedup) =
+            serde_json::from_value::<crate::webhooks::verifier::Verifier>(w.verifier.clone())
+                .map_or((None, None, None), |v| {
+                    crate::webhooks::inbound::default_exprs(&v)
+                });
+        let or = |own: Option<String>, default: Option<&str>| own.or(default.map(str::to_owned));
+        (
+            or(w.event_key_expr, key),
+            or(w.payload_expr, payload),
+            w.filter_expr,
+            or(w.dedup_key_expr, dedup),
+        )
+    } else {
+        return Err(ApiError::field(
+            "source",
+            format!("no source or webhook named `{slug}`"),
+        ));
+    };
     SourceExprs::compile(
         key.as_deref(),
         payload.as_deref(),

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::Path;
 use crate::actors::dispatch::{PendingEvent, decide};
+use crate::api::body::NoBody;
 use crate::api::caller::Caller;
 use crate::api::state::AppState;
 use crate::db;
@@ -23,6 +24,7 @@ pub async fn replay_event(
     state: web::Data<AppState>,
     caller: Caller,
     id: Path<Uuid>,
+    _: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_member()?;
     let event = db::events::find_event(&state.db, caller.org_id, *id)

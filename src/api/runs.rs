@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::pagination;
 use super::{CursorOut, Path, Query};
 use crate::actors::publisher::{Published, RunChange};
+use crate::api::body::NoBody;
 use crate::api::caller::Caller;
 use crate::api::state::AppState;
 use crate::db::statuses::RunStatus;
@@ -229,6 +230,7 @@ pub async fn cancel_run(
     state: web::Data<AppState>,
     caller: Caller,
     id: Path<Uuid>,
+    _: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_member()?;
     let row = db::runs::find_run(&state.db, caller.org_id, *id)

@@ -2,7 +2,8 @@
 
 use entity::org;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect as _, Set,
 };
 use uuid::Uuid;
 
@@ -31,4 +32,17 @@ pub async fn find_org_by_name(
         .filter(org::Column::Name.eq(name))
         .one(db)
         .await
+}
+
+/// The operator's org: the first one created (org `default`, made on first start). Its admins run
+/// the operations that concern the whole deployment rather than one org (the cluster's replicas,
+/// draining a replica).
+pub async fn operator_org_id(db: &impl ConnectionTrait) -> Result<Option<Uuid>, DbErr> {
+    let first = org::Entity::find()
+        .order_by_asc(org::Column::CreatedAt)
+        .order_by_asc(org::Column::Id)
+        .limit(1)
+        .one(db)
+        .await?;
+    Ok(first.map(|org| org.id))
 }

@@ -7,6 +7,7 @@ pub mod failure;
 pub mod generic;
 pub mod kind;
 pub mod reassembly;
+pub mod secrets_in;
 pub mod slack;
 pub mod status;
 pub mod validate;

@@ -1,14 +1,13 @@
 //! Turns the `config` object of a source request into settings plus secrets, checking every field
 //! (paths are reported as `config.<field>`). Pure: the network policy is passed in.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value};
 
 use super::config::{
     GenericSettings, Liveness, SlackSettings, SourceSecrets, SourceSettings, UpgradeAuth,
 };
 use super::kind::SourceKind;
+pub use super::secrets_in::{MapChange, SecretsIn, split_secrets};
 use crate::netpolicy::NetworkPolicy;
 use crate::validation::{Errors, FieldError};
 
@@ -25,72 +24,6 @@ const RESERVED_HEADERS: &[&str] = &[
     "sec-websocket-protocol",
     "sec-websocket-accept",
 ];
-
-/// The secret parts of a request's `config`; `None` means "not given" (keep what is stored).
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct SecretsIn {
-    /// `config.headers`.
-    pub headers: Option<BTreeMap<String, String>>,
-    /// `config.secrets`.
-    pub values: Option<BTreeMap<String, String>>,
-    /// `config.app_token`.
-    pub app_token: Option<String>,
-    /// `config.tls.client_key`.
-    pub client_key: Option<String>,
-}
-
-impl SecretsIn {
-    /// Applies given parts over `stored`.
-    pub fn merge_into(self, mut stored: SourceSecrets) -> SourceSecrets {
-        if let Some(h) = self.headers {
-            stored.headers = h;
-        }
-        if let Some(v) = self.values {
-            stored.values = v;
-        }
-        if let Some(t) = self.app_token {
-            stored.app_token = Some(t);
-        }
-        if let Some(k) = self.client_key {
-            stored.client_key = Some(k);
-        }
-        stored
-    }
-}
-
-/// Removes the secret fields from a `config` object (reporting wrongly typed ones).
-pub fn split_secrets(config: &mut Map<String, Value>, errors: &mut Errors) -> SecretsIn {
-    let mut take_map = |key: &str, errors: &mut Errors| match config.remove(key) {
-        None | Some(Value::Null) => None,
-        Some(value) => match serde_json::from_value::<BTreeMap<String, String>>(value) {
-            Ok(map) => Some(map),
-            Err(_) => {
-                errors.add(
-                    format!("config.{key}"),
-                    "must be an object of string values",
-                );
-                None
-            }
-        },
-    };
-    let headers = take_map("headers", errors);
-    let values = take_map("secrets", errors);
-    let app_token = match config.remove("app_token") {
-        None => None,
-        Some(Value::String(token)) => Some(token),
-        Some(_) => {
-            errors.add("config.app_token", "must be a string");
-            None
-        }
-    };
-    let client_key = super::validate_tls::take_client_key(config, errors);
-    SecretsIn {
-        headers,
-        values,
-        app_token,
-        client_key,
-    }
-}
 
 /// Parses and checks the non-secret settings of `kind`, together with the complete secrets that
 /// will be stored.

@@ -113,7 +113,7 @@ pub fn default_exprs(
     Option<&'static str>,
 ) {
     match verifier {
-        Verifier::Github => (
+        Verifier::Github {} => (
             Some(
                 "body.action && join('.', [headers.\"x-github-event\", body.action]) || headers.\"x-github-event\"",
             ),
@@ -275,7 +275,7 @@ mod tests {
             Some(json!({"challenge": "c"}))
         );
         assert_eq!(
-            handshake_answer(&Verifier::Github, &json!({"type": "url_verification"})),
+            handshake_answer(&Verifier::Github {}, &json!({"type": "url_verification"})),
             None
         );
     }

@@ -40,7 +40,9 @@ pub enum Encoding {
 #[serde(tag = "preset", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Verifier {
     /// `X-Hub-Signature-256: sha256=<hex>`.
-    Github,
+    // A struct variant without fields, not a unit one: serde lets a unit variant of a tagged enum
+    // ignore unknown fields.
+    Github {},
     /// Slack v0 signatures with `X-Slack-Request-Timestamp`.
     Slack {
         /// Accepted clock skew in seconds (default 300).
@@ -101,7 +103,7 @@ impl Verifier {
     /// The preset's name.
     pub fn preset(&self) -> &'static str {
         match self {
-            Self::Github => "github",
+            Self::Github {} => "github",
             Self::Slack { .. } => "slack",
             Self::Stripe { .. } => "stripe",
             Self::Standard { .. } => "standard",
@@ -113,7 +115,7 @@ impl Verifier {
     /// delivery repeating one of them is refused, since the copies could be read differently.
     pub fn relevant_headers(&self) -> Vec<String> {
         let names: &[&str] = match self {
-            Self::Github => &["x-hub-signature-256", "x-github-delivery", "x-github-event"],
+            Self::Github {} => &["x-hub-signature-256", "x-github-delivery", "x-github-event"],
             Self::Slack { .. } => &["x-slack-signature", "x-slack-request-timestamp"],
             Self::Stripe { .. } => &["stripe-signature"],
             Self::Standard { .. } => &[
@@ -143,7 +145,7 @@ impl Verifier {
     /// against replay by the hash of their body instead.
     pub fn signs_timestamp(&self) -> bool {
         match self {
-            Self::Github => false,
+            Self::Github {} => false,
             Self::Hmac {
                 timestamp_header, ..
             } => timestamp_header.is_some(),
@@ -186,7 +188,7 @@ impl Verifier {
                     }
                 }
             }
-            Self::Github => {}
+            Self::Github {} => {}
         }
         if let Some(secret) = secret {
             if secret.len() < 8 {

@@ -146,7 +146,7 @@ pub fn verify(
     request: &SignedRequest<'_>,
 ) -> Result<VerifiedWith, VerifyError> {
     let check = match verifier {
-        Verifier::Github => github_check(request)?,
+        Verifier::Github {} => github_check(request)?,
         Verifier::Slack { tolerance_s } => slack_check(request, *tolerance_s)?,
         Verifier::Stripe { tolerance_s } => stripe_check(request, *tolerance_s)?,
         Verifier::Standard { tolerance_s } => standard_check(request, *tolerance_s)?,

@@ -60,7 +60,7 @@ const GH_SIG: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f
 
 fn github(secret: &str, signature: &str, body: &[u8]) -> Result<VerifiedWith, VerifyError> {
     let pairs = [("x-hub-signature-256", signature)];
-    run(&Verifier::Github, &secrets(secret), &pairs, body, NOW)
+    run(&Verifier::Github {}, &secrets(secret), &pairs, body, NOW)
 }
 
 #[test]
@@ -80,7 +80,13 @@ fn github_hex_is_case_insensitive_and_header_name_too() {
         Ok(VerifiedWith::Current)
     );
     let pairs = [("X-Hub-Signature-256", GH_SIG)];
-    let got = run(&Verifier::Github, &secrets(GH_SECRET), &pairs, GH_BODY, NOW);
+    let got = run(
+        &Verifier::Github {},
+        &secrets(GH_SECRET),
+        &pairs,
+        GH_BODY,
+        NOW,
+    );
     assert_eq!(got, Ok(VerifiedWith::Current));
 }
 
@@ -103,7 +109,7 @@ fn github_rejects_tampered_body_and_wrong_secret() {
 
 #[test]
 fn github_missing_and_malformed() {
-    let got = run(&Verifier::Github, &secrets(GH_SECRET), &[], GH_BODY, NOW);
+    let got = run(&Verifier::Github {}, &secrets(GH_SECRET), &[], GH_BODY, NOW);
     assert_eq!(
         got,
         Err(VerifyError::MissingHeader("x-hub-signature-256".into()))
@@ -643,7 +649,7 @@ fn hmac_template_must_cover_the_body() {
 
 #[test]
 fn sign_hmac_needs_the_hmac_preset_and_its_timestamp() {
-    assert_eq!(sign_hmac(&Verifier::Github, "secret", None, b""), None);
+    assert_eq!(sign_hmac(&Verifier::Github {}, "secret", None, b""), None);
     assert_eq!(
         sign_hmac(&sha512_verifier(), "shared-secret-1", None, HMAC_BODY),
         None
@@ -658,19 +664,19 @@ fn previous_secret_verifies_during_grace_only() {
     let pairs = [("x-hub-signature-256", GH_SIG)];
     let expires = NOW + 86_400;
     let s = rotated("brand-new-secret", GH_SECRET, expires);
-    let at = |now| run(&Verifier::Github, &s, &pairs, body, now);
+    let at = |now| run(&Verifier::Github {}, &s, &pairs, body, now);
     assert_eq!(at(NOW), Ok(VerifiedWith::Previous));
     assert_eq!(at(expires - 1), Ok(VerifiedWith::Previous));
     assert_eq!(at(expires), Err(VerifyError::BadSignature));
     assert_eq!(at(expires + 1), Err(VerifyError::BadSignature));
     // The current secret verifies throughout and is reported as such.
     let s = rotated(GH_SECRET, "old-secret", expires);
-    let got = run(&Verifier::Github, &s, &pairs, body, NOW);
+    let got = run(&Verifier::Github {}, &s, &pairs, body, NOW);
     assert_eq!(got, Ok(VerifiedWith::Current));
     // A previous secret without an expiry has no grace period.
     let mut s = rotated("brand-new-secret", GH_SECRET, expires);
     s.previous_expires_at = None;
-    let got = run(&Verifier::Github, &s, &pairs, body, NOW);
+    let got = run(&Verifier::Github {}, &s, &pairs, body, NOW);
     assert_eq!(got, Err(VerifyError::BadSignature));
 }
 
@@ -690,7 +696,7 @@ fn rotation_applies_to_timestamped_presets() {
 
 fn all_presets() -> Vec<Verifier> {
     vec![
-        Verifier::Github,
+        Verifier::Github {},
         Verifier::Slack { tolerance_s: 300 },
         Verifier::Stripe { tolerance_s: 300 },
         Verifier::Standard { tolerance_s: 300 },

@@ -358,6 +358,68 @@ both_backends! {
         }
     }
 
+    async fn actions_refuse_bodies_they_do_not_take_and_bodies_must_be_json(app: TestApp) {
+        let source = app.post("/v1/websocket-sources", ADMIN_KEY, json!({"name": "a", "source": "acts",
+            "kind": "generic", "enabled": false, "config": {"url": "wss://feed.example.com/"}})).await;
+        let id = source.body["id"].as_str().unwrap().to_owned();
+        let run = uuid::Uuid::nil();
+        let actions = [
+            format!("/v1/websocket-sources/{id}/pause"),
+            format!("/v1/websocket-sources/{id}/resume"),
+            format!("/v1/websocket-sources/{id}/reconnect"),
+            format!("/v1/runs/{run}/cancel"),
+            format!("/v1/runs/{run}/retry"),
+            format!("/v1/events/{run}/replay"),
+            "/v1/cluster/drain".to_owned(),
+        ];
+        for path in &actions {
+            // Nothing a client sends is silently ignored: a malformed body is a 400, a field a
+            // 422 naming it.
+            assert_problem(&app.send_raw("POST", path, ADMIN_KEY, b"garbage{".to_vec()).await, 400, None);
+            assert_problem(&app.send_raw("POST", path, ADMIN_KEY, b"{\"x\": 1}".to_vec()).await, 422, Some("x"));
+            assert_problem(&app.send_raw("POST", path, ADMIN_KEY, b"[1]".to_vec()).await, 422, Some("body"));
+        }
+        // No body, `{}` or `null` is what an action takes.
+        for body in [Vec::new(), b"{}".to_vec(), b"null".to_vec()] {
+            let resp = app.send_raw("POST", &actions[0], ADMIN_KEY, body).await;
+            assert_eq!(resp.status, 202, "{}", resp.text);
+        }
+        // A body that is not JSON by its headers is a 415; JSON types and no type are read.
+        for (name, value) in [
+            ("Content-Type", "text/plain"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Content-Type", "application/xml"),
+            ("Content-Encoding", "gzip"),
+        ] {
+            let resp = app.client.post(format!("{}/v1/expressions/evaluate", app.address))
+                .insert_header(("Authorization", format!("Bearer {ADMIN_KEY}")))
+                .insert_header((name, value))
+                .send_body(r#"{"expression": "a", "data": {"a": 1}}"#)
+                .await
+                .unwrap();
+            let resp = crate::helpers::read(resp).await;
+            assert_problem(&resp, 415, None);
+        }
+        for value in [None, Some("application/json; charset=utf-8"), Some("application/merge-patch+json")] {
+            let mut req = app.client.post(format!("{}/v1/expressions/evaluate", app.address))
+                .insert_header(("Authorization", format!("Bearer {ADMIN_KEY}")));
+            if let Some(value) = value {
+                req = req.insert_header(("Content-Type", value));
+            }
+            let resp = crate::helpers::read(req.send_body(r#"{"expression": "a", "data": {"a": 1}}"#).await.unwrap()).await;
+            assert_eq!(resp.status, 200, "{value:?}: {}", resp.text);
+        }
+    }
+
+    async fn only_the_operators_admins_see_and_drain_the_cluster(app: TestApp) {
+        // The cluster is every org's: another org's admin may neither read nor stop it.
+        let other = app.new_org("other").await;
+        assert_problem(&app.get("/v1/cluster", &other).await, 403, None);
+        assert_problem(&app.request("POST", "/v1/cluster/drain", Some(&other), None).await, 403, None);
+        assert_eq!(app.get("/v1/me", ADMIN_KEY).await.status, 200, "the service still runs");
+        assert_eq!(app.get("/v1/cluster", ADMIN_KEY).await.status, 200);
+    }
+
     async fn the_contract_holds_where_schemathesis_found_it_did_not(app: TestApp) {
         // U+0000 in a filter used to fail the query on PostgreSQL (503): refused up front.
         for path in ["/v1/events?source=a%00b", "/v1/events?event_key=%00", "/v1/runs?status=%00"] {

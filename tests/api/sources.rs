@@ -150,8 +150,29 @@ both_backends! {
         assert_eq!(moved.body["config"]["url"], "wss://other.example.com/ws");
         assert_eq!(stored_secrets(&app, out["id"].as_str().unwrap()).await.url, None);
 
-        let headers = app.patch(&path, ADMIN_KEY, json!({"config": {"headers": {"X-Api-Key": "new-secret"}}})).await;
-        assert_eq!(headers.body["config"]["header_names"], json!(["X-Api-Key"]));
+        // Secrets are merged as the rest is (RFC 7396): a map given adds and replaces entries,
+        // `null` removes one entry (header names in any case) or the whole map.
+        let headers = app.patch(&path, ADMIN_KEY, json!({"config": {"headers": {"X-Api-Key": "new-secret"}, "secrets": {"s1": "v1", "s2": "v2"}}})).await;
+        assert_eq!(headers.status, 200, "{}", headers.text);
+        assert_eq!(headers.body["config"]["header_names"], json!(["Authorization", "X-Api-Key"]));
+        assert_eq!(headers.body["config"]["secret_names"], json!(["API_KEY", "s1", "s2"]));
+        let removed = app.patch(&path, ADMIN_KEY, json!({"config": {"headers": {"authorization": null}, "secrets": {"s1": null}}})).await;
+        assert_eq!(removed.status, 200, "{}", removed.text);
+        assert_eq!(removed.body["config"]["header_names"], json!(["X-Api-Key"]));
+        assert_eq!(removed.body["config"]["secret_names"], json!(["API_KEY", "s2"]));
+        let secrets = stored_secrets(&app, out["id"].as_str().unwrap()).await;
+        assert_eq!(secrets.headers.len(), 1, "the removed header is gone from storage");
+        assert_eq!(secrets.headers["X-Api-Key"], "new-secret");
+        // The secret `on_connect` uses cannot go.
+        let in_use = app.patch(&path, ADMIN_KEY, json!({"config": {"secrets": null}})).await;
+        assert_eq!(in_use.status, 422, "{}", in_use.text);
+        assert!(in_use.text.contains("API_KEY"), "{}", in_use.text);
+        let cleared = app.patch(&path, ADMIN_KEY, json!({"config": {"headers": null, "secrets": {"s2": null}}})).await;
+        assert_eq!(cleared.status, 200, "{}", cleared.text);
+        assert_eq!(cleared.body["config"]["header_names"], json!([]));
+        assert_eq!(cleared.body["config"]["secret_names"], json!(["API_KEY"]));
+        assert!(stored_secrets(&app, out["id"].as_str().unwrap()).await.headers.is_empty());
+        assert_problem(&app.patch(&path, ADMIN_KEY, json!({"config": {"headers": {"X-A": 1}}})).await, 422, Some("config.headers"));
 
         let disabled = app.patch(&path, ADMIN_KEY, json!({"enabled": false})).await;
         assert_eq!(disabled.body["status"]["state"], "disabled");

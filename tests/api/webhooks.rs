@@ -58,6 +58,9 @@ both_backends! {
         assert!(std.body["secret"].as_str().unwrap().starts_with("whsec_"));
         let hmac = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "H", "source": "h", "verifier": {"preset": "hmac"}})).await;
         assert_problem(&hmac, 422, Some("verifier.header"));
+        // Every preset refuses settings it does not have, GitHub's (which has none) too.
+        let github = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "H", "source": "h", "verifier": {"preset": "github", "tolerance_s": 5}})).await;
+        assert_problem(&github, 422, Some("verifier.tolerance_s"));
         let preset = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "H", "source": "h", "verifier": {"preset": "carrier-pigeon"}})).await;
         assert_problem(&preset, 422, Some("verifier.preset"));
         let size = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "H", "source": "h", "verifier": {"preset": "github"}, "max_body_bytes": 17_000_000})).await;
@@ -74,6 +77,31 @@ both_backends! {
         let id = created.body["id"].as_str().unwrap();
         let got = app.get(&format!("/v1/webhooks/{id}"), ADMIN_KEY).await;
         assert!(got.body["warning"].as_str().unwrap().starts_with("INSECURE"));
+
+        // A signed webhook turned insecure loses its secret only when the PATCH says so.
+        let signed = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "Signed", "source": "signed", "verifier": {"preset": "github"}, "secret": "flipsecret1"})).await;
+        let path = format!("/v1/webhooks/{}", signed.body["id"].as_str().unwrap());
+        assert_problem(&app.patch(&path, ADMIN_KEY, json!({"insecure": true})).await, 422, Some("insecure"));
+        assert_eq!(app.get(&path, ADMIN_KEY).await.body["has_secret"], true, "the refused PATCH changed nothing");
+        let dropped = app.patch(&path, ADMIN_KEY, json!({"insecure": true, "secret": null})).await;
+        assert_eq!(dropped.status, 200, "{}", dropped.text);
+        assert_eq!(dropped.body["has_secret"], false);
+    }
+
+    async fn the_dry_run_reads_a_webhook_message_as_a_delivery_would_be(app: TestApp) {
+        // A Stripe webhook sets no expressions: the preset's defaults apply, in the dry run too.
+        let created = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "Jobs", "source": "jobs", "verifier": {"preset": "stripe"}})).await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let dry = app.post("/v1/automations/test", ADMIN_KEY, json!({
+            "trigger": {"type": "event", "source": "jobs", "on": "job.*"},
+            "message": {"body": {"type": "job.created", "id": "evt_1"}, "headers": {}},
+        })).await;
+        assert_eq!(dry.status, 200, "{}", dry.text);
+        assert_eq!(dry.body["status"], "received", "{}", dry.text);
+        assert_eq!(dry.body["event_key"], "job.created");
+        assert_eq!(dry.body["payload"], json!({"type": "job.created", "id": "evt_1"}));
+        assert_eq!(dry.body["dedup_key"], "evt_1");
+        assert_eq!(dry.body["match"]["result"], "matched", "{}", dry.text);
     }
 
     async fn rotation_keeps_the_previous_secret_for_the_grace_period(app: TestApp) {

@@ -9,6 +9,7 @@ use super::service::{self, find_source};
 use super::shapes::{SendIn, SourceIn, SourceOut};
 use crate::actors::commands::{Pause, Reconnect, Resume};
 use crate::api::body::Body;
+use crate::api::body::NoBody;
 use crate::api::caller::Caller;
 use crate::api::pagination::OffsetQuery;
 use crate::api::state::AppState;
@@ -58,7 +59,8 @@ pub async fn get_source(
     Ok(HttpResponse::Ok().json(SourceOut::load(&state, row).await?))
 }
 
-/// Changes a source (JSON merge patch; secrets given in `config` replace the stored ones).
+/// Changes a source (JSON merge patch, secrets included: a `headers` or `secrets` map given merges
+/// into the stored one, `null` removes an entry or the whole map).
 #[utoipa::path(context_path = "/v1", tag = "websocket-sources", security(("bearer" = [])), params(("id" = Uuid, Path)),
     request_body(content = Object, description = "JSON merge patch of the source"),
     responses((status = 200, body = SourceOut), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
@@ -97,6 +99,7 @@ pub async fn reconnect_source(
     state: web::Data<AppState>,
     caller: Caller,
     id: Path<Uuid>,
+    _: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     let row = find_source(&state, caller.org_id, *id).await?;
     if !row.enabled {
@@ -118,6 +121,7 @@ pub async fn pause_source(
     state: web::Data<AppState>,
     caller: Caller,
     id: Path<Uuid>,
+    _: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     let row = find_source(&state, caller.org_id, *id).await?;
     caller.require_admin()?;
@@ -133,6 +137,7 @@ pub async fn resume_source(
     state: web::Data<AppState>,
     caller: Caller,
     id: Path<Uuid>,
+    _: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     let row = find_source(&state, caller.org_id, *id).await?;
     caller.require_admin()?;

@@ -20,7 +20,8 @@ use crate::sources::validate::{check_settings, split_secrets};
 use crate::sources::validate_tls::reconcile_client_key;
 use crate::validation::Errors;
 
-/// The `config` keys that are secrets: a PATCH replaces them whole instead of merging into them.
+/// The `config` keys that are secrets: a PATCH passes them on as given, to be merged into the
+/// stored secrets ([`split_secrets`]).
 const SECRET_KEYS: [&str; 3] = ["headers", "secrets", "app_token"];
 
 /// The stored source as a `SourceIn` document without secrets (the base a PATCH merges onto).
@@ -50,11 +51,10 @@ pub fn apply_patch(mut base: Value, patch: Map<String, Value>) -> Result<SourceI
     };
     json_patch::merge(&mut base, &Value::Object(patch));
     if let Some(Value::Object(config)) = base.get_mut("config") {
-        // Secrets replace (never merge into) what is stored; `null` keeps the stored value.
+        // Secrets are merged into what is stored later, where it is known (`null`s included:
+        // they remove); the base holds none.
         for (key, value) in secrets {
-            if !value.is_null() {
-                config.insert(key, value);
-            }
+            config.insert(key, value);
         }
     }
     let bytes = serde_json::to_vec(&base).map_err(|e| ApiError::Internal(e.into()))?;
@@ -129,7 +129,7 @@ fn check_config(
     previous: Option<&websocket_source::Model>,
     mut errors: Errors,
 ) -> Result<(SourceSettings, SourceSecrets), ApiError> {
-    let given = split_secrets(&mut config, &mut errors);
+    let given = split_secrets(&mut config, &mut errors, previous.is_some());
     let key_given = given.client_key.is_some();
     let stored = match previous {
         Some(prev) => open_secrets(state, prev)?,

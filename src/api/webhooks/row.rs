@@ -38,7 +38,16 @@ pub fn open_secrets(
 }
 
 /// Merges a JSON merge patch onto the stored webhook (without its secret) and reads the result.
+/// Turning a webhook with a secret insecure drops its secret for good, so it takes an explicit
+/// `"secret": null` beside `"insecure": true` (a 422 otherwise, as on create).
 pub fn apply_patch(m: &webhook::Model, patch: Map<String, Value>) -> Result<WebhookIn, ApiError> {
+    let goes_insecure = !m.insecure && patch.get("insecure") == Some(&Value::Bool(true));
+    if goes_insecure && !patch.get("secret").is_some_and(Value::is_null) {
+        return Err(ApiError::field(
+            "insecure",
+            "this webhook has a secret; send `\"secret\": null` with `\"insecure\": true` to drop it",
+        ));
+    }
     let mut doc = json!({
         "name": m.name, "source": m.source, "verifier": m.verifier, "insecure": m.insecure,
         "event_key_expr": m.event_key_expr, "payload_expr": m.payload_expr,

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::Path;
 use super::body::{Body, OptionalBody};
 use super::runs::RunOut;
+use crate::api::body::NoBody;
 use crate::api::caller::Caller;
 use crate::api::state::AppState;
 use crate::auth::Role;
@@ -186,6 +187,7 @@ pub async fn retry_run(
     state: web::Data<AppState>,
     caller: Caller,
     id: Path<Uuid>,
+    _: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     caller.require_member()?;
     let row = service::retry(&state, &caller, *id).await?;
