@@ -1,30 +1,68 @@
 //! Shows URLs without credentials: user info (a user name alone is often a token, as in
 //! `wss://sk_live_…@host/`), passwords and credential-looking query values become `***`.
 
-/// Query parameter names whose values are treated as credentials.
-const SECRET_PARAMS: &[&str] = &[
+/// Query parameter names whose values are treated as credentials (compared in lower case without
+/// `-` and `_`, so `X-Amz-Signature` is `xamzsignature`).
+const SECRET_PARAMS: &[&str] = &["key", "pass", "ticket", "sig", "code", "hmac", "jwt"];
+
+/// Parts that make any parameter name a credential's (`access_token`, `X-Amz-Credential`,
+/// `client_secret`, `authorization`, `sessionid`, …).
+const SECRET_NAME_PARTS: &[&str] = &[
     "token",
-    "access_token",
-    "key",
-    "api_key",
-    "apikey",
     "secret",
-    "password",
-    "pass",
-    "ticket",
-    "auth",
-    "sig",
+    "passw",
     "signature",
-    "code",
+    "credential",
+    "auth",
+    "apikey",
     "session",
+    "bearer",
+    "jwt",
+];
+
+/// Value prefixes of well-known credentials, whatever the parameter is called (Stripe, Slack,
+/// GitHub, GitLab, AWS access key ids).
+const SECRET_VALUE_PREFIXES: &[&str] = &[
+    "sk_live_",
+    "sk_test_",
+    "rk_live_",
+    "rk_test_",
+    "xoxa-",
+    "xoxb-",
+    "xoxp-",
+    "xoxr-",
+    "xoxe",
+    "xapp-",
+    "ghp_",
+    "gho_",
+    "ghs_",
+    "ghu_",
+    "ghr_",
+    "github_pat_",
+    "glpat-",
+    "AKIA",
+    "ASIA",
 ];
 
 fn is_secret_param(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
+    let lower: String = name
+        .chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect();
     SECRET_PARAMS.contains(&lower.as_str())
-        || lower.ends_with("token")
-        || lower.ends_with("secret")
         || lower.ends_with("key")
+        || SECRET_NAME_PARTS.iter().any(|part| lower.contains(part))
+}
+
+/// Whether a value looks like a credential by itself: a well-known token prefix, or a JWT
+/// (`eyJ…` in three dot-separated parts).
+fn is_secret_value(value: &str) -> bool {
+    let trimmed = value.trim_start_matches("Bearer ").trim();
+    SECRET_VALUE_PREFIXES
+        .iter()
+        .any(|prefix| trimmed.starts_with(prefix) && trimmed.len() > prefix.len() + 8)
+        || (trimmed.starts_with("eyJ") && trimmed.split('.').count() == 3)
 }
 
 /// The URL with its user name, password and credential-looking query values replaced by `***`.
@@ -43,7 +81,7 @@ pub fn redact_url(raw: &str) -> String {
         let pairs: Vec<(String, String)> = url
             .query_pairs()
             .map(|(k, v)| {
-                let v = if is_secret_param(&k) {
+                let v = if is_secret_param(&k) || is_secret_value(&v) {
                     "***".to_owned()
                 } else {
                     v.into_owned()
@@ -67,6 +105,38 @@ pub fn has_credentials(raw: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hides_credentials_by_name_and_by_look() {
+        for query in [
+            "X-Amz-Signature=abc",
+            "X-Amz-Credential=AKID%2F20260101",
+            "X-Amz-Security-Token=t",
+            "jwt=x",
+            "bearer=x",
+            "credential=x",
+            "hmac=x",
+            "authorization=Bearer%20x",
+            "client_secret=x",
+            "sessionid=x",
+            "x=sk_live_0123456789abcdef",
+            "x=xoxb-0123456789-abcdef",
+            "x=ghp_0123456789abcdefghij",
+            "x=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln",
+        ] {
+            let url = format!("wss://feed.example.com/ws?{query}&room=7");
+            let shown = redact_url(&url);
+            assert!(
+                shown.contains("=***") && shown.ends_with("&room=7"),
+                "{query}: {shown}"
+            );
+            assert!(has_credentials(&url), "{query}");
+        }
+        for query in ["room=7", "x=sk_", "page=2&sort=asc", "format=eyJ"] {
+            let url = format!("wss://feed.example.com/ws?{query}");
+            assert!(!has_credentials(&url), "{query}");
+        }
+    }
 
     #[test]
     fn hides_query_credentials_and_passwords() {

@@ -65,6 +65,11 @@ impl Errors {
             self.add(field, "must not be blank");
         } else if name.chars().count() > 200 {
             self.add(field, "must be at most 200 characters");
+        } else if name.chars().any(is_hidden_char) {
+            self.add(
+                field,
+                "must not contain control characters or bidirectional overrides",
+            );
         }
     }
 
@@ -101,6 +106,13 @@ impl Errors {
             );
         }
     }
+}
+
+/// A character that shows as nothing, or rearranges what is shown around it (a name holding one
+/// can pass for another on the operator page): control characters and the bidirectional
+/// embeddings, overrides and isolates.
+fn is_hidden_char(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 /// The field a data error is about: serde reports a missing field at its parent's path, so the

@@ -1,6 +1,6 @@
 //! What answers a request no route took: 405 with `Allow` when the path is one the API documents
 //! (under another method), else 404. The documented paths come from the OpenAPI document, so the
-//! two cannot drift apart.
+//! two cannot drift apart. And `HEAD`, answered wherever `GET` is, as RFC 9110 asks.
 
 use std::sync::OnceLock;
 
@@ -31,6 +31,7 @@ impl KnownPath {
 fn methods(item: &PathItem) -> Vec<&'static str> {
     [
         ("GET", item.get.is_some()),
+        ("HEAD", item.get.is_some()),
         ("POST", item.post.is_some()),
         ("PUT", item.put.is_some()),
         ("PATCH", item.patch.is_some()),
@@ -79,6 +80,18 @@ pub fn unrouted_error(method: &str, path: &str) -> ApiError {
 /// The default service: [`unrouted_error`] as a problem document.
 pub async fn unrouted(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(unrouted_error(req.method().as_str(), req.path()))
+}
+
+/// Middleware: a `HEAD` request is routed as the `GET` it asks about; the server sends the
+/// response's head only (the HTTP codec remembers the request was a `HEAD`).
+pub async fn head_as_get(
+    mut req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    if req.method() == actix_web::http::Method::HEAD {
+        req.head_mut().method = actix_web::http::Method::GET;
+    }
+    next.call(req).await
 }
 
 #[cfg(test)]

@@ -61,6 +61,7 @@ pub(crate) fn api_server(
     });
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(api::fallback::head_as_get))
             .wrap(TracingLogger::default())
             // Outermost: takes a stream token out of the URL before anything logs it.
             .wrap(actix_web::middleware::from_fn(api::stream::hide_token))

@@ -11,6 +11,17 @@ use super::verifier::Verifier;
 /// Headers never copied into an event.
 const PRIVATE_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
+/// Parts of a header name that make it a credential's, never copied into an event either
+/// (`X-Gitlab-Token`, `X-Api-Key`, `X-Webhook-Secret`, `X-Auth-Token`, `Set-Cookie`, …).
+const PRIVATE_HEADER_PARTS: [&str; 7] = [
+    "token", "secret", "api-key", "apikey", "password", "cookie", "auth",
+];
+
+/// Whether a (lower-case) header name may carry a credential.
+fn is_private_header(name: &str) -> bool {
+    PRIVATE_HEADERS.contains(&name) || PRIVATE_HEADER_PARTS.iter().any(|part| name.contains(part))
+}
+
 /// Why a body could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
@@ -66,7 +77,7 @@ fn form_object(body: &[u8]) -> Value {
 pub fn message(headers: &[(String, String)], body: Value) -> Value {
     let headers: Map<String, Value> = headers
         .iter()
-        .filter(|(name, _)| !PRIVATE_HEADERS.contains(&name.as_str()))
+        .filter(|(name, _)| !is_private_header(name))
         .map(|(name, value)| (name.clone(), Value::String(value.clone())))
         .collect();
     json!({"headers": headers, "body": body})
@@ -78,7 +89,9 @@ pub fn handshake_answer(verifier: &Verifier, body: &Value) -> Option<Value> {
         Verifier::Slack { .. }
             if body.get("type").and_then(Value::as_str) == Some("url_verification") =>
         {
-            Some(json!({"challenge": body.get("challenge").cloned().unwrap_or(Value::Null)}))
+            // Only a string is a challenge; anything else is stored as the event it claims to be.
+            let challenge = body.get("challenge").and_then(Value::as_str)?;
+            Some(json!({ "challenge": challenge }))
         }
         _ => None,
     }

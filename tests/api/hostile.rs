@@ -411,6 +411,20 @@ both_backends! {
         }
     }
 
+    async fn names_cannot_hide_what_they_show(app: TestApp) {
+        for name in ["a\u{0007}b", "line\nbreak", "evil\u{202E}gnp.exe", "iso\u{2066}late"] {
+            for (path, body) in [
+                ("/v1/automations", json!({"name": name, "trigger": {"type": "event", "source": "x", "on": "*"}})),
+                ("/v1/webhooks", json!({"name": name, "source": "named", "verifier": {"preset": "github"}})),
+                ("/v1/api-keys", json!({"name": name, "role": "member"})),
+            ] {
+                assert_problem(&app.post(path, ADMIN_KEY, body).await, 422, Some("name"));
+            }
+        }
+        let fine = app.post("/v1/api-keys", ADMIN_KEY, json!({"name": "Zoë's key — ключ", "role": "member"})).await;
+        assert_eq!(fine.status, 201, "{}", fine.text);
+    }
+
     async fn only_the_operators_admins_see_and_drain_the_cluster(app: TestApp) {
         // The cluster is every org's: another org's admin may neither read nor stop it.
         let other = app.new_org("other").await;
@@ -431,7 +445,14 @@ both_backends! {
         // A documented path under another method: 405 naming the methods it has.
         let trace = app.send_raw("TRACE", "/healthz", ADMIN_KEY, Vec::new()).await;
         assert_problem(&trace, 405, None);
-        assert_eq!(trace.headers.get("allow").unwrap(), "GET");
+        assert_eq!(trace.headers.get("allow").unwrap(), "GET, HEAD");
+        // HEAD is answered wherever GET is: the same status and headers, no body.
+        for (path, status) in [("/healthz", 200), ("/v1/me", 200), ("/v1/runs/counts", 200)] {
+            let head = app.request("HEAD", path, Some(ADMIN_KEY), None).await;
+            assert_eq!(head.status, status, "HEAD {path}");
+            assert!(head.text.is_empty(), "HEAD {path} has no body: {}", head.text);
+        }
+        assert_eq!(app.request("HEAD", "/v1/me", None, None).await.status, 401);
         let patch = app.send_raw("PATCH", "/v1/automations/test", ADMIN_KEY, b"{}".to_vec()).await;
         assert_problem(&patch, 405, None);
         assert_eq!(patch.headers.get("allow").unwrap(), "POST");

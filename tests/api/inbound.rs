@@ -53,7 +53,17 @@ both_backends! {
         assert_eq!(again.body["duplicate"], true);
         assert_eq!(again.body["event_id"], first.body["event_id"]);
         let push = br#"{"ref":"refs/heads/main"}"#;
-        assert_eq!(app.deliver(&url, &github_headers(&secret, "push", "d-2", push), push).await.status, 200);
+        // Headers that carry credentials never reach the stored event (every key of the org,
+        // workers' too, reads events).
+        let mut with_credentials = github_headers(&secret, "push", "d-2", push);
+        with_credentials.push(("x-gitlab-token", "glpat-credential".to_owned()));
+        with_credentials.push(("x-api-key", "credential".to_owned()));
+        with_credentials.push(("x-request-id", "kept".to_owned()));
+        let pushed = app.deliver(&url, &with_credentials, push).await;
+        assert_eq!(pushed.status, 200, "{}", pushed.text);
+        let stored = app.get(&format!("/v1/events/{}", pushed.body["event_id"].as_str().unwrap()), ADMIN_KEY).await;
+        assert_eq!(stored.body["raw"]["headers"]["x-request-id"], "kept");
+        assert!(!stored.text.contains("credential"), "{}", stored.text);
         assert!(eventually(Duration::from_secs(10), || async { undispatched(&app).await == 0 && event_count(&app, "gh").await == 2 }).await);
         assert_eq!(runs_of(&app, &automation).await, 1);
         let event = app.get(&format!("/v1/events/{}", first.body["event_id"].as_str().unwrap()), ADMIN_KEY).await;
@@ -94,6 +104,10 @@ both_backends! {
         assert_eq!(answer.status, 200, "{}", answer.text);
         assert_eq!(answer.body["challenge"], "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P");
         assert_eq!(event_count(&app, "slack-events").await, 0, "the handshake is not an event");
+        // Only a string is a challenge: anything else is not echoed back.
+        let odd = br#"{"type":"url_verification","challenge":{"echo":"me"}}"#;
+        let answer = app.deliver(&url, &signed(odd, now()), odd).await;
+        assert!(!answer.text.contains("echo"), "{}", answer.text);
         let event = br#"{"type":"event_callback","event_id":"Ev1","event":{"type":"app_mention","text":"hi"}}"#;
         let mut headers = signed(event, now());
         headers.push(("x-slack-retry-num", "1".into()));

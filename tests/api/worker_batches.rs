@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{ADMIN_KEY, TestApp};
+use crate::helpers::{ADMIN_KEY, TestApp, assert_problem};
 use crate::workers::{claim, enqueue, queue_setup, worker_key};
 
 fn path(run: &Value, op: &str) -> String {
@@ -94,6 +94,11 @@ both_backends! {
             }
             i
         };
+        // No backoff for a run that is not retried.
+        let pointless = app.post("/v1/runs/fail", &key, json!({"items": [
+            item(&runs[0], &runs[0]["lease_token"], json!({"retry": false, "retry_after_s": 5})),
+        ]})).await;
+        assert_problem(&pointless, 422, Some("items[0].retry_after_s"));
         let batch = json!({"items": [
             item(&runs[0], &runs[0]["lease_token"], json!({"retry_after_s": 3600})),
             item(&runs[1], &runs[1]["lease_token"], json!({"retry": false})),

@@ -81,8 +81,11 @@ fn check(input: &WebhookIn, errors: &mut Errors) {
         errors.range("max_body_bytes", size, 1..=MAX_MAX_BODY);
     }
     if let Some(limit) = &input.rate_limit {
-        if !(limit.per_second.is_finite() && limit.per_second > 0.0) {
-            errors.add("rate_limit.per_second", "must be a positive number");
+        if !(limit.per_second.is_finite() && (0.001..=1_000_000.0).contains(&limit.per_second)) {
+            errors.add(
+                "rate_limit.per_second",
+                "must be between 0.001 (one delivery per 1,000 s) and 1000000",
+            );
         }
         errors.range("rate_limit.burst", limit.burst.into(), 1..=100_000);
     }

@@ -20,7 +20,8 @@ fn yes() -> bool {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
-    /// Sustained requests per second.
+    /// Sustained requests per second (0.001..=1000000).
+    #[schema(minimum = 0.001, maximum = 1000000)]
     pub per_second: f64,
     /// Requests allowed at once.
     pub burst: u32,

@@ -3,6 +3,7 @@
 //! and `POST /v1/runs/{id}/retry` for people. The handlers only check the caller and the body;
 //! `service` does the work, `shapes` holds the bodies.
 
+mod checks;
 mod claiming;
 mod service;
 mod shapes;
@@ -20,7 +21,8 @@ use crate::api::caller::Caller;
 use crate::api::state::AppState;
 use crate::auth::Role;
 use crate::error::ApiError;
-use shapes::{Ask, check_asks, check_batch_len};
+use checks::{check_asks, check_batch_len};
+use shapes::Ask;
 pub use shapes::{
     BatchOut, ClaimIn, ClaimOut, ClaimedRun, CompleteBatchIn, CompleteIn, CompleteItem,
     FailBatchIn, FailIn, FailItem, HeartbeatIn, HeartbeatOut, ItemOut,
