@@ -87,7 +87,7 @@ pub async fn bootstrap(
             file: &path,
         });
     }
-    let key = create_org_with_admin(db, "default", key).await?;
+    let key = create_org_with_admin(db, db::orgs::OPERATOR_ORG, key).await?;
     if !given && let Err(err) = write_private(&path, &key.key) {
         tracing::warn!(path = %path.display(), error = format!("{err:#}"),
             "could not save the bootstrap admin key (it was shown on standard output)");

@@ -129,3 +129,51 @@ impl FromRequest for Caller {
         })
     }
 }
+
+/// Declares an extractor for callers with one of some roles: the role is checked as the request is
+/// extracted (right after the key, before the body or the query is read), so a key without the
+/// role gets 403 whatever it sends.
+macro_rules! role_extractor {
+    ($(#[$doc:meta])* $name:ident, $roles:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub Caller);
+
+        impl std::ops::Deref for $name {
+            type Target = Caller;
+            fn deref(&self) -> &Caller {
+                &self.0
+            }
+        }
+
+        impl FromRequest for $name {
+            type Error = ApiError;
+            type Future = Pin<Box<dyn Future<Output = Result<$name, ApiError>>>>;
+
+            fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+                let caller = Caller::from_request(req, payload);
+                Box::pin(async move {
+                    let caller = caller.await?;
+                    caller.require($roles)?;
+                    Ok($name(caller))
+                })
+            }
+        }
+    };
+}
+
+role_extractor!(
+    /// A caller with the `admin` role.
+    Admin,
+    &[Role::Admin]
+);
+role_extractor!(
+    /// A caller who manages automations and runs: `admin` or `member`.
+    Member,
+    &[Role::Admin, Role::Member]
+);
+role_extractor!(
+    /// A caller who works runs: `worker` or `admin`.
+    Worker,
+    &[Role::Worker, Role::Admin]
+);

@@ -3,7 +3,7 @@
 //! node answers `clustered: false` and no replicas). `POST /v1/cluster/drain` (admin) stops the
 //! replica that receives it as SIGTERM does: it hands its sources over to the others
 //! make-before-break, then exits. Both concern every org of the deployment, so only the admins of
-//! the operator's org (the first one, `default`) may call them; other orgs' admins get 403.
+//! the operator's org (`default`, made on first start) may call them; other orgs' admins get 403.
 
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::api::body::NoBody;
-use crate::api::caller::Caller;
+use crate::api::caller::Admin;
 use crate::api::state::AppState;
 use crate::db;
 use crate::error::ApiError;
@@ -59,7 +59,7 @@ pub struct ClusterOut {
 #[get("/cluster")]
 pub async fn get_cluster(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Admin,
 ) -> Result<HttpResponse, ApiError> {
     require_operator(&state, &caller).await?;
     let cluster = &state.cluster;
@@ -95,8 +95,7 @@ pub async fn get_cluster(
 
 /// Fails with 403 unless the caller is an admin of the operator's org
 /// ([`db::orgs::operator_org_id`]): the cluster is every org's.
-async fn require_operator(state: &AppState, caller: &Caller) -> Result<(), ApiError> {
-    caller.require_admin()?;
+async fn require_operator(state: &AppState, caller: &Admin) -> Result<(), ApiError> {
     if db::orgs::operator_org_id(&state.db).await? == Some(caller.org_id) {
         Ok(())
     } else {
@@ -112,7 +111,7 @@ async fn require_operator(state: &AppState, caller: &Caller) -> Result<(), ApiEr
 #[post("/cluster/drain")]
 pub async fn drain(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Admin,
     _: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     require_operator(&state, &caller).await?;

@@ -88,7 +88,9 @@ pub async fn head_as_get(
     mut req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
 ) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    if req.method() == actix_web::http::Method::HEAD {
+    // An upgrade (the live stream's WebSocket) is a GET or nothing: a HEAD must not open one.
+    let upgrade = req.headers().contains_key(actix_web::http::header::UPGRADE);
+    if req.method() == actix_web::http::Method::HEAD && !upgrade {
         req.head_mut().method = actix_web::http::Method::GET;
     }
     next.call(req).await
@@ -126,7 +128,7 @@ mod tests {
             allow(unrouted_error("PATCH", "/v1/automations/test")),
             "POST"
         );
-        assert_eq!(allow(unrouted_error("TRACE", "/healthz")), "GET");
+        assert_eq!(allow(unrouted_error("TRACE", "/healthz")), "GET, HEAD");
         assert!(matches!(
             unrouted_error("GET", "/v1/nothing-here"),
             ApiError::NotFound(_)
@@ -144,11 +146,11 @@ mod tests {
             .iter()
             .find(|k| k.matches("/healthz"))
             .map(|k| k.allow.as_str());
-        assert_eq!(healthz, Some("GET"));
+        assert_eq!(healthz, Some("GET, HEAD"));
         let sources = known_paths()
             .iter()
             .find(|k| k.matches("/v1/websocket-sources"))
             .map(|k| k.allow.as_str());
-        assert_eq!(sources, Some("GET, POST"));
+        assert_eq!(sources, Some("GET, HEAD, POST"));
     }
 }

@@ -23,6 +23,7 @@ use crate::pipeline::expr::{Limits, to_value};
 use crate::pipeline::ingest::{Prepared, PreparedEvent, SourceExprs, prepare};
 use crate::pipeline::json;
 use crate::webhooks::inbound::{self, BodyError, TokenBucket};
+use crate::webhooks::replay;
 use crate::webhooks::verifier::Verifier;
 use crate::webhooks::verify::{SignedRequest, VerifiedWith, VerifyError, verify};
 
@@ -111,7 +112,13 @@ async fn handle(
     }
     let meta = inbound::meta(&verifier, &headers, verified_with);
     let limits = Limits::for_input(body.len());
-    let replay_key = (!verifier.signs_timestamp() && !hook.insecure).then(|| replay_key(&body));
+    let replay_key = replay::replay_guard(
+        hook.insecure,
+        hook.dedup_key_expr.as_deref(),
+        &verifier,
+        &headers,
+        &body,
+    );
     ingest(
         state,
         hook,
@@ -136,12 +143,6 @@ fn refuse_repeated_headers(
         }
     }
     Ok(())
-}
-
-/// The replay guard of a delivery whose signature covers no timestamp: its body's hash.
-fn replay_key(body: &[u8]) -> String {
-    use sha2::{Digest as _, Sha256};
-    format!("sha256:{}", hex::encode(Sha256::digest(body)))
 }
 
 async fn read_body(

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::body::Body;
 use super::pagination::OffsetQuery;
 use super::{ListOut, Path};
+use crate::api::caller::Admin;
 use crate::api::caller::Caller;
 use crate::api::state::AppState;
 use crate::auth::{self, Role};
@@ -100,10 +101,9 @@ pub async fn me(state: web::Data<AppState>, caller: Caller) -> Result<HttpRespon
 #[post("/api-keys")]
 pub async fn create_api_key(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Admin,
     Body(input): Body<ApiKeyIn>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
     let mut errors = Errors::default();
     errors.name("name", &input.name);
     errors.finish(()).map_err(ApiError::Validation)?;
@@ -130,10 +130,9 @@ pub async fn create_api_key(
 #[get("/api-keys")]
 pub async fn list_api_keys(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Admin,
     query: super::Query<OffsetQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
     let (rows, total) =
         db::api_keys::list_api_keys(&state.db, caller.org_id, query.0.page()?).await?;
     Ok(HttpResponse::Ok().json(ListOut::<ApiKeyOut>::new(rows, total)))
@@ -145,10 +144,9 @@ pub async fn list_api_keys(
 #[delete("/api-keys/{id}")]
 pub async fn delete_api_key(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Admin,
     id: Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
     if db::api_keys::revoke_api_key(&state.db, caller.org_id, *id).await? {
         // Its live-stream sessions end with it.
         state.stream_sessions.revoke(*id);

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::Path;
 use crate::actors::dispatch::{PendingEvent, decide};
 use crate::api::body::NoBody;
-use crate::api::caller::Caller;
+use crate::api::caller::Member;
 use crate::api::state::AppState;
 use crate::db;
 use crate::error::ApiError;
@@ -22,11 +22,10 @@ use crate::error::ApiError;
 #[post("/events/{id}/replay")]
 pub async fn replay_event(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Member,
     id: Path<Uuid>,
     _: NoBody,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_member()?;
     let event = db::events::find_event(&state.db, caller.org_id, *id)
         .await?
         .ok_or(ApiError::NotFound("event"))?;

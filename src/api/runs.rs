@@ -13,6 +13,7 @@ use super::{CursorOut, Path, Query};
 use crate::actors::publisher::{Published, RunChange};
 use crate::api::body::NoBody;
 use crate::api::caller::Caller;
+use crate::api::caller::Member;
 use crate::api::state::AppState;
 use crate::db::statuses::RunStatus;
 use crate::db::{self, runs::RunFilter, window::IdWindow};
@@ -228,11 +229,10 @@ pub async fn get_run(
 #[post("/runs/{id}/cancel")]
 pub async fn cancel_run(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Member,
     id: Path<Uuid>,
     _: NoBody,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_member()?;
     let row = db::runs::find_run(&state.db, caller.org_id, *id)
         .await?
         .ok_or(ApiError::NotFound("run"))?;

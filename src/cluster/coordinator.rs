@@ -138,14 +138,19 @@ impl Coordinator {
         (!self.running.is_empty()).then(|| at + self.shared.lease.mul_f64(FENCE_AFTER))
     }
 
-    /// Time left before this replica must stop its sources (at least a tick's worth).
-    fn fence_budget(&self) -> Duration {
+    /// Time left before this replica must stop its sources (zero once due, or before a first
+    /// renewal: a half lease).
+    fn fence_left(&self) -> Duration {
         let fence_after = self.shared.lease.mul_f64(FENCE_AFTER);
-        let left = match self.renewed_at {
+        match self.renewed_at {
             Some(at) => fence_after.saturating_sub(at.elapsed()),
             None => fence_after,
-        };
-        left.max(Duration::from_millis(200))
+        }
+    }
+
+    /// Time left before this replica must stop its sources (at least a tick's worth).
+    fn fence_budget(&self) -> Duration {
+        self.fence_left().max(Duration::from_millis(200))
     }
 
     /// One turn: heartbeat, renewal, balance, leadership; answers what to close and confirm.

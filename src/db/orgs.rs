@@ -2,8 +2,7 @@
 
 use entity::org;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect as _, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
 };
 use uuid::Uuid;
 
@@ -34,15 +33,12 @@ pub async fn find_org_by_name(
         .await
 }
 
-/// The operator's org: the first one created (org `default`, made on first start). Its admins run
-/// the operations that concern the whole deployment rather than one org (the cluster's replicas,
-/// draining a replica).
+/// The name of the operator's org: the one made on first start. Its admins run the operations
+/// that concern the whole deployment rather than one org (the cluster's replicas, draining a
+/// replica). `switchboard orgs create` cannot take the name while it exists.
+pub const OPERATOR_ORG: &str = "default";
+
+/// The operator's org ([`OPERATOR_ORG`]), if it exists.
 pub async fn operator_org_id(db: &impl ConnectionTrait) -> Result<Option<Uuid>, DbErr> {
-    let first = org::Entity::find()
-        .order_by_asc(org::Column::CreatedAt)
-        .order_by_asc(org::Column::Id)
-        .limit(1)
-        .one(db)
-        .await?;
-    Ok(first.map(|org| org.id))
+    Ok(find_org_by_name(db, OPERATOR_ORG).await?.map(|org| org.id))
 }

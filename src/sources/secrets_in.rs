@@ -2,7 +2,8 @@
 //! `tls.client_key`), split off before the settings are parsed, and how they change what is
 //! stored. A create gives them whole; a PATCH is a JSON merge patch (RFC 7396) on them too: a map
 //! given merges into the stored one entry by entry (`null` removes an entry), `null` for a whole
-//! map or for `app_token` removes it, and a key left out keeps what is stored. Pure.
+//! map, for `app_token` or for `tls.client_key` removes it, and a key left out keeps what is
+//! stored. Pure.
 
 use std::collections::BTreeMap;
 
@@ -31,8 +32,8 @@ pub struct SecretsIn {
     pub values: Option<MapChange>,
     /// `config.app_token`: `Some(None)` removes it (a PATCH's `null`).
     pub app_token: Option<Option<String>>,
-    /// `config.tls.client_key`.
-    pub client_key: Option<String>,
+    /// `config.tls.client_key`: `Some(None)` removes it (a PATCH's `null`).
+    pub client_key: Option<Option<String>>,
 }
 
 impl SecretsIn {
@@ -48,7 +49,7 @@ impl SecretsIn {
             stored.app_token = token;
         }
         if let Some(key) = self.client_key {
-            stored.client_key = Some(key);
+            stored.client_key = key;
         }
         stored
     }
@@ -127,7 +128,7 @@ pub fn split_secrets(
             None
         }
     };
-    let client_key = super::validate_tls::take_client_key(config, errors);
+    let client_key = super::validate_tls::take_client_key(config, errors, patching);
     SecretsIn {
         headers,
         values,

@@ -10,13 +10,19 @@ use crate::validation::Errors;
 
 /// Removes `config.tls.client_key` from a `config` object: the key if one is given (a wrongly
 /// typed one is reported), `None` to keep what is stored.
-pub fn take_client_key(config: &mut Map<String, Value>, errors: &mut Errors) -> Option<String> {
+pub fn take_client_key(
+    config: &mut Map<String, Value>,
+    errors: &mut Errors,
+    patching: bool,
+) -> Option<Option<String>> {
     let Some(Value::Object(tls)) = config.get_mut("tls") else {
         return None;
     };
     match tls.remove("client_key") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(key)) => Some(key),
+        None => None,
+        // A PATCH's `null` removes the stored key (its certificate must go too).
+        Some(Value::Null) => patching.then_some(None),
+        Some(Value::String(key)) => Some(Some(key)),
         Some(_) => {
             errors.add("config.tls.client_key", "must be a PEM string");
             None

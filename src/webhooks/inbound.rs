@@ -11,15 +11,25 @@ use super::verifier::Verifier;
 /// Headers never copied into an event.
 const PRIVATE_HEADERS: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
-/// Parts of a header name that make it a credential's, never copied into an event either
-/// (`X-Gitlab-Token`, `X-Api-Key`, `X-Webhook-Secret`, `X-Auth-Token`, `Set-Cookie`, …).
+/// Parts of a header name (lower case, without `-` and `_`) that make it a credential's, never
+/// copied into an event either (`X-Gitlab-Token`, `X-Api-Key`, `X-Webhook-Secret`, `Set-Cookie`,
+/// …); so does a name ending in `key` (`X-Functions-Key`, `Ocp-Apim-Subscription-Key`).
 const PRIVATE_HEADER_PARTS: [&str; 7] = [
-    "token", "secret", "api-key", "apikey", "password", "cookie", "auth",
+    "token",
+    "secret",
+    "apikey",
+    "password",
+    "cookie",
+    "authorization",
+    "credential",
 ];
 
 /// Whether a (lower-case) header name may carry a credential.
 fn is_private_header(name: &str) -> bool {
-    PRIVATE_HEADERS.contains(&name) || PRIVATE_HEADER_PARTS.iter().any(|part| name.contains(part))
+    let plain: String = name.chars().filter(|c| *c != '-' && *c != '_').collect();
+    PRIVATE_HEADERS.contains(&name)
+        || plain.ends_with("key")
+        || PRIVATE_HEADER_PARTS.iter().any(|part| plain.contains(part))
 }
 
 /// Why a body could not be read.
@@ -242,6 +252,33 @@ impl TokenBucket {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn credential_headers_stay_out_of_events() {
+        for name in [
+            "authorization",
+            "cookie",
+            "x-gitlab-token",
+            "x-api-key",
+            "x_api_key",
+            "x-functions-key",
+            "ocp-apim-subscription-key",
+            "x-webhook-secret",
+            "x-access-key",
+            "x-credential",
+        ] {
+            assert!(is_private_header(name), "{name}");
+        }
+        for name in [
+            "x-github-event",
+            "x-oauth-scopes",
+            "x-authy-signature",
+            "x-request-id",
+            "content-type",
+        ] {
+            assert!(!is_private_header(name), "{name}");
+        }
+    }
 
     #[test]
     fn parses_json_forms_and_refuses_the_rest() {

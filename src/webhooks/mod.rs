@@ -2,6 +2,7 @@
 
 pub mod inbound;
 mod mac;
+pub mod replay;
 pub mod sign;
 pub mod verifier;
 pub mod verify;

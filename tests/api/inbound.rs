@@ -178,6 +178,16 @@ both_backends! {
         assert!(secret.is_empty(), "a given secret is not echoed");
         let ok = app.deliver(&url, &[JSON.clone_pair(), ("x-signature", sig.clone()), ("x-timestamp", ts.to_string())], body).await;
         assert_eq!(ok.status, 200, "{}", ok.text);
+        assert_eq!(ok.body["duplicate"], false);
+        // No dedup key: the captured delivery replayed inside the tolerance is the same event.
+        let replayed = app.deliver(&url, &[JSON.clone_pair(), ("x-signature", sig.clone()), ("x-timestamp", ts.to_string())], body).await;
+        assert_eq!(replayed.status, 200, "{}", replayed.text);
+        assert_eq!(replayed.body["duplicate"], true, "{}", replayed.text);
+        assert_eq!(replayed.body["event_id"], ok.body["event_id"]);
+        // The same body signed at another time is a new delivery.
+        let resent = sign_hmac(&parsed, "a-long-custom-secret", Some(ts - 1), body).unwrap();
+        let again = app.deliver(&url, &[JSON.clone_pair(), ("x-signature", resent.clone()), ("x-timestamp", (ts - 1).to_string())], body).await;
+        assert_eq!(again.body["duplicate"], false, "{}", again.text);
         let bad = app.deliver(&url, &[JSON.clone_pair(), ("x-signature", sig), ("x-timestamp", (ts + 1).to_string())], body).await;
         assert_problem(&bad, 401, None);
     }

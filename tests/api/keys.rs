@@ -86,6 +86,21 @@ both_backends! {
         assert_eq!(app.post("/v1/automations", &member, automation.clone()).await.status, 201);
         assert_problem(&app.post("/v1/automations", &worker, automation).await, 403, None);
         assert_eq!(app.get("/v1/runs", &worker).await.status, 200);
+        // The role is checked before the body is read: a key without it learns nothing from a
+        // body's errors.
+        for (path, key) in [
+            ("/v1/api-keys", &member),
+            ("/v1/websocket-sources", &member),
+            ("/v1/webhooks", &member),
+            ("/v1/automations", &worker),
+            ("/v1/runs/claim", &member),
+            ("/v1/runs/complete", &member),
+        ] {
+            for body in [b"garbage{".to_vec(), b"{}".to_vec(), b"{\"bogus\": 1}".to_vec()] {
+                let resp = app.send_raw("POST", path, key, body).await;
+                assert_eq!(resp.status, 403, "{path}: {}", resp.text);
+            }
+        }
     }
 
     async fn key_input_is_validated(app: TestApp) {

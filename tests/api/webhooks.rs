@@ -88,6 +88,21 @@ both_backends! {
         assert_eq!(dropped.body["has_secret"], false);
     }
 
+    async fn a_patch_switches_presets_whole(app: TestApp) {
+        let created = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "S", "source": "switch", "verifier": {"preset": "stripe", "tolerance_s": 60}, "secret": "whsec-ish-secret"})).await;
+        assert_eq!(created.status, 201, "{}", created.text);
+        let path = format!("/v1/webhooks/{}", created.body["id"].as_str().unwrap());
+        // The old preset's settings do not follow it into the new one.
+        let github = app.patch(&path, ADMIN_KEY, json!({"verifier": {"preset": "github"}})).await;
+        assert_eq!(github.status, 200, "{}", github.text);
+        assert_eq!(github.body["verifier"], json!({"preset": "github"}));
+        // Within a preset, a PATCH merges.
+        let slack = app.patch(&path, ADMIN_KEY, json!({"verifier": {"preset": "slack", "tolerance_s": 30}})).await;
+        assert_eq!(slack.body["verifier"], json!({"preset": "slack", "tolerance_s": 30}));
+        let merged = app.patch(&path, ADMIN_KEY, json!({"verifier": {"tolerance_s": 90}})).await;
+        assert_eq!(merged.body["verifier"], json!({"preset": "slack", "tolerance_s": 90}));
+    }
+
     async fn the_dry_run_reads_a_webhook_message_as_a_delivery_would_be(app: TestApp) {
         // A Stripe webhook sets no expressions: the preset's defaults apply, in the dry run too.
         let created = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "Jobs", "source": "jobs", "verifier": {"preset": "stripe"}})).await;

@@ -10,6 +10,7 @@ use super::checks::{check_input, warnings_for};
 use super::shapes::{AutomationIn, AutomationOut, Trigger, policy_columns};
 use crate::api::body::{Body, parse_json};
 use crate::api::caller::Caller;
+use crate::api::caller::Member;
 use crate::api::pagination::OffsetQuery;
 use crate::api::state::AppState;
 use crate::api::{ListOut, Path, Query};
@@ -23,10 +24,9 @@ use crate::error::ApiError;
 #[post("/automations")]
 pub async fn create_automation(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Member,
     Body(input): Body<AutomationIn>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_member()?;
     check_input(&input)?;
     let warnings = warnings_for(&state, caller.org_id, &input.trigger).await?;
     let now = db::now();
@@ -94,11 +94,10 @@ pub async fn get_automation(
 #[patch("/automations/{id}")]
 pub async fn patch_automation(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Member,
     id: Path<Uuid>,
     Body(patch): Body<Map<String, Value>>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_member()?;
     let mut row = find(&state, &caller, *id).await?;
     let mut doc = json!({"name": row.name, "enabled": row.enabled, "trigger": row.trigger});
     if let Some(retry) = &row.retry {
@@ -132,10 +131,9 @@ pub async fn patch_automation(
 #[delete("/automations/{id}")]
 pub async fn delete_automation(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Member,
     id: Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_member()?;
     let row = find(&state, &caller, *id).await?;
     db::automations::delete_automation(&state.db, row.id).await?;
     state.automations.apply(row.id).await?;

@@ -10,6 +10,7 @@ use super::shapes::{SendIn, SourceIn, SourceOut};
 use crate::actors::commands::{Pause, Reconnect, Resume};
 use crate::api::body::Body;
 use crate::api::body::NoBody;
+use crate::api::caller::Admin;
 use crate::api::caller::Caller;
 use crate::api::pagination::OffsetQuery;
 use crate::api::state::AppState;
@@ -23,10 +24,9 @@ use crate::error::ApiError;
 #[post("/websocket-sources")]
 pub async fn create_source(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Admin,
     Body(input): Body<SourceIn>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
     let row = service::create_source(&state, caller.org_id, input).await?;
     let out = SourceOut::load(&state, row).await?;
     Ok(HttpResponse::Created().json(out))
@@ -67,11 +67,10 @@ pub async fn get_source(
 #[patch("/websocket-sources/{id}")]
 pub async fn patch_source(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Admin,
     id: Path<Uuid>,
     Body(patch): Body<Map<String, Value>>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
     let row = service::patch_source(&state, caller.org_id, *id, patch).await?;
     Ok(HttpResponse::Ok().json(SourceOut::load(&state, row).await?))
 }
@@ -82,10 +81,9 @@ pub async fn patch_source(
 #[delete("/websocket-sources/{id}")]
 pub async fn delete_source(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Admin,
     id: Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
     service::delete_source(&state, caller.org_id, *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -97,7 +95,7 @@ pub async fn delete_source(
 #[post("/websocket-sources/{id}/reconnect")]
 pub async fn reconnect_source(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Admin,
     id: Path<Uuid>,
     _: NoBody,
 ) -> Result<HttpResponse, ApiError> {
@@ -108,7 +106,6 @@ pub async fn reconnect_source(
             detail: "the source is disabled; enable it instead".into(),
         });
     }
-    caller.require_admin()?;
     service::command(&state, Reconnect { source_id: row.id }).await?;
     Ok(HttpResponse::Accepted().json(json!({"status": "reconnecting"})))
 }
@@ -119,12 +116,11 @@ pub async fn reconnect_source(
 #[post("/websocket-sources/{id}/pause")]
 pub async fn pause_source(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Admin,
     id: Path<Uuid>,
     _: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     let row = find_source(&state, caller.org_id, *id).await?;
-    caller.require_admin()?;
     service::command(&state, Pause { source_id: row.id }).await?;
     Ok(HttpResponse::Accepted().json(json!({"status": "paused"})))
 }
@@ -135,12 +131,11 @@ pub async fn pause_source(
 #[post("/websocket-sources/{id}/resume")]
 pub async fn resume_source(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Admin,
     id: Path<Uuid>,
     _: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     let row = find_source(&state, caller.org_id, *id).await?;
-    caller.require_admin()?;
     service::command(&state, Resume { source_id: row.id }).await?;
     Ok(HttpResponse::Accepted().json(json!({"status": "resuming"})))
 }
@@ -151,11 +146,10 @@ pub async fn resume_source(
 #[post("/websocket-sources/{id}/send")]
 pub async fn send_to_source(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Admin,
     id: Path<Uuid>,
     Body(input): Body<SendIn>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
     let row = find_source(&state, caller.org_id, *id).await?;
     let text = match input.message {
         Value::String(text) => text,

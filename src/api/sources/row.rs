@@ -49,7 +49,18 @@ pub fn apply_patch(mut base: Value, patch: Map<String, Value>) -> Result<SourceI
             .collect(),
         _ => Vec::new(),
     };
+    let client_key = match patch.get("config").and_then(|c| c.get("tls")) {
+        Some(Value::Object(tls)) => tls.get("client_key").cloned(),
+        _ => None,
+    };
     json_patch::merge(&mut base, &Value::Object(patch));
+    if let (Some(key), Some(Value::Object(tls))) = (
+        client_key,
+        base.get_mut("config").and_then(|c| c.get_mut("tls")),
+    ) {
+        // Passed on as given (a `null` removes the stored key), as the other secrets are.
+        tls.insert("client_key".into(), key);
+    }
     if let Some(Value::Object(config)) = base.get_mut("config") {
         // Secrets are merged into what is stored later, where it is known (`null`s included:
         // they remove); the base holds none.
@@ -137,7 +148,11 @@ fn check_config(
     };
     let mut secrets = given.merge_into(stored);
     reconcile_client_key(&config, key_given, &mut secrets);
-    restore_secret_url(&mut config, &mut secrets);
+    let stored_url = previous.and_then(|prev| {
+        let stored = StoredConfig::from_json(&prev.config).settings;
+        stored.get("url").and_then(Value::as_str).map(str::to_owned)
+    });
+    restore_secret_url(&mut config, &mut secrets, stored_url);
     let Some(kind) = SourceKind::parse(kind) else {
         errors.add("kind", "must be `generic` or `slack`");
         return Err(ApiError::Validation(errors.0));
@@ -156,9 +171,15 @@ fn check_config(
     Ok((settings, secrets))
 }
 
-/// A PATCH shows the redacted URL back; when it arrives unchanged, the sealed full URL stands.
-fn restore_secret_url(config: &mut Map<String, Value>, secrets: &mut SourceSecrets) {
-    let full = secrets.url.take();
+/// A PATCH shows the redacted URL back; when it arrives unchanged, the full URL stands: the sealed
+/// one, or the stored settings' own (a URL stored before its credentials were recognised as such:
+/// it is sealed now).
+fn restore_secret_url(
+    config: &mut Map<String, Value>,
+    secrets: &mut SourceSecrets,
+    stored_url: Option<String>,
+) {
+    let full = secrets.url.take().or(stored_url);
     if let (Some(Value::String(given)), Some(full)) = (config.get("url"), full)
         && *given == redact_url(&full)
     {

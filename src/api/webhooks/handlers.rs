@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::service::{self, find_webhook};
 use super::shapes::{RotateIn, WebhookIn, WebhookOut};
 use crate::api::body::{Body, OptionalBody};
+use crate::api::caller::Admin;
 use crate::api::caller::Caller;
 use crate::api::pagination::OffsetQuery;
 use crate::api::state::AppState;
@@ -21,10 +22,9 @@ use crate::error::ApiError;
 #[post("/webhooks")]
 pub async fn create_webhook(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Admin,
     Body(input): Body<WebhookIn>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
     let (row, generated) = service::create_webhook(&state, caller.org_id, input).await?;
     let mut out = WebhookOut::new(&state, row);
     out.secret = generated;
@@ -69,11 +69,10 @@ pub async fn get_webhook(
 #[patch("/webhooks/{id}")]
 pub async fn patch_webhook(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Admin,
     id: Path<Uuid>,
     Body(patch): Body<Map<String, Value>>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
     let (row, generated) = service::patch_webhook(&state, caller.org_id, *id, patch).await?;
     let mut out = WebhookOut::new(&state, row);
     out.secret = generated;
@@ -86,10 +85,9 @@ pub async fn patch_webhook(
 #[delete("/webhooks/{id}")]
 pub async fn delete_webhook(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Admin,
     id: Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
     service::delete_webhook(&state, caller.org_id, *id).await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -101,11 +99,10 @@ pub async fn delete_webhook(
 #[post("/webhooks/{id}/rotate-secret")]
 pub async fn rotate_secret(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Admin,
     id: Path<Uuid>,
     OptionalBody(body): OptionalBody<RotateIn>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_admin()?;
     let input = body.unwrap_or_default();
     let (row, secret) = service::rotate_secret(&state, caller.org_id, *id, input).await?;
     let mut out = WebhookOut::new(&state, row);

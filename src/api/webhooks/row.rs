@@ -54,6 +54,15 @@ pub fn apply_patch(m: &webhook::Model, patch: Map<String, Value>) -> Result<Webh
         "filter_expr": m.filter_expr, "dedup_key_expr": m.dedup_key_expr,
         "max_body_bytes": m.max_body_bytes, "rate_limit": m.rate_limit, "enabled": m.enabled,
     });
+    // Another preset has other settings: its verifier replaces the stored one whole (merged, the
+    // old preset's settings would be unknown fields of the new one).
+    let new_preset = patch
+        .get("verifier")
+        .and_then(|v| v.get("preset"))
+        .is_some_and(|preset| Some(preset) != m.verifier.get("preset"));
+    if new_preset {
+        doc["verifier"] = Value::Null;
+    }
     json_patch::merge(&mut doc, &Value::Object(patch));
     let bytes = serde_json::to_vec(&doc).map_err(|e| ApiError::Internal(e.into()))?;
     parse_json(&bytes)

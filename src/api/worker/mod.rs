@@ -18,8 +18,8 @@ use super::body::{Body, OptionalBody};
 use super::runs::RunOut;
 use crate::api::body::NoBody;
 use crate::api::caller::Caller;
+use crate::api::caller::{Member, Worker};
 use crate::api::state::AppState;
-use crate::auth::Role;
 use crate::error::ApiError;
 use checks::{check_asks, check_batch_len};
 use shapes::Ask;
@@ -39,20 +39,15 @@ pub const MAX_BATCH: usize = 1000;
 /// committed by another process).
 const REPOLL: Duration = Duration::from_millis(250);
 
-fn require_worker(caller: &Caller) -> Result<(), ApiError> {
-    caller.require(&[Role::Worker, Role::Admin])
-}
-
 /// Claims runs under a lease, long-polling up to `wait_s`.
 #[utoipa::path(context_path = "/v1", tag = "workers", security(("bearer" = [])), request_body(content = Option<ClaimIn>, description = "Optional; an empty body claims one run without waiting"),
     responses((status = 200, body = ClaimOut), (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 #[post("/runs/claim")]
 pub async fn claim_runs(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Worker,
     OptionalBody(input): OptionalBody<ClaimIn>,
 ) -> Result<HttpResponse, ApiError> {
-    require_worker(&caller)?;
     // Every field is optional, so is the body: none claims one run without waiting.
     let input = input.unwrap_or_default();
     let (limit, wait) = input.check()?;
@@ -73,11 +68,10 @@ pub async fn claim_runs(
 #[post("/runs/{id}/heartbeat")]
 pub async fn heartbeat(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Worker,
     id: Path<Uuid>,
     Body(input): Body<HeartbeatIn>,
 ) -> Result<HttpResponse, ApiError> {
-    require_worker(&caller)?;
     input.check()?;
     let lease_expires_at =
         service::extend_lease(&state, &caller, *id, &input.lease_token, input.lease_s).await?;
@@ -111,11 +105,10 @@ async fn single(state: &AppState, caller: &Caller, ask: Ask) -> Result<HttpRespo
 #[post("/runs/{id}/complete")]
 pub async fn complete_run(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Worker,
     id: Path<Uuid>,
     Body(input): Body<CompleteIn>,
 ) -> Result<HttpResponse, ApiError> {
-    require_worker(&caller)?;
     single(&state, &caller, input.ask(*id)).await
 }
 
@@ -126,11 +119,10 @@ pub async fn complete_run(
 #[post("/runs/{id}/fail")]
 pub async fn fail_run(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Worker,
     id: Path<Uuid>,
     Body(input): Body<FailIn>,
 ) -> Result<HttpResponse, ApiError> {
-    require_worker(&caller)?;
     single(&state, &caller, input.ask(*id)).await
 }
 
@@ -151,10 +143,9 @@ async fn batch(
 #[post("/runs/complete")]
 pub async fn complete_runs(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Worker,
     Body(input): Body<CompleteBatchIn>,
 ) -> Result<HttpResponse, ApiError> {
-    require_worker(&caller)?;
     check_batch_len(input.items.len())?;
     let asks = input.items.into_iter().map(|item| {
         let (id, body) = item.split();
@@ -169,10 +160,9 @@ pub async fn complete_runs(
 #[post("/runs/fail")]
 pub async fn fail_runs(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Worker,
     Body(input): Body<FailBatchIn>,
 ) -> Result<HttpResponse, ApiError> {
-    require_worker(&caller)?;
     check_batch_len(input.items.len())?;
     let asks = input.items.into_iter().map(|item| {
         let (id, body) = item.split();
@@ -187,11 +177,10 @@ pub async fn fail_runs(
 #[post("/runs/{id}/retry")]
 pub async fn retry_run(
     state: web::Data<AppState>,
-    caller: Caller,
+    caller: Member,
     id: Path<Uuid>,
     _: NoBody,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require_member()?;
     let row = service::retry(&state, &caller, *id).await?;
     Ok(HttpResponse::Ok().json(super::runs::shaped(&state, row).await?))
 }

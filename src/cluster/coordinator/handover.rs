@@ -14,6 +14,9 @@ use crate::actors::commands::{LetGo, Shutdown};
 /// How long a fenced replica's connections may take to close.
 const FENCED_CLOSE: Duration = Duration::from_secs(1);
 
+/// How much longer than its `within` a [`LetGo`] may take to be answered.
+const LET_GO_SLACK: Duration = Duration::from_secs(1);
+
 /// What a turn decided to close and to confirm.
 #[derive(Debug, Default)]
 pub(super) struct Plan {
@@ -67,14 +70,18 @@ impl Coordinator {
             self.running.remove(id);
             self.shared.epochs.remove(*id);
         }
-        self.let_go(plan.close, Shutdown::ON_CHANGE.min(self.fence_budget()))
+        // The supervisor answers at most a second after `within` (it cuts off what is left).
+        let within = self.fence_left().saturating_sub(LET_GO_SLACK);
+        self.let_go(plan.close, Shutdown::ON_CHANGE.min(within))
             .await;
-        if plan.confirm.is_empty() {
+        let left = self.fence_left();
+        if plan.confirm.is_empty() || left.is_zero() {
+            // Unconfirmed hand-overs are confirmed at the next turn (or their leases lapse).
             return;
         }
         let me = self.shared.replica_id;
         let confirmed = db_cluster::leases::handed(&self.db, me, plan.confirm);
-        let bound = self.shared.lease.div_f64(3.0).min(self.fence_budget());
+        let bound = self.shared.lease.div_f64(3.0).min(left);
         match tokio::time::timeout(bound, confirmed).await {
             Ok(Ok(())) => {}
             // The new holders connect once their wait ends (a lease), or at the next confirmation.
