@@ -32,7 +32,8 @@ use crate::metrics::Metrics;
 const MAX_BATCH: usize = 500;
 /// Most bytes of bodies per batch (a larger body goes alone).
 const MAX_BATCH_BYTES: usize = 8 << 20;
-/// Batches being committed at once (storage latency, not CPU, bounds the writer).
+/// Batches being committed at once on PostgreSQL (storage latency, not CPU, bounds the writer;
+/// SQLite: one, see `run`).
 const IN_FLIGHT: usize = 2;
 /// Deliveries queued at most.
 const QUEUE: usize = 4096;
@@ -126,13 +127,17 @@ impl DeliveryInbox {
 async fn run(ctx: Arc<DeliveryCtx>, mut rx: mpsc::Receiver<Delivery>) {
     let mut inflight = FuturesOrdered::new();
     let ordered = ctx.db.get_database_backend() == sea_orm::DbBackend::Postgres;
+    // SQLite writes one transaction at a time: a second batch taken early would only wait for
+    // the write turn, and be smaller than one taken once the turn is free (more transactions,
+    // each taking the turn from claims and completions).
+    let in_flight = if ordered { IN_FLIGHT } else { 1 };
     let mut order = super::order::BatchOrder::new(ordered);
     // A delivery taken from the queue that did not fit the batch before it.
     let mut carried: Option<Delivery> = None;
     let mut open = true;
     while open || carried.is_some() || !inflight.is_empty() {
         tokio::select! {
-            first = next(&mut rx, &mut carried), if (open || carried.is_some()) && inflight.len() < IN_FLIGHT => {
+            first = next(&mut rx, &mut carried), if (open || carried.is_some()) && inflight.len() < in_flight => {
                 match first {
                     Some(first) => {
                         let batch = gather(first, &mut rx, &mut carried);
