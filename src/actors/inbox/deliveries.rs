@@ -37,6 +37,9 @@ const MAX_BATCH_BYTES: usize = 8 << 20;
 const IN_FLIGHT: usize = 2;
 /// Deliveries queued at most.
 const QUEUE: usize = 4096;
+/// Deliveries waiting in the queue from which a second batch is committed beside the first
+/// (PostgreSQL).
+const BUSY_QUEUE: usize = 32;
 /// Bytes of bodies queued or being committed at most; a delivery beyond waits for room, up to
 /// [`ANSWER_DEADLINE`].
 pub const QUEUED_BYTES: usize = 256 << 20;
@@ -136,8 +139,11 @@ async fn run(ctx: Arc<DeliveryCtx>, mut rx: mpsc::Receiver<Delivery>) {
     let mut carried: Option<Delivery> = None;
     let mut open = true;
     while open || carried.is_some() || !inflight.is_empty() {
+        // A second batch goes early only under load: at a trickle, two small batches at once
+        // cost more than they overlap (measured: `workers-latency`, docs/benchmarks.md).
+        let room = inflight.is_empty() || (inflight.len() < in_flight && rx.len() >= BUSY_QUEUE);
         tokio::select! {
-            first = next(&mut rx, &mut carried), if (open || carried.is_some()) && inflight.len() < in_flight => {
+            first = next(&mut rx, &mut carried), if (open || carried.is_some()) && room => {
                 match first {
                     Some(first) => {
                         let batch = gather(first, &mut rx, &mut carried);
