@@ -384,6 +384,10 @@ both_backends! {
             let resp = app.send_raw("POST", &actions[0], ADMIN_KEY, body).await;
             assert_eq!(resp.status, 202, "{}", resp.text);
         }
+        // A disabled source has nothing to resume or reconnect: enabling it starts it.
+        for action in [&actions[1], &actions[2]] {
+            assert_problem(&app.send_raw("POST", action, ADMIN_KEY, Vec::new()).await, 409, None);
+        }
         // A body that is not JSON by its headers is a 415; JSON types and no type are read.
         for (name, value) in [
             ("Content-Type", "text/plain"),

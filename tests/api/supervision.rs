@@ -239,6 +239,16 @@ both_backends_private! {
         assert!(peer.wait_until(WAIT, |p| p.open_connections() == 0).await);
         let refused = app.post(&format!("/v1/websocket-sources/{id}/send"), ADMIN_KEY, json!({"message": "x"})).await;
         assert_problem(&refused, 409, None);
+        // A paused source stays paused through any change: a rename, a new expression, a new
+        // connection setting (only resume or reconnect start it).
+        let attempts = peer.attempts();
+        for patch in [json!({"name": "renamed"}), json!({"event_key_expr": "kind"}), json!({"config": {"max_connection_age_s": 3600}})] {
+            let patched = app.patch(&format!("/v1/websocket-sources/{id}"), ADMIN_KEY, patch.clone()).await;
+            assert_eq!(patched.status, 200, "{patch}: {}", patched.text);
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(peer.attempts(), attempts, "a PATCH connected the paused source");
+        assert_eq!(status(&app, &id).await["state"], "paused");
         assert_eq!(app.post(&format!("/v1/websocket-sources/{id}/resume"), ADMIN_KEY, json!({})).await.status, 202);
         wait_state(&app, &id, "connected").await;
         assert_eq!(peer.open_connections(), 1);

@@ -100,12 +100,7 @@ pub async fn reconnect_source(
     _: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     let row = find_source(&state, caller.org_id, *id).await?;
-    if !row.enabled {
-        return Err(ApiError::Conflict {
-            field: None,
-            detail: "the source is disabled; enable it instead".into(),
-        });
-    }
+    refuse_disabled(&row)?;
     service::command(&state, Reconnect { source_id: row.id }).await?;
     Ok(HttpResponse::Accepted().json(json!({"status": "reconnecting"})))
 }
@@ -125,9 +120,20 @@ pub async fn pause_source(
     Ok(HttpResponse::Accepted().json(json!({"status": "paused"})))
 }
 
-/// Connects a paused source again.
+/// A disabled source has no connection to reconnect or resume (409): enabling it starts it.
+fn refuse_disabled(row: &entity::websocket_source::Model) -> Result<(), ApiError> {
+    if row.enabled {
+        return Ok(());
+    }
+    Err(ApiError::Conflict {
+        field: None,
+        detail: "the source is disabled; enable it instead".into(),
+    })
+}
+
+/// Connects a paused source again (409 for a disabled one).
 #[utoipa::path(context_path = "/v1", tag = "websocket-sources", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 202), (status = 404, body = crate::error::Problem)))]
+    responses((status = 202), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
 #[post("/websocket-sources/{id}/resume")]
 pub async fn resume_source(
     state: web::Data<AppState>,
@@ -136,6 +142,7 @@ pub async fn resume_source(
     _: NoBody,
 ) -> Result<HttpResponse, ApiError> {
     let row = find_source(&state, caller.org_id, *id).await?;
+    refuse_disabled(&row)?;
     service::command(&state, Resume { source_id: row.id }).await?;
     Ok(HttpResponse::Accepted().json(json!({"status": "resuming"})))
 }

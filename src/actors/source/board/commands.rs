@@ -40,7 +40,10 @@ impl Board {
     }
 
     /// A new spec. `same_connection`: only its expressions changed, so running connections take
-    /// it in place; otherwise every slot restarts with the new slot count and backoff.
+    /// it in place; otherwise every slot restarts with the new slot count and backoff. A paused
+    /// source stays paused whatever changed (only `resume` or `reconnect` start it), and a failed
+    /// one stays failed unless its connection settings changed (the change may be the fix): the
+    /// new slot count and backoff apply when it starts.
     pub fn update(
         &mut self,
         connections: usize,
@@ -49,6 +52,17 @@ impl Board {
     ) -> Vec<Effect> {
         let mut out = Vec::new();
         if self.closed {
+            return out;
+        }
+        let paused = matches!(self.held, Some((SourceState::Paused, _)));
+        if paused || (self.held.is_some() && same_connection) {
+            self.slots = (0..connections.max(1))
+                .map(|_| Slot::new(&backoff))
+                .collect();
+            self.backoff = backoff;
+            // Fresh generations: a late report of a connection stopped before is stale.
+            self.stop_all(&mut out);
+            self.show(&mut out);
             return out;
         }
         let running = self.slots.iter().any(Slot::is_live);

@@ -231,7 +231,13 @@ impl Run {
                 (self.board.resume(), false)
             }
             Event::Update(connections, same) => {
-                self.model.held = None;
+                // A paused source stays paused; a failed one stays failed unless its connection
+                // settings changed.
+                let keeps = self.model.held == Some(SourceState::Paused)
+                    || (self.model.held.is_some() && same);
+                if !keeps {
+                    self.model.held = None;
+                }
                 let backoff = BackoffConfig::default();
                 (self.board.update(connections, backoff, same), false)
             }
@@ -456,4 +462,32 @@ fn a_board_started_held_connects_nothing_until_an_operator_acts() {
         .count();
     assert_eq!(schedules, 2, "{resumed:?}");
     assert_eq!(board.aggregate().state, SourceState::Connecting);
+}
+
+#[test]
+fn a_paused_source_stays_paused_whatever_a_new_spec_changes() {
+    let mut board = Board::new(1, BackoffConfig::default());
+    board.start_held(SourceState::Paused, Some("paused by an operator".into()));
+    let starts = |effects: &[Effect]| {
+        effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Schedule { .. } | Effect::Start { .. }))
+            .count()
+    };
+    for same_connection in [true, false] {
+        let effects = board.update(2, BackoffConfig::default(), same_connection);
+        assert_eq!(starts(&effects), 0, "{effects:?}");
+        assert_eq!(board.aggregate().state, SourceState::Paused);
+    }
+    // Resumed, it starts with the new slot count.
+    assert_eq!(starts(&board.resume()), 2);
+    // A failed source takes a new connection setting (it may be the fix), not a new expression.
+    let mut failed = Board::new(1, BackoffConfig::default());
+    failed.start_held(SourceState::Failed, Some("4401".into()));
+    assert_eq!(starts(&failed.update(1, BackoffConfig::default(), true)), 0);
+    assert_eq!(failed.aggregate().state, SourceState::Failed);
+    assert_eq!(
+        starts(&failed.update(1, BackoffConfig::default(), false)),
+        1
+    );
 }
