@@ -48,18 +48,17 @@ pub async fn delete_expired_stream_tokens(
     Ok(result.rows_affected)
 }
 
-/// Whether a token with this hash exists and is still valid at `now`; nothing is consumed.
-pub async fn stream_token_is_valid(
+/// The token with this hash, when it exists and is still valid at `now`; nothing is consumed.
+pub async fn find_valid_stream_token(
     db: &impl ConnectionTrait,
     token_hash: &str,
     now: DateTime<Utc>,
-) -> Result<bool, DbErr> {
-    let found = stream_token::Entity::find()
+) -> Result<Option<stream_token::Model>, DbErr> {
+    stream_token::Entity::find()
         .filter(stream_token::Column::TokenHash.eq(token_hash))
         .filter(stream_token::Column::ExpiresAt.gt(now))
         .one(db)
-        .await?;
-    Ok(found.is_some())
+        .await
 }
 
 /// Consumes the token with this hash: deletes it and returns it when it was still valid at `now`.

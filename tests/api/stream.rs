@@ -776,12 +776,32 @@ async fn sessions_are_capped_per_key_and_in_total() {
         .await;
     let member_key = member.body["key"].as_str().unwrap().to_owned();
     let first = connect(&app, ADMIN_KEY).await;
-    let _second = connect(&app, ADMIN_KEY).await;
+    let second = connect(&app, ADMIN_KEY).await;
     let refused = open(&app, Auth::Key(ADMIN_KEY), false)
         .await
         .err()
         .expect("refused");
     assert_eq!(refused.status, 429, "{refused:?}");
+    // A token turned away at the cap is not used up: it opens a session once there is room.
+    let spare = token(&app, ADMIN_KEY, None).await;
+    let refused_token = open(&app, Auth::Token(&spare), false)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused_token.status, 429, "{refused_token:?}");
+    drop(second);
+    let mut second = None;
+    for _ in 0..50 {
+        match open(&app, Auth::Token(&spare), false).await {
+            Ok(session) => {
+                second = Some(session);
+                break;
+            }
+            Err(refused) => assert_eq!(refused.status, 429, "the token was burnt: {refused:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _second = second.expect("the refused token opened a session once there was room");
     assert!(
         refused.body["detail"]
             .as_str()

@@ -125,12 +125,17 @@ pub async fn stream(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let handshake = ws::handshake(&req);
-    let caller = authenticate(&state, &req, handshake.is_ok()).await?;
+    let (caller, token) = authenticate(&state, &req, handshake.is_ok()).await?;
     let mut response = handshake.map_err(not_an_upgrade)?;
     let ticket = state
         .stream_sessions
         .admit(caller.key_id)
         .map_err(|refused| ApiError::AtCapacity(refused.to_string()))?;
+    // A token is used up only by the session it opens (not by a 429 above); of two uses at once,
+    // one gets it.
+    if let Some(token) = token {
+        consume_token(&state, &token).await?;
+    }
     let outbox = Outbox::new();
     let session = StreamSession::new(caller.org_id, state.clone(), outbox.clone(), ticket);
     let codec = actix_http::ws::Codec::new().max_size(MAX_FRAME_BYTES);
@@ -143,44 +148,43 @@ fn not_an_upgrade(err: ws::HandshakeError) -> ApiError {
     ApiError::BadRequest(format!("expected a WebSocket upgrade: {err}"))
 }
 
-/// The API key of the header, else the stream token of the URL (consumed only for a real
-/// upgrade, so a mistaken plain GET does not burn it).
+/// The API key of the header, else the stream token of the URL: the caller, and the token to
+/// consume once the session is admitted (a token is checked here, used only for a real upgrade,
+/// so a mistaken plain GET does not burn it).
 async fn authenticate(
     state: &AppState,
     req: &HttpRequest,
     upgrading: bool,
-) -> Result<Caller, ApiError> {
+) -> Result<(Caller, Option<String>), ApiError> {
     if let Some(key) = crate::api::caller::bearer_token(req) {
-        return crate::api::caller::authenticate(state, key).await;
+        return Ok((crate::api::caller::authenticate(state, key).await?, None));
     }
     let token = req
         .extensions()
         .get::<StreamToken>()
         .cloned()
         .ok_or(ApiError::Unauthorized)?;
+    let token = token.0.expose_secret().to_owned();
+    let caller = token_caller(state, &token).await?;
     if !upgrading {
-        // A token that would not open the stream anyway is a 401, as for a missing one; a good
-        // one is left unused, since the request could not become a stream.
-        let hash = auth::hash_key(token.0.expose_secret());
-        if !db::stream_tokens::stream_token_is_valid(&state.db, &hash, db::now()).await? {
-            return Err(ApiError::Unauthorized);
-        }
+        // A good token is left unused, since the request could not become a stream.
         return Err(ApiError::BadRequest(
             "expected a WebSocket upgrade; the token was not used".to_owned(),
         ));
     }
-    consume_token(state, token.0.expose_secret()).await
+    Ok((caller, Some(token)))
 }
 
-/// Consumes a stream token; the key that issued it must still be active.
-async fn consume_token(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+/// Who a valid stream token speaks for (nothing consumed); the key that issued it must still be
+/// active.
+async fn token_caller(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     if !token.starts_with(TOKEN_PREFIX) {
         return Err(ApiError::Unauthorized);
     }
-    let found =
-        db::stream_tokens::consume_stream_token(&state.db, &auth::hash_key(token), db::now())
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
+    let hash = auth::hash_key(token);
+    let found = db::stream_tokens::find_valid_stream_token(&state.db, &hash, db::now())
+        .await?
+        .ok_or(ApiError::Unauthorized)?;
     let key = db::api_keys::find_api_key(&state.db, found.org_id, found.key_id)
         .await?
         .filter(|k| k.revoked_at.is_none())
@@ -190,6 +194,14 @@ async fn consume_token(state: &AppState, token: &str) -> Result<Caller, ApiError
         key_id: key.id,
         role: Role::parse(&key.role).ok_or(ApiError::Unauthorized)?,
     })
+}
+
+/// Consumes a stream token (401 when another use took it first, or it expired meanwhile).
+async fn consume_token(state: &AppState, token: &str) -> Result<(), ApiError> {
+    db::stream_tokens::consume_stream_token(&state.db, &auth::hash_key(token), db::now())
+        .await?
+        .map(|_| ())
+        .ok_or(ApiError::Unauthorized)
 }
 
 /// The status of every source of the org (or the one with `slug`), as the REST API shows it.
