@@ -182,6 +182,17 @@ both_backends! {
         assert!(once.starts_with("sbs_"));
         let stored = entity::stream_token::Entity::find().all(&app.db).await.unwrap();
         assert_eq!(stored.len(), 1);
+        // A HEAD asking for the upgrade opens nothing and leaves the token unused.
+        let head = app.client.request(awc::http::Method::HEAD, format!("{}/v1/stream?token={once}", app.address))
+            .insert_header(("Connection", "Upgrade"))
+            .insert_header(("Upgrade", "websocket"))
+            .insert_header(("Sec-WebSocket-Version", "13"))
+            .insert_header(("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(head.status().as_u16(), 101, "a HEAD opened the stream");
+        assert_eq!(entity::stream_token::Entity::find().all(&app.db).await.unwrap().len(), 1, "the HEAD used the token");
         assert_eq!(stored[0].token_hash, switchboard::auth::hash_key(&once));
         let mut client = open(&app, Auth::Token(&once), false).await.expect("a token opens the stream");
         assert!(client.drain().await.is_empty());

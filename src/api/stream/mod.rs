@@ -156,8 +156,12 @@ async fn authenticate(
     req: &HttpRequest,
     upgrading: bool,
 ) -> Result<(Caller, Option<String>), ApiError> {
-    if let Some(key) = crate::api::caller::bearer_token(req) {
-        return Ok((crate::api::caller::authenticate(state, key).await?, None));
+    if crate::api::caller::bearer_token(req).is_some() {
+        // What the `/v1` middleware found for the key (no second lookup).
+        return Ok((
+            <Caller as actix_web::FromRequest>::extract(req).await?,
+            None,
+        ));
     }
     let token = req
         .extensions()
