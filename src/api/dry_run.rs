@@ -149,7 +149,13 @@ async fn try_message(
     slug: String,
     message: Value,
 ) -> Result<DryRunOut, ApiError> {
-    let exprs = source_exprs(state, org_id, &slug).await?;
+    let (exprs, webhook) = source_exprs(state, org_id, &slug).await?;
+    // A webhook's events never hold credential headers; the sample is read the same way.
+    let message = if webhook {
+        crate::webhooks::inbound::without_private_headers(message)
+    } else {
+        message
+    };
     let value = to_value(&message);
     let limits = Limits::for_input(state.settings.max_body_bytes);
     let event = match prepare(&exprs, message, &value, limits) {
@@ -186,11 +192,18 @@ async fn try_message(
     })
 }
 
-/// The expressions of the org's source or webhook named `slug` (422 naming `source` if none).
-async fn source_exprs(state: &AppState, org_id: Uuid, slug: &str) -> Result<SourceExprs, ApiError> {
+/// The expressions of the org's source or webhook named `slug` (422 naming `source` if none),
+/// and whether it is a webhook.
+async fn source_exprs(
+    state: &AppState,
+    org_id: Uuid,
+    slug: &str,
+) -> Result<(SourceExprs, bool), ApiError> {
+    let webhook;
     let (key, payload, filter, dedup) = if let Some(s) =
         db::sources::find_source_by_slug(&state.db, org_id, slug).await?
     {
+        webhook = false;
         (
             s.event_key_expr,
             s.payload_expr,
@@ -198,6 +211,7 @@ async fn source_exprs(state: &AppState, org_id: Uuid, slug: &str) -> Result<Sour
             s.dedup_key_expr,
         )
     } else if let Some(w) = db::webhooks::find_webhook_by_slug(&state.db, org_id, slug).await? {
+        webhook = true;
         // What a delivery gets: the preset's defaults where the webhook sets none.
         let (key, payload, dedup) =
             serde_json::from_value::<crate::webhooks::verifier::Verifier>(w.verifier.clone())
@@ -223,6 +237,7 @@ async fn source_exprs(state: &AppState, org_id: Uuid, slug: &str) -> Result<Sour
         filter.as_deref(),
         dedup.as_deref(),
     )
+    .map(|exprs| (exprs, webhook))
     .map_err(|(field, e)| {
         ApiError::Internal(anyhow::anyhow!("stored {field} does not compile: {e}"))
     })

@@ -113,7 +113,7 @@ pub async fn list_events(
     let before = q
         .cursor
         .as_deref()
-        .map(pagination::decode_cursor)
+        .map(|c| pagination::decode_cursor(pagination::Listing::Events, c))
         .transpose()?;
     let status = q
         .status
@@ -132,7 +132,8 @@ pub async fn list_events(
     };
     let rows =
         db::events::list_events(&state.db, caller.org_id, &filter, before, limit + 1).await?;
-    let (rows, next_cursor) = pagination::split_page(rows, limit, |m| m.id);
+    let (rows, next_cursor) =
+        pagination::split_page(pagination::Listing::Events, rows, limit, |m| m.id);
     Ok(HttpResponse::Ok().json(CursorOut::<EventOut>::new(rows, next_cursor)))
 }
 

@@ -110,6 +110,7 @@ async fn handle(
     if let Some(answer) = inbound::handshake_answer(&verifier, &parsed) {
         return Ok((HttpResponse::Ok().json(answer), "handshake"));
     }
+    let parsed = inbound::without_provider_token(&verifier, parsed);
     let meta = inbound::meta(&verifier, &headers, verified_with);
     let limits = Limits::for_input(body.len());
     let replay_key = replay::replay_guard(

@@ -57,22 +57,39 @@ pub fn check_limit(limit: Option<u64>) -> Result<u64, ApiError> {
     }
 }
 
-/// Encodes the id after which the next page starts.
-pub fn encode_cursor(last: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(last.as_bytes())
+/// The list a cursor belongs to: a cursor of one list is refused by another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// `GET /v1/events`.
+    Events = 1,
+    /// `GET /v1/runs` and `GET /v1/automations/{id}/runs`.
+    Runs = 2,
 }
 
-/// Decodes a cursor produced by [`encode_cursor`] (422 naming `cursor` otherwise).
-pub fn decode_cursor(cursor: &str) -> Result<Uuid, ApiError> {
+/// Encodes the id after which the next page of `listing` starts.
+pub fn encode_cursor(listing: Listing, last: Uuid) -> String {
+    let mut bytes = [0u8; 17];
+    bytes[0] = listing as u8;
+    bytes[1..].copy_from_slice(last.as_bytes());
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Decodes a cursor produced by [`encode_cursor`] for the same `listing` (422 naming `cursor`
+/// otherwise).
+pub fn decode_cursor(listing: Listing, cursor: &str) -> Result<Uuid, ApiError> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
-        .and_then(|bytes| Uuid::from_slice(&bytes).ok())
-        .ok_or_else(|| ApiError::field("cursor", "is not a cursor returned by this API"))
+        .and_then(|bytes| match bytes.split_first() {
+            Some((tag, id)) if *tag == listing as u8 => Uuid::from_slice(id).ok(),
+            _ => None,
+        })
+        .ok_or_else(|| ApiError::field("cursor", "is not a cursor this list returned"))
 }
 
 /// Splits one extra fetched row off a page: returns the page and the cursor for the next one.
 pub fn split_page<T>(
+    listing: Listing,
     mut rows: Vec<T>,
     limit: u64,
     id: impl Fn(&T) -> Uuid,
@@ -80,7 +97,7 @@ pub fn split_page<T>(
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     if rows.len() > limit {
         rows.truncate(limit);
-        let next = rows.last().map(|row| encode_cursor(id(row)));
+        let next = rows.last().map(|row| encode_cursor(listing, id(row)));
         (rows, next)
     } else {
         (rows, None)

@@ -146,7 +146,7 @@ async fn page(
     let before = q
         .cursor
         .as_deref()
-        .map(pagination::decode_cursor)
+        .map(|c| pagination::decode_cursor(pagination::Listing::Runs, c))
         .transpose()?;
     let status = q
         .status
@@ -174,7 +174,8 @@ async fn page(
         window: IdWindow::parse(q.since.as_deref(), q.until.as_deref())?,
     };
     let rows = db::runs::list_runs(&state.db, caller.org_id, &filter, before, limit + 1).await?;
-    let (rows, next_cursor) = pagination::split_page(rows, limit, |m| m.id);
+    let (rows, next_cursor) =
+        pagination::split_page(pagination::Listing::Runs, rows, limit, |m| m.id);
     let items = with_events(state, rows).await?;
     Ok(HttpResponse::Ok().json(CursorOut { items, next_cursor }))
 }

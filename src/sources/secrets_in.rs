@@ -76,6 +76,21 @@ fn apply(map: &mut BTreeMap<String, String>, change: MapChange, any_case: bool) 
     }
 }
 
+/// A header name that `change` gives twice, spelled in two cases (`X-A` and `x-a`): which one
+/// wins would depend on the order of the JSON object's keys, so it is refused.
+fn repeated_name(change: &MapChange) -> Option<String> {
+    let names: Vec<&String> = match change {
+        MapChange::Replace(whole) => whole.keys().collect(),
+        MapChange::Merge(entries) => entries.keys().collect(),
+        MapChange::Clear => return None,
+    };
+    let mut seen = std::collections::HashSet::new();
+    names
+        .into_iter()
+        .find(|name| !seen.insert(name.to_ascii_lowercase()))
+        .cloned()
+}
+
 /// Removes the secret fields from a `config` object (reporting wrongly typed ones). `patching`:
 /// the request is a PATCH, read as a merge patch (see the module).
 pub fn split_secrets(
@@ -118,6 +133,12 @@ pub fn split_secrets(
         change
     };
     let headers = take_map("headers", errors);
+    if let Some(name) = headers.as_ref().and_then(repeated_name) {
+        errors.add(
+            format!("config.headers.{name}"),
+            "is given twice (header names are compared without regard to case)",
+        );
+    }
     let values = take_map("secrets", errors);
     let app_token = match config.remove("app_token") {
         None => None,
@@ -175,6 +196,20 @@ mod tests {
         assert_eq!(cleared.app_token, None);
         let kept = patched(json!({"url": "ws://x"}));
         assert_eq!(kept, stored());
+    }
+
+    #[test]
+    fn a_header_named_twice_in_two_cases_is_refused() {
+        for patching in [true, false] {
+            let mut config = json!({"headers": {"X-A": "1", "x-a": "2"}})
+                .as_object()
+                .unwrap()
+                .clone();
+            let mut errors = Errors::default();
+            split_secrets(&mut config, &mut errors, patching);
+            assert_eq!(errors.0.len(), 1, "patching {patching}");
+            assert!(errors.0[0].field.starts_with("config.headers."));
+        }
     }
 
     #[test]

@@ -93,6 +93,35 @@ pub fn message(headers: &[(String, String)], body: Value) -> Value {
     json!({"headers": headers, "body": body})
 }
 
+/// A sample message of the shape [`message`] makes (a dry run's) with the same headers left out
+/// as a delivery's event leaves out; names are lower-cased as a delivery's are.
+pub fn without_private_headers(mut sample: Value) -> Value {
+    if let Some(headers) = sample.get_mut("headers").and_then(Value::as_object_mut) {
+        let kept: Map<String, Value> = std::mem::take(headers)
+            .into_iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value))
+            .filter(|(name, _)| !is_private_header(name))
+            .collect();
+        *headers = kept;
+    }
+    sample
+}
+
+/// A delivery's body without the credential its provider puts in it: Slack sends its (deprecated)
+/// verification token as `token` in every Events API body, slash command and interactivity
+/// `payload`; it is never stored in an event.
+pub fn without_provider_token(verifier: &Verifier, mut body: Value) -> Value {
+    if matches!(verifier, Verifier::Slack { .. }) {
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("token");
+            if let Some(payload) = fields.get_mut("payload").and_then(Value::as_object_mut) {
+                payload.remove("token");
+            }
+        }
+    }
+    body
+}
+
 /// The answer to a provider handshake that must not become an event (Slack `url_verification`).
 pub fn handshake_answer(verifier: &Verifier, body: &Value) -> Option<Value> {
     match verifier {
@@ -278,6 +307,9 @@ mod tests {
         ] {
             assert!(!is_private_header(name), "{name}");
         }
+        let sample = json!({"headers": {"X-Api-Key": "k", "X-GitHub-Event": "push"}, "body": {}});
+        let sample = without_private_headers(sample);
+        assert_eq!(sample["headers"], json!({"x-github-event": "push"}));
     }
 
     #[test]

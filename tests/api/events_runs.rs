@@ -112,6 +112,9 @@ both_backends! {
         assert_eq!(one.body["raw"]["type"], "k0");
         assert_eq!(one.body["status"], "dispatched");
         assert_problem(&app.get("/v1/events?cursor=garbage!", ADMIN_KEY).await, 422, Some("cursor"));
+        // A cursor belongs to its list: the runs list refuses the events list's.
+        let events_cursor = first.body["next_cursor"].as_str().unwrap();
+        assert_problem(&app.get(&format!("/v1/runs?cursor={events_cursor}"), ADMIN_KEY).await, 422, Some("cursor"));
         assert_problem(&app.get(&format!("/v1/events/{}", Uuid::now_v7()), ADMIN_KEY).await, 404, None);
     }
 

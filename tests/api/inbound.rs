@@ -108,7 +108,7 @@ both_backends! {
         let odd = br#"{"type":"url_verification","challenge":{"echo":"me"}}"#;
         let answer = app.deliver(&url, &signed(odd, now()), odd).await;
         assert!(!answer.text.contains("echo"), "{}", answer.text);
-        let event = br#"{"type":"event_callback","event_id":"Ev1","event":{"type":"app_mention","text":"hi"}}"#;
+        let event = br#"{"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","type":"event_callback","event_id":"Ev1","event":{"type":"app_mention","text":"hi"}}"#;
         let mut headers = signed(event, now());
         headers.push(("x-slack-retry-num", "1".into()));
         let stored = app.deliver(&url, &headers, event).await;
@@ -117,6 +117,7 @@ both_backends! {
         assert_eq!(got.body["event_key"], "app_mention");
         assert_eq!(got.body["payload"]["text"], "hi");
         assert_eq!(got.body["meta"]["retry_num"], "1");
+        assert!(!got.text.contains("Jhj5dZrVaK7ZwHHjRyZWjbDl"), "Slack's verification token is not stored: {}", got.text);
         let stale = app.deliver(&url, &signed(event, now() - 301), event).await;
         assert_problem(&stale, 401, None);
         assert!(stale.body["detail"].as_str().unwrap().contains("tolerance"), "{}", stale.text);
@@ -124,7 +125,7 @@ both_backends! {
         assert_problem(&future, 401, None);
         let hooks = app.get("/v1/webhooks", ADMIN_KEY).await;
         assert_eq!(hooks.body["items"][0]["counters"]["stale"], 2, "{}", hooks.text);
-        let form = b"payload=%7B%22type%22%3A%22block_actions%22%2C%22trigger_id%22%3A%22t1%22%7D";
+        let form = b"payload=%7B%22type%22%3A%22block_actions%22%2C%22token%22%3A%22Jhj5dZrVaK7ZwHHjRyZWjbDl%22%2C%22trigger_id%22%3A%22t1%22%7D";
         let ts = now();
         let form_headers = vec![
             ("content-type", "application/x-www-form-urlencoded".to_owned()),
@@ -136,6 +137,7 @@ both_backends! {
         let got = app.get(&format!("/v1/events/{}", interactive.body["event_id"].as_str().unwrap()), ADMIN_KEY).await;
         assert_eq!(got.body["event_key"], "block_actions");
         assert_eq!(got.body["raw"]["body"]["payload"]["trigger_id"], "t1");
+        assert!(got.body["raw"]["body"]["payload"].get("token").is_none(), "{}", got.text);
     }
 
     async fn stripe_standard_and_hmac_presets(app: TestApp) {

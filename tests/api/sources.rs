@@ -156,6 +156,10 @@ both_backends! {
         assert_eq!(headers.status, 200, "{}", headers.text);
         assert_eq!(headers.body["config"]["header_names"], json!(["Authorization", "X-Api-Key"]));
         assert_eq!(headers.body["config"]["secret_names"], json!(["API_KEY", "s1", "s2"]));
+        // One name in two cases: which wins would hang on the order of the keys; refused.
+        let twice = app.patch(&path, ADMIN_KEY, json!({"config": {"headers": {"X-A": "1", "x-a": null}}})).await;
+        assert_problem(&twice, 422, None);
+        assert!(twice.text.contains("config.headers."), "{}", twice.text);
         let removed = app.patch(&path, ADMIN_KEY, json!({"config": {"headers": {"authorization": null}, "secrets": {"s1": null}}})).await;
         assert_eq!(removed.status, 200, "{}", removed.text);
         assert_eq!(removed.body["config"]["header_names"], json!(["X-Api-Key"]));

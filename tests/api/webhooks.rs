@@ -117,6 +117,16 @@ both_backends! {
         assert_eq!(dry.body["payload"], json!({"type": "job.created", "id": "evt_1"}));
         assert_eq!(dry.body["dedup_key"], "evt_1");
         assert_eq!(dry.body["match"]["result"], "matched", "{}", dry.text);
+        // A delivery's event never holds credential headers, so neither does the sample's.
+        let hooked = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "Raw", "source": "raw", "verifier": {"preset": "stripe"},
+            "payload_expr": "headers"})).await;
+        assert_eq!(hooked.status, 201, "{}", hooked.text);
+        let dry = app.post("/v1/automations/test", ADMIN_KEY, json!({
+            "trigger": {"type": "event", "source": "raw", "on": "*"},
+            "message": {"body": {"type": "t", "id": "e"}, "headers": {"X-Api-Key": "k-123", "X-Kind": "a"}},
+        })).await;
+        assert_eq!(dry.status, 200, "{}", dry.text);
+        assert_eq!(dry.body["payload"], json!({"x-kind": "a"}), "{}", dry.text);
     }
 
     async fn rotation_keeps_the_previous_secret_for_the_grace_period(app: TestApp) {
