@@ -14,29 +14,88 @@ use uuid::Uuid;
 
 use super::statuses::EventStatus;
 
+/// The `INSERT` of a batch of events ($1–$17), skipping those whose (org, source, dedup key) is
+/// already stored (also within the batch), without its `RETURNING`.
+// `ON CONFLICT DO NOTHING` without a target: a row is skipped when its dedup key or its replay
+// key (webhooks) is already stored.
+const INSERT_EVENTS: &str = "INSERT INTO events (id, org_id, origin, source, source_id, \
+    dedup_key, event_key, raw, payload, meta, status, error, outcome, received_at, dispatched_at, \
+    replay_key) \
+    SELECT r.id, r.org_id, r.origin, r.source, NULLIF(r.source_id, $16::uuid), r.dedup_key, \
+    r.event_key::jsonb #>> '{}', r.raw::jsonb, NULLIF(r.payload, '')::jsonb, r.meta::jsonb, \
+    r.status, r.error::jsonb #>> '{}', NULLIF(r.outcome, '')::jsonb, r.received_at, \
+    (r.dispatched_at::jsonb #>> '{}')::timestamptz, r.replay_key::jsonb #>> '{}' \
+    FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[], \
+    $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
+    $14::timestamptz[], $15::text[], $17::text[]) \
+    AS r(id, org_id, origin, source, source_id, dedup_key, event_key, raw, payload, meta, \
+    status, error, outcome, received_at, dispatched_at, replay_key) \
+    ON CONFLICT DO NOTHING";
+
 /// Inserts events, skipping those whose (org, source, dedup key) is already stored (also within
 /// the batch); returns the ids inserted.
 pub async fn insert_events(
     db: &impl ConnectionTrait,
     rows: &[event::Model],
 ) -> Result<Vec<Uuid>, DbErr> {
-    // `ON CONFLICT DO NOTHING` without a target: a row is skipped when its dedup key or its replay
-    // key (webhooks) is already stored.
-    const SQL: &str = "INSERT INTO events (id, org_id, origin, source, source_id, dedup_key, \
-        event_key, raw, payload, meta, status, error, outcome, received_at, dispatched_at, \
-        replay_key) \
-        SELECT r.id, r.org_id, r.origin, r.source, NULLIF(r.source_id, $16::uuid), r.dedup_key, \
-        r.event_key::jsonb #>> '{}', r.raw::jsonb, NULLIF(r.payload, '')::jsonb, r.meta::jsonb, \
-        r.status, r.error::jsonb #>> '{}', NULLIF(r.outcome, '')::jsonb, r.received_at, \
-        (r.dispatched_at::jsonb #>> '{}')::timestamptz, r.replay_key::jsonb #>> '{}' \
-        FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[], \
-        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], \
-        $14::timestamptz[], $15::text[], $17::text[]) \
-        AS r(id, org_id, origin, source, source_id, dedup_key, event_key, raw, payload, meta, \
-        status, error, outcome, received_at, dispatched_at, replay_key) \
-        ON CONFLICT DO NOTHING RETURNING id";
-    // In the order of the parameters ($16 is the nil uuid that stands for a NULL `source_id`).
-    let values: Vec<Value> = vec![
+    let sql = format!("{INSERT_EVENTS} RETURNING id");
+    returned_ids(db, &sql, event_columns(rows)).await
+}
+
+/// What [`insert_events_with_runs`] stored: the ids of the events inserted and of the runs
+/// created.
+#[derive(Debug, Default)]
+pub struct Inserted {
+    /// Events inserted (not skipped as duplicates).
+    pub events: Vec<Uuid>,
+    /// Runs created.
+    pub runs: Vec<Uuid>,
+}
+
+/// [`insert_events`] and [`insert_runs`] in one statement (one round trip; atomic on its own in
+/// autocommit): only the runs of events this statement inserted are created, so a duplicate's
+/// runs are never written. The runs refer to events the same statement inserts: the foreign key
+/// is checked at the statement's end, when they are there.
+pub async fn insert_events_with_runs(
+    db: &impl ConnectionTrait,
+    rows: &[event::Model],
+    runs: &[automation_run::Model],
+) -> Result<Inserted, DbErr> {
+    let sql = format!(
+        "WITH ev AS ({INSERT_EVENTS} RETURNING id), ru AS (INSERT INTO automation_runs (id, \
+         org_id, automation_id, event_id, source, status, attempts, created_at, available_at) \
+         SELECT u.*, u.created_at FROM UNNEST($18::uuid[], $19::uuid[], $20::uuid[], \
+         $21::uuid[], $22::text[], $23::text[], $24::int4[], $25::timestamptz[]) \
+         AS u(id, org_id, automation_id, event_id, source, status, attempts, created_at) \
+         WHERE u.event_id IN (SELECT id FROM ev) \
+         ON CONFLICT (event_id, automation_id) DO NOTHING RETURNING id) \
+         SELECT true AS event, id FROM ev UNION ALL SELECT false, id FROM ru"
+    );
+    let mut values = event_columns(rows);
+    values.extend(run_columns(runs));
+    let found = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    let mut inserted = Inserted::default();
+    for row in found {
+        let id = row.try_get::<Uuid>("", "id")?;
+        if row.try_get::<bool>("", "event")? {
+            inserted.events.push(id);
+        } else {
+            inserted.runs.push(id);
+        }
+    }
+    Ok(inserted)
+}
+
+/// The array parameters of [`INSERT_EVENTS`], in order ($16 is the nil uuid that stands for a
+/// NULL `source_id`).
+fn event_columns(rows: &[event::Model]) -> Vec<Value> {
+    vec![
         column(rows, |r| r.id),
         column(rows, |r| r.org_id),
         column(rows, |r| r.origin.clone()),
@@ -54,8 +113,7 @@ pub async fn insert_events(
         column(rows, |r| json_literal(r.dispatched_at.as_ref())),
         Uuid::nil().into(),
         column(rows, |r| json_literal(r.replay_key.as_ref())),
-    ];
-    returned_ids(db, SQL, values).await
+    ]
 }
 
 /// Inserts runs, keeping any existing run for the same automation and event; returns the ids
@@ -79,7 +137,13 @@ pub async fn insert_runs(
         && r.error_detail.is_none()
         && r.started_at.is_none()
         && r.completed_at.is_none()));
-    let values: Vec<Value> = vec![
+    returned_ids(db, SQL, run_columns(runs)).await
+}
+
+/// The array parameters of a new run's columns, in order: id, org, automation, event, source,
+/// status, attempts, creation.
+fn run_columns(runs: &[automation_run::Model]) -> Vec<Value> {
+    vec![
         column(runs, |r| r.id),
         column(runs, |r| r.org_id),
         column(runs, |r| r.automation_id),
@@ -88,8 +152,7 @@ pub async fn insert_runs(
         column(runs, |r| r.status.clone()),
         column(runs, |r| r.attempts),
         column(runs, |r| r.created_at),
-    ];
-    returned_ids(db, SQL, values).await
+    ]
 }
 
 /// Marks events dispatched at `now` with their outcomes (`(event id, outcome)` pairs).

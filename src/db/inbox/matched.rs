@@ -62,6 +62,9 @@ pub async fn insert_matched(
     }
     // Before the transaction: waiting holds no pooled connection.
     reached(place.before_started.clone()).await?;
+    if db.get_database_backend() == DbBackend::Postgres && has_committed(&place.before_committed) {
+        return insert_in_one_statement(db, rows, runs).await;
+    }
     let txn = WriteTxn::begin(db).await?;
     let stored: std::collections::HashSet<Uuid> =
         if db.get_database_backend() == DbBackend::Postgres {
@@ -99,8 +102,39 @@ pub async fn insert_matched(
     };
     reached(place.before_committed.clone()).await?;
     txn.commit().await?;
-    let outcomes = rows
-        .iter()
+    Ok(MatchedCommit {
+        outcomes: outcomes_of(rows, &stored),
+        created,
+    })
+}
+
+/// Whether the batch before has committed (or there is none): nothing to hold the commit for.
+fn has_committed(before: &Option<BatchSignal>) -> bool {
+    use futures_util::FutureExt as _;
+    before
+        .as_ref()
+        .is_none_or(|signal| signal.clone().now_or_never().is_some())
+}
+
+/// PostgreSQL, with no earlier batch to commit after: the events and the runs of those stored in
+/// one statement in autocommit (one round trip instead of `BEGIN`, two statements and `COMMIT`).
+async fn insert_in_one_statement(
+    db: &sea_orm::DatabaseConnection,
+    rows: &[event::Model],
+    runs: &[Vec<automation_run::Model>],
+) -> Result<MatchedCommit, DbErr> {
+    let all_runs: Vec<automation_run::Model> = runs.iter().flatten().cloned().collect();
+    let inserted = crate::db::unnest::insert_events_with_runs(db, rows, &all_runs).await?;
+    let stored: std::collections::HashSet<Uuid> = inserted.events.into_iter().collect();
+    Ok(MatchedCommit {
+        outcomes: outcomes_of(rows, &stored),
+        created: inserted.runs,
+    })
+}
+
+/// Per row, stored or a duplicate.
+fn outcomes_of(rows: &[event::Model], stored: &std::collections::HashSet<Uuid>) -> Vec<RowOutcome> {
+    rows.iter()
         .map(|row| {
             if stored.contains(&row.id) {
                 RowOutcome::Stored
@@ -108,8 +142,7 @@ pub async fn insert_matched(
                 RowOutcome::Duplicate
             }
         })
-        .collect();
-    Ok(MatchedCommit { outcomes, created })
+        .collect()
 }
 
 /// [`insert_matched`], isolating rows storage refuses: a batch that storage refuses for its data
