@@ -10,6 +10,7 @@ pub mod inbox;
 pub mod orgs;
 pub mod pagination;
 pub mod planned;
+pub mod pool_check;
 pub mod queue;
 pub mod retention;
 pub mod run_counts;
@@ -68,6 +69,19 @@ pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<Data
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(3))
+        // Checked before it is handed out only when it may be stale (see `pool_check`).
+        .test_before_acquire(false)
+        .map_sqlx_postgres_pool_opts(|pool| {
+            pool.before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    use sea_orm::sqlx::Connection as _;
+                    if pool_check::needs_check(meta.idle_for) {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
+        })
         .sqlx_logging(false)
         // Every pooled SQLite connection: WAL, a busy timeout instead of "database is locked",
         // checkpoints in the background (below) rather than inside a writer's commit, and a page
@@ -85,7 +99,16 @@ pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<Data
         // itself, sqlx's own rollback then fails and leaves it counting an open transaction, and
         // reused, the connection would hold (or believe it holds) the write lock forever.
         .map_sqlx_sqlite_pool_opts(|pool| {
-            pool.after_release(|conn, _| {
+            pool.before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    use sea_orm::sqlx::Connection as _;
+                    if pool_check::needs_check(meta.idle_for) {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .after_release(|conn, _| {
                 Box::pin(async move {
                     use sea_orm::sqlx::Connection as _;
                     // After the rollback queued on drop has run.
@@ -156,6 +179,14 @@ pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
 /// Whether a database error means "storage is unavailable right now" (answer 503, retry) rather
 /// than a bug.
 pub fn is_unavailable(err: &DbErr) -> bool {
+    let unavailable = unavailable_error(err);
+    if unavailable {
+        pool_check::note_outage();
+    }
+    unavailable
+}
+
+fn unavailable_error(err: &DbErr) -> bool {
     use sea_orm::RuntimeErr;
     use sea_orm::sqlx::Error as Sqlx;
     match err {

@@ -1,0 +1,61 @@
+//! When a pooled connection is checked (pinged) before it is handed out. Pinging at every
+//! acquire (the pool's default) cost a round trip before every statement and transaction (on
+//! SQLite, a hop to its worker thread), most of a hot path's overhead. A connection is pinged
+//! only when it may be stale: it sat idle for [`IDLE`] or more (a server restarted, a proxy or
+//! firewall dropped it meanwhile), or storage was found unavailable in the last [`AFTER_OUTAGE`]
+//! (a connection used during an outage, or just before a quick restart, is not handed out
+//! again unchecked). Only the statement that first finds storage gone fails, as it would with
+//! any check (the outage began after its check); it is answered "storage unavailable".
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A connection idle this long is checked before it is handed out again.
+pub const IDLE: Duration = Duration::from_secs(1);
+/// Every connection is checked for this long after storage was last found unavailable.
+pub const AFTER_OUTAGE: Duration = Duration::from_secs(30);
+
+/// Milliseconds after [`epoch`] at which storage was last found unavailable, plus one (0: never).
+static LAST_OUTAGE_MS: AtomicU64 = AtomicU64::new(0);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn millis_since_epoch() -> u64 {
+    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Storage was just found unavailable (called by [`super::is_unavailable`]).
+pub fn note_outage() {
+    LAST_OUTAGE_MS.store(millis_since_epoch().saturating_add(1), Ordering::Relaxed);
+}
+
+/// Whether a connection idle for `idle_for` is checked before it is handed out.
+pub fn needs_check(idle_for: Duration) -> bool {
+    if idle_for >= IDLE {
+        return true;
+    }
+    match LAST_OUTAGE_MS.load(Ordering::Relaxed) {
+        0 => false,
+        at => {
+            let since = millis_since_epoch().saturating_sub(at - 1);
+            u128::from(since) < AFTER_OUTAGE.as_millis()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_connections_and_any_after_an_outage_are_checked() {
+        assert!(needs_check(IDLE));
+        // Other tests of this process may report outages; after one, every connection is checked.
+        note_outage();
+        assert!(needs_check(Duration::ZERO));
+    }
+}
