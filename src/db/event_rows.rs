@@ -117,6 +117,49 @@ fn as_text(select: Select<event::Entity>) -> sea_orm::Selector<sea_orm::SelectMo
         .into_model::<EventText>()
 }
 
+/// The columns of an event joined as `alias` in a raw PostgreSQL statement, JSON read as text,
+/// each named `<prefix><column>`: read back with [`decode_prefixed`].
+pub fn text_columns(alias: &str, prefix: &str) -> String {
+    const PLAIN: [&str; 12] = [
+        "id",
+        "org_id",
+        "origin",
+        "source",
+        "source_id",
+        "dedup_key",
+        "event_key",
+        "status",
+        "error",
+        "received_at",
+        "dispatched_at",
+        "replay_key",
+    ];
+    const JSON: [&str; 4] = ["raw", "payload", "meta", "outcome"];
+    PLAIN
+        .iter()
+        .map(|c| format!("{alias}.{c} AS {prefix}{c}"))
+        .chain(
+            JSON.iter()
+                .map(|c| format!("{alias}.{c}::text AS {prefix}{c}")),
+        )
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The event a row holds in the columns [`text_columns`] named, decoded; `None` when they are
+/// empty (an outer join found no event).
+pub fn decode_prefixed(
+    row: &sea_orm::QueryResult,
+    prefix: &str,
+) -> Result<Option<event::Model>, DbErr> {
+    if row.try_get::<Option<Uuid>>(prefix, "id")?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(
+        EventText::from_query_result(row, prefix)?.decode().model,
+    ))
+}
+
 /// Every row `select` finds, decoded.
 pub async fn all(
     db: &impl ConnectionTrait,

@@ -64,17 +64,17 @@ pub async fn claim(
     // Armed while this claim may hold a wake-up it has not acted on: dropped then (its client
     // gone), it passes the wake on to the next waiting claim.
     let mut woken = waiters.wake_guard();
-    let rows = loop {
+    let (rows, events) = loop {
         if state.notifier.is_closing() {
             // Stopping: answer without looking (the process is going away).
-            break Vec::new();
+            break (Vec::new(), HashMap::new());
         }
         let waiter = waiters.waiter(filtered);
         tokio::pin!(waiter);
         waiter.as_mut().enable();
         request.token = new_token(input.lease_s);
         request.now = db::now();
-        let rows = db::queue::claim(&state.db, &request, &caps).await?;
+        let (rows, events) = db::queue::claim_with_events(&state.db, &request, &caps).await?;
         woken.disarm();
         let now = Instant::now();
         if !rows.is_empty() || now >= deadline {
@@ -84,7 +84,7 @@ pub async fn claim(
             if !filtered && more {
                 waiters.pass_on();
             }
-            break rows;
+            break (rows, events);
         }
         RunNotifier::wait(waiter, (deadline - now).min(REPOLL)).await;
         woken.arm();
@@ -96,7 +96,7 @@ pub async fn claim(
             state.publisher.publish(change);
         }
     }
-    claimed(state, rows).await
+    Ok(claimed(state, rows, &events))
 }
 
 /// The concurrency caps of the caller's automations the claim may take runs of, and how long
@@ -124,22 +124,13 @@ fn scope(state: &AppState, caller: &Caller, input: &ClaimIn) -> (db::queue::Caps
 }
 
 /// Claimed rows as a worker gets them: with the event payload, key and automation name.
-async fn claimed(
+fn claimed(
     state: &AppState,
     rows: Vec<automation_run::Model>,
-) -> Result<Vec<ClaimedRun>, ApiError> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let events: HashMap<Uuid, entity::event::Model> =
-        db::events::find_events_by_ids(&state.db, rows.iter().map(|r| r.event_id).collect())
-            .await?
-            .into_iter()
-            .map(|e| (e.id, e))
-            .collect();
+    events: &HashMap<Uuid, entity::event::Model>,
+) -> Vec<ClaimedRun> {
     let info = state.automations.info();
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|r| {
             let event = events.get(&r.event_id);
             let event_payload = r
@@ -160,5 +151,5 @@ async fn claimed(
                 lease_expires_at: r.lease_expires_at,
             }
         })
-        .collect())
+        .collect()
 }

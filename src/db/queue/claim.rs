@@ -83,6 +83,44 @@ pub async fn claim(
     Ok(claimed)
 }
 
+/// The claimed runs, and their events by id.
+pub type ClaimedWithEvents = (
+    Vec<automation_run::Model>,
+    HashMap<Uuid, entity::event::Model>,
+);
+
+/// [`claim`], with the events of the runs claimed (what a worker is handed). On PostgreSQL
+/// without caps, one statement claims and reads the events (one round trip); otherwise the events
+/// are read after the claim.
+pub async fn claim_with_events(
+    db: &DatabaseConnection,
+    req: &ClaimRequest,
+    caps: &Caps,
+) -> Result<ClaimedWithEvents, DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres || !caps.is_empty() {
+        let claimed = claim(db, req, caps).await?;
+        if claimed.is_empty() {
+            return Ok((claimed, HashMap::new()));
+        }
+        let ids = claimed.iter().map(|r| r.event_id).collect();
+        let events = crate::db::events::find_events_by_ids(db, ids).await?;
+        return Ok((claimed, events.into_iter().map(|e| (e.id, e)).collect()));
+    }
+    let s = pick_and_lease(DbBackend::Postgres, req, true);
+    let mut claimed = Vec::new();
+    let mut events = HashMap::new();
+    for row in db.query_all_raw(s).await? {
+        claimed.push(
+            <automation_run::Model as sea_orm::FromQueryResult>::from_query_result(&row, "")?,
+        );
+        if let Some(event) = crate::db::event_rows::decode_prefixed(&row, "e_")? {
+            events.insert(event.id, event);
+        }
+    }
+    claimed.sort_by_key(|r| (r.available_at, r.id));
+    Ok((claimed, events))
+}
+
 /// Claims without caps: one statement in autocommit, one round trip. On PostgreSQL its commit
 /// does not wait for the disk (see [`UNFLUSHED`]: a crash may undo a claim, which is a lease
 /// lost: the run is claimed again and the old token refused); on SQLite it holds the write turn.
@@ -91,7 +129,7 @@ async fn claim_uncapped(
     req: &ClaimRequest,
 ) -> Result<Vec<automation_run::Model>, DbErr> {
     let backend = db.get_database_backend();
-    let take = automation_run::Entity::find().from_raw_sql(pick_and_lease(backend, req));
+    let take = automation_run::Entity::find().from_raw_sql(pick_and_lease(backend, req, false));
     if backend == DbBackend::Postgres {
         take.all(db).await
     } else {
@@ -245,8 +283,10 @@ fn claimable(s: &mut Sql, req: &ClaimRequest) {
 }
 
 /// One statement that picks up to `limit` claimable runs, oldest available first (PostgreSQL:
-/// skipping rows other claims hold), and leases them; it returns the leased rows.
-fn pick_and_lease(backend: DbBackend, req: &ClaimRequest) -> Statement {
+/// skipping rows other claims hold), and leases them; it returns the leased rows, each followed
+/// by its event's columns (`e_…`, see `event_rows::text_columns`) when `with_events`
+/// (PostgreSQL only).
+fn pick_and_lease(backend: DbBackend, req: &ClaimRequest, with_events: bool) -> Statement {
     let postgres = backend == DbBackend::Postgres;
     let mut s = Sql::new(backend, "WITH ");
     if postgres {
@@ -258,13 +298,19 @@ fn pick_and_lease(backend: DbBackend, req: &ClaimRequest) -> Statement {
     if postgres {
         s.push(" FOR UPDATE SKIP LOCKED");
     }
-    s.push(") ");
+    s.push(if with_events { "), leased AS (" } else { ") " });
     lease_update(&mut s, req);
     s.push(" id IN (SELECT id FROM picked)");
     if postgres {
         s.push(" AND EXISTS (SELECT 1 FROM unflushed)");
     }
     s.push(" RETURNING *");
+    if with_events {
+        s.push(&format!(
+            ") SELECT leased.*, {} FROM leased LEFT JOIN events e ON e.id = leased.event_id",
+            crate::db::event_rows::text_columns("e", "e_")
+        ));
+    }
     s.statement()
 }
 

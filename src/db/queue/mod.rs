@@ -14,7 +14,7 @@ mod claim;
 mod expiry;
 mod finish;
 
-pub use claim::{Caps, ClaimRequest, Leases, claim};
+pub use claim::{Caps, ClaimRequest, ClaimedWithEvents, Leases, claim, claim_with_events};
 pub use expiry::{Expiry, LEASE_EXPIRED_ERROR, expire, expired_leases};
 pub use finish::{Finish, finish};
 
