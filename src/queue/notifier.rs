@@ -103,6 +103,8 @@ pub struct RunNotifier {
     outbound: Arc<Notify>,
     /// The service is stopping: claims answer at once instead of waiting.
     closing: Arc<AtomicBool>,
+    /// Whether ingest is saturated, and the claims' turns while it is.
+    ingest: super::ingest_first::IngestFirst,
 }
 
 impl RunNotifier {
@@ -133,6 +135,12 @@ impl RunNotifier {
         for waiters in self.all() {
             waiters.wake_all();
         }
+    }
+
+    /// Ingest's priority over claims: the inbox writers report saturation here, claims take
+    /// their turns here.
+    pub fn ingest(&self) -> &super::ingest_first::IngestFirst {
+        &self.ingest
     }
 
     /// Whether [`RunNotifier::close`] was called.

@@ -40,6 +40,11 @@ pub struct Matched {
 }
 
 impl Matcher {
+    /// The wake-up of waiting claims (and ingest's priority over them).
+    pub fn notifier(&self) -> &RunNotifier {
+        &self.notifier
+    }
+
     /// Matches every row not settled yet (`dispatched_at` unset) and marks it dispatched in
     /// place, with its outcome: the rows are then stored as they will stay.
     pub fn prepare(&self, rows: &mut [entity::event::Model]) -> Matched {

@@ -40,6 +40,9 @@ const QUEUE: usize = 4096;
 /// Deliveries waiting in the queue from which a second batch is committed beside the first
 /// (PostgreSQL).
 const BUSY_QUEUE: usize = 32;
+/// Deliveries in one batch, or waiting behind it, from which the writer counts as saturated:
+/// claims then take turns (`queue::ingest_first`).
+const SATURATED: usize = 128;
 /// Bytes of bodies queued or being committed at most; a delivery beyond waits for room, up to
 /// [`ANSWER_DEADLINE`].
 pub const QUEUED_BYTES: usize = 256 << 20;
@@ -147,6 +150,9 @@ async fn run(ctx: Arc<DeliveryCtx>, mut rx: mpsc::Receiver<Delivery>) {
                 match first {
                     Some(first) => {
                         let batch = gather(first, &mut rx, &mut carried);
+                        if batch.len() >= SATURATED || rx.len() >= SATURATED {
+                            ctx.dispatch.matcher().notifier().ingest().saturated();
+                        }
                         // A panic while committing drops the batch's answers (503 each), not the
                         // writer: the next batch goes on.
                         let keys = batch

@@ -62,6 +62,9 @@ pub(super) fn start(ctx: Arc<WriterCtx>, queue: usize, index: usize) -> mpsc::Se
                     if received == 0 {
                         open = false;
                     } else {
+                        if received == MAX_BATCH || rx.len() >= MAX_BATCH {
+                            ctx.dispatch.matcher().notifier().ingest().saturated();
+                        }
                         let (place, committed) = order.next(batch_keys(&batch));
                         inflight.push_back(insert(ctx.clone(), index, batch, place, committed));
                     }

@@ -72,9 +72,12 @@ pub async fn claim(
         let waiter = waiters.waiter(filtered);
         tokio::pin!(waiter);
         waiter.as_mut().enable();
+        // While ingest is saturated, claims take paced turns (`queue::ingest_first`).
+        let turn = state.notifier.ingest().claim_turn().await;
         request.token = new_token(input.lease_s);
         request.now = db::now();
         let (rows, events) = db::queue::claim_with_events(&state.db, &request, &caps).await?;
+        drop(turn);
         woken.disarm();
         let now = Instant::now();
         if !rows.is_empty() || now >= deadline {

@@ -1,0 +1,143 @@
+//! Ingest before consumption. Storing what arrives is what may never fall behind (a sender waits,
+//! a provider retries, a feed's backlog grows); runs already stored wait safely in the queue. So
+//! while the inbox is saturated — a writer took a full batch, or a full batch was left waiting —
+//! claims take turns process-wide: one claim at a time, at most one per [`CLAIM_PACE`], each
+//! still taking up to its `limit` runs. Workers keep draining (up to `limit` × 1 s /
+//! [`CLAIM_PACE`] runs per second per process) while the storage, CPU and connections the
+//! claims and their completions would take go to ingest. Once no writer has been saturated for
+//! [`QUIET_AFTER`], claims run freely again.
+
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// While the inbox is saturated, a claim starts at most this often (process-wide).
+pub const CLAIM_PACE: Duration = Duration::from_millis(20);
+/// The inbox counts as saturated for this long after a writer last was.
+pub const QUIET_AFTER: Duration = Duration::from_millis(250);
+
+/// Whether ingest is saturated, and the claims' turns while it is (cheap to clone).
+#[derive(Clone)]
+pub struct IngestFirst {
+    /// Milliseconds after [`epoch`] at which a writer was last saturated, plus one (0: never).
+    saturated_at: Arc<AtomicU64>,
+    /// One claim at a time while saturated.
+    turns: Arc<Semaphore>,
+}
+
+impl Default for IngestFirst {
+    fn default() -> Self {
+        IngestFirst {
+            saturated_at: Arc::new(AtomicU64::new(0)),
+            turns: Arc::new(Semaphore::new(1)),
+        }
+    }
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A claim's turn while ingest is saturated: the next claim may start [`CLAIM_PACE`] after this
+/// one started, whenever this one ends.
+pub struct ClaimTurn {
+    permit: Option<OwnedSemaphorePermit>,
+    started: Instant,
+}
+
+impl Drop for ClaimTurn {
+    fn drop(&mut self) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let release_at = self.started + CLAIM_PACE;
+        if Instant::now() >= release_at {
+            return;
+        }
+        // Held for the rest of the pace, without holding up this claim's answer. Outside a
+        // runtime (never in the service) the turn is simply released.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                tokio::time::sleep_until(release_at.into()).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+impl IngestFirst {
+    /// Nothing saturated yet.
+    pub fn new() -> IngestFirst {
+        IngestFirst::default()
+    }
+
+    /// A writer took a full batch or left one waiting (called by the inbox writers).
+    pub fn saturated(&self) {
+        self.saturated_at
+            .store(now_ms().saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// Whether a writer was saturated in the last [`QUIET_AFTER`].
+    pub fn is_saturated(&self) -> bool {
+        match self.saturated_at.load(Ordering::Relaxed) {
+            0 => false,
+            at => u128::from(now_ms().saturating_sub(at - 1)) < QUIET_AFTER.as_millis(),
+        }
+    }
+
+    /// Waits for a claim's turn while ingest is saturated (`None` at once when it is not); hold
+    /// it while claiming.
+    pub async fn claim_turn(&self) -> Option<ClaimTurn> {
+        if !self.is_saturated() {
+            return None;
+        }
+        let permit = self.turns.clone().acquire_owned().await.ok()?;
+        Some(ClaimTurn {
+            permit: Some(permit),
+            started: Instant::now(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn claims_run_freely_until_ingest_saturates_then_take_paced_turns() {
+        let ingest = IngestFirst::new();
+        assert!(
+            ingest.claim_turn().await.is_none(),
+            "no turns while ingest keeps up"
+        );
+        ingest.saturated();
+        let started = Instant::now();
+        drop(ingest.claim_turn().await.unwrap());
+        drop(ingest.claim_turn().await.unwrap());
+        drop(ingest.claim_turn().await.unwrap());
+        assert!(
+            started.elapsed() >= CLAIM_PACE * 2,
+            "three turns span two paces: {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn claims_run_freely_again_once_ingest_is_quiet() {
+        let ingest = IngestFirst::new();
+        ingest.saturated();
+        assert!(ingest.is_saturated());
+        tokio::time::sleep(QUIET_AFTER + Duration::from_millis(20)).await;
+        assert!(!ingest.is_saturated());
+        assert!(ingest.claim_turn().await.is_none());
+    }
+}
