@@ -127,9 +127,11 @@ pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<Data
 }
 
 /// Copies the SQLite WAL back into the database every second, so commits never pay for a
-/// checkpoint and the WAL stays small: first a `PASSIVE` checkpoint while writers go on (the bulk
-/// of the copy), then another holding the write turn, which finishes the copy with no writer
-/// appending meanwhile. Only a WAL copied to its end is started over by the next writer; under a
+/// checkpoint and the WAL stays small: first `PASSIVE` checkpoints while writers go on (the bulk
+/// of the copy) and a sync of the database file (what they wrote reaches the disk: syncing
+/// thousands of scattered pages took tens of milliseconds), then another checkpoint holding the
+/// write turn, which finishes the copy with no writer appending meanwhile and syncs only its own
+/// few pages. Only a WAL copied to its end is started over by the next writer; under a
 /// steady stream of writes, passive checkpoints alone never reach the end, and the WAL grew by
 /// tens of MB a second, slowing every read and write. Runs until the returned guard is dropped
 /// (the application holds it; one checkpointer per database, as each takes the write turn);
@@ -139,11 +141,24 @@ pub fn start_checkpointer(db: &DatabaseConnection) -> Option<Checkpointer> {
         return None;
     }
     let db = db.clone();
+    let path = db
+        .get_sqlite_connection_pool()
+        .connect_options()
+        .get_filename()
+        .to_owned();
+    // `None` for an in-memory database: nothing to sync.
+    let file = std::fs::File::open(path).ok().map(std::sync::Arc::new);
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            let bulk = checkpoint(&db).await;
+            let bulk = checkpoint_until_close(&db).await;
+            // What the copies wrote reaches the disk now, while writers go on; the checkpoint
+            // below syncs the file again, and then only its own few pages are left to flush.
+            if let Some(file) = &file {
+                let file = file.clone();
+                let _ = tokio::task::spawn_blocking(move || file.sync_data()).await;
+            }
             let rest = gated(&db, checkpoint(&db)).await;
             if let Err(err) = bulk.and(rest) {
                 tracing::debug!(error = %err, "WAL checkpoint skipped");
@@ -164,9 +179,38 @@ impl Drop for Checkpointer {
 
 /// One `PASSIVE` checkpoint.
 async fn checkpoint(db: &DatabaseConnection) -> Result<(), DbErr> {
-    db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
-        .await
-        .map(|_| ())
+    frames_left(db).await.map(|_| ())
+}
+
+/// WAL frames a checkpoint holding the write turn may copy without holding up the writers long.
+const FRAMES_LEFT_IN_TURN: i64 = 256;
+
+/// `PASSIVE` checkpoints while writers go on, until the last one left at most
+/// [`FRAMES_LEFT_IN_TURN`] frames uncopied (what writers appended while it ran), five at most:
+/// each copies what was appended during the one before, so they shrink quickly, and the one
+/// taken with the write turn then copies little (it grew with the database to tens of
+/// milliseconds a second otherwise, which writers waited for).
+async fn checkpoint_until_close(db: &DatabaseConnection) -> Result<(), DbErr> {
+    for _ in 0..5 {
+        if frames_left(db).await? <= FRAMES_LEFT_IN_TURN {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// One `PASSIVE` checkpoint; answers the frames it left uncopied.
+async fn frames_left(db: &DatabaseConnection) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA wal_checkpoint(PASSIVE)",
+        ))
+        .await?;
+    let Some(row) = row else { return Ok(0) };
+    let log: i64 = row.try_get_by_index(1)?;
+    let copied: i64 = row.try_get_by_index(2)?;
+    Ok((log - copied).max(0))
 }
 
 /// Brings the schema up to date.

@@ -111,12 +111,10 @@ pub fn without_private_headers(mut sample: Value) -> Value {
 /// verification token as `token` in every Events API body, slash command and interactivity
 /// `payload`; it is never stored in an event.
 pub fn without_provider_token(verifier: &Verifier, mut body: Value) -> Value {
-    if matches!(verifier, Verifier::Slack { .. }) {
-        if let Some(fields) = body.as_object_mut() {
-            fields.remove("token");
-            if let Some(payload) = fields.get_mut("payload").and_then(Value::as_object_mut) {
-                payload.remove("token");
-            }
+    if let (Verifier::Slack { .. }, Some(fields)) = (verifier, body.as_object_mut()) {
+        fields.remove("token");
+        if let Some(payload) = fields.get_mut("payload").and_then(Value::as_object_mut) {
+            payload.remove("token");
         }
     }
     body
