@@ -119,6 +119,7 @@ impl ApiError {
 
 impl From<sea_orm::DbErr> for ApiError {
     fn from(err: sea_orm::DbErr) -> Self {
+        crate::db::pool_check::note_error(&err);
         if crate::db::is_unavailable(&err) {
             tracing::warn!(error = %err, "storage unavailable");
             Self::Unavailable

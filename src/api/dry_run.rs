@@ -18,6 +18,7 @@ use crate::pipeline::automations;
 use crate::pipeline::expr::{Limits, to_value};
 use crate::pipeline::ingest::{Prepared, SourceExprs, prepare};
 use crate::queue::schedule::Schedule;
+use crate::webhooks::verifier::Verifier;
 
 /// A dry run.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -150,11 +151,18 @@ async fn try_message(
     message: Value,
 ) -> Result<DryRunOut, ApiError> {
     let (exprs, webhook) = source_exprs(state, org_id, &slug).await?;
-    // A webhook's events never hold credential headers; the sample is read the same way.
-    let message = if webhook {
-        crate::webhooks::inbound::without_private_headers(message)
-    } else {
-        message
+    // A webhook's events never hold credential headers nor its provider's body token; the
+    // sample is read the same way.
+    let message = match webhook {
+        Some(verifier) => {
+            let mut message = crate::webhooks::inbound::without_private_headers(message);
+            if let Some(body) = message.get_mut("body") {
+                let taken = std::mem::take(body);
+                *body = crate::webhooks::inbound::without_provider_token(&verifier, taken);
+            }
+            message
+        }
+        None => message,
     };
     let value = to_value(&message);
     let limits = Limits::for_input(state.settings.max_body_bytes);
@@ -193,17 +201,17 @@ async fn try_message(
 }
 
 /// The expressions of the org's source or webhook named `slug` (422 naming `source` if none),
-/// and whether it is a webhook.
+/// and the webhook's verifier when it is one.
 async fn source_exprs(
     state: &AppState,
     org_id: Uuid,
     slug: &str,
-) -> Result<(SourceExprs, bool), ApiError> {
+) -> Result<(SourceExprs, Option<Verifier>), ApiError> {
     let webhook;
     let (key, payload, filter, dedup) = if let Some(s) =
         db::sources::find_source_by_slug(&state.db, org_id, slug).await?
     {
-        webhook = false;
+        webhook = None;
         (
             s.event_key_expr,
             s.payload_expr,
@@ -211,13 +219,11 @@ async fn source_exprs(
             s.dedup_key_expr,
         )
     } else if let Some(w) = db::webhooks::find_webhook_by_slug(&state.db, org_id, slug).await? {
-        webhook = true;
+        webhook = serde_json::from_value::<Verifier>(w.verifier.clone()).ok();
         // What a delivery gets: the preset's defaults where the webhook sets none.
-        let (key, payload, dedup) =
-            serde_json::from_value::<crate::webhooks::verifier::Verifier>(w.verifier.clone())
-                .map_or((None, None, None), |v| {
-                    crate::webhooks::inbound::default_exprs(&v)
-                });
+        let (key, payload, dedup) = webhook
+            .as_ref()
+            .map_or((None, None, None), crate::webhooks::inbound::default_exprs);
         let or = |own: Option<String>, default: Option<&str>| own.or(default.map(str::to_owned));
         (
             or(w.event_key_expr, key),

@@ -75,12 +75,14 @@ pub fn encode_cursor(listing: Listing, last: Uuid) -> String {
 }
 
 /// Decodes a cursor produced by [`encode_cursor`] for the same `listing` (422 naming `cursor`
-/// otherwise).
+/// otherwise). A cursor of the untagged form that releases before 2026-12-05 issued (the id
+/// alone) is still read, so a listing paged across an upgrade goes on.
 pub fn decode_cursor(listing: Listing, cursor: &str) -> Result<Uuid, ApiError> {
     URL_SAFE_NO_PAD
         .decode(cursor)
         .ok()
         .and_then(|bytes| match bytes.split_first() {
+            _ if bytes.len() == 16 => Uuid::from_slice(&bytes).ok(),
             Some((tag, id)) if *tag == listing as u8 => Uuid::from_slice(id).ok(),
             _ => None,
         })

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod automations;
+pub mod checkpointer;
 pub mod cluster;
 pub mod event_rows;
 pub mod events;
@@ -28,13 +29,14 @@ pub mod webhooks;
 pub mod window;
 pub mod write;
 
+pub use checkpointer::{Checkpointer, start_checkpointer};
 pub use write::{WriteTxn, gated};
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 use crate::config::Settings;
 
@@ -126,93 +128,6 @@ pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<Data
     Ok(db)
 }
 
-/// Copies the SQLite WAL back into the database every second, so commits never pay for a
-/// checkpoint and the WAL stays small: first `PASSIVE` checkpoints while writers go on (the bulk
-/// of the copy) and a sync of the database file (what they wrote reaches the disk: syncing
-/// thousands of scattered pages took tens of milliseconds), then another checkpoint holding the
-/// write turn, which finishes the copy with no writer appending meanwhile and syncs only its own
-/// few pages. Only a WAL copied to its end is started over by the next writer; under a
-/// steady stream of writes, passive checkpoints alone never reach the end, and the WAL grew by
-/// tens of MB a second, slowing every read and write. Runs until the returned guard is dropped
-/// (the application holds it; one checkpointer per database, as each takes the write turn);
-/// `None` on PostgreSQL.
-pub fn start_checkpointer(db: &DatabaseConnection) -> Option<Checkpointer> {
-    if db.get_database_backend() != DbBackend::Sqlite {
-        return None;
-    }
-    let db = db.clone();
-    let path = db
-        .get_sqlite_connection_pool()
-        .connect_options()
-        .get_filename()
-        .to_owned();
-    // `None` for an in-memory database: nothing to sync.
-    let file = std::fs::File::open(path).ok().map(std::sync::Arc::new);
-    let task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            let bulk = checkpoint_until_close(&db).await;
-            // What the copies wrote reaches the disk now, while writers go on; the checkpoint
-            // below syncs the file again, and then only its own few pages are left to flush.
-            if let Some(file) = &file {
-                let file = file.clone();
-                let _ = tokio::task::spawn_blocking(move || file.sync_data()).await;
-            }
-            let rest = gated(&db, checkpoint(&db)).await;
-            if let Err(err) = bulk.and(rest) {
-                tracing::debug!(error = %err, "WAL checkpoint skipped");
-            }
-        }
-    });
-    Some(Checkpointer(task.abort_handle()))
-}
-
-/// The running SQLite checkpointer; stops it when dropped.
-pub struct Checkpointer(tokio::task::AbortHandle);
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// One `PASSIVE` checkpoint.
-async fn checkpoint(db: &DatabaseConnection) -> Result<(), DbErr> {
-    frames_left(db).await.map(|_| ())
-}
-
-/// WAL frames a checkpoint holding the write turn may copy without holding up the writers long.
-const FRAMES_LEFT_IN_TURN: i64 = 256;
-
-/// `PASSIVE` checkpoints while writers go on, until the last one left at most
-/// [`FRAMES_LEFT_IN_TURN`] frames uncopied (what writers appended while it ran), five at most:
-/// each copies what was appended during the one before, so they shrink quickly, and the one
-/// taken with the write turn then copies little (it grew with the database to tens of
-/// milliseconds a second otherwise, which writers waited for).
-async fn checkpoint_until_close(db: &DatabaseConnection) -> Result<(), DbErr> {
-    for _ in 0..5 {
-        if frames_left(db).await? <= FRAMES_LEFT_IN_TURN {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// One `PASSIVE` checkpoint; answers the frames it left uncopied.
-async fn frames_left(db: &DatabaseConnection) -> Result<i64, DbErr> {
-    let row = db
-        .query_one_raw(sea_orm::Statement::from_string(
-            DbBackend::Sqlite,
-            "PRAGMA wal_checkpoint(PASSIVE)",
-        ))
-        .await?;
-    let Some(row) = row else { return Ok(0) };
-    let log: i64 = row.try_get_by_index(1)?;
-    let copied: i64 = row.try_get_by_index(2)?;
-    Ok((log - copied).max(0))
-}
-
 /// Brings the schema up to date.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     Migrator::up(db, None)
@@ -223,14 +138,6 @@ pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
 /// Whether a database error means "storage is unavailable right now" (answer 503, retry) rather
 /// than a bug.
 pub fn is_unavailable(err: &DbErr) -> bool {
-    let unavailable = unavailable_error(err);
-    if unavailable {
-        pool_check::note_outage();
-    }
-    unavailable
-}
-
-fn unavailable_error(err: &DbErr) -> bool {
     use sea_orm::RuntimeErr;
     use sea_orm::sqlx::Error as Sqlx;
     match err {

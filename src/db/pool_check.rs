@@ -5,7 +5,10 @@
 //! firewall dropped it meanwhile), or storage was found unavailable in the last [`AFTER_OUTAGE`]
 //! (a connection used during an outage, or just before a quick restart, is not handed out
 //! again unchecked). Only the statement that first finds storage gone fails, as it would with
-//! any check (the outage began after its check); it is answered "storage unavailable".
+//! any check (the outage began after its check), and so can one on each connection used in the
+//! second before a quick restart: they are answered "storage unavailable" (handlers 503, writers
+//! retry). Which errors say a connection may be gone: [`note_error`], called where the API and the
+//! inbox writers meet storage errors.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,9 +31,37 @@ fn millis_since_epoch() -> u64 {
     u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Storage was just found unavailable (called by [`super::is_unavailable`]).
+/// Storage was just found unavailable: every connection is checked for [`AFTER_OUTAGE`].
 pub fn note_outage() {
     LAST_OUTAGE_MS.store(millis_since_epoch().saturating_add(1), Ordering::Relaxed);
+}
+
+/// Notes an outage when `err` says a connection was lost or refused (I/O, protocol, pool, a
+/// PostgreSQL connection exception (08) or shutdown (57)); a conflict, a lock timeout or a busy
+/// SQLite say nothing about connections and change nothing.
+pub fn note_error(err: &sea_orm::DbErr) {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    let lost = match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                Sqlx::Io(_)
+                | Sqlx::Protocol(_)
+                | Sqlx::PoolTimedOut
+                | Sqlx::PoolClosed
+                | Sqlx::WorkerCrashed => true,
+                Sqlx::Database(db) => db
+                    .code()
+                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+                _ => false,
+            }
+        }
+        _ => false,
+    };
+    if lost {
+        note_outage();
+    }
 }
 
 /// Whether a connection idle for `idle_for` is checked before it is handed out.

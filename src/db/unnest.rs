@@ -54,8 +54,7 @@ pub struct Inserted {
 
 /// [`insert_events`] and [`insert_runs`] in one statement (one round trip; atomic on its own in
 /// autocommit): only the runs of events this statement inserted are created, so a duplicate's
-/// runs are never written. The runs refer to events the same statement inserts: the foreign key
-/// is checked at the statement's end, when they are there.
+/// runs are never written.
 pub async fn insert_events_with_runs(
     db: &impl ConnectionTrait,
     rows: &[event::Model],

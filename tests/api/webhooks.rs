@@ -127,6 +127,16 @@ both_backends! {
         })).await;
         assert_eq!(dry.status, 200, "{}", dry.text);
         assert_eq!(dry.body["payload"], json!({"x-kind": "a"}), "{}", dry.text);
+        // Nor Slack's verification token in the body.
+        let slack = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "Sl", "source": "sl", "verifier": {"preset": "slack"},
+            "payload_expr": "body", "event_key_expr": "body.type"})).await;
+        assert_eq!(slack.status, 201, "{}", slack.text);
+        let dry = app.post("/v1/automations/test", ADMIN_KEY, json!({
+            "trigger": {"type": "event", "source": "sl", "on": "*"},
+            "message": {"body": {"type": "event_callback", "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl"}, "headers": {}},
+        })).await;
+        assert_eq!(dry.status, 200, "{}", dry.text);
+        assert_eq!(dry.body["payload"], json!({"type": "event_callback"}), "{}", dry.text);
     }
 
     async fn rotation_keeps_the_previous_secret_for_the_grace_period(app: TestApp) {

@@ -73,7 +73,7 @@ pub async fn claim(
         tokio::pin!(waiter);
         waiter.as_mut().enable();
         // While ingest is saturated, claims take paced turns (`queue::ingest_first`).
-        let turn = state.notifier.ingest().claim_turn().await;
+        let turn = state.notifier.ingest().claim_turn(deadline).await;
         request.token = new_token(input.lease_s);
         request.now = db::now();
         let (rows, events) = db::queue::claim_with_events(&state.db, &request, &caps).await?;

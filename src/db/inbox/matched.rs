@@ -160,7 +160,10 @@ pub async fn insert_matched_isolating(
         Ok(done) => Ok(done),
         // Only a refusal of the data itself is isolated; any other error (storage down, read-only,
         // a schema mismatch) concerns every row alike: nothing is rejected or acknowledged.
-        Err(err) if !crate::db::is_row_refusal(&err) => Err(err),
+        Err(err) if !crate::db::is_row_refusal(&err) => {
+            crate::db::pool_check::note_error(&err);
+            Err(err)
+        }
         Err(err) if rows.len() <= 1 => Ok(MatchedCommit {
             outcomes: rows
                 .iter()
