@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod netpolicy;
 pub mod pipeline;
 pub mod queue;
+pub mod recently;
 pub mod redact;
 pub mod rotate;
 pub mod sealed;

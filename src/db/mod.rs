@@ -73,17 +73,7 @@ pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<Data
         .acquire_timeout(Duration::from_secs(3))
         // Checked before it is handed out only when it may be stale (see `pool_check`).
         .test_before_acquire(false)
-        .map_sqlx_postgres_pool_opts(|pool| {
-            pool.before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    use sea_orm::sqlx::Connection as _;
-                    if pool_check::needs_check(meta.idle_for) {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
-        })
+        .map_sqlx_postgres_pool_opts(|pool| pool.before_acquire(pool_check::ping_if_stale))
         .sqlx_logging(false)
         // Every pooled SQLite connection: WAL, a busy timeout instead of "database is locked",
         // checkpoints in the background (below) rather than inside a writer's commit, and a page
@@ -101,23 +91,15 @@ pub async fn connect_url(url: &str, max_connections: u32) -> anyhow::Result<Data
         // itself, sqlx's own rollback then fails and leaves it counting an open transaction, and
         // reused, the connection would hold (or believe it holds) the write lock forever.
         .map_sqlx_sqlite_pool_opts(|pool| {
-            pool.before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    use sea_orm::sqlx::Connection as _;
-                    if pool_check::needs_check(meta.idle_for) {
-                        conn.ping().await?;
-                    }
-                    Ok(true)
+            pool.before_acquire(pool_check::ping_if_stale)
+                .after_release(|conn, _| {
+                    Box::pin(async move {
+                        use sea_orm::sqlx::Connection as _;
+                        // After the rollback queued on drop has run.
+                        let _ = conn.ping().await;
+                        Ok(!conn.is_in_transaction())
+                    })
                 })
-            })
-            .after_release(|conn, _| {
-                Box::pin(async move {
-                    use sea_orm::sqlx::Connection as _;
-                    // After the rollback queued on drop has run.
-                    let _ = conn.ping().await;
-                    Ok(!conn.is_in_transaction())
-                })
-            })
         });
     let db = Database::connect(options).await.with_context(|| {
         format!(

@@ -10,30 +10,35 @@
 //! retry). Which errors say a connection may be gone: [`note_error`], called where the API and the
 //! inbox writers meet storage errors.
 
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::recently::Recently;
 
 /// A connection idle this long is checked before it is handed out again.
 pub const IDLE: Duration = Duration::from_secs(1);
 /// Every connection is checked for this long after storage was last found unavailable.
 pub const AFTER_OUTAGE: Duration = Duration::from_secs(30);
 
-/// Milliseconds after [`epoch`] at which storage was last found unavailable, plus one (0: never).
-static LAST_OUTAGE_MS: AtomicU64 = AtomicU64::new(0);
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn millis_since_epoch() -> u64 {
-    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
-}
+/// When storage was last found unavailable.
+static LAST_OUTAGE: Recently = Recently::new();
 
 /// Storage was just found unavailable: every connection is checked for [`AFTER_OUTAGE`].
 pub fn note_outage() {
-    LAST_OUTAGE_MS.store(millis_since_epoch().saturating_add(1), Ordering::Relaxed);
+    LAST_OUTAGE.mark();
+}
+
+/// The pools' `before_acquire` hook: pings `conn` first when [`needs_check`] says it may be
+/// stale; a failed ping discards it and the pool opens another.
+pub fn ping_if_stale<C: sea_orm::sqlx::Connection>(
+    conn: &mut C,
+    meta: sea_orm::sqlx::pool::PoolConnectionMetadata,
+) -> futures_util::future::BoxFuture<'_, Result<bool, sea_orm::sqlx::Error>> {
+    Box::pin(async move {
+        if needs_check(meta.idle_for) {
+            conn.ping().await?;
+        }
+        Ok(true)
+    })
 }
 
 /// Notes an outage when `err` says a connection was lost or refused (I/O, protocol, pool, a
@@ -66,16 +71,7 @@ pub fn note_error(err: &sea_orm::DbErr) {
 
 /// Whether a connection idle for `idle_for` is checked before it is handed out.
 pub fn needs_check(idle_for: Duration) -> bool {
-    if idle_for >= IDLE {
-        return true;
-    }
-    match LAST_OUTAGE_MS.load(Ordering::Relaxed) {
-        0 => false,
-        at => {
-            let since = millis_since_epoch().saturating_sub(at - 1);
-            u128::from(since) < AFTER_OUTAGE.as_millis()
-        }
-    }
+    idle_for >= IDLE || LAST_OUTAGE.within(AFTER_OUTAGE)
 }
 
 #[cfg(test)]

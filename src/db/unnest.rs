@@ -7,9 +7,12 @@
 //! nullable JSON columns as their JSON text with `''` for `NULL` (JSON text is never empty), and
 //! nullable scalars as a JSON literal (`null` or `"value"`) read back with `#>> '{}'`.
 
+use std::borrow::Borrow;
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use entity::{automation_run, event};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 use uuid::Uuid;
 
 use super::statuses::EventStatus;
@@ -38,8 +41,31 @@ pub async fn insert_events(
     db: &impl ConnectionTrait,
     rows: &[event::Model],
 ) -> Result<Vec<Uuid>, DbErr> {
-    let sql = format!("{INSERT_EVENTS} RETURNING id");
-    returned_ids(db, &sql, event_columns(rows)).await
+    static SQL: LazyLock<String> = LazyLock::new(|| format!("{INSERT_EVENTS} RETURNING id"));
+    returned_ids(db, &SQL, event_columns(rows)).await
+}
+
+/// The `INSERT` of a batch of new runs whose columns are the parameters from `$first` on (in
+/// [`run_columns`]' order), keeping any existing run for the same automation and event and
+/// returning the ids inserted; `filter` (empty, or a `WHERE` on the unnested rows `u`) limits
+/// which runs are inserted.
+fn insert_runs_sql(first: usize, filter: &str) -> String {
+    let p = |i: usize, ty: &str| format!("${}::{ty}[]", first + i);
+    format!(
+        "INSERT INTO automation_runs (id, org_id, automation_id, event_id, source, status, \
+         attempts, created_at, available_at) \
+         SELECT u.*, u.created_at FROM UNNEST({}, {}, {}, {}, {}, {}, {}, {}) \
+         AS u(id, org_id, automation_id, event_id, source, status, attempts, created_at) \
+         {filter} ON CONFLICT (event_id, automation_id) DO NOTHING RETURNING id",
+        p(0, "uuid"),
+        p(1, "uuid"),
+        p(2, "uuid"),
+        p(3, "uuid"),
+        p(4, "text"),
+        p(5, "text"),
+        p(6, "int4"),
+        p(7, "timestamptz"),
+    )
 }
 
 /// What [`insert_events_with_runs`] stored: the ids of the events inserted and of the runs
@@ -55,30 +81,22 @@ pub struct Inserted {
 /// [`insert_events`] and [`insert_runs`] in one statement (one round trip; atomic on its own in
 /// autocommit): only the runs of events this statement inserted are created, so a duplicate's
 /// runs are never written.
-pub async fn insert_events_with_runs(
+pub async fn insert_events_with_runs<R: Borrow<automation_run::Model>>(
     db: &impl ConnectionTrait,
     rows: &[event::Model],
-    runs: &[automation_run::Model],
+    runs: &[R],
 ) -> Result<Inserted, DbErr> {
-    let sql = format!(
-        "WITH ev AS ({INSERT_EVENTS} RETURNING id), ru AS (INSERT INTO automation_runs (id, \
-         org_id, automation_id, event_id, source, status, attempts, created_at, available_at) \
-         SELECT u.*, u.created_at FROM UNNEST($18::uuid[], $19::uuid[], $20::uuid[], \
-         $21::uuid[], $22::text[], $23::text[], $24::int4[], $25::timestamptz[]) \
-         AS u(id, org_id, automation_id, event_id, source, status, attempts, created_at) \
-         WHERE u.event_id IN (SELECT id FROM ev) \
-         ON CONFLICT (event_id, automation_id) DO NOTHING RETURNING id) \
-         SELECT true AS event, id FROM ev UNION ALL SELECT false, id FROM ru"
-    );
+    // The events take $1–$17, the runs $18 on.
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH ev AS ({INSERT_EVENTS} RETURNING id), ru AS ({}) \
+             SELECT true AS event, id FROM ev UNION ALL SELECT false, id FROM ru",
+            insert_runs_sql(18, "WHERE u.event_id IN (SELECT id FROM ev)")
+        )
+    });
     let mut values = event_columns(rows);
     values.extend(run_columns(runs));
-    let found = db
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values,
-        ))
-        .await?;
+    let found = query(db, &SQL, values).await?;
     let mut inserted = Inserted::default();
     for row in found {
         let id = row.try_get::<Uuid>("", "id")?;
@@ -121,36 +139,35 @@ pub async fn insert_runs(
     db: &impl ConnectionTrait,
     runs: &[automation_run::Model],
 ) -> Result<Vec<Uuid>, DbErr> {
-    const SQL: &str = "INSERT INTO automation_runs (id, org_id, automation_id, event_id, source, \
-        status, attempts, created_at, available_at) \
-        SELECT u.*, u.created_at FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], \
-        $5::text[], $6::text[], $7::int4[], $8::timestamptz[]) \
-        AS u(id, org_id, automation_id, event_id, source, status, attempts, created_at) \
-        ON CONFLICT (event_id, automation_id) DO NOTHING RETURNING id";
-    // Only a new run's columns travel: the others (payload copy, lease, error, start and end)
-    // start out NULL, as `inbox::pending_run` makes them; a new run is available from its
-    // creation.
-    debug_assert!(runs.iter().all(|r| r.event_payload.is_none()
-        && r.lease_owner.is_none()
-        && r.lease_expires_at.is_none()
-        && r.error_detail.is_none()
-        && r.started_at.is_none()
-        && r.completed_at.is_none()));
-    returned_ids(db, SQL, run_columns(runs)).await
+    static SQL: LazyLock<String> = LazyLock::new(|| insert_runs_sql(1, ""));
+    returned_ids(db, &SQL, run_columns(runs)).await
 }
 
 /// The array parameters of a new run's columns, in order: id, org, automation, event, source,
 /// status, attempts, creation.
-fn run_columns(runs: &[automation_run::Model]) -> Vec<Value> {
+fn run_columns<R: Borrow<automation_run::Model>>(runs: &[R]) -> Vec<Value> {
+    // Only a new run's columns travel: the others (payload copy, lease, error, start and end)
+    // start out NULL, as `inbox::pending_run` makes them; a new run is available from its
+    // creation.
+    debug_assert!(
+        runs.iter()
+            .map(Borrow::borrow)
+            .all(|r| r.event_payload.is_none()
+                && r.lease_owner.is_none()
+                && r.lease_expires_at.is_none()
+                && r.error_detail.is_none()
+                && r.started_at.is_none()
+                && r.completed_at.is_none())
+    );
     vec![
-        column(runs, |r| r.id),
-        column(runs, |r| r.org_id),
-        column(runs, |r| r.automation_id),
-        column(runs, |r| r.event_id),
-        column(runs, |r| r.source.clone()),
-        column(runs, |r| r.status.clone()),
-        column(runs, |r| r.attempts),
-        column(runs, |r| r.created_at),
+        column(runs, |r| run(r).id),
+        column(runs, |r| run(r).org_id),
+        column(runs, |r| run(r).automation_id),
+        column(runs, |r| run(r).event_id),
+        column(runs, |r| run(r).source.clone()),
+        column(runs, |r| run(r).status.clone()),
+        column(runs, |r| run(r).attempts),
+        column(runs, |r| run(r).created_at),
     ]
 }
 
@@ -180,21 +197,36 @@ pub async fn mark_dispatched(
     Ok(())
 }
 
+/// The rows a statement returns.
+async fn query(
+    db: &impl ConnectionTrait,
+    sql: &str,
+    values: Vec<Value>,
+) -> Result<Vec<QueryResult>, DbErr> {
+    db.query_all_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        values,
+    ))
+    .await
+}
+
+/// The `id` column of the rows a statement returns.
 async fn returned_ids(
     db: &impl ConnectionTrait,
     sql: &str,
     values: Vec<Value>,
 ) -> Result<Vec<Uuid>, DbErr> {
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values,
-        ))
-        .await?;
-    rows.iter()
+    query(db, sql, values)
+        .await?
+        .iter()
         .map(|row| row.try_get::<Uuid>("", "id"))
         .collect()
+}
+
+/// A run given owned or borrowed.
+fn run<R: Borrow<automation_run::Model>>(r: &R) -> &automation_run::Model {
+    r.borrow()
 }
 
 /// One column of a batch as an array parameter.

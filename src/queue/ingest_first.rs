@@ -9,11 +9,11 @@
 //! [`QUIET_AFTER`], claims run freely again.
 
 use std::sync::Arc;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::recently::Recently;
 
 /// While the inbox is saturated, a claim starts at most this often (process-wide).
 pub const CLAIM_PACE: Duration = Duration::from_millis(20);
@@ -25,8 +25,8 @@ pub const QUIET_AFTER: Duration = Duration::from_millis(250);
 /// Whether ingest is saturated, and the claims' turns while it is (cheap to clone).
 #[derive(Clone)]
 pub struct IngestFirst {
-    /// Milliseconds after [`epoch`] at which a writer was last saturated, plus one (0: never).
-    saturated_at: Arc<AtomicU64>,
+    /// When a writer was last saturated.
+    saturated_at: Arc<Recently>,
     /// One claim at a time while saturated.
     turns: Arc<Semaphore>,
 }
@@ -34,19 +34,10 @@ pub struct IngestFirst {
 impl Default for IngestFirst {
     fn default() -> Self {
         IngestFirst {
-            saturated_at: Arc::new(AtomicU64::new(0)),
+            saturated_at: Arc::new(Recently::new()),
             turns: Arc::new(Semaphore::new(1)),
         }
     }
-}
-
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A claim's turn while ingest is saturated: the next claim may start [`CLAIM_PACE`] after this
@@ -84,16 +75,12 @@ impl IngestFirst {
 
     /// A writer took a full batch or left one waiting (called by the inbox writers).
     pub fn saturated(&self) {
-        self.saturated_at
-            .store(now_ms().saturating_add(1), Ordering::Relaxed);
+        self.saturated_at.mark();
     }
 
     /// Whether a writer was saturated in the last [`QUIET_AFTER`].
     pub fn is_saturated(&self) -> bool {
-        match self.saturated_at.load(Ordering::Relaxed) {
-            0 => false,
-            at => u128::from(now_ms().saturating_sub(at - 1)) < QUIET_AFTER.as_millis(),
-        }
+        self.saturated_at.within(QUIET_AFTER)
     }
 
     /// Waits for a claim's turn while ingest is saturated (`None` at once when it is not); hold

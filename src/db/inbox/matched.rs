@@ -123,7 +123,7 @@ async fn insert_in_one_statement(
     rows: &[event::Model],
     runs: &[Vec<automation_run::Model>],
 ) -> Result<MatchedCommit, DbErr> {
-    let all_runs: Vec<automation_run::Model> = runs.iter().flatten().cloned().collect();
+    let all_runs: Vec<&automation_run::Model> = runs.iter().flatten().collect();
     let inserted = crate::db::unnest::insert_events_with_runs(db, rows, &all_runs).await?;
     let stored: std::collections::HashSet<Uuid> = inserted.events.into_iter().collect();
     Ok(MatchedCommit {

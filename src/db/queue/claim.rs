@@ -306,10 +306,14 @@ fn pick_and_lease(backend: DbBackend, req: &ClaimRequest, with_events: bool) -> 
     }
     s.push(" RETURNING *");
     if with_events {
-        s.push(&format!(
-            ") SELECT leased.*, {} FROM leased LEFT JOIN events e ON e.id = leased.event_id",
-            crate::db::event_rows::text_columns("e", "e_")
-        ));
+        // Built once: the same for every claim.
+        static READ_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                ") SELECT leased.*, {} FROM leased LEFT JOIN events e ON e.id = leased.event_id",
+                crate::db::event_rows::text_columns("e", "e_")
+            )
+        });
+        s.push(&READ_EVENTS);
     }
     s.statement()
 }
