@@ -286,7 +286,6 @@ both_backends_private! {
         assert_eq!(again.body["runs_created"], 0, "replay never duplicates a run");
         assert_eq!(runs_of(&app, &first).await, 1);
         assert_eq!(runs_of(&app, &second).await, 1);
-
         let dry = app.post("/v1/automations/test", ADMIN_KEY, json!({
             "trigger": {"type": "event", "source": "replays", "on": "order.*", "filter": "data.amount > `100`"},
             "message": {"type": "order.created", "id": "x", "data": {"amount": 50}}
@@ -300,6 +299,21 @@ both_backends_private! {
         assert_problem(&app.post("/v1/automations/test", ADMIN_KEY, json!({"message": {}})).await, 422, Some("trigger"));
         let before = event_count(&app, "replays").await;
         assert_eq!(before, 1, "a dry run stores nothing");
+        // An automation that no longer matches keeps its run, and the new outcome still names it.
+        let run_of_first = replayed.body["outcome"].as_array().unwrap().iter()
+            .find(|o| o["automation_id"] == first.as_str()).unwrap()["run_id"].clone();
+        assert!(run_of_first.is_string(), "{}", replayed.text);
+        let narrowed = app.patch(&format!("/v1/automations/{first}"), ADMIN_KEY, json!({"trigger": {"filter": "data.amount > `1000`"}})).await;
+        assert_eq!(narrowed.status, 200, "{}", narrowed.text);
+        let verdict_of_first = || async {
+            let replayed = app.post(&format!("/v1/events/{event_id}/replay"), ADMIN_KEY, json!({})).await;
+            replayed.body["outcome"].as_array().unwrap().iter()
+                .find(|o| o["automation_id"] == first.as_str()).cloned().unwrap()
+        };
+        assert!(eventually(WAIT, || async { verdict_of_first().await["result"] == "filter_false" }).await);
+        let verdict = verdict_of_first().await;
+        assert_eq!(verdict["run_id"], run_of_first, "{verdict}");
+        assert_eq!(runs_of(&app, &first).await, 1);
     }
 }
 

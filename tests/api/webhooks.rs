@@ -1,4 +1,4 @@
-use serde_json::json;
+use serde_json::{Value, json};
 use switchboard::crypto::{Keyring, SecretSlot};
 use switchboard::webhooks::verifier::WebhookSecrets;
 
@@ -104,38 +104,34 @@ both_backends! {
     }
 
     async fn the_dry_run_reads_a_webhook_message_as_a_delivery_would_be(app: TestApp) {
+        // A webhook, then a dry run of `message` through it for a trigger on `on` (answered 200).
+        let dry_run = |webhook: Value, on: &'static str, message: Value| {
+            let app = &app;
+            async move {
+                let created = app.post("/v1/webhooks", ADMIN_KEY, webhook.clone()).await;
+                assert_eq!(created.status, 201, "{}", created.text);
+                let dry = app.post("/v1/automations/test", ADMIN_KEY, json!({
+                    "trigger": {"type": "event", "source": webhook["source"], "on": on}, "message": message,
+                })).await;
+                assert_eq!(dry.status, 200, "{}", dry.text);
+                dry
+            }
+        };
         // A Stripe webhook sets no expressions: the preset's defaults apply, in the dry run too.
-        let created = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "Jobs", "source": "jobs", "verifier": {"preset": "stripe"}})).await;
-        assert_eq!(created.status, 201, "{}", created.text);
-        let dry = app.post("/v1/automations/test", ADMIN_KEY, json!({
-            "trigger": {"type": "event", "source": "jobs", "on": "job.*"},
-            "message": {"body": {"type": "job.created", "id": "evt_1"}, "headers": {}},
-        })).await;
-        assert_eq!(dry.status, 200, "{}", dry.text);
+        let dry = dry_run(json!({"name": "Jobs", "source": "jobs", "verifier": {"preset": "stripe"}}), "job.*",
+            json!({"body": {"type": "job.created", "id": "evt_1"}, "headers": {}})).await;
         assert_eq!(dry.body["status"], "received", "{}", dry.text);
         assert_eq!(dry.body["event_key"], "job.created");
         assert_eq!(dry.body["payload"], json!({"type": "job.created", "id": "evt_1"}));
         assert_eq!(dry.body["dedup_key"], "evt_1");
         assert_eq!(dry.body["match"]["result"], "matched", "{}", dry.text);
         // A delivery's event never holds credential headers, so neither does the sample's.
-        let hooked = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "Raw", "source": "raw", "verifier": {"preset": "stripe"},
-            "payload_expr": "headers"})).await;
-        assert_eq!(hooked.status, 201, "{}", hooked.text);
-        let dry = app.post("/v1/automations/test", ADMIN_KEY, json!({
-            "trigger": {"type": "event", "source": "raw", "on": "*"},
-            "message": {"body": {"type": "t", "id": "e"}, "headers": {"X-Api-Key": "k-123", "X-Kind": "a"}},
-        })).await;
-        assert_eq!(dry.status, 200, "{}", dry.text);
+        let dry = dry_run(json!({"name": "Raw", "source": "raw", "verifier": {"preset": "stripe"}, "payload_expr": "headers"}), "*",
+            json!({"body": {"type": "t", "id": "e"}, "headers": {"X-Api-Key": "k-123", "X-Kind": "a"}})).await;
         assert_eq!(dry.body["payload"], json!({"x-kind": "a"}), "{}", dry.text);
         // Nor Slack's verification token in the body.
-        let slack = app.post("/v1/webhooks", ADMIN_KEY, json!({"name": "Sl", "source": "sl", "verifier": {"preset": "slack"},
-            "payload_expr": "body", "event_key_expr": "body.type"})).await;
-        assert_eq!(slack.status, 201, "{}", slack.text);
-        let dry = app.post("/v1/automations/test", ADMIN_KEY, json!({
-            "trigger": {"type": "event", "source": "sl", "on": "*"},
-            "message": {"body": {"type": "event_callback", "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl"}, "headers": {}},
-        })).await;
-        assert_eq!(dry.status, 200, "{}", dry.text);
+        let dry = dry_run(json!({"name": "Sl", "source": "sl", "verifier": {"preset": "slack"}, "payload_expr": "body", "event_key_expr": "body.type"}), "*",
+            json!({"body": {"type": "event_callback", "token": "Jhj5dZrVaK7ZwHHjRyZWjbDl"}, "headers": {}})).await;
         assert_eq!(dry.body["payload"], json!({"type": "event_callback"}), "{}", dry.text);
     }
 
