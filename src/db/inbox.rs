@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 mod matched;
 
+mod fresh;
 pub use matched::{BatchSignal, MatchedCommit, Place, insert_matched, insert_matched_isolating};
 
 /// Statement sizes: a batch is cut into chunks of these row counts only, so every insert reuses
@@ -34,7 +35,9 @@ pub fn fixed_chunks<T>(rows: &[T]) -> Vec<&[T]> {
     chunks
 }
 
-/// Inserts `rows` in fixed-size chunks, skipping those that conflict; returns the ids inserted.
+/// Inserts `rows` in fixed-size chunks, skipping those that conflict; returns the ids inserted
+/// (`RETURNING`: an id may name a row stored earlier, such as the run of an event dispatched
+/// before; rows with ids made for this write go through [`fresh::insert_fresh`]).
 async fn insert_skipping<E>(
     db: &impl ConnectionTrait,
     rows: &[E::Model],
@@ -81,13 +84,10 @@ pub async fn insert_events(
         return Ok(rows.iter().map(|r| inserted.contains(&r.id)).collect());
     }
     let txn = super::WriteTxn::begin(db).await?;
-    // No target: a row is skipped when its dedup key or its replay key is already stored.
-    let conflict = OnConflict::new().do_nothing().to_owned();
-    let inserted: std::collections::HashSet<Uuid> =
-        insert_skipping::<event::Entity>(&txn, rows, &conflict, event::Column::Id)
-            .await?
-            .into_iter()
-            .collect();
+    let inserted: std::collections::HashSet<Uuid> = fresh::insert_events(&txn, rows)
+        .await?
+        .into_iter()
+        .collect();
     txn.commit().await?;
     Ok(rows.iter().map(|r| inserted.contains(&r.id)).collect())
 }
@@ -273,8 +273,19 @@ pub fn pending_run(
     automation_id: Uuid,
     event: (Uuid, &str),
 ) -> automation_run::Model {
+    pending_run_at(id, org_id, automation_id, event, super::now())
+}
+
+/// [`pending_run`] created (and claimable) at `now` (dispatch gives all runs of a batch one
+/// time).
+pub fn pending_run_at(
+    id: Uuid,
+    org_id: Uuid,
+    automation_id: Uuid,
+    event: (Uuid, &str),
+    now: chrono::DateTime<chrono::Utc>,
+) -> automation_run::Model {
     let (event_id, source) = event;
-    let now = super::now();
     automation_run::Model {
         id,
         org_id,

@@ -85,6 +85,55 @@ both_backends! {
         );
     }
 
+    async fn matched_batches_store_new_events_with_their_runs_only(app: TestApp) {
+        let org = Uuid::now_v7();
+        let automations = [Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7()];
+        let earlier = row(org, "m-stored", 1);
+        inbox::insert_events(&app.db, std::slice::from_ref(&earlier)).await.unwrap();
+        // 150 new rows, then a duplicate of one of them and one of the row stored before.
+        let mut rows: Vec<event::Model> = (0..150).map(|n| row(org, &format!("m{n}"), n * 3 + 1)).collect();
+        rows.push(row(org, "m10", 31));
+        rows.push(row(org, "m-stored", 2));
+        let runs: Vec<Vec<automation_run::Model>> = decisions(org, &rows, &automations)
+            .into_iter()
+            .map(|record| record.runs)
+            .collect();
+        let place = inbox::Place::default();
+        let done = inbox::insert_matched(&app.db, &rows, &runs, &place).await.unwrap();
+
+        use inbox::RowOutcome::{Duplicate, Stored};
+        assert!(done.outcomes[..150].iter().all(|o| *o == Stored), "{:?}", done.outcomes);
+        assert_eq!(&done.outcomes[150..], &[Duplicate, Duplicate]);
+        let mut expected: Vec<automation_run::Model> = runs[..150].iter().flatten().cloned().collect();
+        expected.sort_by_key(|r| r.id);
+        let mut created = done.created.clone();
+        created.sort();
+        assert_eq!(created, expected.iter().map(|r| r.id).collect::<Vec<_>>(), "the runs of stored rows only");
+        let stored_runs = automation_run::Entity::find()
+            .filter(automation_run::Column::OrgId.eq(org))
+            .order_by_asc(automation_run::Column::Id)
+            .all(&app.db)
+            .await
+            .unwrap();
+        assert_eq!(stored_runs, expected, "every run column round-trips; no run of a duplicate");
+        let events = event::Entity::find()
+            .filter(event::Column::OrgId.eq(org))
+            .order_by_asc(event::Column::Id)
+            .all(&app.db)
+            .await
+            .unwrap();
+        let mut expected_events = vec![earlier];
+        expected_events.extend(rows[..150].iter().cloned());
+        assert_eq!(events, expected_events, "every event column round-trips");
+
+        // Delivered again (new rows, the same dedup keys): nothing new, no run created.
+        let redelivered: Vec<event::Model> = (0..3).map(|n| row(org, &format!("m{n}"), n * 3 + 1)).collect();
+        let runs = decisions(org, &redelivered, &automations).into_iter().map(|r| r.runs).collect::<Vec<_>>();
+        let again = inbox::insert_matched(&app.db, &redelivered, &runs, &place).await.unwrap();
+        assert!(again.outcomes.iter().all(|o| *o == Duplicate));
+        assert!(again.created.is_empty());
+    }
+
     async fn dispatch_commits_runs_once_and_records_outcomes(app: TestApp) {
         let org = Uuid::now_v7();
         let rows: Vec<event::Model> = (0..120).map(|n| row(org, &format!("d{n}"), n * 3 + 1)).collect();

@@ -16,6 +16,9 @@ use crate::pipeline::expr::to_value;
 /// Matches a batch against the automation index in force.
 pub fn decide(registry: &AutomationRegistry, batch: &[PendingEvent]) -> Vec<DispatchRecord> {
     let set = registry.current();
+    // One creation time for the batch's runs: in id order they are then also in claim order
+    // (`available_at`, then id), and storage adds each to the claim index after the one before.
+    let now = crate::db::now();
     batch
         .iter()
         .map(|event| {
@@ -33,7 +36,7 @@ pub fn decide(registry: &AutomationRegistry, batch: &[PendingEvent]) -> Vec<Disp
                 .map(|o| {
                     let id = inbox::run_id(o.automation_id, event.id, millis);
                     o.run_id = Some(id);
-                    run_row(id, o, event)
+                    run_row(id, o, event, now)
                 })
                 .collect();
             DispatchRecord {
@@ -45,12 +48,18 @@ pub fn decide(registry: &AutomationRegistry, batch: &[PendingEvent]) -> Vec<Disp
         .collect()
 }
 
-fn run_row(id: Uuid, outcome: &Outcome, event: &PendingEvent) -> entity::automation_run::Model {
-    inbox::pending_run(
+fn run_row(
+    id: Uuid,
+    outcome: &Outcome,
+    event: &PendingEvent,
+    now: chrono::DateTime<chrono::Utc>,
+) -> entity::automation_run::Model {
+    inbox::pending_run_at(
         id,
         event.org_id,
         outcome.automation_id,
         (event.id, &event.source),
+        now,
     )
 }
 
