@@ -37,7 +37,8 @@ pub fn fixed_chunks<T>(rows: &[T]) -> Vec<&[T]> {
 
 /// Inserts `rows` in fixed-size chunks, skipping those that conflict; returns the ids inserted
 /// (`RETURNING`: an id may name a row stored earlier, such as the run of an event dispatched
-/// before; rows with ids made for this write go through [`fresh::insert_fresh`]).
+/// before; rows with ids made for this write go through `fresh::insert_events` and
+/// `fresh::insert_runs`).
 async fn insert_skipping<E>(
     db: &impl ConnectionTrait,
     rows: &[E::Model],

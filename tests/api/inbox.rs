@@ -98,8 +98,11 @@ both_backends! {
             .into_iter()
             .map(|record| record.runs)
             .collect();
+        // One run named twice (the same automation and event): stored and reported once.
+        let mut with_twice = runs.clone();
+        with_twice[5].push(runs[5][0].clone());
         let place = inbox::Place::default();
-        let done = inbox::insert_matched(&app.db, &rows, &runs, &place).await.unwrap();
+        let done = inbox::insert_matched(&app.db, &rows, &with_twice, &place).await.unwrap();
 
         use inbox::RowOutcome::{Duplicate, Stored};
         assert!(done.outcomes[..150].iter().all(|o| *o == Stored), "{:?}", done.outcomes);

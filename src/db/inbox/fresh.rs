@@ -50,8 +50,13 @@ pub async fn insert_runs(
     db: &impl ConnectionTrait,
     runs: &[automation_run::Model],
 ) -> Result<Vec<Uuid>, DbErr> {
-    debug_assert!(runs.iter().all(|r| r.lease_owner.is_none()
-        && r.event_payload.is_none()
+    // Only a new run's columns travel; the others start out NULL, as `pending_run` makes them.
+    debug_assert!(runs.iter().all(|r| r.event_payload.is_none()
+        && r.lease_owner.is_none()
+        && r.lease_token.is_none()
+        && r.lease_expires_at.is_none()
+        && r.result.is_none()
+        && r.error_detail.is_none()
         && r.started_at.is_none()
         && r.completed_at.is_none()));
     let mut created = Vec::with_capacity(runs.len());

@@ -88,7 +88,9 @@ pub async fn insert_matched(
     } else if db.get_database_backend() == DbBackend::Postgres {
         crate::db::unnest::insert_runs(&txn, &new_runs).await?
     } else {
-        // The runs of events this transaction stored: none of them can exist before it.
+        // The runs of events this transaction stored: no run names an event before it is
+        // stored. (A retry after an earlier attempt committed part of the rows finds those rows
+        // and their runs stored under the same ids, and reports them stored and created.)
         fresh::insert_runs(&txn, &new_runs).await?
     };
     reached(place.before_committed.clone()).await?;
