@@ -19,7 +19,7 @@ pub use matched::{BatchSignal, MatchedCommit, Place, insert_matched, insert_matc
 /// Statement sizes: a batch is cut into chunks of these row counts only, so every insert reuses
 /// one of a few prepared statements (planning a fresh 500-row statement per batch costs more than
 /// the insert itself).
-const CHUNK_SIZES: [usize; 3] = [100, 10, 1];
+pub(crate) const CHUNK_SIZES: [usize; 3] = [100, 10, 1];
 
 /// Splits `rows` into chunks whose sizes all come from `CHUNK_SIZES`.
 pub fn fixed_chunks<T>(rows: &[T]) -> Vec<&[T]> {

@@ -49,12 +49,27 @@ fn decisions(org: Uuid, rows: &[event::Model], automations: &[Uuid]) -> Vec<Disp
 }
 
 async fn runs_in(app: &TestApp, org: Uuid) -> usize {
-    automation_run::Entity::find()
-        .filter(automation_run::Column::OrgId.eq(org))
+    runs_of(app, org).await.len()
+}
+
+/// The org's stored events, oldest first.
+async fn events_of(app: &TestApp, org: Uuid) -> Vec<event::Model> {
+    event::Entity::find()
+        .filter(event::Column::OrgId.eq(org))
+        .order_by_asc(event::Column::Id)
         .all(&app.db)
         .await
         .unwrap()
-        .len()
+}
+
+/// The org's stored runs, in id order.
+async fn runs_of(app: &TestApp, org: Uuid) -> Vec<automation_run::Model> {
+    automation_run::Entity::find()
+        .filter(automation_run::Column::OrgId.eq(org))
+        .order_by_asc(automation_run::Column::Id)
+        .all(&app.db)
+        .await
+        .unwrap()
 }
 
 both_backends! {
@@ -67,12 +82,7 @@ both_backends! {
         assert_eq!(stored.iter().filter(|s| **s).count(), 250);
         assert!(!stored[250], "the in-batch duplicate is not stored");
 
-        let read = event::Entity::find()
-            .filter(event::Column::OrgId.eq(org))
-            .order_by_asc(event::Column::Id)
-            .all(&app.db)
-            .await
-            .unwrap();
+        let read = events_of(&app, org).await;
         assert_eq!(read, rows[..250].to_vec(), "every column round-trips");
 
         // Against what is stored: only the new key is inserted.
@@ -112,19 +122,9 @@ both_backends! {
         let mut created = done.created.clone();
         created.sort();
         assert_eq!(created, expected.iter().map(|r| r.id).collect::<Vec<_>>(), "the runs of stored rows only");
-        let stored_runs = automation_run::Entity::find()
-            .filter(automation_run::Column::OrgId.eq(org))
-            .order_by_asc(automation_run::Column::Id)
-            .all(&app.db)
-            .await
-            .unwrap();
+        let stored_runs = runs_of(&app, org).await;
         assert_eq!(stored_runs, expected, "every run column round-trips; no run of a duplicate");
-        let events = event::Entity::find()
-            .filter(event::Column::OrgId.eq(org))
-            .order_by_asc(event::Column::Id)
-            .all(&app.db)
-            .await
-            .unwrap();
+        let events = events_of(&app, org).await;
         let mut expected_events = vec![earlier];
         expected_events.extend(rows[..150].iter().cloned());
         assert_eq!(events, expected_events, "every event column round-trips");
@@ -148,12 +148,7 @@ both_backends! {
         // A second commit of the same decisions (a retry, a replay, another replica) adds nothing.
         assert!(inbox::commit_dispatch(&app.db, &records).await.unwrap().is_empty());
 
-        let runs = automation_run::Entity::find()
-            .filter(automation_run::Column::OrgId.eq(org))
-            .order_by_asc(automation_run::Column::Id)
-            .all(&app.db)
-            .await
-            .unwrap();
+        let runs = runs_of(&app, org).await;
         let mut expected: Vec<automation_run::Model> =
             records.iter().flat_map(|r| r.runs.clone()).collect();
         expected.sort_by_key(|r| r.id);

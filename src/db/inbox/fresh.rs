@@ -14,9 +14,10 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect,
     Statement, Value,
 };
+use std::sync::LazyLock;
 use uuid::Uuid;
 
-use super::fixed_chunks;
+use super::{CHUNK_SIZES, fixed_chunks};
 
 /// The columns of a stored event, in the order [`event_values`] gives them.
 const EVENT_COLUMNS: &str = "id, org_id, origin, source, source_id, dedup_key, event_key, raw, \
@@ -33,15 +34,10 @@ pub async fn insert_events(
     db: &impl ConnectionTrait,
     rows: &[event::Model],
 ) -> Result<Vec<Uuid>, DbErr> {
-    let mut stored = Vec::with_capacity(rows.len());
-    for chunk in fixed_chunks(rows) {
-        let values = chunk.iter().flat_map(event_values).collect();
-        let sql = insert_sql("events", EVENT_COLUMNS, 16, chunk.len(), "");
-        let ids = chunk.iter().map(|row| row.id);
-        stored
-            .extend(insert_chunk::<event::Entity>(db, sql, values, ids, event::Column::Id).await?);
-    }
-    Ok(stored)
+    static SQL: LazyLock<ChunkSql> =
+        LazyLock::new(|| ChunkSql::new("events", EVENT_COLUMNS, 16, ""));
+    let id = event::Column::Id;
+    insert_all::<event::Entity, _, 16>(db, rows, &SQL, event_values, |row| row.id, id).await
 }
 
 /// Inserts new `PENDING` runs of events stored in the caller's transaction; returns the ids
@@ -50,6 +46,14 @@ pub async fn insert_runs(
     db: &impl ConnectionTrait,
     runs: &[automation_run::Model],
 ) -> Result<Vec<Uuid>, DbErr> {
+    static SQL: LazyLock<ChunkSql> = LazyLock::new(|| {
+        ChunkSql::new(
+            "automation_runs",
+            RUN_COLUMNS,
+            9,
+            "(automation_id, event_id)",
+        )
+    });
     // Only a new run's columns travel; the others start out NULL, as `pending_run` makes them.
     debug_assert!(runs.iter().all(|r| r.event_payload.is_none()
         && r.lease_owner.is_none()
@@ -59,37 +63,59 @@ pub async fn insert_runs(
         && r.error_detail.is_none()
         && r.started_at.is_none()
         && r.completed_at.is_none()));
-    let mut created = Vec::with_capacity(runs.len());
-    for chunk in fixed_chunks(runs) {
-        let values = chunk.iter().flat_map(run_values).collect();
-        let sql = insert_sql(
-            "automation_runs",
-            RUN_COLUMNS,
-            9,
-            chunk.len(),
-            "(automation_id, event_id)",
-        );
-        let ids = chunk.iter().map(|run| run.id);
-        let column = automation_run::Column::Id;
-        created.extend(insert_chunk::<automation_run::Entity>(db, sql, values, ids, column).await?);
-    }
-    Ok(created)
+    let id = automation_run::Column::Id;
+    insert_all::<automation_run::Entity, _, 9>(db, runs, &SQL, run_values, |run| run.id, id).await
 }
 
-/// `INSERT INTO table (columns) VALUES (?, …), … ON CONFLICT target DO NOTHING` for `rows` rows of
-/// `width` values.
-fn insert_sql(table: &str, columns: &str, width: usize, rows: usize, target: &str) -> String {
-    let row = format!("({})", vec!["?"; width].join(", "));
-    format!(
-        "INSERT INTO {table} ({columns}) VALUES {} ON CONFLICT {target} DO NOTHING",
-        vec![row.as_str(); rows].join(", ")
-    )
+/// One table's insert statement for each of the chunk sizes, built once.
+struct ChunkSql([String; CHUNK_SIZES.len()]);
+
+impl ChunkSql {
+    /// `INSERT INTO table (columns) VALUES (?, …), … ON CONFLICT target DO NOTHING` with rows of
+    /// `width` values, for each chunk size.
+    fn new(table: &str, columns: &str, width: usize, target: &str) -> ChunkSql {
+        let row = format!("({})", vec!["?"; width].join(", "));
+        ChunkSql(CHUNK_SIZES.map(|rows| {
+            format!(
+                "INSERT INTO {table} ({columns}) VALUES {} ON CONFLICT {target} DO NOTHING",
+                vec![row.as_str(); rows].join(", ")
+            )
+        }))
+    }
+
+    /// The statement for a chunk of `rows` rows (a size [`fixed_chunks`] makes).
+    fn for_rows(&self, rows: usize) -> Result<&str, DbErr> {
+        CHUNK_SIZES
+            .iter()
+            .position(|size| *size == rows)
+            .map(|at| self.0[at].as_str())
+            .ok_or_else(|| DbErr::Custom(format!("no insert statement for {rows} rows")))
+    }
+}
+
+/// Inserts `rows` chunk by chunk with `sql`; answers the ids stored.
+async fn insert_all<E: EntityTrait, R, const WIDTH: usize>(
+    db: &impl ConnectionTrait,
+    rows: &[R],
+    sql: &ChunkSql,
+    values: fn(&R) -> [Value; WIDTH],
+    id: fn(&R) -> Uuid,
+    column: E::Column,
+) -> Result<Vec<Uuid>, DbErr> {
+    let mut stored = Vec::with_capacity(rows.len());
+    for chunk in fixed_chunks(rows) {
+        let bound = chunk.iter().flat_map(values).collect();
+        let statement = sql.for_rows(chunk.len())?;
+        let ids = chunk.iter().map(id);
+        stored.extend(insert_chunk::<E>(db, statement, bound, ids, column).await?);
+    }
+    Ok(stored)
 }
 
 /// Runs one chunk's insert; answers the ids of `ids` it stored.
 async fn insert_chunk<E: EntityTrait>(
     db: &impl ConnectionTrait,
-    sql: String,
+    sql: &str,
     values: Vec<Value>,
     ids: impl ExactSizeIterator<Item = Uuid>,
     id: E::Column,
