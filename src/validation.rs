@@ -76,10 +76,7 @@ impl Errors {
     /// Checks a source slug (DESIGN §2).
     pub fn slug(&mut self, field: &str, slug: &str) {
         if !is_valid_slug(slug) {
-            self.add(
-                field,
-                "must be 1-50 lowercase letters, digits or '-', starting and ending with a letter or digit",
-            );
+            self.add(field, SLUG_RULE);
         }
     }
 
@@ -150,6 +147,24 @@ pub const RESERVED_SLUGS: [&str; 2] = ["replay", "schedule"];
 /// Whether `slug` is a valid source slug.
 pub fn is_valid_slug(slug: &str) -> bool {
     SLUG.is_match(slug)
+}
+
+/// What a slug must look like, said to the user who sent something else.
+pub const SLUG_RULE: &str =
+    "must be 1-50 lowercase letters, digits or '-', starting and ending with a letter or digit";
+
+/// Deserializes an optional source-slug query parameter (`?source=`), refusing a value no source
+/// or webhook could have: such a filter would match nothing, and an empty page would hide the
+/// typo (a capital letter, a name instead of the slug). Use with `#[serde(default)]`.
+pub fn optional_slug<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let slug = <Option<String> as serde::Deserialize>::deserialize(deserializer)?;
+    match slug {
+        Some(slug) if !is_valid_slug(&slug) => Err(serde::de::Error::custom(SLUG_RULE)),
+        slug => Ok(slug),
+    }
 }
 
 #[cfg(test)]

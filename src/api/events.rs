@@ -21,7 +21,9 @@ use crate::error::ApiError;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct EventQuery {
-    /// Only this source slug.
+    /// Only this source slug. A value that is not a slug is refused (422).
+    #[serde(default, deserialize_with = "crate::validation::optional_slug")]
+    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$")]
     pub source: Option<String>,
     /// Only this status (`received`, `dispatched`, `no_key`, `error`).
     #[param(pattern = "^(received|dispatched|no_key|error)$")]

@@ -31,7 +31,9 @@ pub struct RunQuery {
     pub event_id: Option<Uuid>,
     /// Only runs of this automation (`/v1/runs` only).
     pub automation_id: Option<Uuid>,
-    /// Only runs of events of this source slug.
+    /// Only runs of events of this source slug. A value that is not a slug is refused (422).
+    #[serde(default, deserialize_with = "crate::validation::optional_slug")]
+    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$")]
     pub source: Option<String>,
     /// Only runs of events received at or after this time (RFC 3339; millisecond precision: the
     /// bound is the time in the run's id, which is its event's receive time).

@@ -302,11 +302,18 @@ both_backends! {
                 ("since=2026-12-03", "since"),
                 ("since=1960-01-01T00:00:00Z", "since"),
                 ("since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", "until"),
+                // No source could have these slugs: an empty page would hide the typo.
+                ("source=S1", "source"),
+                ("source=my%20source", "source"),
+                ("source=", "source"),
+                ("source=-s1", "source"),
             ] {
                 assert_problem(&app.get(&format!("{base}?{query}"), ADMIN_KEY).await, 422, Some(field));
             }
             let same = app.get(&format!("{base}?since=2026-01-01T00:00:00Z&until=2026-01-01T00:00:00Z"), ADMIN_KEY).await;
             assert_eq!(same.status, 200, "{}", same.text);
+            let unknown = app.get(&format!("{base}?source=no-such-source"), ADMIN_KEY).await;
+            assert_eq!(unknown.status, 200, "a well-formed slug no source has is a filter: {}", unknown.text);
         }
         assert_problem(&app.get("/v1/events?status=done", ADMIN_KEY).await, 422, Some("status"));
     }
