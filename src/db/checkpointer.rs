@@ -93,7 +93,7 @@ async fn checkpoint(db: &DatabaseConnection) -> Result<(), DbErr> {
 /// ~100 ms, and a sync of up to ~90 ms), each later one only what arrived during the round
 /// before. In the many-sources minute on SQLite (docs/benchmarks.md) the turn was held 45-80 ms
 /// a second late in the run with one round, 15-35 ms with two, and send → run p99 went from
-/// 92-95 ms (one) to 52-62 (two), 40-45 (three) and 33-35 ms (four). On a quiet database a round
+/// 79-95 ms (one) to 47-62 (two), 40-45 (three) and 33-45 ms (four). On a quiet database a round
 /// costs a checkpoint with nothing to copy and a sync with nothing to write.
 const ROUNDS_OUTSIDE_TURN: usize = 4;
 
