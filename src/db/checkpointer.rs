@@ -36,9 +36,9 @@ fn held_file(path: &Path) -> Option<Arc<File>> {
 /// checkpoint holding the write turn, which finishes the copy with no writer appending meanwhile
 /// and syncs only what arrived during the last round. Only a WAL copied to its end is started
 /// over by the next writer; under a steady stream of writes, passive checkpoints alone never
-/// reach the end, and the WAL grew by tens of MB a second, slowing every read and write. Runs until the returned guard is dropped
-/// (the application holds it; one checkpointer per database, as each takes the write turn);
-/// `None` on PostgreSQL.
+/// reach the end, and the WAL grew by tens of MB a second, slowing every read and write. Runs
+/// until the returned guard is dropped (the application holds it; one checkpointer per database,
+/// as each takes the write turn); `None` on PostgreSQL.
 pub fn start_checkpointer(db: &DatabaseConnection) -> Option<Checkpointer> {
     if db.get_database_backend() != DbBackend::Sqlite {
         return None;
@@ -53,19 +53,34 @@ pub fn start_checkpointer(db: &DatabaseConnection) -> Option<Checkpointer> {
     let file = held_file(&path);
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // A tick that ran long (a slow disk) is not made up for by ticks back to back.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The log as the last checkpoint left it: a round that finds it so copied nothing.
+        let mut last: Option<WalState> = None;
         loop {
             tick.tick().await;
-            let mut bulk = Ok(());
+            let mut result = Ok(());
             for _ in 0..ROUNDS_OUTSIDE_TURN {
-                bulk = bulk.and(checkpoint_until_close(&db).await);
+                match checkpoint_until_close(&db).await {
+                    // Nothing new was copied: no sync to take, and no later round would copy.
+                    Ok(state) if last == Some(state) => break,
+                    Ok(state) => last = Some(state),
+                    Err(err) => {
+                        result = Err(err);
+                        break;
+                    }
+                }
                 // What the copies wrote reaches the disk now, while writers go on.
                 if let Some(file) = &file {
                     let file = file.clone();
                     let _ = tokio::task::spawn_blocking(move || file.sync_data()).await;
                 }
             }
-            let rest = gated(&db, checkpoint(&db)).await;
-            if let Err(err) = bulk.and(rest) {
+            let rest = gated(&db, passive_checkpoint(&db)).await;
+            if let Ok(state) = rest {
+                last = Some(state);
+            }
+            if let Err(err) = result.and(rest) {
                 tracing::debug!(error = %err, "WAL checkpoint skipped");
             }
         }
@@ -82,19 +97,14 @@ impl Drop for Checkpointer {
     }
 }
 
-/// One `PASSIVE` checkpoint.
-async fn checkpoint(db: &DatabaseConnection) -> Result<(), DbErr> {
-    frames_left(db).await.map(|_| ())
-}
-
 /// Rounds of copying and syncing before the checkpoint that holds the write turn. Writers wait
 /// for that one, and it syncs (the log, then the database file) whatever the rounds before it
 /// left: the first round copies a second of log (5,000 sources at 1 message/s: ~40,000 frames,
 /// ~100 ms, and a sync of up to ~90 ms), each later one only what arrived during the round
 /// before. In the many-sources minute on SQLite (docs/benchmarks.md) the turn was held 45-80 ms
 /// a second late in the run with one round, 15-35 ms with two, and send → run p99 went from
-/// 79-95 ms (one) to 47-62 (two), 40-45 (three) and 33-45 ms (four). On a quiet database a round
-/// costs a checkpoint with nothing to copy and a sync with nothing to write.
+/// 79-95 ms (one) to 47-62 (two), 40-45 (three) and 33-45 ms (four). A round that copies
+/// nothing (a quiet database) ends the rounds without a sync.
 const ROUNDS_OUTSIDE_TURN: usize = 4;
 
 /// WAL frames a checkpoint holding the write turn may copy without holding up the writers long.
@@ -104,26 +114,47 @@ const FRAMES_LEFT_IN_TURN: i64 = 256;
 /// [`FRAMES_LEFT_IN_TURN`] frames uncopied (what writers appended while it ran), five at most:
 /// each copies what was appended during the one before, so they shrink quickly, and the one
 /// taken with the write turn then copies little (it grew with the database to tens of
-/// milliseconds a second otherwise, which writers waited for).
-async fn checkpoint_until_close(db: &DatabaseConnection) -> Result<(), DbErr> {
-    for _ in 0..5 {
-        if frames_left(db).await? <= FRAMES_LEFT_IN_TURN {
+/// milliseconds a second otherwise, which writers waited for). Answers the log as the last one
+/// left it.
+async fn checkpoint_until_close(db: &DatabaseConnection) -> Result<WalState, DbErr> {
+    let mut state = passive_checkpoint(db).await?;
+    for _ in 1..5 {
+        if state.frames_left() <= FRAMES_LEFT_IN_TURN {
             break;
         }
+        state = passive_checkpoint(db).await?;
     }
-    Ok(())
+    Ok(state)
 }
 
-/// One `PASSIVE` checkpoint; answers the frames it left uncopied.
-async fn frames_left(db: &DatabaseConnection) -> Result<i64, DbErr> {
+/// The write-ahead log after a checkpoint: its frames, and how many of them are copied into the
+/// database (both 0 once a writer started it over; both -1 when it is not in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WalState {
+    log: i64,
+    copied: i64,
+}
+
+impl WalState {
+    /// Frames not yet copied into the database.
+    fn frames_left(self) -> i64 {
+        (self.log - self.copied).max(0)
+    }
+}
+
+/// One `PASSIVE` checkpoint; answers the log as it left it.
+async fn passive_checkpoint(db: &DatabaseConnection) -> Result<WalState, DbErr> {
     let row = db
         .query_one_raw(sea_orm::Statement::from_string(
             DbBackend::Sqlite,
             "PRAGMA wal_checkpoint(PASSIVE)",
         ))
         .await?;
-    let Some(row) = row else { return Ok(0) };
-    let log: i64 = row.try_get_by_index(1)?;
-    let copied: i64 = row.try_get_by_index(2)?;
-    Ok((log - copied).max(0))
+    let Some(row) = row else {
+        return Ok(WalState { log: 0, copied: 0 });
+    };
+    Ok(WalState {
+        log: row.try_get_by_index(1)?,
+        copied: row.try_get_by_index(2)?,
+    })
 }

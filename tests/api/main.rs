@@ -16,6 +16,7 @@ mod tls_front;
 
 mod automation_index;
 mod automations;
+mod checkpointer;
 mod cluster;
 mod cluster_faults;
 mod contract_snapshots;
