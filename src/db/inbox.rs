@@ -308,6 +308,20 @@ pub fn pending_run_at(
     }
 }
 
+/// Whether `run` carries only a new run's columns, as [`pending_run_at`] makes it: the inserts of
+/// new runs (`unnest::insert_runs`, `fresh::insert_runs`) send those alone and leave the others
+/// (payload copy, lease, result, error, start and end) NULL.
+pub(crate) fn is_new_run(run: &automation_run::Model) -> bool {
+    run.event_payload.is_none()
+        && run.lease_owner.is_none()
+        && run.lease_token.is_none()
+        && run.lease_expires_at.is_none()
+        && run.result.is_none()
+        && run.error_detail.is_none()
+        && run.started_at.is_none()
+        && run.completed_at.is_none()
+}
+
 /// The run id for an automation and an event: a UUID v7 whose time is the event's and whose other
 /// bits derive from both ids, so every replica and every retry names the same run.
 pub fn run_id(automation_id: Uuid, event_id: Uuid, event_millis: u64) -> Uuid {

@@ -146,18 +146,11 @@ pub async fn insert_runs(
 /// The array parameters of a new run's columns, in order: id, org, automation, event, source,
 /// status, attempts, creation.
 fn run_columns<R: Borrow<automation_run::Model>>(runs: &[R]) -> Vec<Value> {
-    // Only a new run's columns travel: the others (payload copy, lease, error, start and end)
-    // start out NULL, as `inbox::pending_run` makes them; a new run is available from its
-    // creation.
+    // A new run is available from its creation.
     debug_assert!(
         runs.iter()
             .map(Borrow::borrow)
-            .all(|r| r.event_payload.is_none()
-                && r.lease_owner.is_none()
-                && r.lease_expires_at.is_none()
-                && r.error_detail.is_none()
-                && r.started_at.is_none()
-                && r.completed_at.is_none())
+            .all(super::inbox::is_new_run)
     );
     vec![
         column(runs, |r| run(r).id),

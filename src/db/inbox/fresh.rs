@@ -54,15 +54,7 @@ pub async fn insert_runs(
             "(automation_id, event_id)",
         )
     });
-    // Only a new run's columns travel; the others start out NULL, as `pending_run` makes them.
-    debug_assert!(runs.iter().all(|r| r.event_payload.is_none()
-        && r.lease_owner.is_none()
-        && r.lease_token.is_none()
-        && r.lease_expires_at.is_none()
-        && r.result.is_none()
-        && r.error_detail.is_none()
-        && r.started_at.is_none()
-        && r.completed_at.is_none()));
+    debug_assert!(runs.iter().all(super::is_new_run));
     let id = automation_run::Column::Id;
     insert_all::<automation_run::Entity, _, 9>(db, runs, &SQL, run_values, |run| run.id, id).await
 }
