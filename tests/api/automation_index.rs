@@ -153,3 +153,54 @@ both_backends! {
         assert_eq!(registry.resync().await.unwrap(), 0, "nothing left to pick up");
     }
 }
+
+both_backends! {
+    async fn a_batchs_runs_share_their_claim_time_and_follow_arrival_in_id_order(app: TestApp) {
+        let org = org_of(&app, ADMIN_KEY).await;
+        let now = switchboard::db::now();
+        for name in ["first", "second"] {
+            let row = entity::automation::Model {
+                id: switchboard::db::new_id(),
+                org_id: org,
+                name: name.into(),
+                enabled: true,
+                trigger: json!({"type": "event", "source": "jobs", "on": "job.*"}),
+                retry: None,
+                lease_s: None,
+                max_concurrency: None,
+                created_at: now,
+                updated_at: now,
+            };
+            switchboard::db::automations::insert_automation(&app.db, row).await.unwrap();
+        }
+        let registry = AutomationRegistry::load(app.db.clone()).await.unwrap();
+        // Three events received a few milliseconds apart, matched as one batch.
+        let mut batch = Vec::new();
+        for n in 0..3 {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            let id = switchboard::db::new_id();
+            batch.push(switchboard::actors::dispatch::PendingEvent {
+                id,
+                org_id: org,
+                source: "jobs".into(),
+                event_key: Some("job.run".into()),
+                payload: json!({"n": n}),
+                received_at: switchboard::db::now(),
+                route: org,
+            });
+        }
+        let records = switchboard::actors::dispatch::decide(&registry, &batch);
+        let mut runs: Vec<_> = records.iter().flat_map(|r| r.runs.iter()).collect();
+        assert_eq!(runs.len(), 6, "each event matches both automations");
+        let created = runs[0].created_at;
+        assert!(
+            runs.iter().all(|r| r.created_at == created && r.available_at == Some(created)),
+            "one creation and claim time for the whole batch: {runs:?}"
+        );
+        // Claim order (`available_at`, then id) is then id order, and that follows arrival.
+        runs.sort_by_key(|r| r.id);
+        let events: Vec<Uuid> = runs.iter().map(|r| r.event_id).collect();
+        let arrived: Vec<Uuid> = batch.iter().flat_map(|e| [e.id, e.id]).collect();
+        assert_eq!(events, arrived);
+    }
+}
