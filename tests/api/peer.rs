@@ -428,17 +428,26 @@ async fn handle_connection(
         // Keep the socket (inside the handshake) open until the peer is dropped.
         Err(_) if hang_flag.load(Ordering::SeqCst) => std::future::pending().await,
         // Refused (the error response has been written), bad request, I/O error or timeout.
-        _ => return,
+        _ => {
+            if let Some((attempt, ..)) =
+                chosen.lock().unwrap_or_else(PoisonError::into_inner).take()
+            {
+                shared.record().connections.remove(&attempt);
+            }
+            return;
+        }
     };
-    let Some((attempt, steps)) = chosen.lock().unwrap_or_else(PoisonError::into_inner).take()
+    let Some((attempt, steps, commands)) =
+        chosen.lock().unwrap_or_else(PoisonError::into_inner).take()
     else {
         return;
     };
-    serve(ws, attempt, steps, &shared).await;
+    serve(ws, attempt, steps, commands, &shared).await;
 }
 
-/// The attempt index and steps chosen for an accepted upgrade.
-type Chosen = Mutex<Option<(usize, Vec<Step>)>>;
+/// The attempt index and steps chosen for an accepted upgrade, and its command channel (registered
+/// before the upgrade is answered, so a command sent once the client sees it connected reaches it).
+type Chosen = Mutex<Option<(usize, Vec<Step>, mpsc::UnboundedReceiver<Command>)>>;
 
 /// Records the upgrade request as an attempt and answers it as its script says.
 struct UpgradeCallback {
@@ -487,8 +496,12 @@ impl Callback for UpgradeCallback {
             Upgrade::RefuseWith(status, extra) => return Err(refusal(*status, extra)),
             Upgrade::Hang => hang.store(true, Ordering::SeqCst),
         }
+        let (command_tx, commands) = mpsc::unbounded_channel();
+        if !hang.load(Ordering::SeqCst) {
+            shared.record().connections.insert(attempt, command_tx);
+        }
         *chosen.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((attempt, script.steps.clone()));
+            Some((attempt, script.steps.clone(), commands));
         Ok(response)
     }
 }
@@ -511,9 +524,13 @@ impl Drop for OpenGuard<'_> {
     }
 }
 
-async fn serve(ws: Ws, attempt: usize, steps: Vec<Step>, shared: &Shared) {
-    let (command_tx, command_rx) = mpsc::unbounded_channel();
-    shared.record().connections.insert(attempt, command_tx);
+async fn serve(
+    ws: Ws,
+    attempt: usize,
+    steps: Vec<Step>,
+    command_rx: mpsc::UnboundedReceiver<Command>,
+    shared: &Shared,
+) {
     shared.open.fetch_add(1, Ordering::SeqCst);
     let _guard = OpenGuard { shared, attempt };
 
